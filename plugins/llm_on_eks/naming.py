@@ -1,0 +1,51 @@
+"""Names, tags and labels shared by every step.
+
+Every resource a deployment owns is found again by these names and tags, never by remembering
+ids between runs: that is what makes each step safe to retry and to re-run, and what the idle
+teardown uses to discover deployments.
+"""
+
+from __future__ import annotations
+
+import re
+
+PROJECT = "llm-on-eks"
+LABEL_PREFIX = "llm-on-eks.io"
+MANAGED_BY_KEY = f"{LABEL_PREFIX}/managed-by"
+DEPLOYMENT_KEY = f"{LABEL_PREFIX}/deployment"
+CLUSTER_KEY = f"{LABEL_PREFIX}/cluster"
+ACCELERATOR_KEY = f"{LABEL_PREFIX}/accelerator"
+IDLE_TTL_ANNOTATION = f"{LABEL_PREFIX}/idle-ttl-minutes"
+PROTECTED_ANNOTATION = f"{LABEL_PREFIX}/protected"
+MODEL_ANNOTATION = f"{LABEL_PREFIX}/model"
+
+# Helm release names are at most 53 characters and node group names 63; the longest suffix
+# we append is "-nodes", and Kubernetes Job names get "-compile-" plus a hash.
+DEPLOYMENT_NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
+DEPLOYMENT_NAME_MAX = 40
+
+
+def default_deployment_name(model_id: str, accelerator: str) -> str:
+    return f"{model_id}-{accelerator}"[:DEPLOYMENT_NAME_MAX].rstrip("-")
+
+
+def check_deployment_name(name: str) -> None:
+    if not re.fullmatch(DEPLOYMENT_NAME_PATTERN, name):
+        raise ValueError(
+            f"deployment name {name!r} must be 1-{DEPLOYMENT_NAME_MAX} lowercase letters, digits or '-', "
+            "starting with a letter and not ending with '-'"
+        )
+
+
+def nodegroup_name(deployment: str) -> str:
+    return f"{deployment}-nodes"
+
+
+def aws_tags(deployment: str, cluster: str) -> dict[str, str]:
+    """Tags on every AWS resource a deployment creates: how ensure-steps and teardown find them."""
+    return {MANAGED_BY_KEY: PROJECT, DEPLOYMENT_KEY: deployment, CLUSTER_KEY: cluster}
+
+
+def k8s_labels(deployment: str) -> dict[str, str]:
+    """Labels on every Kubernetes object a deployment creates, for discovery and cleanup."""
+    return {MANAGED_BY_KEY: PROJECT, DEPLOYMENT_KEY: deployment}

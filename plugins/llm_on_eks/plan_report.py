@@ -1,0 +1,32 @@
+"""A plan in words: what the task log shows a person before anything is spent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def summarize(plan: dict[str, Any]) -> str:
+    profile, sizing, model = plan["profile"], plan["sizing"], plan["model"]
+    precision = profile["quantization"] or profile["dtype"]
+    lines = [
+        f"Deployment {plan['deployment']!r}{' (DRY RUN: nothing will be created)' if plan['dry_run'] else ''}",
+        f"  model       {model['display_name']} = {model['hf_repo']}@{model['revision']}"
+        + ("" if model["revision_pinned"] else "  (revision not pinned to a commit)"),
+        f"  hardware    {profile['nodes']}x {profile['instance_type']} ({profile['accelerator']}), "
+        f"{profile['accelerators_per_node']} accelerators per node",
+        f"  parallelism TP {profile['tensor_parallel_size']} x PP {profile['pipeline_parallel_size']}, "
+        f"{precision} weights, KV cache {profile['kv_cache_dtype']}",
+        f"  memory      weights {sizing['weights_gib']} GiB ({sizing['weights_per_rank_gib']} GiB per rank of "
+        f"{sizing['usable_per_rank_gib']} GiB usable); KV budget {sizing['kv_budget_per_rank_gib']} GiB per rank",
+        f"  context     max_model_len {profile['max_model_len']} (largest that fits: {sizing['max_model_len_fit']}), "
+        f"images per prompt {profile['images_per_prompt']}",
+        f"  weights     {profile['weights']}",
+        f"  cluster     {plan['cluster']['name']} in {plan['aws']['region']} "
+        f"({'created if missing' if plan['cluster']['create'] else 'must exist'}), "
+        f"node group {plan['nodegroup']['name']}",
+        f"  serving     release {plan['kubernetes']['release']} in namespace {plan['kubernetes']['namespace']}, "
+        f"image {profile['image']}",
+        f"  cost        ${sizing['hourly_usd']:.2f}/hour on demand; idle teardown after "
+        f"{plan['lifecycle']['idle_ttl_minutes']} min" + (" (protected)" if plan["lifecycle"]["protected"] else ""),
+    ]
+    return "\n".join(lines)
