@@ -1,0 +1,59 @@
+"""Every DAG file imports cleanly and follows the house rules (DESIGN.md, conventions 1-3)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> DagBag:
+    return DagBag(dag_folder=str(ROOT / "dags"), include_examples=False)
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+
+
+def test_the_deploy_dags_exist(dagbag):
+    assert {"deploy_llama4", "deploy_model"} <= set(dagbag.dag_ids)
+
+
+def test_house_rules(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.tags, dag_id
+        assert dag.catchup is False, dag_id
+        assert dag.doc_md and dag.doc_md.strip(), dag_id
+        assert dag.start_date is not None, dag_id
+        for task in dag.tasks:
+            assert task.owner not in ("", "airflow"), (dag_id, task.task_id)
+            assert task.retries >= 2, (dag_id, task.task_id)
+            assert isinstance(task.retry_delay, timedelta) and task.retry_delay.total_seconds() > 0, (dag_id, task.task_id)
+
+
+def test_one_dag_per_file_with_a_dag_id_constant(dagbag):
+    for path in (ROOT / "dags").glob("*.py"):
+        source = path.read_text()
+        assert f'DAG_ID = "{path.stem}"' in source, path.name
+        assert [d for d in dagbag.dags.values() if d.fileloc == str(path)] != [], path.name
+
+
+def test_deploy_llama4_offers_llama4_only_and_deploy_model_everything(dagbag):
+    from llm_on_eks.catalog import catalog_index
+
+    assert dagbag.dags["deploy_llama4"].params.get_param("model").schema["enum"] == ["llama4-scout", "llama4-maverick"]
+    assert dagbag.dags["deploy_model"].params.get_param("model").schema["enum"] == catalog_index()[0]
+
+
+def test_the_task_chain_follows_the_design(dagbag):
+    dag = dagbag.dags["deploy_llama4"]
+    order = ["plan_deployment", "hf_token_secret", "helm_deploy", "wait_ready", "smoke_test", "benchmark", "register"]
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert downstream in {t.task_id for t in dag.get_task(upstream).get_flat_relatives(upstream=False)}, (upstream, downstream)
+    branch = dag.get_task("prepare_weights.choose_weight_prep")
+    assert {t.task_id for t in branch.downstream_list} == {
+        "prepare_weights.neuron_compile", "prepare_weights.stage_to_fsx", "prepare_weights.weights_from_hub"}

@@ -1,0 +1,114 @@
+"""Bad conf is refused: by the params schema at trigger time, else by the plan, before anything exists."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.sdk import ParamsDict
+from airflow.sdk.exceptions import ParamValidationError
+
+from llm_on_eks.catalog import catalog_index
+from llm_on_eks.params import deploy_params
+from llm_on_eks.plan import PlanError, build_plan
+
+MODELS, INSTANCE_TYPES = catalog_index()
+BASE = {"model": "llama4-scout", "accelerator": "gpu", "cluster_name": "llm-inference", "region": "us-west-2"}
+
+
+def validated(**conf) -> dict:
+    params = ParamsDict(deploy_params(["llama4-scout", "llama4-maverick"], "llama4-scout", INSTANCE_TYPES))
+    for key, value in conf.items():
+        params[key] = value
+    return params.validate()
+
+
+def test_defaults_validate_and_plan():
+    plan = build_plan(validated())
+    assert plan["deployment"] == "llama4-scout-gpu"
+    assert plan["profile"]["instance_type"] == "p5.48xlarge"
+    assert plan["profile"]["vllm_args"]["tensor-parallel-size"] == 8
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        {"model": "llama5-giant"},
+        {"model": "deepseek-r1-distill-qwen-32b"},  # in the catalog, but not offered by deploy_llama4
+        {"accelerator": "tpu"},
+        {"max_model_len": -1},
+        {"max_model_len": 0},
+        {"max_model_len": 20_000_000},
+        {"tensor_parallel_size": 0},
+        {"kv_cache_dtype": "int4"},
+        {"images_per_prompt": 11},
+        {"deployment_name": "Bad_Name"},
+        {"deployment_name": "x" * 41},
+        {"region": "moon-1"},
+        {"subnet_ids": ["vpc-123"]},
+        {"idle_ttl_minutes": 1},
+        {"cluster_role_arn": "not-an-arn"},
+    ],
+)
+def test_params_schema_refuses_at_trigger_time(conf):
+    with pytest.raises(ParamValidationError):
+        validated(**conf)
+
+
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        ({"tensor_parallel_size": 3}, "tensor parallel size 3 does not divide the 40 attention heads"),
+        ({"tensor_parallel_size": 16}, "16 GPUs per node are needed but p5.48xlarge has 8"),
+        ({"max_model_len": 2_000_000}, "exceeds the 1000000 that the llama4-scout gpu profile is validated for"),
+        ({"accelerator": "neuron", "max_model_len": 32768}, "exceeds the 16384"),
+        ({"instance_type": "trn2.48xlarge"}, "trn2.48xlarge is a neuron instance, not gpu"),
+        ({"instance_type": "g5.2xlarge"}, "cannot work"),
+        ({"images_per_prompt": 10, "accelerator": "neuron"}, "images_per_prompt 10 exceeds the 5"),
+        ({"create_cluster": True}, "create_cluster needs cluster_role_arn and at least two subnet_ids"),
+        ({"model": "llama-3-8b", "images_per_prompt": 1}, "llama-3-8b does not take images"),
+    ],
+)
+def test_plan_refuses_what_the_schema_cannot_judge(conf, message):
+    with pytest.raises(PlanError) as excinfo:
+        build_plan({**BASE, **conf})
+    assert message in str(excinfo.value)
+
+
+@pytest.mark.parametrize(("model", "accelerator"), [(m, a) for m in ("llama4-scout", "llama4-maverick") for a in ("gpu", "neuron")])
+def test_every_llama4_combination_plans(model, accelerator):
+    plan = build_plan({**BASE, "model": model, "accelerator": accelerator})
+    assert plan["sizing"]["feasible"]
+    assert plan["nodegroup"]["taints"][0]["key"] == ("nvidia.com/gpu" if accelerator == "gpu" else "aws.amazon.com/neuron")
+    if accelerator == "neuron":
+        assert plan["profile"]["weights"] == "neuron_compiled"
+        assert plan["neuron"]["artifacts_uri"].startswith(f"s3://{plan['storage']['artifact_bucket']}/neuron-cache/{model}/")
+        assert "gpu-memory-utilization" not in plan["profile"]["vllm_args"]
+    else:
+        assert plan["storage"]["fsx"]["deployment_type"] == "PERSISTENT_2"
+
+
+def test_neuron_artifacts_are_content_addressed():
+    neuron = {**BASE, "accelerator": "neuron"}
+    first, same = build_plan(neuron), build_plan({**neuron, "deployment_name": "other"})
+    shorter = build_plan({**neuron, "max_model_len": 8192})
+    assert first["neuron"]["hash"] == same["neuron"]["hash"]
+    assert shorter["neuron"]["hash"] != first["neuron"]["hash"]
+    assert shorter["neuron"]["config"]["text_config"]["seq_len"] == 8192
+    assert max(shorter["neuron"]["config"]["text_config"]["context_encoding_buckets"]) == 8192
+
+
+def test_overrides_reach_the_vllm_args():
+    plan = build_plan({**BASE, "max_model_len": 1_000_000, "kv_cache_dtype": "fp8", "images_per_prompt": 4})
+    args = plan["profile"]["vllm_args"]
+    assert args["max-model-len"] == 1_000_000
+    assert args["kv-cache-dtype"] == "fp8"
+    assert args["limit-mm-per-prompt"] == '{"image": 4}'
+    assert args["override-generation-config"] == '{"attn_temperature_tuning": true}'
+
+
+def test_plan_holds_no_secret_only_where_to_find_it():
+    plan = build_plan({**BASE, "hf_token_secret_id": "prod/hf-token"})
+    assert plan["hf_token"] == {
+        "conn_id": "hf_default",
+        "secrets_manager_id": "prod/hf-token",
+        "k8s_secret": {"name": "hf-token", "key": "token"},
+    }
