@@ -2,10 +2,14 @@
 
 The environment is set at import time, before any test module imports Airflow, because Airflow
 reads its configuration on first import.
+
+`dag.test()` only runs DAGs that a configured DAG bundle holds, so DAGs written for tests live
+in files under tests/dags/ (a second bundle beside dags/) and tests import them from there.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +27,12 @@ os.environ.update(
     AIRFLOW__CORE__LOAD_EXAMPLES="False",
     AIRFLOW__CORE__UNIT_TEST_MODE="False",
     AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+    AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(
+        [
+            {"name": name, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": str(path)}}
+            for name, path in (("dags-folder", ROOT / "dags"), ("test-dags", ROOT / "tests" / "dags"))
+        ]
+    ),
 )
 
 

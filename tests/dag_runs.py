@@ -1,0 +1,31 @@
+"""Run a DAG with `dag.test()` and read back what happened: task states and XComs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class DagRunResult:
+    state: str
+    states: dict[str, str]
+    xcoms: dict[str, Any]
+
+    def failed(self) -> list[str]:
+        return sorted(task for task, state in self.states.items() if state in ("failed", "upstream_failed"))
+
+
+def run_dag(dag, conf: dict[str, Any] | None = None) -> DagRunResult:
+    """Run ``dag`` in-process (triggers included) and collect states and return values."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    dag_run = dag.test(run_conf=conf or {})
+    with create_session() as session:
+        states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
+        rows = session.query(XComModel).filter(
+            XComModel.dag_id == dag.dag_id, XComModel.run_id == dag_run.run_id, XComModel.key == "return_value"
+        )
+        xcoms = {row.task_id: XComModel.deserialize_value(row) for row in rows}
+    return DagRunResult(state=str(dag_run.state), states=states, xcoms=xcoms)
