@@ -23,12 +23,12 @@ import json, sys, time
 t0 = time.perf_counter()
 from airflow.dag_processing.dagbag import DagBag
 t1 = time.perf_counter()
-bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+bag = DagBag(dag_folder=sys.argv[1])
 t2 = time.perf_counter()
 warm = []
 for _ in range(int(sys.argv[2])):
     start = time.perf_counter()
-    again = DagBag(dag_folder=sys.argv[1], include_examples=False)
+    again = DagBag(dag_folder=sys.argv[1])
     warm.append(time.perf_counter() - start)
 print(json.dumps({"airflow_import": t1 - t0, "cold": t2 - t1, "warm": warm,
                   "dags": sorted(bag.dag_ids), "errors": {k: str(v)[:300] for k, v in bag.import_errors.items()}}))
