@@ -21,7 +21,9 @@ OWNER = "ml-platform"
 DEFAULT_ARGS = {"owner": OWNER, "retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 # Consumers (dashboards, the idle teardown) can be scheduled on new deployments.
-DEPLOYMENTS_ASSET = Asset(name="llm_deployments", uri="llm-on-eks://deployments")
+# A plain name, not a URI: a URI scheme makes Airflow load every provider's URI handlers at parse
+# time (the Amazon one alone imports the S3 hook, half a second).
+DEPLOYMENTS_ASSET = Asset("llm_deployments")
 WEIGHT_PREP_TASKS = {
     "neuron_compiled": "prepare_weights.neuron_compile",
     "fsx": "prepare_weights.stage_to_fsx",
