@@ -12,12 +12,13 @@ LLAMA4 = [(m, a) for m in ("llama4-scout", "llama4-maverick") for a in ("gpu", "
 WEIGHT_STEP = {"gpu": "prepare_weights.stage_to_fsx", "neuron": "prepare_weights.neuron_compile"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def deploy_llama4(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
     from tests.conftest import ROOT
 
+    # A fresh parse per test: a DAG object keeps the params of its last dag.test() run.
     bag = DagBag(dag_folder=str(ROOT / "dags" / "deploy_llama4.py"))
     assert not bag.import_errors
     return bag.dags["deploy_llama4"]
@@ -41,12 +42,14 @@ def test_dry_run_describes_every_step(deploy_llama4, model, accelerator):
     # the AWS groups describe the calls they would make
     assert any(t.startswith("provision.") for t in steps) and any(t.startswith("storage.") for t in steps)
     helm = json.dumps(result.xcoms["helm_deploy"])
-    assert plan["profile"]["image"] in helm and str(plan["profile"]["max_model_len"]) in helm
+    repository, tag = plan["profile"]["image"].rsplit(":", 1)
+    assert repository in helm and tag in helm and str(plan["profile"]["max_model_len"]) in helm
+    assert "hf_" not in helm and "<redacted>" in json.dumps(result.xcoms["hf_token_secret"])
     assert result.xcoms["register"]["deployment"] == plan["deployment"]
 
 
 def test_bad_conf_fails_in_plan_and_nothing_runs(deploy_llama4):
-    result = run_dag(deploy_llama4, {"tensor_parallel_size": 3, "dry_run": True})
+    result = run_dag(deploy_llama4, {"accelerator": "gpu", "tensor_parallel_size": 3, "dry_run": True})
     assert result.state == "failed"
     assert result.states["plan_deployment"] == "failed"
     assert all(state in ("upstream_failed", "None", "skipped") for task, state in result.states.items()

@@ -112,3 +112,8 @@ def test_every_catalog_profile_fits_at_its_defaults_and_prices_per_node():
             assert sizing.feasible, (model.id, profile.accelerator, sizing.problems)
             instance = CATALOG.instance_type(profile.instance_type)
             assert sizing.hourly_usd == pytest.approx(instance.hourly_usd * profile.nodes)
+
+
+def test_neuron_ranks_must_divide_the_cores():
+    sizing = size(request("llama4-scout", "neuron", tensor_parallel_size=24))
+    assert "24 ranks per node do not divide the 64 NeuronCores of trn2.48xlarge" in sizing.problems

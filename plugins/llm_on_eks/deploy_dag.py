@@ -60,30 +60,6 @@ def weights_from_hub(plan: dict[str, Any]) -> dict[str, Any]:
     return {"weights": "hub", "hf_repo": plan["model"]["hf_repo"], "revision": plan["model"]["revision"]}
 
 
-@task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
-def smoke_test(plan: dict[str, Any]) -> dict[str, Any]:
-    """Prove the endpoint answers: models list, chat, streaming TTFT, images when taken."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    from llm_on_eks.serving import tasks
-
-    if not plan["smoke_test"]:
-        raise AirflowSkipException("smoke_test is off for this run")
-    return tasks.smoke_test_step(plan)
-
-
-@task(trigger_rule=TriggerRule.NONE_FAILED)
-def benchmark(plan: dict[str, Any]) -> dict[str, Any]:
-    """Measure TTFT, inter-token latency and throughput; fail on a missed SLO."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    from llm_on_eks.serving import tasks
-
-    if not plan["benchmark"]["enabled"]:
-        raise AirflowSkipException("benchmark is off for this run")
-    return tasks.benchmark_step(plan)
-
-
 @task(trigger_rule=TriggerRule.NONE_FAILED, outlets=[DEPLOYMENTS_ASSET])
 def register(plan: dict[str, Any], smoke: Any = None, bench: Any = None, *, outlet_events=None) -> dict[str, Any]:
     """Record the deployment as an Asset event, the feed for dashboards and the idle teardown."""
@@ -117,6 +93,7 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         StageWeightsToFsxOperator,
         WaitReadyOperator,
     )
+    from llm_on_eks.operators.serving_steps import BenchmarkOperator, SmokeTestOperator
 
     all_models, instance_types = catalog_index()
     model_ids = model_ids or all_models
@@ -134,7 +111,7 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
     ) as dag:
         plan = plan_deployment()
         provision = provision_group(plan)
-        storage = storage_group(plan)
+        storage, fsx = storage_group(plan)
         secret = HfTokenSecretOperator(task_id="hf_token_secret", plan=plan)
 
         @task_group(group_id="prepare_weights")
@@ -142,7 +119,7 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
             choice = choose_weight_prep(plan)
             choice >> [
                 NeuronCompileOperator(task_id="neuron_compile", plan=plan),
-                StageWeightsToFsxOperator(task_id="stage_to_fsx", plan=plan, fsx=storage.fsx_output),
+                StageWeightsToFsxOperator(task_id="stage_to_fsx", plan=plan, fsx=fsx),
                 weights_from_hub(plan),
             ]
 
@@ -151,11 +128,12 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
             task_id="helm_deploy", plan=plan, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
         )
         ready = WaitReadyOperator(task_id="wait_ready", plan=plan)
-        smoke = smoke_test(plan)
-        bench = benchmark(plan)
-        plan >> [provision, storage]
-        provision >> secret >> weights
-        storage >> weights
+        smoke = SmokeTestOperator(task_id="smoke_test", plan=plan)
+        # Runs after a skipped smoke test too: the switches are independent.
+        bench = BenchmarkOperator(task_id="benchmark", plan=plan, trigger_rule=TriggerRule.NONE_FAILED)
+        # Storage needs the cluster (FSx goes into its subnets) but not the node group.
+        plan >> provision >> secret >> weights
+        dag.get_task("provision.ensure_cluster") >> storage >> weights
         weights >> deploy >> ready >> smoke >> bench
-        register(plan, smoke, bench)
+        register(plan, smoke.output, bench.output)
     return dag

@@ -166,6 +166,10 @@ def _parallelism_problems(request: SizingRequest, ranks_per_node: int) -> list[s
             problems.append(
                 f"{ranks_per_node} NeuronCores per node are needed but {instance.name} has {instance.logical_cores}"
             )
+        elif instance.logical_cores % ranks_per_node:
+            problems.append(
+                f"{ranks_per_node} ranks per node do not divide the {instance.logical_cores} NeuronCores of {instance.name}"
+            )
         if request.neuron_devices and request.neuron_devices > instance.devices:
             problems.append(f"{request.neuron_devices} Neuron devices requested but {instance.name} has {instance.devices}")
     if arch.layers % pp:

@@ -1,0 +1,119 @@
+"""The AWS API requests a deployment makes, built from the plan.
+
+One function per request, used both by the dry run (which shows them) and by the steps that
+send them, so what a dry run prints is exactly what a real run asks AWS for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llm_on_eks.naming import PROJECT
+
+
+def _tags(plan: dict[str, Any]) -> dict[str, str]:
+    return dict(plan["tags"])
+
+
+def preflight_requests(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Checks that must pass before anything is created: offered, supported, within quota."""
+    instance_type = plan["nodegroup"]["instance_type"]
+    return [
+        {"service": "ec2", "operation": "describe_instance_type_offerings",
+         "kwargs": {"LocationType": "region", "Filters": [{"Name": "instance-type", "Values": [instance_type]}]}},
+        {"service": "ec2", "operation": "describe_instance_types", "kwargs": {"InstanceTypes": [instance_type]}},
+        {"service": "eks", "operation": "describe_cluster_versions",
+         "kwargs": {"clusterVersions": [plan["cluster"]["version"]]}},
+        {"service": "service-quotas", "operation": "list_service_quotas", "kwargs": {"ServiceCode": "ec2"}},
+    ]
+
+
+def create_cluster_request(plan: dict[str, Any]) -> dict[str, Any]:
+    cluster = plan["cluster"]
+    vpc_config: dict[str, Any] = {"subnetIds": cluster["subnet_ids"], "endpointPublicAccess": True,
+                                  "endpointPrivateAccess": True}
+    if cluster["security_group_ids"]:
+        vpc_config["securityGroupIds"] = cluster["security_group_ids"]
+    return {
+        "name": cluster["name"],
+        "version": cluster["version"],
+        "roleArn": cluster["role_arn"],
+        "resourcesVpcConfig": vpc_config,
+        "accessConfig": {"authenticationMode": "API_AND_CONFIG_MAP", "bootstrapClusterCreatorAdminPermissions": True},
+        "tags": _tags(plan),
+    }
+
+
+def create_nodegroup_request(plan: dict[str, Any], subnet_ids: list[str] | None = None) -> dict[str, Any]:
+    """The accelerator node group; subnets default to the cluster's, looked up at run time."""
+    group = plan["nodegroup"]
+    return {
+        "clusterName": plan["cluster"]["name"],
+        "nodegroupName": group["name"],
+        "scalingConfig": {"minSize": group["scaling"]["min_size"], "maxSize": group["scaling"]["max_size"],
+                          "desiredSize": group["scaling"]["desired_size"]},
+        "subnets": subnet_ids or group["subnet_ids"] or ["<the cluster's subnets>"],
+        "instanceTypes": [group["instance_type"]],
+        "amiType": group["ami_type"],
+        "capacityType": group["capacity_type"],
+        "diskSize": group["disk_size_gib"],
+        "nodeRole": group["node_role_arn"],
+        "labels": dict(group["labels"]),
+        "taints": [dict(t) for t in group["taints"]],
+        "tags": _tags(plan),
+    }
+
+
+def create_bucket_request(plan: dict[str, Any]) -> dict[str, Any]:
+    request: dict[str, Any] = {"Bucket": plan["storage"]["artifact_bucket"]}
+    if plan["aws"]["region"] != "us-east-1":
+        request["CreateBucketConfiguration"] = {"LocationConstraint": plan["aws"]["region"]}
+    return request
+
+
+def bucket_tagging_request(plan: dict[str, Any]) -> dict[str, Any]:
+    return {"Bucket": plan["storage"]["artifact_bucket"],
+            "Tagging": {"TagSet": [{"Key": k, "Value": v} for k, v in _tags(plan).items()]}}
+
+
+def fsx_tags(plan: dict[str, Any]) -> list[dict[str, str]]:
+    """FSx is shared by a cluster's deployments: tagged with the cluster, not one deployment."""
+    fsx = plan["storage"]["fsx"]
+    tags = {k: v for k, v in _tags(plan).items() if not k.endswith("/deployment")}
+    return [{"Key": "Name", "Value": fsx["name"]}, *({"Key": k, "Value": v} for k, v in tags.items())]
+
+
+def create_file_system_request(plan: dict[str, Any], subnet_id: str | None = None) -> dict[str, Any]:
+    fsx = plan["storage"]["fsx"]
+    request: dict[str, Any] = {
+        "ClientRequestToken": f"{PROJECT}-{fsx['name']}"[:63],
+        "FileSystemType": "LUSTRE",
+        "StorageCapacity": fsx["storage_capacity_gib"],
+        "StorageType": "SSD",
+        "SubnetIds": [subnet_id or fsx["subnet_id"] or "<the cluster's first subnet>"],
+        "LustreConfiguration": {
+            "DeploymentType": fsx["deployment_type"],
+            "PerUnitStorageThroughput": fsx["throughput_per_tib"],
+            "DataCompressionType": "LZ4",
+        },
+        "Tags": fsx_tags(plan),
+    }
+    if fsx["security_group_ids"]:
+        request["SecurityGroupIds"] = fsx["security_group_ids"]
+    return request
+
+
+def create_data_repository_association_request(plan: dict[str, Any], file_system_id: str) -> dict[str, Any]:
+    """Links the file system to the S3 prefix both ways: staged weights and markers show in S3."""
+    fsx = plan["storage"]["fsx"]
+    return {
+        "FileSystemId": file_system_id,
+        "FileSystemPath": fsx["file_system_path"],
+        "DataRepositoryPath": fsx["data_repository_path"],
+        "BatchImportMetaDataOnCreate": True,
+        "S3": {
+            "AutoImportPolicy": {"Events": ["NEW", "CHANGED", "DELETED"]},
+            "AutoExportPolicy": {"Events": ["NEW", "CHANGED", "DELETED"]},
+        },
+        "Tags": fsx_tags(plan),
+    }

@@ -1,0 +1,62 @@
+"""Values for our vLLM serving chart (include/charts/vllm-serving), built from the plan.
+
+The values name the HF token secret and key, never the token: a release's values are stored
+in the cluster and shown by `helm get values` to anyone who can read the release.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llm_on_eks.catalog import INCLUDE_DIR
+
+CHART_DIR: Path = INCLUDE_DIR / "charts" / "vllm-serving"
+PROBE_PERIOD_S = 10
+
+
+def _image(reference: str) -> dict[str, str]:
+    repository, _, tag = reference.rpartition(":")
+    if "/" in tag or not repository:
+        return {"repository": reference, "tag": "latest"}
+    return {"repository": repository, "tag": tag}
+
+
+def model_source(plan: dict[str, Any]) -> str:
+    """Where vLLM loads weights from: the FSx claim path for staged weights, else the hub."""
+    if plan["profile"]["weights"] == "fsx":
+        fsx = plan["storage"]["fsx"]
+        return f"pvc://{fsx['pvc_name']}{fsx['model_path'].removeprefix('/fsx')}"
+    return f"hf://{plan['model']['hf_repo']}@{plan['model']['revision']}"
+
+
+def helm_values(plan: dict[str, Any]) -> dict[str, Any]:
+    profile, kube, lifecycle = plan["profile"], plan["kubernetes"], plan["lifecycle"]
+    neuron = plan["neuron"]
+    return {
+        "deploymentName": plan["deployment"],
+        "model": {"name": plan["serving"]["served_model_name"], "source": model_source(plan)},
+        "image": _image(profile["image"]),
+        "nodes": profile["nodes"],
+        "accelerator": {
+            "type": profile["accelerator"],
+            "resource": kube["accelerator_resource"],
+            "count": profile["accelerators_per_node"],
+        },
+        "nodeSelector": dict(kube["node_selector"]),
+        "tolerations": [dict(t) for t in kube["tolerations"]],
+        "vllm": {"args": dict(profile["vllm_args"])},
+        "env": dict(profile["env"]),
+        "hfToken": {"secretName": plan["hf_token"]["k8s_secret"]["name"], "secretKey": plan["hf_token"]["k8s_secret"]["key"]},
+        "neuron": {"compiledArtifacts": neuron["artifacts_uri"] if neuron else ""},
+        "startup": {"budgetSeconds": profile["startup_budget_s"], "periodSeconds": PROBE_PERIOD_S},
+        "service": {"port": plan["serving"]["port"]},
+        "lifecycle": {"idleTtlMinutes": lifecycle["idle_ttl_minutes"], "protected": lifecycle["protected"]},
+        "labels": dict(kube["labels"]),
+    }
+
+
+def helm_command(plan: dict[str, Any], values_file: str = "<values.yaml>") -> list[str]:
+    kube = plan["kubernetes"]
+    return ["helm", "upgrade", "--install", kube["release"], str(CHART_DIR), "--namespace", kube["namespace"],
+            "--create-namespace", "--values", values_file, "--history-max", "10"]

@@ -1,0 +1,160 @@
+"""Kubernetes objects a deployment creates outside its Helm release, built from the plan.
+
+The same builders feed the dry run and the real steps. The HF token never appears here: the
+Secret is shown with its value redacted, and pods read it through ``secretKeyRef``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from typing import Any
+
+REDACTED = "<redacted>"
+SHM_SIZE = "64Gi"
+COMPILE_DIR = "/compiled"
+
+
+def _meta(plan: dict[str, Any], name: str, component: str) -> dict[str, Any]:
+    kube = plan["kubernetes"]
+    return {
+        "name": name,
+        "namespace": kube["namespace"],
+        "labels": {**kube["labels"], "app.kubernetes.io/name": "vllm-serving",
+                   "app.kubernetes.io/instance": kube["release"], "app.kubernetes.io/component": component},
+    }
+
+
+def hf_token_env(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Both names the HF libraries read, from the one documented secret key."""
+    ref = {"secretKeyRef": {"name": plan["hf_token"]["k8s_secret"]["name"], "key": plan["hf_token"]["k8s_secret"]["key"]}}
+    return [{"name": "HF_TOKEN", "valueFrom": ref}, {"name": "HUGGING_FACE_HUB_TOKEN", "valueFrom": ref}]
+
+
+def hf_token_secret(plan: dict[str, Any], token: str = REDACTED) -> dict[str, Any]:
+    """The token secret; ``stringData`` so the API server encodes it once (seed 001 encoded it twice)."""
+    secret = plan["hf_token"]["k8s_secret"]
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": _meta(plan, secret["name"], "hf-token"), "stringData": {secret["key"]: token}}
+
+
+def _accelerator_pod_spec(plan: dict[str, Any], container: dict[str, Any], volumes: list[dict[str, Any]]) -> dict[str, Any]:
+    kube, profile = plan["kubernetes"], plan["profile"]
+    count = str(profile["accelerators_per_node"])
+    container["resources"] = {"requests": {kube["accelerator_resource"]: count},
+                              "limits": {kube["accelerator_resource"]: count}}
+    return {
+        "restartPolicy": "Never",
+        "nodeSelector": dict(kube["node_selector"]),
+        "tolerations": [dict(t) for t in kube["tolerations"]],
+        "containers": [container],
+        "volumes": volumes,
+    }
+
+
+def _job(plan: dict[str, Any], name: str, component: str, pod_spec: dict[str, Any], deadline_s: int) -> dict[str, Any]:
+    meta = _meta(plan, name, component)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "backoffLimit": 1,
+            "activeDeadlineSeconds": deadline_s,
+            "ttlSecondsAfterFinished": 86400,
+            "template": {"metadata": {"labels": meta["labels"]}, "spec": pod_spec},
+        },
+    }
+
+
+def neuron_compile_job(plan: dict[str, Any]) -> dict[str, Any]:
+    """Compile for Neuron on the trn2 node group and upload to the content-addressed S3 prefix.
+
+    The marker is written last, after the upload: its presence means the artifacts are whole.
+    """
+    neuron, profile, model = plan["neuron"], plan["profile"], plan["model"]
+    marker = f"s3://{plan['storage']['artifact_bucket']}/{neuron['marker_key']}"
+    if neuron["framework"] == "optimum":
+        config = neuron["config"]
+        compile_cmd = (
+            f"optimum-cli export neuron --model {shlex.quote(model['hf_repo'])} --revision {shlex.quote(model['revision'])} "
+            f"--batch_size {config['batch_size']} --sequence_length {config['sequence_length']} "
+            f"--tensor_parallel_size {config['tensor_parallel_size']} --auto_cast_type {config['auto_cast_type']} {COMPILE_DIR}"
+        )
+    else:
+        # NxD Inference traces on first start when NEURON_COMPILED_ARTIFACTS is empty (seed 001).
+        args = " ".join(f"--{k} {shlex.quote(str(v))}" for k, v in profile["vllm_args"].items())
+        compile_cmd = (
+            f"python3 -m vllm.entrypoints.openai.api_server --model {shlex.quote(model['hf_repo'])} {args} --port 8000 & "
+            "server=$!; until curl -sf localhost:8000/health; do kill -0 $server || exit 1; sleep 30; done; kill $server"
+        )
+    script = "\n".join([
+        "set -euo pipefail",
+        compile_cmd,
+        f"aws s3 sync {COMPILE_DIR} {shlex.quote(neuron['artifacts_uri'])}",
+        f"echo '{{\"hash\": \"{neuron['hash']}\"}}' | aws s3 cp - {shlex.quote(marker)}",
+    ])
+    env = [*hf_token_env(plan), {"name": "NEURON_COMPILED_ARTIFACTS", "value": COMPILE_DIR},
+           *({"name": k, "value": v} for k, v in profile["env"].items())]
+    container = {"name": "compile", "image": profile["image"], "command": ["bash", "-c", script], "env": env,
+                 "volumeMounts": [{"name": "compiled", "mountPath": COMPILE_DIR}, {"name": "shm", "mountPath": "/dev/shm"}]}
+    volumes = [{"name": "compiled", "emptyDir": {}}, {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}]
+    name = f"{plan['deployment']}-compile-{neuron['hash'][:8]}"
+    return _job(plan, name, "neuron-compile", _accelerator_pod_spec(plan, container, volumes), neuron["budget_s"])
+
+
+def fsx_volume(plan: dict[str, Any], fsx: dict[str, Any]) -> list[dict[str, Any]]:
+    """Static PV + PVC for the FSx file system (FSx CSI driver), bound to each other by name."""
+    spec = plan["storage"]["fsx"]
+    capacity = f"{spec['storage_capacity_gib']}Gi"
+    pv = {
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": spec["pvc_name"], "labels": dict(plan["kubernetes"]["labels"])},
+        "spec": {
+            "capacity": {"storage": capacity}, "volumeMode": "Filesystem", "accessModes": ["ReadWriteMany"],
+            "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+            "mountOptions": ["flock"],
+            "csi": {"driver": "fsx.csi.aws.com", "volumeHandle": fsx["file_system_id"],
+                    "volumeAttributes": {"dnsname": fsx["dns_name"], "mountname": fsx["mount_name"]}},
+        },
+    }
+    pvc = {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": _meta(plan, spec["pvc_name"], "model-weights"),
+        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": spec["pvc_name"],
+                 "resources": {"requests": {"storage": capacity}}},
+    }
+    return [pv, pvc]
+
+
+def stage_weights_job(plan: dict[str, Any]) -> dict[str, Any]:
+    """Download the repo at its revision onto FSx, then write the marker listing files and sizes."""
+    spec, model = plan["storage"]["fsx"], plan["model"]
+    target = spec["model_path"]
+    # The FSx path /models is linked to s3://<bucket>/models/, so the marker's S3 key is its path.
+    marker = f"/fsx/{spec['marker_key']}"
+    script = "\n".join([
+        "set -euo pipefail",
+        f"hf download {shlex.quote(model['hf_repo'])} --revision {shlex.quote(model['revision'])} --local-dir {shlex.quote(target)}",
+        "python3 - <<'PY'",
+        "import json, os, sys",
+        f"root, marker = {target!r}, {marker!r}",
+        "files = {os.path.relpath(os.path.join(d, f), root): os.path.getsize(os.path.join(d, f))",
+        "         for d, _, names in os.walk(root) for f in names if not f.startswith('.')}",
+        "json.dump({'files': files, 'bytes': sum(files.values())}, open(marker + '.tmp', 'w'))",
+        "os.replace(marker + '.tmp', marker)",
+        "PY",
+    ])
+    container = {
+        "name": "stage", "image": plan["profile"]["image"], "command": ["bash", "-c", script],
+        "env": [*hf_token_env(plan), {"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "1"}],
+        "resources": {"requests": {"cpu": "4", "memory": "16Gi"}},
+        "volumeMounts": [{"name": "fsx", "mountPath": "/fsx"}],
+    }
+    pod_spec = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": [{"name": "fsx", "persistentVolumeClaim": {"claimName": spec["pvc_name"]}}],
+    }
+    digest = hashlib.sha256(f"{model['hf_repo']}@{model['revision']}".encode()).hexdigest()[:8]
+    return _job(plan, f"{plan['deployment']}-stage-{digest}", "stage-weights", pod_spec, 6 * 3600)
