@@ -46,3 +46,6 @@ def airflow_db() -> Path:
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")])},
     )
     return AIRFLOW_HOME
+
+
+pytest_plugins = ["tests.integration.sandbox_cluster"]

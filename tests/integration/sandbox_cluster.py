@@ -1,0 +1,46 @@
+"""Session fixture: the local control plane (scripts/sandbox-cluster), up once per test session.
+
+A cluster that was already running is reused and left running; one this session started is
+stopped at the end. Tests that need it run in CI: nothing here skips.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "sandbox-cluster"
+
+
+@dataclass(frozen=True)
+class SandboxCluster:
+    kubeconfig: str
+    helm: str
+
+    def api_client(self):
+        from kubernetes import client, config
+
+        return config.new_client_from_config(config_file=self.kubeconfig, client_configuration=client.Configuration())
+
+    def helm_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([self.helm, "--kubeconfig", self.kubeconfig, *args], check=check,
+                              capture_output=True, text=True, timeout=180)
+
+
+def _script(*args: str) -> str:
+    return subprocess.run([str(SCRIPT), *args], check=True, capture_output=True, text=True, timeout=1800).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def sandbox_cluster():
+    already_running = subprocess.run([str(SCRIPT), "status"], capture_output=True, timeout=120).returncode == 0
+    if not already_running:
+        _script("up")
+    try:
+        yield SandboxCluster(kubeconfig=_script("kubeconfig"), helm=_script("bin", "helm"))
+    finally:
+        if not already_running:
+            _script("down")
