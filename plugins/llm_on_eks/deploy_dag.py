@@ -127,7 +127,7 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         deploy = HelmDeployOperator(
             task_id="helm_deploy", plan=plan, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
         )
-        ready = WaitReadyOperator(task_id="wait_ready", plan=plan)
+        ready = WaitReadyOperator(task_id="wait_ready", plan=plan, deploy=deploy.output)
         smoke = SmokeTestOperator(task_id="smoke_test", plan=plan)
         # Runs after a skipped smoke test too: the switches are independent.
         bench = BenchmarkOperator(task_id="benchmark", plan=plan, trigger_rule=TriggerRule.NONE_FAILED)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC
 from typing import Any
 
 from llm_on_eks.operators.base import PlanStepOperator
+
+READY_POLL_S = 5
 
 
 class HfTokenSecretOperator(PlanStepOperator):
@@ -17,6 +21,40 @@ class HfTokenSecretOperator(PlanStepOperator):
         origin = (f"Secrets Manager secret {source['secrets_manager_id']}" if source["secrets_manager_id"]
                   else f"Airflow connection {source['conn_id']} (password)")
         return {"token_from": origin, "apply": hf_token_secret(plan)}
+
+    def run(self, plan: dict[str, Any], context: Any) -> Any:
+        import base64
+
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        from llm_on_eks.aws.hf_token import read_hf_token
+        from llm_on_eks.kube.access import api_client
+        from llm_on_eks.kube.manifests import hf_token_secret
+
+        secret = plan["hf_token"]["k8s_secret"]
+        namespace = plan["kubernetes"]["namespace"]
+        token = read_hf_token(plan)
+        with api_client(plan) as api:
+            core = client.CoreV1Api(api)
+            _ensure_namespace(core, namespace, plan)
+            body = hf_token_secret(plan, token)
+            try:
+                current = core.read_namespaced_secret(secret["name"], namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                core.create_namespaced_secret(namespace, body)
+                action = "created"
+            else:
+                stored = (current.data or {}).get(secret["key"])
+                if stored == base64.b64encode(token.encode()).decode():
+                    action = "unchanged"
+                else:
+                    core.replace_namespaced_secret(secret["name"], namespace, body)
+                    action = "updated"
+        self.log.info("secret %s/%s (key %s) %s", namespace, secret["name"], secret["key"], action)
+        return {"namespace": namespace, "secret": secret["name"], "key": secret["key"], "action": action}
 
 
 class NeuronCompileOperator(PlanStepOperator):
@@ -57,11 +95,86 @@ class HelmDeployOperator(PlanStepOperator):
         return {"command": helm_command(plan), "values": helm_values(plan),
                 "on_failure": "roll back to the last revision that became ready"}
 
+    def run(self, plan: dict[str, Any], context: Any) -> Any:
+        """Upgrade only when the values differ: a re-run of a finished deployment changes nothing."""
+        from llm_on_eks.kube.access import kubeconfig_path
+        from llm_on_eks.kube.helm import Helm
+        from llm_on_eks.kube.helm_values import helm_values
+
+        release = plan["kubernetes"]["release"]
+        values = helm_values(plan)
+        with kubeconfig_path(plan) as kubeconfig:
+            helm = Helm(kubeconfig, plan["kubernetes"]["namespace"])
+            history = helm.history(release)
+            deployed = [h["revision"] for h in history if h["status"] == "deployed"]
+            if deployed and helm.deployed_values(release) == values:
+                self.log.info("release %s revision %s already has these values", release, deployed[-1])
+                return {"release": release, "revision": deployed[-1], "previous": deployed[-1], "changed": False}
+            helm.upgrade_install(plan, values)
+            revision = helm.history(release)[-1]["revision"]
+        self.log.info("release %s: revision %s installed", release, revision)
+        return {"release": release, "revision": revision, "previous": deployed[-1] if deployed else None,
+                "changed": True}
+
 
 class WaitReadyOperator(PlanStepOperator):
-    """Wait for the serving pods to be ready within the catalog's start-up budget."""
+    """Wait for the serving pods to be ready within the catalog's start-up budget; roll the
+    release back to its previous revision when the new one cannot become ready."""
+
+    template_fields = ("plan", "deploy")
+
+    def __init__(self, *, deploy: Any = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.deploy = deploy
 
     def describe(self, plan: dict[str, Any]) -> Any:
         kind = "LeaderWorkerSet" if plan["profile"]["nodes"] > 1 else "Deployment"
         return {"wait_for": f"{kind} {plan['kubernetes']['namespace']}/{plan['kubernetes']['release']} ready",
                 "budget_s": plan["profile"]["startup_budget_s"], "deferrable": True}
+
+    def run(self, plan: dict[str, Any], context: Any) -> Any:
+        from datetime import datetime
+
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from llm_on_eks.kube import readiness
+        from llm_on_eks.kube.access import api_client
+
+        budget = plan["profile"]["startup_budget_s"]
+        deadline = time.monotonic() + budget
+        with api_client(plan) as api:
+            while True:
+                state = readiness.check(api, plan, datetime.now(UTC))
+                if state.ready:
+                    return {"ready": True, "revision": (self.deploy or {}).get("revision")}
+                if state.unschedulable or time.monotonic() > deadline:
+                    break
+                time.sleep(READY_POLL_S)
+        why = (f"pods cannot be scheduled: {', '.join(state.unschedulable)}" if state.unschedulable
+               else f"not ready within the {budget} s start-up budget")
+        rolled_back = self._roll_back(plan)
+        raise AirflowFailException(f"release {plan['kubernetes']['release']} {why}{rolled_back}\n{state.detail}")
+
+    def _roll_back(self, plan: dict[str, Any]) -> str:
+        from llm_on_eks.kube.access import kubeconfig_path
+        from llm_on_eks.kube.helm import Helm
+
+        previous = (self.deploy or {}).get("previous")
+        if not (self.deploy or {}).get("changed") or previous is None:
+            return ""
+        with kubeconfig_path(plan) as kubeconfig:
+            Helm(kubeconfig, plan["kubernetes"]["namespace"]).rollback(plan["kubernetes"]["release"], previous)
+        self.log.warning("rolled release %s back to revision %s", plan["kubernetes"]["release"], previous)
+        return f"; rolled back to revision {previous}"
+
+
+def _ensure_namespace(core: Any, namespace: str, plan: dict[str, Any]) -> None:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace,
+                                                                             labels=dict(plan["kubernetes"]["labels"]))))
+    except ApiException as exc:
+        if exc.status != 409:
+            raise

@@ -1,0 +1,41 @@
+"""Where the Hugging Face token comes from: an Airflow connection's password, or a Secrets
+Manager secret named in the params. Read inside the task that needs it and handed straight to
+the Kubernetes API: never returned from a task, logged, templated or pushed to XCom."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+TOKEN_KEYS = ("token", "HF_TOKEN", "hf_token")
+
+
+def _from_secrets_manager(plan: dict[str, Any], secret_id: str) -> str:
+    from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
+
+    hook = SecretsManagerHook(aws_conn_id=plan["aws"]["conn_id"], region_name=plan["aws"]["region"])
+    value = hook.get_secret(secret_id)
+    try:
+        document = json.loads(value)
+    except ValueError:
+        return value.strip()
+    if isinstance(document, dict):
+        for key in TOKEN_KEYS:
+            if document.get(key):
+                return document[key]
+        raise ValueError(f"secret {secret_id!r} is JSON without any of the keys {', '.join(TOKEN_KEYS)}")
+    return value.strip()
+
+
+def read_hf_token(plan: dict[str, Any]) -> str:
+    source = plan["hf_token"]
+    if source["secrets_manager_id"]:
+        token = _from_secrets_manager(plan, source["secrets_manager_id"])
+    else:
+        from airflow.sdk import BaseHook
+
+        token = (BaseHook.get_connection(source["conn_id"]).password or "").strip()
+    if not token:
+        where = source["secrets_manager_id"] or f"connection {source['conn_id']!r} (password field)"
+        raise ValueError(f"no Hugging Face token found in {where}")
+    return token

@@ -1,0 +1,61 @@
+"""Is the release serving? And when it is not, why: which pods, in which phase, with which events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# A pod the scheduler cannot place for this long will not be placed: node groups have a fixed
+# size and scaling them is the provision step's business, not the scheduler's.
+UNSCHEDULABLE_GRACE_S = 20
+
+
+@dataclass
+class Readiness:
+    ready: bool
+    unschedulable: list[str]
+    detail: str
+
+
+def _pods(core, plan: dict[str, Any]):
+    release = plan["kubernetes"]["release"]
+    selector = f"app.kubernetes.io/name=vllm-serving,app.kubernetes.io/instance={release}"
+    return core.list_namespaced_pod(plan["kubernetes"]["namespace"], label_selector=selector).items
+
+
+def describe_pods(core, plan: dict[str, Any]) -> str:
+    """Pods, their phase and their last events: what an operator needs to see on failure."""
+    namespace = plan["kubernetes"]["namespace"]
+    lines = []
+    for pod in _pods(core, plan):
+        events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod.metadata.name}").items
+        events.sort(key=lambda e: e.last_timestamp or e.event_time or e.metadata.creation_timestamp)
+        last = "; ".join(f"{e.reason}: {e.message}" for e in events[-3:]) or "no events"
+        lines.append(f"  pod {pod.metadata.name}: {pod.status.phase} ({last})")
+    return "\n".join(lines) or "  no pods"
+
+
+def check(api, plan: dict[str, Any], now) -> Readiness:
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    kube = plan["kubernetes"]
+    unschedulable = []
+    for pod in _pods(core, plan):
+        for condition in pod.status.conditions or []:
+            if (condition.type == "PodScheduled" and condition.status == "False" and condition.reason == "Unschedulable"
+                    and (now - condition.last_transition_time).total_seconds() > UNSCHEDULABLE_GRACE_S):
+                unschedulable.append(pod.metadata.name)
+    if plan["profile"]["nodes"] > 1:
+        lws = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "leaderworkerset.x-k8s.io", "v1", kube["namespace"], "leaderworkersets", kube["release"])
+        status = lws.get("status", {})
+        ready = status.get("readyReplicas", 0) >= lws["spec"]["replicas"]
+    else:
+        deployment = client.AppsV1Api(api).read_namespaced_deployment(kube["release"], kube["namespace"])
+        status = deployment.status
+        ready = (status.observed_generation == deployment.metadata.generation
+                 and (status.updated_replicas or 0) == deployment.spec.replicas
+                 and (status.available_replicas or 0) == deployment.spec.replicas
+                 and not (status.unavailable_replicas or 0))
+    return Readiness(ready=ready, unschedulable=unschedulable, detail=describe_pods(core, plan) if not ready else "")
