@@ -9,6 +9,11 @@ from typing import Any
 from llm_on_eks.operators.base import PlanStepOperator
 
 READY_POLL_S = 5
+STAGING_BUDGET_S = 6 * 3600
+# The marker is written by the Job's last command; through FSx's data repository association it
+# reaches S3 only after the export, which can lag the Job's completion.
+MARKER_WAIT_S = 300
+MARKER_POLL_S = 2
 
 
 class HfTokenSecretOperator(PlanStepOperator):
@@ -60,12 +65,21 @@ class HfTokenSecretOperator(PlanStepOperator):
 class NeuronCompileOperator(PlanStepOperator):
     """Compile for Neuron once per content hash; a marker in S3 makes later runs a no-op."""
 
+    def enabled(self, plan: dict[str, Any]) -> bool:
+        return plan["neuron"] is not None
+
     def describe(self, plan: dict[str, Any]) -> Any:
         from llm_on_eks.kube.manifests import neuron_compile_job
 
         neuron = plan["neuron"]
         return {"skip_if_exists": f"s3://{plan['storage']['artifact_bucket']}/{neuron['marker_key']}",
                 "create": neuron_compile_job(plan), "wait_up_to_s": neuron["budget_s"]}
+
+    def run(self, plan: dict[str, Any], context: Any) -> Any:
+        from llm_on_eks.kube.manifests import neuron_compile_job
+
+        neuron = plan["neuron"]
+        return _run_once(self, plan, neuron_compile_job(plan), neuron["marker_key"], neuron["budget_s"])
 
 
 class StageWeightsToFsxOperator(PlanStepOperator):
@@ -77,6 +91,9 @@ class StageWeightsToFsxOperator(PlanStepOperator):
         super().__init__(**kwargs)
         self.fsx = fsx
 
+    def enabled(self, plan: dict[str, Any]) -> bool:
+        return plan["storage"]["fsx"] is not None
+
     def describe(self, plan: dict[str, Any]) -> Any:
         from llm_on_eks.kube.manifests import fsx_volume, stage_weights_job
 
@@ -84,6 +101,23 @@ class StageWeightsToFsxOperator(PlanStepOperator):
                    "mount_name": "<from storage.ensure_fsx>"}
         return {"skip_if_exists": f"s3://{plan['storage']['artifact_bucket']}/{plan['storage']['fsx']['marker_key']}",
                 "apply": fsx_volume(plan, handles), "create": stage_weights_job(plan)}
+
+    def run(self, plan: dict[str, Any], context: Any) -> Any:
+        from kubernetes import client, utils
+        from kubernetes.utils import FailToCreateError
+
+        from llm_on_eks.kube.access import api_client
+        from llm_on_eks.kube.manifests import fsx_volume, stage_weights_job
+
+        with api_client(plan) as api:
+            _ensure_namespace(client.CoreV1Api(api), plan["kubernetes"]["namespace"], plan)
+            for obj in fsx_volume(plan, self.fsx):
+                try:
+                    utils.create_from_dict(api, obj, namespace=plan["kubernetes"]["namespace"])
+                except FailToCreateError as exc:
+                    if any(e.status != 409 for e in exc.api_exceptions):
+                        raise
+        return _run_once(self, plan, stage_weights_job(plan), plan["storage"]["fsx"]["marker_key"], STAGING_BUDGET_S)
 
 
 class HelmDeployOperator(PlanStepOperator):
@@ -166,6 +200,40 @@ class WaitReadyOperator(PlanStepOperator):
             Helm(kubeconfig, plan["kubernetes"]["namespace"]).rollback(plan["kubernetes"]["release"], previous)
         self.log.warning("rolled release %s back to revision %s", plan["kubernetes"]["release"], previous)
         return f"; rolled back to revision {previous}"
+
+
+def _run_once(operator: PlanStepOperator, plan: dict[str, Any], job: dict[str, Any], marker_key: str,
+              budget_s: int) -> dict[str, Any]:
+    """A Job whose completion marker in S3 makes it a no-op: skip when present, else run the Job
+    (adopting one an earlier try created) and require the marker it writes."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.sdk.exceptions import AirflowFailException
+    from kubernetes import client
+
+    from llm_on_eks.kube.access import api_client
+    from llm_on_eks.kube.jobs import JobFailed, ensure_job, wait_for_job
+
+    s3 = S3Hook(aws_conn_id=plan["aws"]["conn_id"], region_name=plan["aws"]["region"])
+    bucket = plan["storage"]["artifact_bucket"]
+    marker = f"s3://{bucket}/{marker_key}"
+    if s3.check_for_key(marker_key, bucket):
+        operator.log.info("%s exists: nothing to do", marker)
+        return {"skipped": True, "marker": marker}
+    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    with api_client(plan) as api:
+        _ensure_namespace(client.CoreV1Api(api), namespace, plan)
+        action = ensure_job(api, job)
+        operator.log.info("job %s/%s %s; waiting up to %s s", namespace, name, action, budget_s)
+        try:
+            result = wait_for_job(api, namespace, name, budget_s)
+        except JobFailed as exc:
+            raise AirflowFailException(str(exc)) from None
+    deadline = time.monotonic() + MARKER_WAIT_S
+    while not s3.check_for_key(marker_key, bucket):
+        if time.monotonic() > deadline:
+            raise AirflowFailException(f"job {namespace}/{name} succeeded but {marker} never appeared")
+        time.sleep(MARKER_POLL_S)
+    return {"skipped": False, "marker": marker, "action": action, **result}
 
 
 def _ensure_namespace(core: Any, namespace: str, plan: dict[str, Any]) -> None:

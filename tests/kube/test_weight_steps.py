@@ -1,0 +1,111 @@
+"""Neuron compile and FSx staging Jobs on the local control plane, with their S3 markers in a
+moto server: the Job lands on the right simulated node, completes, and a present marker makes
+the next run a no-op.
+
+kwok runs no containers, so nothing uploads the marker a real Job's last command writes: a
+helper thread writes it once the Job has succeeded, exactly where the Job would have."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import boto3
+import pytest
+
+from tests.dag_runs import run_dag
+
+BUCKET = "llm-on-eks-weights-test"
+
+
+@pytest.fixture(scope="module")
+def moto_s3():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    s3 = boto3.client("s3", endpoint_url=url, region_name="us-west-2", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    yield url, s3
+    server.stop()
+
+
+@pytest.fixture
+def conf(sandbox_cluster, airflow_db, moto_s3, monkeypatch):
+    url, _ = moto_s3
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
+        "conn_type": "aws", "login": "testing", "password": "testing",
+        "extra": {"endpoint_url": url, "region_name": "us-west-2"}}))
+    monkeypatch.setenv("AIRFLOW_CONN_SANDBOX_K8S", json.dumps(
+        {"conn_type": "kubernetes", "extra": {"kube_config_path": sandbox_cluster.kubeconfig}}))
+    return {"kubernetes_conn_id": "sandbox_k8s", "namespace": f"weights-{uuid.uuid4().hex[:6]}",
+            "artifact_bucket": BUCKET, "subnet_ids": ["subnet-0abc"]}
+
+
+@pytest.fixture
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.conftest import ROOT
+
+    return DagBag(dag_folder=str(ROOT / "tests" / "dags" / "weight_steps.py")).dags["test_weight_steps"]
+
+
+def write_marker_when_job_succeeds(sandbox_cluster, s3, namespace: str, key: str, stop: threading.Event):
+    from kubernetes import client
+
+    def upload():
+        batch = client.BatchV1Api(sandbox_cluster.api_client())
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not stop.is_set():
+            jobs = batch.list_namespaced_job(namespace).items
+            if jobs and jobs[0].status.succeeded:
+                s3.put_object(Bucket=BUCKET, Key=key, Body=b'{"simulated": true}')
+                return
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=upload, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(("accelerator", "task", "node"), [
+    ("neuron", "neuron_compile", "trn2-48xlarge-0"),
+    ("gpu", "stage_to_fsx", "m6i-2xlarge-0"),
+])
+def test_job_runs_once_on_the_right_node(sandbox_cluster, moto_s3, conf, dag, accelerator, task, node):
+    from kubernetes import client
+
+    _, s3 = moto_s3
+    conf = {**conf, "model": "llama4-scout", "accelerator": accelerator}
+    from llm_on_eks.plan import build_plan
+
+    plan = build_plan({**conf, "cluster_name": "llm-inference", "region": "us-west-2"})
+    key = plan["neuron"]["marker_key"] if accelerator == "neuron" else plan["storage"]["fsx"]["marker_key"]
+    s3.delete_object(Bucket=BUCKET, Key=key)
+    stop = threading.Event()
+    writer = write_marker_when_job_succeeds(sandbox_cluster, s3, conf["namespace"], key, stop)
+    try:
+        first = run_dag(dag, conf)
+    finally:
+        stop.set()
+        writer.join(timeout=5)
+    assert first.states[task] == "success", first.states
+    result = first.xcoms[task]
+    assert result["skipped"] is False and result["action"] == "created" and result["nodes"] == [node]
+    (job,) = client.BatchV1Api(sandbox_cluster.api_client()).list_namespaced_job(conf["namespace"]).items
+    container = job.spec.template.spec.containers[0]
+    if accelerator == "neuron":
+        assert container.resources.limits == {"aws.amazon.com/neuron": "16"}
+        assert {e.name: e.value for e in container.env}["NEURON_COMPILED_ARTIFACTS"] == "/compiled"
+    else:
+        assert job.spec.template.spec.volumes[0].persistent_volume_claim.claim_name == plan["storage"]["fsx"]["pvc_name"]
+
+    second = run_dag(dag, conf)
+    assert second.xcoms[task] == {"skipped": True, "marker": f"s3://{BUCKET}/{key}"}
+    assert len(client.BatchV1Api(sandbox_cluster.api_client()).list_namespaced_job(conf["namespace"]).items) == 1
