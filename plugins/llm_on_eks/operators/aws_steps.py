@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_on_eks.aws import requests
+from llm_on_eks.aws import api_calls
 from llm_on_eks.operators.base import PlanStepOperator
 
 # What the cluster needs for accelerator pods beyond what EKS installs (seed 000, seed 001).
@@ -18,7 +18,7 @@ class PreflightOperator(PlanStepOperator):
     """Before anything is created: the instance type is offered, the version supported, the quota enough."""
 
     def describe(self, plan: dict[str, Any]) -> Any:
-        return {"checks": requests.preflight_requests(plan)}
+        return {"checks": api_calls.preflight_requests(plan)}
 
 
 class EnsureClusterOperator(PlanStepOperator):
@@ -29,7 +29,7 @@ class EnsureClusterOperator(PlanStepOperator):
         if not plan["cluster"]["create"]:
             return {"find": find, "if_missing": "fail: create_cluster is off"}
         return {"find": find, "if_missing": {"service": "eks", "operation": "create_cluster",
-                                             "kwargs": requests.create_cluster_request(plan)},
+                                             "kwargs": api_calls.create_cluster_request(plan)},
                 "wait_for": "cluster ACTIVE"}
 
 
@@ -41,7 +41,7 @@ class EnsureNodegroupOperator(PlanStepOperator):
             "find": {"service": "eks", "operation": "describe_nodegroup",
                      "kwargs": {"clusterName": plan["cluster"]["name"], "nodegroupName": plan["nodegroup"]["name"]}},
             "if_missing": {"service": "eks", "operation": "create_nodegroup",
-                           "kwargs": requests.create_nodegroup_request(plan)},
+                           "kwargs": api_calls.create_nodegroup_request(plan)},
             "wait_for": "node group ACTIVE",
         }
 
@@ -63,9 +63,9 @@ class EnsureArtifactBucketOperator(PlanStepOperator):
         bucket = plan["storage"]["artifact_bucket"]
         return {"find": {"service": "s3", "operation": "head_bucket", "kwargs": {"Bucket": bucket}},
                 "if_missing": [{"service": "s3", "operation": "create_bucket",
-                                "kwargs": requests.create_bucket_request(plan)},
+                                "kwargs": api_calls.create_bucket_request(plan)},
                                {"service": "s3", "operation": "put_bucket_tagging",
-                                "kwargs": requests.bucket_tagging_request(plan)}]}
+                                "kwargs": api_calls.bucket_tagging_request(plan)}]}
 
 
 class EnsureFsxOperator(PlanStepOperator):
@@ -78,9 +78,9 @@ class EnsureFsxOperator(PlanStepOperator):
         return {
             "find": {"service": "fsx", "operation": "describe_file_systems", "filter_by_tag": {"Name": name}},
             "if_missing": {"service": "fsx", "operation": "create_file_system",
-                           "kwargs": requests.create_file_system_request(plan)},
+                           "kwargs": api_calls.create_file_system_request(plan)},
             "wait_for": "file system AVAILABLE",
             "link": {"service": "fsx", "operation": "create_data_repository_association",
-                     "kwargs": requests.create_data_repository_association_request(plan, "<file system id>")},
+                     "kwargs": api_calls.create_data_repository_association_request(plan, "<file system id>")},
             "hands_on": ["file_system_id", "dns_name", "mount_name"],
         }
