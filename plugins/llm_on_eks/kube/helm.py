@@ -34,7 +34,8 @@ class Helm:
         return binary
 
     def run(self, *args: str) -> str:
-        result = subprocess.run([self.binary, "--kubeconfig", self.kubeconfig, "--namespace", self.namespace, *args],
+        """helm with this cluster's kubeconfig; callers name the namespace."""
+        result = subprocess.run([self.binary, "--kubeconfig", self.kubeconfig, *args],
                                 capture_output=True, text=True, timeout=HELM_TIMEOUT_S)
         if result.returncode:
             raise HelmError(f"helm {args[0]} failed: {result.stderr.strip()}")
@@ -42,21 +43,20 @@ class Helm:
 
     def history(self, release: str) -> list[dict[str, Any]]:
         try:
-            return json.loads(self.run("history", release, "--output", "json"))
+            return json.loads(self.run("history", release, "--namespace", self.namespace, "--output", "json"))
         except HelmError as exc:
             if "release: not found" in str(exc):
                 return []
             raise
 
     def deployed_values(self, release: str) -> dict[str, Any]:
-        return json.loads(self.run("get", "values", release, "--output", "json")) or {}
+        return json.loads(self.run("get", "values", release, "--namespace", self.namespace, "--output", "json")) or {}
 
     def upgrade_install(self, plan: dict[str, Any], values: dict[str, Any]) -> None:
         with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
             yaml.safe_dump(values, handle)
             handle.flush()
-            command = helm_command(plan, handle.name)
-            self.run(*command[1:])
+            self.run(*helm_command(plan, handle.name)[1:])
 
     def rollback(self, release: str, revision: int) -> None:
-        self.run("rollback", release, str(revision))
+        self.run("rollback", release, str(revision), "--namespace", self.namespace)
