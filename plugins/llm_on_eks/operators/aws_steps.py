@@ -14,11 +14,36 @@ ADDONS = {
 }
 
 
+# On-demand vCPU quotas by instance family, found by name (Service Quotas, service code ec2).
+QUOTA_NAMES = {"p": "Running On-Demand P instances", "g": "Running On-Demand G and VT instances",
+               "trn": "Running On-Demand Trn instances"}
+
+
 class PreflightOperator(PlanStepOperator):
-    """Before anything is created: the instance type is offered, the version supported, the quota enough."""
+    """Before anything is created: the instance type is offered, the version supported, the quota
+    enough. A check AWS does not answer is reported as unknown, never counted as passed."""
 
     def describe(self, plan: dict[str, Any]) -> Any:
         return {"checks": api_calls.preflight_requests(plan)}
+
+    def run(self, plan: dict[str, Any], context: Any) -> Any:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+        from airflow.sdk.exceptions import AirflowFailException
+
+        def client(name: str):
+            return AwsBaseHook(aws_conn_id=plan["aws"]["conn_id"], client_type=name,
+                               region_name=plan["aws"]["region"]).get_conn()
+
+        checks = [_check("instance type offered", lambda: _offered(client("ec2"), plan)),
+                  _check("cluster version supported", lambda: _version_supported(client("eks"), plan)),
+                  _check("on-demand vCPU quota", lambda: _quota(client("service-quotas"), plan))]
+        for check in checks:
+            self.log.info("preflight %s: %s (%s)", check["check"], check["status"], check["detail"])
+        failed = [c for c in checks if c["status"] == "fail"]
+        if failed:
+            raise AirflowFailException("preflight failed, nothing was created: "
+                                       + "; ".join(f"{c['check']}: {c['detail']}" for c in failed))
+        return {"checks": checks}
 
 
 class EnsureClusterOperator(PlanStepOperator):
@@ -84,3 +109,45 @@ class EnsureFsxOperator(PlanStepOperator):
                      "kwargs": api_calls.create_data_repository_association_request(plan, "<file system id>")},
             "hands_on": ["file_system_id", "dns_name", "mount_name"],
         }
+
+
+def _check(name: str, probe) -> dict[str, str]:
+    """Run one probe; an API that refuses to answer makes the check unknown, not passed."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        passed, detail = probe()
+    except (ClientError, BotoCoreError, NotImplementedError) as exc:
+        return {"check": name, "status": "unknown", "detail": f"AWS did not answer: {exc}"}
+    return {"check": name, "status": "pass" if passed else "fail", "detail": detail}
+
+
+def _offered(ec2, plan: dict[str, Any]) -> tuple[bool, str]:
+    request = api_calls.preflight_requests(plan)[0]["kwargs"]
+    offerings = ec2.describe_instance_type_offerings(**request)["InstanceTypeOfferings"]
+    instance, region = plan["nodegroup"]["instance_type"], plan["aws"]["region"]
+    return bool(offerings), f"{instance} is {'' if offerings else 'not '}offered in {region}"
+
+
+def _version_supported(eks, plan: dict[str, Any]) -> tuple[bool, str]:
+    version = plan["cluster"]["version"]
+    found = eks.describe_cluster_versions(clusterVersions=[version])["clusterVersions"]
+    return bool(found), f"EKS {'supports' if found else 'does not support'} Kubernetes {version}"
+
+
+def _quota(quotas, plan: dict[str, Any]) -> tuple[bool, str]:
+    import re
+
+    from llm_on_eks.catalog import default_catalog
+
+    instance = default_catalog().instance_type(plan["nodegroup"]["instance_type"])
+    family = re.match(r"[a-z]+", instance.name).group()
+    name = QUOTA_NAMES.get(family) or QUOTA_NAMES.get(family[0])
+    if name is None:
+        raise NotImplementedError(f"no quota known for the {family} family")
+    pages = quotas.get_paginator("list_service_quotas").paginate(ServiceCode="ec2")
+    quota = next((q for page in pages for q in page["Quotas"] if q["QuotaName"] == name), None)
+    if quota is None:
+        raise NotImplementedError(f"quota {name!r} not listed")
+    needed = (instance.vcpus or 0) * plan["profile"]["nodes"]
+    return quota["Value"] >= needed, f"{name}: {quota['Value']:.0f} vCPUs, {needed} needed"
