@@ -1,5 +1,5 @@
-"""Test DAG: the cluster-side steps of the deploy pipeline alone (HF token secret, Helm deploy,
-wait ready), wired exactly as build_deploy_dag wires them, for runs on the local control plane."""
+"""Test DAGs: the cluster-side steps of the deploy pipeline alone (HF token secret, Helm deploy,
+wait ready), wired as build_deploy_dag wires them, waiting in the worker and deferred."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from llm_on_eks.params import deploy_params
 
 DAG_ID = "test_cluster_steps"
 
-with DAG(DAG_ID, schedule=None, start_date=START_DATE, catchup=False, default_args={**DEFAULT_ARGS, "retries": 0},
-         params=deploy_params(["llama-3-8b", "llama4-scout"], "llama-3-8b", catalog_index()[1]), tags=["test"],
-         render_template_as_native_obj=True) as dag:
-    plan = plan_deployment()
-    deploy = HelmDeployOperator(task_id="helm_deploy", plan=plan)
-    HfTokenSecretOperator(task_id="hf_token_secret", plan=plan) >> deploy
-    deploy >> WaitReadyOperator(task_id="wait_ready", plan=plan, deploy=deploy.output)
+for suffix, deferrable in (("", False), ("_deferrable", True)):
+    with DAG(DAG_ID + suffix, schedule=None, start_date=START_DATE, catchup=False,
+             default_args={**DEFAULT_ARGS, "retries": 0}, tags=["test"], render_template_as_native_obj=True,
+             params=deploy_params(["llama-3-8b", "llama4-scout"], "llama-3-8b", catalog_index()[1])):
+        plan = plan_deployment()
+        deploy = HelmDeployOperator(task_id="helm_deploy", plan=plan)
+        HfTokenSecretOperator(task_id="hf_token_secret", plan=plan) >> deploy
+        deploy >> WaitReadyOperator(task_id="wait_ready", plan=plan, deploy=deploy.output, deferrable=deferrable)

@@ -1,6 +1,6 @@
-"""Test DAG: the weight-preparation steps (Neuron compile, FP8 staging to FSx) alone, for runs
-on the local control plane against a moto S3. The FSx handles stand in for the storage group's
-output (FSx itself is the AWS half's business)."""
+"""Test DAGs: the weight-preparation steps (Neuron compile, FP8 staging to FSx) alone, for runs
+on the local control plane against a moto S3, waiting in the worker and deferred. The FSx
+handles stand in for the storage group's output (FSx itself is the AWS half's business)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ DAG_ID = "test_weight_steps"
 FSX = {"file_system_id": "fs-0123456789abcdef0", "dns_name": "fs-0123456789abcdef0.fsx.us-west-2.amazonaws.com",
        "mount_name": "abcdefgh"}
 
-with DAG(DAG_ID, schedule=None, start_date=START_DATE, catchup=False, default_args={**DEFAULT_ARGS, "retries": 0},
-         params=deploy_params(["llama4-scout", "llama4-maverick"], "llama4-scout", catalog_index()[1]), tags=["test"],
-         render_template_as_native_obj=True) as dag:
-    plan = plan_deployment()
-    plan >> [NeuronCompileOperator(task_id="neuron_compile", plan=plan),
-             StageWeightsToFsxOperator(task_id="stage_to_fsx", plan=plan, fsx=FSX)]
+for suffix, deferrable in (("", False), ("_deferrable", True)):
+    with DAG(DAG_ID + suffix, schedule=None, start_date=START_DATE, catchup=False,
+             default_args={**DEFAULT_ARGS, "retries": 0}, tags=["test"], render_template_as_native_obj=True,
+             params=deploy_params(["llama4-scout", "llama4-maverick"], "llama4-scout", catalog_index()[1])):
+        plan = plan_deployment()
+        plan >> [NeuronCompileOperator(task_id="neuron_compile", plan=plan, deferrable=deferrable),
+                 StageWeightsToFsxOperator(task_id="stage_to_fsx", plan=plan, fsx=FSX, deferrable=deferrable)]

@@ -36,13 +36,13 @@ def cluster_conf(sandbox_cluster, airflow_db, monkeypatch):
     core.delete_namespace(namespace)
 
 
-@pytest.fixture
-def dag():
+@pytest.fixture(params=["", "_deferrable"], ids=["in-worker", "deferred"])
+def dag(request):
     from airflow.dag_processing.dagbag import DagBag
 
     from tests.conftest import ROOT
 
-    return DagBag(dag_folder=str(ROOT / "tests" / "dags" / "cluster_steps.py")).dags["test_cluster_steps"]
+    return DagBag(dag_folder=str(ROOT / "tests" / "dags" / "cluster_steps.py")).dags["test_cluster_steps" + request.param]
 
 
 def release(sandbox_cluster, namespace: str, *what: str) -> str:

@@ -1,4 +1,5 @@
-"""The helm CLI, as the deploy and readiness steps use it."""
+"""The helm CLI, as the deploy and readiness steps use it (helm v3 and v4 alike: only flags
+both share; neither waits for resources unless told, so readiness is ours to check)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,25 +24,37 @@ class HelmError(RuntimeError):
     """helm exited non-zero; the message carries its stderr."""
 
 
+def helm_binary() -> str | None:
+    """``HELM_BIN`` or helm on PATH; None when there is none."""
+    return os.environ.get("HELM_BIN") or shutil.which("helm")
+
+
+@contextmanager
+def _values_file(values: dict[str, Any]) -> Iterator[str]:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
+        yaml.safe_dump(values, handle)
+        handle.flush()
+        yield handle.name
+
+
+def _run(args: list[str]) -> str:
+    binary = helm_binary()
+    if not binary:
+        raise HelmError("helm not found: put it on PATH or set HELM_BIN")
+    result = subprocess.run([binary, *args], capture_output=True, text=True, timeout=HELM_TIMEOUT_S)
+    if result.returncode:
+        raise HelmError(f"helm {args[0]} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
 @dataclass
 class Helm:
     kubeconfig: str
     namespace: str
 
-    @property
-    def binary(self) -> str:
-        binary = os.environ.get("HELM_BIN") or shutil.which("helm")
-        if not binary:
-            raise HelmError("helm not found: put it on PATH or set HELM_BIN")
-        return binary
-
     def run(self, *args: str) -> str:
-        """helm with this cluster's kubeconfig; callers name the namespace."""
-        result = subprocess.run([self.binary, "--kubeconfig", self.kubeconfig, *args],
-                                capture_output=True, text=True, timeout=HELM_TIMEOUT_S)
-        if result.returncode:
-            raise HelmError(f"helm {args[0]} failed: {result.stderr.strip()}")
-        return result.stdout
+        """helm against this cluster; callers name the namespace."""
+        return _run([args[0], "--kubeconfig", self.kubeconfig, *args[1:]])
 
     def history(self, release: str) -> list[dict[str, Any]]:
         try:
@@ -53,10 +68,8 @@ class Helm:
         return json.loads(self.run("get", "values", release, "--namespace", self.namespace, "--output", "json")) or {}
 
     def upgrade_install(self, plan: dict[str, Any], values: dict[str, Any]) -> None:
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
-            yaml.safe_dump(values, handle)
-            handle.flush()
-            self.run(*helm_command(plan, handle.name)[1:])
+        with _values_file(values) as path:
+            self.run(*helm_command(plan, path)[1:])
 
     def rollback(self, release: str, revision: int) -> None:
         self.run("rollback", release, str(revision), "--namespace", self.namespace)

@@ -6,6 +6,7 @@ in the cluster and shown by `helm get values` to anyone who can read the release
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,17 @@ def model_source(plan: dict[str, Any]) -> str:
     return f"hf://{plan['model']['hf_repo']}@{plan['model']['revision']}"
 
 
+def server_args(plan: dict[str, Any]) -> dict[str, Any]:
+    """vLLM flags for the serving pods and the NxD Inference compile Job alike: the Job must
+    trace with exactly the Neuron config the server will load, or the server recompiles.
+    (The vllm-neuron plugin takes it as additional_config.override_neuron_config.)"""
+    args = dict(plan["profile"]["vllm_args"])
+    neuron = plan["neuron"]
+    if neuron and neuron["framework"] == "nxdi":
+        args["additional-config"] = json.dumps({"override_neuron_config": neuron["config"]}, sort_keys=True)
+    return args
+
+
 def helm_values(plan: dict[str, Any]) -> dict[str, Any]:
     profile, kube, lifecycle = plan["profile"], plan["kubernetes"], plan["lifecycle"]
     neuron = plan["neuron"]
@@ -45,7 +57,7 @@ def helm_values(plan: dict[str, Any]) -> dict[str, Any]:
         },
         "nodeSelector": dict(kube["node_selector"]),
         "tolerations": [dict(t) for t in kube["tolerations"]],
-        "vllm": {"args": dict(profile["vllm_args"])},
+        "vllm": {"args": server_args(plan)},
         "env": dict(profile["env"]),
         "hfToken": {"secretName": plan["hf_token"]["k8s_secret"]["name"], "secretKey": plan["hf_token"]["k8s_secret"]["key"]},
         "neuron": {"compiledArtifacts": neuron["artifacts_uri"] if neuron else ""},

@@ -10,9 +10,14 @@ import hashlib
 import shlex
 from typing import Any
 
+from llm_on_eks.kube.helm_values import server_args
+from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT
+
 REDACTED = "<redacted>"
 SHM_SIZE = "64Gi"
 COMPILE_DIR = "/compiled"
+COMPILE_MEMORY_REQUEST = "512Gi"  # seed 001: requests 512Gi, limits 768Gi
+COMPILE_MEMORY_LIMIT = "768Gi"
 
 
 def _meta(plan: dict[str, Any], name: str, component: str) -> dict[str, Any]:
@@ -82,10 +87,12 @@ def neuron_compile_job(plan: dict[str, Any]) -> dict[str, Any]:
             f"--tensor_parallel_size {config['tensor_parallel_size']} --auto_cast_type {config['auto_cast_type']} {COMPILE_DIR}"
         )
     else:
-        # NxD Inference traces on first start when NEURON_COMPILED_ARTIFACTS is empty (seed 001).
-        args = " ".join(f"--{k} {shlex.quote(str(v))}" for k, v in profile["vllm_args"].items())
+        # NxD Inference traces on first start when NEURON_COMPILED_ARTIFACTS is empty (seed 001),
+        # with the same flags (Neuron config included) the serving pods will use.
+        args = " ".join(f"--{k}={shlex.quote(str(v))}" for k, v in server_args(plan).items())
         compile_cmd = (
-            f"python3 -m vllm.entrypoints.openai.api_server --model {shlex.quote(model['hf_repo'])} {args} --port 8000 & "
+            f"python3 -m vllm.entrypoints.openai.api_server --model={shlex.quote(model['hf_repo'])} "
+            f"--revision={shlex.quote(model['revision'])} {args} --port=8000 & "
             "server=$!; until curl -sf localhost:8000/health; do kill -0 $server || exit 1; sleep 30; done; kill $server"
         )
     script = "\n".join([
@@ -100,28 +107,44 @@ def neuron_compile_job(plan: dict[str, Any]) -> dict[str, Any]:
                  "volumeMounts": [{"name": "compiled", "mountPath": COMPILE_DIR}, {"name": "shm", "mountPath": "/dev/shm"}]}
     volumes = [{"name": "compiled", "emptyDir": {}}, {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}]
     name = f"{plan['deployment']}-compile-{neuron['hash'][:8]}"
-    return _job(plan, name, "neuron-compile", _accelerator_pod_spec(plan, container, volumes), neuron["budget_s"])
+    pod_spec = _accelerator_pod_spec(plan, container, volumes)
+    # Compiling holds the whole model in host memory; the host OOM killer ends it silently
+    # (aws-neuron-sdk#1222), so reserve what seed 001 asks for.
+    container["resources"]["requests"]["memory"] = COMPILE_MEMORY_REQUEST
+    container["resources"]["limits"]["memory"] = COMPILE_MEMORY_LIMIT
+    return _job(plan, name, "neuron-compile", pod_spec, neuron["budget_s"])
+
+
+def fsx_pv_name(plan: dict[str, Any]) -> str:
+    """PersistentVolumes are cluster-wide and bind to one claim: one per namespace using the file system."""
+    return f"{plan['storage']['fsx']['pvc_name']}-{plan['kubernetes']['namespace']}"[:253]
 
 
 def fsx_volume(plan: dict[str, Any], fsx: dict[str, Any]) -> list[dict[str, Any]]:
-    """Static PV + PVC for the FSx file system (FSx CSI driver), bound to each other by name."""
-    spec = plan["storage"]["fsx"]
+    """Static PV + PVC for the FSx file system (FSx CSI driver), pre-bound to each other.
+
+    Shared by every deployment in the namespace that reads from this file system, so they carry
+    the managed-by label but no deployment label: removing one deployment must not take them.
+    """
+    spec, namespace = plan["storage"]["fsx"], plan["kubernetes"]["namespace"]
     capacity = f"{spec['storage_capacity_gib']}Gi"
+    labels = {MANAGED_BY_KEY: PROJECT, "app.kubernetes.io/component": "model-weights"}
     pv = {
         "apiVersion": "v1", "kind": "PersistentVolume",
-        "metadata": {"name": spec["pvc_name"], "labels": dict(plan["kubernetes"]["labels"])},
+        "metadata": {"name": fsx_pv_name(plan), "labels": labels},
         "spec": {
             "capacity": {"storage": capacity}, "volumeMode": "Filesystem", "accessModes": ["ReadWriteMany"],
             "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
             "mountOptions": ["flock"],
+            "claimRef": {"namespace": namespace, "name": spec["pvc_name"]},
             "csi": {"driver": "fsx.csi.aws.com", "volumeHandle": fsx["file_system_id"],
                     "volumeAttributes": {"dnsname": fsx["dns_name"], "mountname": fsx["mount_name"]}},
         },
     }
     pvc = {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": _meta(plan, spec["pvc_name"], "model-weights"),
-        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": spec["pvc_name"],
+        "metadata": {"name": spec["pvc_name"], "namespace": namespace, "labels": labels},
+        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": fsx_pv_name(plan),
                  "resources": {"requests": {"storage": capacity}}},
     }
     return [pv, pvc]

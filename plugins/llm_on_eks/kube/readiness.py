@@ -23,16 +23,32 @@ def _pods(core, plan: dict[str, Any]):
     return core.list_namespaced_pod(plan["kubernetes"]["namespace"], label_selector=selector).items
 
 
+def last_events(core, namespace: str, pod_name: str, count: int) -> list[str]:
+    """The pod's ``count`` most recent events as "Reason: message"."""
+    events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod_name}").items
+    events.sort(key=lambda e: e.last_timestamp or e.event_time or e.metadata.creation_timestamp)
+    return [f"{e.reason}: {e.message}" for e in events[-count:]]
+
+
 def describe_pods(core, plan: dict[str, Any]) -> str:
     """Pods, their phase and their last events: what an operator needs to see on failure."""
     namespace = plan["kubernetes"]["namespace"]
     lines = []
     for pod in _pods(core, plan):
-        events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod.metadata.name}").items
-        events.sort(key=lambda e: e.last_timestamp or e.event_time or e.metadata.creation_timestamp)
-        last = "; ".join(f"{e.reason}: {e.message}" for e in events[-3:]) or "no events"
+        last = "; ".join(last_events(core, namespace, pod.metadata.name, 3)) or "no events"
         lines.append(f"  pod {pod.metadata.name}: {pod.status.phase} ({last})")
     return "\n".join(lines) or "  no pods"
+
+
+def unschedulable(pods, now) -> list[str]:
+    """Names of the pods the scheduler has refused for longer than the grace period."""
+    return [
+        pod.metadata.name
+        for pod in pods
+        for condition in pod.status.conditions or []
+        if condition.type == "PodScheduled" and condition.status == "False" and condition.reason == "Unschedulable"
+        and (now - condition.last_transition_time).total_seconds() > UNSCHEDULABLE_GRACE_S
+    ]
 
 
 def check(api, plan: dict[str, Any], now) -> Readiness:
@@ -40,17 +56,15 @@ def check(api, plan: dict[str, Any], now) -> Readiness:
 
     core = client.CoreV1Api(api)
     kube = plan["kubernetes"]
-    unschedulable = []
-    for pod in _pods(core, plan):
-        for condition in pod.status.conditions or []:
-            if (condition.type == "PodScheduled" and condition.status == "False" and condition.reason == "Unschedulable"
-                    and (now - condition.last_transition_time).total_seconds() > UNSCHEDULABLE_GRACE_S):
-                unschedulable.append(pod.metadata.name)
+    stuck = unschedulable(_pods(core, plan), now)
     if plan["profile"]["nodes"] > 1:
         lws = client.CustomObjectsApi(api).get_namespaced_custom_object(
             "leaderworkerset.x-k8s.io", "v1", kube["namespace"], "leaderworkersets", kube["release"])
-        status = lws.get("status", {})
-        ready = status.get("readyReplicas", 0) >= lws["spec"]["replicas"]
+        status, wanted = lws.get("status", {}), lws["spec"]["replicas"]
+        # LWS status has no observedGeneration: an update in flight shows as a condition.
+        updating = any(c["type"] == "UpdateInProgress" and c["status"] == "True" for c in status.get("conditions", []))
+        ready = (not updating and status.get("updatedReplicas", 0) == wanted
+                 and status.get("readyReplicas", 0) >= wanted)
     else:
         deployment = client.AppsV1Api(api).read_namespaced_deployment(kube["release"], kube["namespace"])
         status = deployment.status
@@ -58,4 +72,4 @@ def check(api, plan: dict[str, Any], now) -> Readiness:
                  and (status.updated_replicas or 0) == deployment.spec.replicas
                  and (status.available_replicas or 0) == deployment.spec.replicas
                  and not (status.unavailable_replicas or 0))
-    return Readiness(ready=ready, unschedulable=unschedulable, detail=describe_pods(core, plan) if not ready else "")
+    return Readiness(ready=ready, unschedulable=stuck, detail=describe_pods(core, plan) if not ready else "")

@@ -6,8 +6,11 @@ import time
 from datetime import UTC
 from typing import Any
 
+from airflow.configuration import conf
+
 from llm_on_eks.operators.base import PlanStepOperator
 
+DEFAULT_DEFERRABLE = conf.getboolean("operators", "default_deferrable", fallback=False)
 READY_POLL_S = 5
 STAGING_BUDGET_S = 6 * 3600
 # The marker is written by the Job's last command; through FSx's data repository association it
@@ -28,62 +31,125 @@ class HfTokenSecretOperator(PlanStepOperator):
         return {"token_from": origin, "apply": hf_token_secret(plan)}
 
     def run(self, plan: dict[str, Any], context: Any) -> Any:
-        import base64
-
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
         from llm_on_eks.aws.hf_token import read_hf_token
         from llm_on_eks.kube.access import api_client
-        from llm_on_eks.kube.manifests import hf_token_secret
+        from llm_on_eks.kube.hf_secret import ensure_secret
+        from llm_on_eks.kube.namespace import ensure_namespace
 
-        secret = plan["hf_token"]["k8s_secret"]
-        namespace = plan["kubernetes"]["namespace"]
-        token = read_hf_token(plan)
+        secret, namespace = plan["hf_token"]["k8s_secret"], plan["kubernetes"]["namespace"]
         with api_client(plan) as api:
-            core = client.CoreV1Api(api)
-            _ensure_namespace(core, namespace, plan)
-            body = hf_token_secret(plan, token)
-            try:
-                current = core.read_namespaced_secret(secret["name"], namespace)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                core.create_namespaced_secret(namespace, body)
-                action = "created"
-            else:
-                stored = (current.data or {}).get(secret["key"])
-                if stored == base64.b64encode(token.encode()).decode():
-                    action = "unchanged"
-                else:
-                    core.replace_namespaced_secret(secret["name"], namespace, body)
-                    action = "updated"
+            ensure_namespace(api, plan)
+            action = ensure_secret(api, plan, read_hf_token(plan))
         self.log.info("secret %s/%s (key %s) %s", namespace, secret["name"], secret["key"], action)
         return {"namespace": namespace, "secret": secret["name"], "key": secret["key"], "action": action}
 
 
-class NeuronCompileOperator(PlanStepOperator):
-    """Compile for Neuron once per content hash; a marker in S3 makes later runs a no-op."""
+class _MarkedJobOperator(PlanStepOperator):
+    """A Job whose completion marker in S3 makes it a no-op: skip when the marker exists, else run
+    the Job (adopting one an earlier try created), wait (deferred or in the worker) and require
+    the marker the Job writes last."""
+
+    def __init__(self, *, deferrable: bool = DEFAULT_DEFERRABLE, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.deferrable = deferrable
+
+    def job(self, plan: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def marker_key(self, plan: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def budget_s(self, plan: dict[str, Any]) -> int:
+        raise NotImplementedError
+
+    def prepare(self, api: Any, plan: dict[str, Any]) -> None:
+        """Objects the Job needs besides its namespace."""
+
+    def _s3(self, plan: dict[str, Any]) -> Any:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook(aws_conn_id=plan["aws"]["conn_id"], region_name=plan["aws"]["region"])
+
+    def run(self, plan: dict[str, Any], context: Any) -> Any:
+        from llm_on_eks.kube.access import api_client
+        from llm_on_eks.kube.jobs import JobFailed, ensure_job, wait_for_job
+        from llm_on_eks.kube.namespace import ensure_namespace
+        from llm_on_eks.triggers.kube import KubeWaitTrigger
+
+        bucket, key = plan["storage"]["artifact_bucket"], self.marker_key(plan)
+        if self._s3(plan).check_for_key(key, bucket):
+            self.log.info("s3://%s/%s exists: nothing to do", bucket, key)
+            return {"skipped": True, "marker": f"s3://{bucket}/{key}"}
+        job, budget = self.job(plan), self.budget_s(plan)
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        with api_client(plan) as api:
+            ensure_namespace(api, plan)
+            self.prepare(api, plan)
+            action = ensure_job(api, job)
+            self.log.info("job %s/%s %s; waiting up to %s s", namespace, name, action, budget)
+            if self.deferrable:
+                self.defer(trigger=KubeWaitTrigger(plan=plan, deadline=time.time() + budget, budget_s=budget,
+                                                   job_name=name),
+                           method_name="execute_complete")
+            try:
+                result = wait_for_job(api, namespace, name, budget)
+            except JobFailed as exc:
+                self._give_up(plan, name, str(exc))
+        return self._finish(plan, result)
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if event["status"] != "success":
+            self._give_up(self.plan, self.job(self.plan)["metadata"]["name"], event["message"])
+        return self._finish(self.plan, event["result"])
+
+    def _give_up(self, plan: dict[str, Any], name: str, why: str) -> None:
+        """Fail the task, stopping a Job still pending or running: nobody would watch it."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from llm_on_eks.kube.access import api_client
+        from llm_on_eks.kube.jobs import stop_unfinished
+
+        with api_client(plan) as api:
+            if stop_unfinished(api, plan["kubernetes"]["namespace"], name):
+                why += "\n(the unfinished job was deleted)"
+        raise AirflowFailException(why)
+
+    def _finish(self, plan: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        bucket, key = plan["storage"]["artifact_bucket"], self.marker_key(plan)
+        s3, deadline = self._s3(plan), time.monotonic() + MARKER_WAIT_S
+        while not s3.check_for_key(key, bucket):
+            if time.monotonic() > deadline:
+                raise AirflowFailException(f"job {result['job']} succeeded but s3://{bucket}/{key} never appeared")
+            time.sleep(MARKER_POLL_S)
+        return {"skipped": False, "marker": f"s3://{bucket}/{key}", **result}
+
+
+class NeuronCompileOperator(_MarkedJobOperator):
+    """Compile for Neuron once per content hash (model, revision, Neuron config, image)."""
 
     def enabled(self, plan: dict[str, Any]) -> bool:
         return plan["neuron"] is not None
 
     def describe(self, plan: dict[str, Any]) -> Any:
+        return {"skip_if_exists": f"s3://{plan['storage']['artifact_bucket']}/{self.marker_key(plan)}",
+                "create": self.job(plan), "wait_up_to_s": self.budget_s(plan), "deferrable": self.deferrable}
+
+    def job(self, plan: dict[str, Any]) -> dict[str, Any]:
         from llm_on_eks.kube.manifests import neuron_compile_job
 
-        neuron = plan["neuron"]
-        return {"skip_if_exists": f"s3://{plan['storage']['artifact_bucket']}/{neuron['marker_key']}",
-                "create": neuron_compile_job(plan), "wait_up_to_s": neuron["budget_s"]}
+        return neuron_compile_job(plan)
 
-    def run(self, plan: dict[str, Any], context: Any) -> Any:
-        from llm_on_eks.kube.manifests import neuron_compile_job
+    def marker_key(self, plan: dict[str, Any]) -> str:
+        return plan["neuron"]["marker_key"]
 
-        neuron = plan["neuron"]
-        return _run_once(self, plan, neuron_compile_job(plan), neuron["marker_key"], neuron["budget_s"])
+    def budget_s(self, plan: dict[str, Any]) -> int:
+        return plan["neuron"]["budget_s"]
 
 
-class StageWeightsToFsxOperator(PlanStepOperator):
-    """Download the weights onto FSx once per repo and revision; a marker makes later runs a no-op."""
+class StageWeightsToFsxOperator(_MarkedJobOperator):
+    """Download the weights onto FSx once per repo and revision, through a static PV/PVC."""
 
     template_fields = ("plan", "fsx")
 
@@ -95,29 +161,30 @@ class StageWeightsToFsxOperator(PlanStepOperator):
         return plan["storage"]["fsx"] is not None
 
     def describe(self, plan: dict[str, Any]) -> Any:
-        from llm_on_eks.kube.manifests import fsx_volume, stage_weights_job
+        from llm_on_eks.kube.manifests import fsx_volume
 
         handles = {"file_system_id": "<from storage.ensure_fsx>", "dns_name": "<from storage.ensure_fsx>",
                    "mount_name": "<from storage.ensure_fsx>"}
-        return {"skip_if_exists": f"s3://{plan['storage']['artifact_bucket']}/{plan['storage']['fsx']['marker_key']}",
-                "apply": fsx_volume(plan, handles), "create": stage_weights_job(plan)}
+        return {"skip_if_exists": f"s3://{plan['storage']['artifact_bucket']}/{self.marker_key(plan)}",
+                "apply": fsx_volume(plan, handles), "create": self.job(plan), "deferrable": self.deferrable}
 
-    def run(self, plan: dict[str, Any], context: Any) -> Any:
-        from kubernetes import client, utils
-        from kubernetes.utils import FailToCreateError
+    def job(self, plan: dict[str, Any]) -> dict[str, Any]:
+        from llm_on_eks.kube.manifests import stage_weights_job
 
-        from llm_on_eks.kube.access import api_client
-        from llm_on_eks.kube.manifests import fsx_volume, stage_weights_job
+        return stage_weights_job(plan)
 
-        with api_client(plan) as api:
-            _ensure_namespace(client.CoreV1Api(api), plan["kubernetes"]["namespace"], plan)
-            for obj in fsx_volume(plan, self.fsx):
-                try:
-                    utils.create_from_dict(api, obj, namespace=plan["kubernetes"]["namespace"])
-                except FailToCreateError as exc:
-                    if any(e.status != 409 for e in exc.api_exceptions):
-                        raise
-        return _run_once(self, plan, stage_weights_job(plan), plan["storage"]["fsx"]["marker_key"], STAGING_BUDGET_S)
+    def marker_key(self, plan: dict[str, Any]) -> str:
+        return plan["storage"]["fsx"]["marker_key"]
+
+    def budget_s(self, plan: dict[str, Any]) -> int:
+        return STAGING_BUDGET_S
+
+    def prepare(self, api: Any, plan: dict[str, Any]) -> None:
+        from llm_on_eks.kube.manifests import fsx_volume
+        from llm_on_eks.kube.volumes import ensure_static_volume
+
+        pv, pvc = fsx_volume(plan, self.fsx)
+        self.log.info("FSx volume: %s", ensure_static_volume(api, pv, pvc))
 
 
 class HelmDeployOperator(PlanStepOperator):
@@ -157,37 +224,52 @@ class WaitReadyOperator(PlanStepOperator):
 
     template_fields = ("plan", "deploy")
 
-    def __init__(self, *, deploy: Any = None, **kwargs) -> None:
+    def __init__(self, *, deploy: Any = None, deferrable: bool = DEFAULT_DEFERRABLE, **kwargs) -> None:
         super().__init__(**kwargs)
         self.deploy = deploy
+        self.deferrable = deferrable
 
     def describe(self, plan: dict[str, Any]) -> Any:
         kind = "LeaderWorkerSet" if plan["profile"]["nodes"] > 1 else "Deployment"
         return {"wait_for": f"{kind} {plan['kubernetes']['namespace']}/{plan['kubernetes']['release']} ready",
-                "budget_s": plan["profile"]["startup_budget_s"], "deferrable": True}
+                "budget_s": plan["profile"]["startup_budget_s"], "deferrable": self.deferrable}
 
     def run(self, plan: dict[str, Any], context: Any) -> Any:
         from datetime import datetime
 
-        from airflow.sdk.exceptions import AirflowFailException
-
         from llm_on_eks.kube import readiness
         from llm_on_eks.kube.access import api_client
+        from llm_on_eks.triggers.kube import KubeWaitTrigger
 
         budget = plan["profile"]["startup_budget_s"]
+        if self.deferrable:
+            self.defer(trigger=KubeWaitTrigger(plan=plan, deadline=time.time() + budget, budget_s=budget),
+                       method_name="execute_complete")
         deadline = time.monotonic() + budget
         with api_client(plan) as api:
             while True:
                 state = readiness.check(api, plan, datetime.now(UTC))
                 if state.ready:
-                    return {"ready": True, "revision": (self.deploy or {}).get("revision")}
+                    return self._ready()
                 if state.unschedulable or time.monotonic() > deadline:
-                    break
+                    self._fail(plan, state.unschedulable, state.detail)
                 time.sleep(READY_POLL_S)
-        why = (f"pods cannot be scheduled: {', '.join(state.unschedulable)}" if state.unschedulable
-               else f"not ready within the {budget} s start-up budget")
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if event["status"] == "success":
+            return self._ready()
+        self._fail(self.plan, event["unschedulable"], event["detail"])
+
+    def _ready(self) -> dict[str, Any]:
+        return {"ready": True, "revision": (self.deploy or {}).get("revision")}
+
+    def _fail(self, plan: dict[str, Any], unschedulable: list[str], detail: str) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        why = (f"pods cannot be scheduled: {', '.join(unschedulable)}" if unschedulable
+               else f"not ready within the {plan['profile']['startup_budget_s']} s start-up budget")
         rolled_back = self._roll_back(plan)
-        raise AirflowFailException(f"release {plan['kubernetes']['release']} {why}{rolled_back}\n{state.detail}")
+        raise AirflowFailException(f"release {plan['kubernetes']['release']} {why}{rolled_back}\n{detail}")
 
     def _roll_back(self, plan: dict[str, Any]) -> str:
         from llm_on_eks.kube.access import kubeconfig_path
@@ -200,49 +282,3 @@ class WaitReadyOperator(PlanStepOperator):
             Helm(kubeconfig, plan["kubernetes"]["namespace"]).rollback(plan["kubernetes"]["release"], previous)
         self.log.warning("rolled release %s back to revision %s", plan["kubernetes"]["release"], previous)
         return f"; rolled back to revision {previous}"
-
-
-def _run_once(operator: PlanStepOperator, plan: dict[str, Any], job: dict[str, Any], marker_key: str,
-              budget_s: int) -> dict[str, Any]:
-    """A Job whose completion marker in S3 makes it a no-op: skip when present, else run the Job
-    (adopting one an earlier try created) and require the marker it writes."""
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    from airflow.sdk.exceptions import AirflowFailException
-    from kubernetes import client
-
-    from llm_on_eks.kube.access import api_client
-    from llm_on_eks.kube.jobs import JobFailed, ensure_job, wait_for_job
-
-    s3 = S3Hook(aws_conn_id=plan["aws"]["conn_id"], region_name=plan["aws"]["region"])
-    bucket = plan["storage"]["artifact_bucket"]
-    marker = f"s3://{bucket}/{marker_key}"
-    if s3.check_for_key(marker_key, bucket):
-        operator.log.info("%s exists: nothing to do", marker)
-        return {"skipped": True, "marker": marker}
-    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    with api_client(plan) as api:
-        _ensure_namespace(client.CoreV1Api(api), namespace, plan)
-        action = ensure_job(api, job)
-        operator.log.info("job %s/%s %s; waiting up to %s s", namespace, name, action, budget_s)
-        try:
-            result = wait_for_job(api, namespace, name, budget_s)
-        except JobFailed as exc:
-            raise AirflowFailException(str(exc)) from None
-    deadline = time.monotonic() + MARKER_WAIT_S
-    while not s3.check_for_key(marker_key, bucket):
-        if time.monotonic() > deadline:
-            raise AirflowFailException(f"job {namespace}/{name} succeeded but {marker} never appeared")
-        time.sleep(MARKER_POLL_S)
-    return {"skipped": False, "marker": marker, "action": action, **result}
-
-
-def _ensure_namespace(core: Any, namespace: str, plan: dict[str, Any]) -> None:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace,
-                                                                             labels=dict(plan["kubernetes"]["labels"]))))
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
