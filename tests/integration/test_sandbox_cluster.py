@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -15,21 +14,6 @@ import yaml
 from tests.integration.sandbox_cluster import SCRIPT
 
 POLL_S = 0.5
-
-
-@pytest.fixture
-def api(sandbox_cluster):
-    return sandbox_cluster.api_client()
-
-
-@pytest.fixture
-def namespace(api):
-    from kubernetes import client
-
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    client.CoreV1Api(api).delete_namespace(name)
 
 
 def wait_for(predicate, timeout_s: float = 60, what: str = "condition"):
@@ -101,7 +85,7 @@ def test_eight_gpus_land_on_p5_and_become_available(api, namespace):
     wait_for(lambda: (client.AppsV1Api(api).read_namespaced_deployment("fits", namespace).status.available_replicas or 0) == 1,
              what="Deployment available")
     (pod,) = pods_of(api, namespace, "fits")
-    assert pod.spec.node_name == "p5-48xlarge-0"
+    assert pod.spec.node_name in {"p5-48xlarge-0", "p5-48xlarge-1"}
     assert pod.status.phase == "Running"
     assert {c.type: c.status for c in pod.status.conditions}["Ready"] == "True"
 
@@ -167,7 +151,9 @@ def test_leaderworkerset_is_accepted_and_a_wrong_field_rejected(api, namespace):
     assert unknown.value.status == 400 and "sizee" in unknown.value.body
     with pytest.raises(ApiException) as wrong_type:
         custom.create_namespaced_custom_object(*args, lws("wrong-type", size="two"))
-    assert wrong_type.value.status == 422 and "size" in wrong_type.value.body
+    # The LWS mutating webhook decodes the object first, before the schema would (422), as on EKS.
+    assert wrong_type.value.status == 400 and "size" in wrong_type.value.body
+    assert 'admission webhook \\"mleaderworkerset.kb.io\\" denied' in wrong_type.value.body
 
 
 def test_helm_install_upgrade_rollback_uninstall(sandbox_cluster, namespace, tmp_path):
@@ -199,19 +185,26 @@ def test_helm_install_upgrade_rollback_uninstall(sandbox_cluster, namespace, tmp
 
 def _listening_ports(pids: set[int]) -> set[int]:
     out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
-    return {int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines()
-            if any(f"pid={pid}," in line for pid in pids)}
+    lines = [line for line in out.splitlines() if any(f"pid={pid}," in line for pid in pids)]
+    assert all(line.split()[3].startswith("127.0.0.1:") for line in lines), lines  # loopback only
+    return {int(line.split()[3].rsplit(":", 1)[1]) for line in lines}
 
 
 def test_down_leaves_no_process_and_no_port(tmp_path):
     """A second, throwaway cluster: `down` must stop every component and free every port."""
     env = {**os.environ, "SANDBOX_CLUSTER_NAME": "down-probe"}
-    subprocess.run([str(SCRIPT), "up"], env=env, check=True, capture_output=True, timeout=300)
-    kubeconfig = subprocess.run([str(SCRIPT), "kubeconfig"], env=env, check=True, capture_output=True, text=True).stdout.strip()
-    pids = {int(p.read_text()) for p in (Path(kubeconfig).parent / "pids").glob("*.pid")}
-    ports = _listening_ports(pids)
-    assert len(pids) == 5 and ports
-    subprocess.run([str(SCRIPT), "down"], env=env, check=True, capture_output=True, timeout=120)
+    try:
+        subprocess.run([str(SCRIPT), "up"], env=env, check=True, capture_output=True, timeout=300)
+        kubeconfig = subprocess.run([str(SCRIPT), "kubeconfig"], env=env, check=True, capture_output=True,
+                                    text=True).stdout.strip()
+        named = {p.stem: int(p.read_text()) for p in (Path(kubeconfig).parent / "pids").glob("*.pid")}
+        assert set(named) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                              "kwok-controller", "lws-controller-manager"}
+        assert len(_listening_ports({named["lws-controller-manager"]})) == 3  # webhooks, probes, metrics
+        pids = set(named.values())
+        ports = _listening_ports(pids)
+    finally:
+        subprocess.run([str(SCRIPT), "down"], env=env, check=True, capture_output=True, timeout=120)
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text(), pid
     for port in ports:
