@@ -124,32 +124,52 @@ def fsx_volume(api, namespace):
         client.CoreV1Api(api).delete_persistent_volume(name)
 
 
-def test_chart_release_on_two_nodes_becomes_ready(sandbox_cluster, api, namespace, fsx_volume, tmp_path):
-    """Our chart's LeaderWorkerSet for a 2-node Scout profile, installed as helm_deploy installs
-    it, becomes ready through plugins/llm_on_eks/kube/readiness.check."""
-    from llm_on_eks.kube import readiness
+def install_chart(sandbox_cluster, namespace, fsx_volume, tmp_path, nodes: int) -> dict:
+    """Our chart's LeaderWorkerSet for a multi-node Scout profile, installed as helm_deploy does."""
     from llm_on_eks.kube.helm_values import CHART_DIR, helm_values
     from llm_on_eks.plan import build_plan
 
     plan = build_plan({"cluster_name": "c1", "region": "us-west-2", "model": "llama4-scout", "accelerator": "gpu",
                        "namespace": namespace, "deployment_name": "scout"})
-    plan["profile"]["nodes"] = 2  # no catalog profile has 2 nodes yet: as tests/kube/test_chart.py renders them
+    plan["profile"]["nodes"] = nodes  # no catalog profile is multi-node yet: as tests/kube/test_chart.py renders them
     values = helm_values(plan)
-    assert values["nodes"] == 2 and values["model"]["source"].startswith("pvc://")
+    assert values["nodes"] == nodes and values["model"]["source"].startswith("pvc://")
     fsx_volume(plan)
     path = tmp_path / "values.yaml"
     path.write_text(yaml.safe_dump(values))
+    sandbox_cluster.helm_run("install", plan["kubernetes"]["release"], str(CHART_DIR), "--namespace", namespace,
+                             "--values", str(path))
+    return plan
+
+
+def readiness_now(api, plan):
+    from llm_on_eks.kube import readiness
+
+    return readiness.check(api, plan, datetime.datetime.now(datetime.UTC))
+
+
+def test_chart_release_on_two_nodes_becomes_ready(sandbox_cluster, api, namespace, fsx_volume, tmp_path):
+    plan = install_chart(sandbox_cluster, namespace, fsx_volume, tmp_path, nodes=2)
     release = plan["kubernetes"]["release"]
-    sandbox_cluster.helm_run("install", release, str(CHART_DIR), "--namespace", namespace, "--values", str(path))
-
-    def check():
-        return readiness.check(api, plan, datetime.datetime.now(datetime.UTC))
-
-    wait_for(lambda: check().ready, timeout_s=90, what="readiness.check(...).ready")
-    assert check().unschedulable == []
+    wait_for(lambda: readiness_now(api, plan).ready, timeout_s=90, what="readiness.check(...).ready")
+    assert readiness_now(api, plan).unschedulable == []
     pods = lws_pods(api, namespace, release)
     assert sorted(p.metadata.labels["role"] for p in pods) == ["leader", "worker"]
     assert {p.spec.node_name for p in pods} == P5_NODES
+    sandbox_cluster.helm_run("uninstall", release, "--namespace", namespace, "--wait")
+    wait_for(lambda: not lws_pods(api, namespace, release), what="the release's pods gone")
+
+
+def test_chart_release_with_an_unplaceable_worker_is_not_ready(sandbox_cluster, api, namespace, fsx_volume, tmp_path):
+    """Three nodes on two p5: LWS itself counts the group ready once the leader is, but
+    readiness.check must not, and must name the worker the scheduler refuses."""
+    plan = install_chart(sandbox_cluster, namespace, fsx_volume, tmp_path, nodes=3)
+    release = plan["kubernetes"]["release"]
+    state = wait_for(lambda: (s := readiness_now(api, plan)).unschedulable and s, timeout_s=90,
+                     what="an unschedulable worker reported")
+    assert not state.ready
+    (stuck,) = state.unschedulable
+    assert stuck.startswith(f"{release}-0-") and "FailedScheduling" in state.detail
     sandbox_cluster.helm_run("uninstall", release, "--namespace", namespace, "--wait")
     wait_for(lambda: not lws_pods(api, namespace, release), what="the release's pods gone")
 

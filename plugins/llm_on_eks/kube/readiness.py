@@ -51,20 +51,29 @@ def unschedulable(pods, now) -> list[str]:
     ]
 
 
+def _pod_ready(pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
 def check(api, plan: dict[str, Any], now) -> Readiness:
     from kubernetes import client
 
     core = client.CoreV1Api(api)
     kube = plan["kubernetes"]
-    stuck = unschedulable(_pods(core, plan), now)
+    pods = _pods(core, plan)
+    stuck = unschedulable(pods, now)
     if plan["profile"]["nodes"] > 1:
         lws = client.CustomObjectsApi(api).get_namespaced_custom_object(
             "leaderworkerset.x-k8s.io", "v1", kube["namespace"], "leaderworkersets", kube["release"])
         status, wanted = lws.get("status", {}), lws["spec"]["replicas"]
         # LWS status has no observedGeneration: an update in flight shows as a condition.
         updating = any(c["type"] == "UpdateInProgress" and c["status"] == "True" for c in status.get("conditions", []))
+        # LWS counts a group ready once its leader is, even with a worker still Pending: every
+        # pod of every group must be Ready too, or a half-placed group would pass.
         ready = (not updating and status.get("updatedReplicas", 0) == wanted
-                 and status.get("readyReplicas", 0) >= wanted)
+                 and status.get("readyReplicas", 0) >= wanted
+                 and len(pods) == wanted * lws["spec"]["leaderWorkerTemplate"]["size"]
+                 and all(_pod_ready(pod) for pod in pods))
     else:
         deployment = client.AppsV1Api(api).read_namespaced_deployment(kube["release"], kube["namespace"])
         status = deployment.status
