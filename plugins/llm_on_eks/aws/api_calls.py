@@ -64,6 +64,13 @@ def create_nodegroup_request(plan: dict[str, Any], subnet_ids: list[str] | None 
     }
 
 
+def create_addon_request(plan: dict[str, Any], addon: str) -> dict[str, Any]:
+    """EKS picks the add-on version that matches the cluster; PRESERVE keeps settings someone
+    changed on a self-managed copy instead of overwriting them."""
+    return {"clusterName": plan["cluster"]["name"], "addonName": addon, "resolveConflicts": "PRESERVE",
+            "tags": _tags(plan)}
+
+
 def create_bucket_request(plan: dict[str, Any]) -> dict[str, Any]:
     request: dict[str, Any] = {"Bucket": plan["storage"]["artifact_bucket"]}
     if plan["aws"]["region"] != "us-east-1":
@@ -83,10 +90,15 @@ def fsx_tags(plan: dict[str, Any]) -> list[dict[str, str]]:
     return [{"Key": "Name", "Value": fsx["name"]}, *({"Key": k, "Value": v} for k, v in tags.items())]
 
 
-def create_file_system_request(plan: dict[str, Any], subnet_id: str | None = None) -> dict[str, Any]:
+def create_file_system_request(plan: dict[str, Any], subnet_id: str | None = None,
+                               security_group_ids: list[str] | None = None, token: str | None = None) -> dict[str, Any]:
+    """``token`` makes a resent request idempotent. A fixed one would also be reused after a
+    teardown, and FSx could answer with the deleted file system, so the step passes one per try.
+    Subnet and security groups default to the cluster's, looked up at run time."""
     fsx = plan["storage"]["fsx"]
+    security_group_ids = fsx["security_group_ids"] or security_group_ids
     request: dict[str, Any] = {
-        "ClientRequestToken": f"{PROJECT}-{fsx['name']}"[:63],
+        "ClientRequestToken": (token or f"{PROJECT}-{fsx['name']}")[:63],
         "FileSystemType": "LUSTRE",
         "StorageCapacity": fsx["storage_capacity_gib"],
         "StorageType": "SSD",
@@ -98,15 +110,18 @@ def create_file_system_request(plan: dict[str, Any], subnet_id: str | None = Non
         },
         "Tags": fsx_tags(plan),
     }
-    if fsx["security_group_ids"]:
-        request["SecurityGroupIds"] = fsx["security_group_ids"]
+    if security_group_ids:
+        request["SecurityGroupIds"] = list(security_group_ids)
     return request
 
 
-def create_data_repository_association_request(plan: dict[str, Any], file_system_id: str) -> dict[str, Any]:
+def create_data_repository_association_request(plan: dict[str, Any], file_system_id: str,
+                                                token: str | None = None) -> dict[str, Any]:
     """Links the file system to the S3 prefix both ways: staged weights and markers show in S3."""
     fsx = plan["storage"]["fsx"]
+    request: dict[str, Any] = {"ClientRequestToken": token[:63]} if token else {}
     return {
+        **request,
         "FileSystemId": file_system_id,
         "FileSystemPath": fsx["file_system_path"],
         "DataRepositoryPath": fsx["data_repository_path"],
@@ -117,3 +132,13 @@ def create_data_repository_association_request(plan: dict[str, Any], file_system
         },
         "Tags": fsx_tags(plan),
     }
+
+
+# Prefixes the later steps write under: the Neuron compile cache (plan["neuron"]) and the
+# weights FSx imports from and exports staged-weight markers to (plan["storage"]["fsx"]).
+ARTIFACT_PREFIXES = ("neuron-cache/", "models/")
+
+
+def artifact_prefix_requests(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """An empty object per prefix, so the prefixes show (and FSx has something to link to)."""
+    return [{"Bucket": plan["storage"]["artifact_bucket"], "Key": prefix} for prefix in ARTIFACT_PREFIXES]

@@ -38,4 +38,9 @@ def read_hf_token(plan: dict[str, Any]) -> str:
     if not token:
         where = source["secrets_manager_id"] or f"connection {source['conn_id']!r} (password field)"
         raise ValueError(f"no Hugging Face token found in {where}")
+    # A connection password is masked in task logs already; a Secrets Manager value is not until
+    # it is registered here. Either way, any log line that would carry it shows *** instead.
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(token)
     return token

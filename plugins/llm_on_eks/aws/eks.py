@@ -1,0 +1,116 @@
+"""How the EKS steps judge what they find: adopt it, wait for it, or refuse it with a reason.
+
+The decisions are plain functions over DescribeCluster / DescribeNodegroup / DescribeAddon
+answers, so the operators stay thin and the rules can be read (and tested) in one place.
+Every resource is found by its name first; tags then say whose it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llm_on_eks.naming import DEPLOYMENT_KEY, MANAGED_BY_KEY, PROJECT
+
+# Seed 000: an inference-ready cluster runs EKS 1.30 or newer (the AL2023 accelerated AMIs and
+# the device plugins the chart relies on).
+MIN_KUBERNETES = (1, 30)
+CLUSTER_USABLE = {"ACTIVE", "UPDATING"}
+CLUSTER_PENDING = {"CREATING"}
+NODEGROUP_USABLE = {"ACTIVE"}
+NODEGROUP_PENDING = {"CREATING", "UPDATING"}
+ADDON_USABLE = {"ACTIVE"}
+ADDON_PENDING = {"CREATING", "UPDATING"}
+
+
+def _not_found(client, call, **kwargs) -> Any:
+    try:
+        return call(**kwargs)
+    except client.exceptions.ResourceNotFoundException:
+        return None
+
+
+def describe_cluster(eks, name: str) -> dict[str, Any] | None:
+    found = _not_found(eks, eks.describe_cluster, name=name)
+    return found and found["cluster"]
+
+
+def describe_nodegroup(eks, cluster: str, name: str) -> dict[str, Any] | None:
+    found = _not_found(eks, eks.describe_nodegroup, clusterName=cluster, nodegroupName=name)
+    return found and found["nodegroup"]
+
+
+def describe_addon(eks, cluster: str, name: str) -> dict[str, Any] | None:
+    found = _not_found(eks, eks.describe_addon, clusterName=cluster, addonName=name)
+    return found and found["addon"]
+
+
+def list_nodegroups(eks, cluster: str) -> list[str]:
+    names: list[str] = []
+    for page in eks.get_paginator("list_nodegroups").paginate(clusterName=cluster):
+        names.extend(page["nodegroups"])
+    return names
+
+
+def is_managed(tags: dict[str, str] | None) -> bool:
+    return (tags or {}).get(MANAGED_BY_KEY) == PROJECT
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def cluster_problems(cluster: dict[str, Any]) -> list[str]:
+    """Why an existing cluster cannot carry the deployment; empty when it can."""
+    problems = []
+    if cluster["status"] not in CLUSTER_USABLE | CLUSTER_PENDING:
+        problems.append(f"status is {cluster['status']}")
+    if _version(cluster["version"]) < MIN_KUBERNETES:
+        problems.append(f"Kubernetes {cluster['version']} is older than "
+                        f"{'.'.join(map(str, MIN_KUBERNETES))}, the oldest the accelerator AMIs support")
+    return problems
+
+
+def nodegroup_problems(nodegroup: dict[str, Any], plan: dict[str, Any]) -> list[str]:
+    """Why an existing node group of the deployment's name cannot be adopted; empty when it can.
+
+    Scaling is not judged here: a different size is the plan changing, and is applied."""
+    want, problems = plan["nodegroup"], []
+    tags = nodegroup.get("tags") or {}
+    if not is_managed(tags) or tags.get(DEPLOYMENT_KEY) != plan["deployment"]:
+        problems.append(f"it is not tagged {MANAGED_BY_KEY}={PROJECT}, {DEPLOYMENT_KEY}={plan['deployment']} "
+                        "(someone else's node group has this name)")
+    if nodegroup["status"] not in NODEGROUP_USABLE | NODEGROUP_PENDING:
+        issues = "; ".join(i.get("message", i.get("code", "")) for i in (nodegroup.get("health") or {}).get("issues", []))
+        problems.append(f"status is {nodegroup['status']}" + (f" ({issues})" if issues else ""))
+    if nodegroup.get("instanceTypes") != [want["instance_type"]]:
+        problems.append(f"instance types {nodegroup.get('instanceTypes')}, the plan needs [{want['instance_type']}]")
+    if nodegroup.get("amiType") != want["ami_type"]:
+        problems.append(f"AMI type {nodegroup.get('amiType')}, the plan needs {want['ami_type']}")
+    if nodegroup.get("capacityType", "ON_DEMAND") != want["capacity_type"]:
+        problems.append(f"capacity type {nodegroup.get('capacityType')}, the plan needs {want['capacity_type']}")
+    labels = nodegroup.get("labels") or {}
+    missing = {k: v for k, v in want["labels"].items() if labels.get(k) != v}
+    if missing:
+        problems.append(f"labels lack {missing} (the Helm chart selects nodes by them)")
+    taints = {(t["key"], t.get("value"), t["effect"]) for t in nodegroup.get("taints") or []}
+    missing_taints = [t for t in want["taints"] if (t["key"], t["value"], t["effect"]) not in taints]
+    if missing_taints:
+        problems.append(f"taints lack {missing_taints}")
+    return problems
+
+
+def scaling_of(plan: dict[str, Any]) -> dict[str, int]:
+    scaling = plan["nodegroup"]["scaling"]
+    return {"minSize": scaling["min_size"], "maxSize": scaling["max_size"], "desiredSize": scaling["desired_size"]}
+
+
+def scaling_differs(nodegroup: dict[str, Any], plan: dict[str, Any]) -> bool:
+    have = nodegroup.get("scalingConfig") or {}
+    return any(have.get(k) != v for k, v in scaling_of(plan).items())
+
+
+def addon_problems(addon: dict[str, Any]) -> list[str]:
+    if addon["status"] in ADDON_USABLE | ADDON_PENDING:
+        return []
+    issues = "; ".join(i.get("message", "") for i in (addon.get("health") or {}).get("issues", []))
+    return [f"add-on {addon['addonName']} is {addon['status']}" + (f" ({issues})" if issues else "")]

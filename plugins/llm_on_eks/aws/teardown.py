@@ -1,0 +1,74 @@
+"""What the AWS teardown may delete, decided from what AWS reports, never from memory.
+
+- The node group of the deployment: always (when it carries the deployment's tag).
+- The cluster: only when this project created it (managed-by tag), the caller opted in, and no
+  node group is left on it (another deployment's node group means it is still in use).
+- The FSx file system: only when the caller opted in, it is this project's, and no other
+  deployment's ``used-by`` tag remains on it.
+- The artifact bucket: kept unless the caller opted in; then only if this project made it for
+  this cluster. Compiled Neuron artifacts and staged weights are expensive to rebuild.
+
+Something already gone is a success. EKS answers ResourceInUseException for many minutes
+after a node group or add-on change (apache/airflow#73219): deletes are retried with backoff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llm_on_eks.aws.eks import is_managed
+from llm_on_eks.aws.fsx import USED_BY_PREFIX, tags_of, users_of
+from llm_on_eks.naming import CLUSTER_KEY, DEPLOYMENT_KEY
+
+
+@dataclass(frozen=True)
+class Decision:
+    delete: bool
+    reason: str
+
+
+def nodegroup_decision(nodegroup: dict[str, Any] | None, deployment: str) -> Decision:
+    if nodegroup is None:
+        return Decision(False, "already gone")
+    owner = (nodegroup.get("tags") or {}).get(DEPLOYMENT_KEY)
+    if not is_managed(nodegroup.get("tags")) or owner != deployment:
+        return Decision(False, f"not this deployment's (tagged {DEPLOYMENT_KEY}={owner}): left alone")
+    return Decision(True, f"node group of {deployment}")
+
+
+def cluster_decision(cluster: dict[str, Any] | None, remaining_nodegroups: list[str], opted_in: bool) -> Decision:
+    if cluster is None:
+        return Decision(False, "already gone")
+    if not opted_in:
+        return Decision(False, "kept: delete_cluster is off")
+    if not is_managed(cluster.get("tags")):
+        return Decision(False, "kept: not created by llm-on-eks")
+    if remaining_nodegroups:
+        return Decision(False, f"kept: still carries node groups {remaining_nodegroups}")
+    return Decision(True, "created by llm-on-eks, opted in, no node groups left")
+
+
+def fsx_decision(file_system: dict[str, Any] | None, deployment: str, opted_in: bool) -> Decision:
+    if file_system is None:
+        return Decision(False, "already gone")
+    others = [u for u in users_of(file_system) if u != deployment]
+    if not opted_in:
+        return Decision(False, "kept: delete_fsx is off")
+    if others:
+        return Decision(False, f"kept: still used by {others}")
+    return Decision(True, "opted in, no other deployment uses it")
+
+
+def own_user_tags(file_system: dict[str, Any], deployment: str) -> list[str]:
+    return [k for k in tags_of(file_system) if k == f"{USED_BY_PREFIX}{deployment}"]
+
+
+def bucket_decision(tags: dict[str, str] | None, cluster: str, opted_in: bool) -> Decision:
+    if tags is None:
+        return Decision(False, "already gone")
+    if not opted_in:
+        return Decision(False, "kept: delete_artifacts is off (compiled artifacts and staged weights are costly)")
+    if not is_managed(tags) or tags.get(CLUSTER_KEY) != cluster:
+        return Decision(False, "kept: not made by llm-on-eks for this cluster")
+    return Decision(True, "opted in, made by llm-on-eks for this cluster")

@@ -1,0 +1,36 @@
+"""The one EKS wait the Amazon provider has no trigger for: an add-on becoming ACTIVE.
+
+Shaped like the provider's EKS triggers (an ``AwsBaseWaiterTrigger`` over botocore's official
+``addon_active`` waiter), so it serializes, logs and reports errors the way they do.
+"""
+
+from __future__ import annotations
+
+from airflow.providers.amazon.aws.hooks.eks import EksHook
+from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
+
+
+class EksAddonActiveTrigger(AwsBaseWaiterTrigger):
+    """Wait until ``addon_name`` on ``cluster_name`` is ACTIVE (CREATE_FAILED or DEGRADED end it)."""
+
+    aws_hook_class = EksHook
+
+    def __init__(self, cluster_name: str, addon_name: str, waiter_delay: int, waiter_max_attempts: int,
+                 aws_conn_id: str | None, region_name: str | None = None, verify: bool | str | None = None,
+                 botocore_config: dict | None = None):
+        super().__init__(
+            serialized_fields={"cluster_name": cluster_name, "addon_name": addon_name, "region_name": region_name},
+            waiter_name="addon_active",
+            waiter_args={"clusterName": cluster_name, "addonName": addon_name},
+            failure_message="EKS add-on did not become active",
+            status_message="EKS add-on status is",
+            status_queries=["addon.status", "addon.health.issues"],
+            return_key="addon_name",
+            return_value=addon_name,
+            waiter_delay=waiter_delay,
+            waiter_max_attempts=waiter_max_attempts,
+            aws_conn_id=aws_conn_id,
+            region_name=region_name,
+            verify=verify,
+            botocore_config=botocore_config,
+        )

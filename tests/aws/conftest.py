@@ -1,0 +1,59 @@
+"""The AWS half's test setup: one moto server on 127.0.0.1 for the module, reset before each
+test; the Airflow AWS and HF connections pointing at it (through AIRFLOW_CONN_* env vars); the
+client-side gap filler for what moto lacks (tests/aws/gaps.py)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import boto3
+import botocore.handlers
+import pytest
+
+from tests.aws.gaps import AwsGaps
+
+HF_TOKEN = "hf_TEST_d0n0tl3ak_8c1f5e0b7a9243f6b1e4"
+ROLE = "arn:aws:iam::123456789012:role/eks-cluster"
+NODE_ROLE = "arn:aws:iam::123456789012:role/eks-node"
+SUBNETS = ["subnet-0a1b2c3d", "subnet-0e5f6a7b"]
+CREATE = {"create_cluster": True, "cluster_role_arn": ROLE, "node_role_arn": NODE_ROLE, "subnet_ids": SUBNETS}
+
+
+@pytest.fixture(scope="session")
+def moto_url():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def gaps(monkeypatch) -> AwsGaps:
+    filler = AwsGaps()
+    monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS", [*botocore.handlers.BUILTIN_HANDLERS, *filler.handlers()])
+    return filler
+
+
+@pytest.fixture
+def aws_env(airflow_db, moto_url, gaps, monkeypatch):
+    """A clean moto, connections to it, and the gap filler: what every AWS test starts from."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=30).read()
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
+        "conn_type": "aws", "login": "testing", "password": "testing",
+        # One attempt: moto answers the APIs it lacks with errors botocore would retry for
+        # seconds; a real account gets the provider's default retries.
+        "extra": {"endpoint_url": moto_url, "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}}}}))
+    monkeypatch.setenv("AIRFLOW_CONN_HF_DEFAULT", json.dumps({"conn_type": "generic", "password": HF_TOKEN}))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    return moto_url
+
+
+def client(moto_url: str, service: str, region: str):
+    """A client of a fresh session (boto3's default one may predate the gap filler's handlers)."""
+    return boto3.session.Session().client(service, endpoint_url=moto_url, region_name=region,
+                                          aws_access_key_id="testing", aws_secret_access_key="testing")

@@ -1,0 +1,305 @@
+"""What moto 5.2.5 does not answer the way AWS does, answered by the test, in the service's shapes.
+
+The moto server is the stand-in for AWS in these tests; where it falls short, this module steps
+in on the client side through botocore's own event hooks, the mechanism botocore's Stubber uses:
+
+- EKS add-ons (CreateAddon, DescribeAddon, DeleteAddon, ListAddons) and FSx data repository
+  associations (Create/Describe/DeleteDataRepositoryAssociation): moto has no such APIs. They
+  are answered here, statefully, so a second run sees what the first created. Requests are
+  validated by botocore against the real service model before they reach the handler (as with
+  Stubber), and every answer is validated against the operation's output shape (as Stubber's
+  add_response does), so a wrong field name on either side fails the test.
+- FSx DescribeFileSystems has no ``Lifecycle`` and no ``LustreConfiguration.MountName`` in moto:
+  both are added, CREATING for the first look after a create, then AVAILABLE, as AWS reports.
+- EKS CreateCluster / CreateNodegroup answer ACTIVE at once in moto: the first look after a
+  create says CREATING, so the waits (in the worker and in the triggerer) really poll.
+
+It also injects failures (an error code, or a dropped connection) into chosen calls, and counts
+the calls each operation received.
+
+Installed by adding handlers to ``botocore.handlers.BUILTIN_HANDLERS``: every botocore session
+created afterwards (boto3's for the tasks, aiobotocore's for the triggers, the tests' own
+clients) registers them, so the tasks see exactly what the assertions see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ParamValidationError
+from botocore.validate import validate_parameters
+
+ACCOUNT = "123456789012"  # moto's default account
+
+
+def _error(code: str, message: str, status: int = 400) -> tuple[AWSResponse, dict[str, Any]]:
+    return (AWSResponse("https://gaps.local", status, {}, None),
+            {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}})
+
+
+class AwsGaps:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.addons: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.associations: dict[str, dict[str, Any]] = {}
+        self.creating: Counter[tuple[str, ...]] = Counter()  # looks left that report CREATING
+        self.calls: Counter[str] = Counter()
+        self.failures: dict[str, list[Any]] = {}
+        self.ids = itertools.count(1)
+
+    # -- installation -------------------------------------------------------------------------
+    def handlers(self) -> list[tuple[str, Any]]:
+        answered = {
+            "eks": ["CreateAddon", "DescribeAddon", "DeleteAddon", "ListAddons"],
+            "fsx": ["CreateDataRepositoryAssociation", "DescribeDataRepositoryAssociations",
+                    "DeleteDataRepositoryAssociation"],
+        }
+        specs: list[tuple[str, Any]] = [("before-parameter-build.*.*", self._remember_params),
+                                        ("before-call.*.*", self._before_call)]
+        for service, operations in answered.items():
+            for operation in operations:
+                specs.append((f"before-call.{service}.{operation}", getattr(self, f"_{service}_{operation}")))
+        specs += [("after-call.*.*", self._after_call),
+                  ("after-call.fsx.CreateFileSystem", self._fs_created),
+                  ("after-call.fsx.DescribeFileSystems", self._fs_described),
+                  ("after-call.eks.CreateCluster", self._eks_created),
+                  ("after-call.eks.CreateNodegroup", self._eks_created),
+                  ("after-call.eks.DescribeCluster", self._eks_described),
+                  ("after-call.eks.DescribeNodegroup", self._eks_described)]
+        return specs
+
+    def fail(self, operation: str, error: Any, times: int = 1) -> None:
+        """Make the next ``times`` calls of ``operation`` ("service.Operation") fail with ``error``:
+        an error code (answered as AWS answers errors) or an exception instance (raised, as a
+        dropped connection would be)."""
+        self.failures.setdefault(operation, []).extend([error] * times)
+
+    def lose_response(self, operation: str, error: BaseException, times: int = 1) -> None:
+        """Let the next ``times`` calls of ``operation`` reach AWS (moto) and take effect, then
+        raise ``error`` instead of the answer: a create that happened although the caller never
+        heard back, the case ensure-never-duplicate is for."""
+        self.failures.setdefault(f"after:{operation}", []).extend([error] * times)
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _after_call(self, model, **_):
+        with self.lock:
+            pending = self.failures.get(f"after:{model.service_model.endpoint_prefix}.{model.name}")
+            error = pending.pop(0) if pending else None
+        if error is not None:
+            raise error
+
+    @staticmethod
+    def _remember_params(params, context, **_):
+        context["gaps_params"] = dict(params)
+
+    def _before_call(self, model, context, **_):
+        operation = f"{model.service_model.endpoint_prefix}.{model.name}"
+        with self.lock:
+            self.calls[operation] += 1
+            pending = self.failures.get(operation)
+            error = pending.pop(0) if pending else None
+        if error is None:
+            return None
+        if isinstance(error, BaseException):
+            raise error
+        return _error(error, f"injected by the test: {error}")
+
+    @staticmethod
+    def _answer(model, response: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
+        # As Stubber.add_response does: the answer must fit the operation's output shape.
+        report = validate_parameters(response, model.output_shape)  # raises ParamValidationError
+        if report is not None:
+            raise ParamValidationError(report=str(report))
+        return AWSResponse("https://gaps.local", 200, {}, None), {**response, "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    @staticmethod
+    def _region(context) -> str:
+        return context["client_region"]
+
+    # -- EKS add-ons --------------------------------------------------------------------------
+    @staticmethod
+    def _cluster_exists(region: str, name: str) -> bool:
+        from moto.eks.models import eks_backends
+
+        return name in eks_backends[ACCOUNT][region].clusters
+
+    def _addon(self, context) -> tuple[tuple[str, str, str], Any]:
+        params = context["gaps_params"]
+        key = (self._region(context), params["clusterName"], params.get("addonName", ""))
+        if not self._cluster_exists(key[0], key[1]):
+            # Add-ons go with their cluster.
+            for stale in [k for k in self.addons if k[:2] == key[:2]]:
+                del self.addons[stale]
+            return key, _error("ResourceNotFoundException", f"No cluster found for name: {key[1]}.", 404)
+        return key, None
+
+    def _eks_CreateAddon(self, model, context, **_):
+        with self.lock:
+            key, missing = self._addon(context)
+            if missing:
+                return missing
+            if key in self.addons:
+                return _error("ResourceInUseException", f"Addon already exists: {key[2]}", 409)
+            params = context["gaps_params"]
+            self.addons[key] = {
+                "addonName": key[2], "clusterName": key[1], "status": "CREATING", "addonVersion": "v1.0.0-eksbuild.1",
+                "health": {"issues": []}, "createdAt": datetime.now(UTC), "modifiedAt": datetime.now(UTC),
+                "addonArn": f"arn:aws:eks:{key[0]}:{ACCOUNT}:addon/{key[1]}/{key[2]}/{next(self.ids)}",
+                "tags": dict(params.get("tags") or {}),
+            }
+            self.creating[("addon", *key)] = 1
+            return self._answer(model, {"addon": self.addons[key]})
+
+    def _eks_DescribeAddon(self, model, context, **_):
+        with self.lock:
+            key, missing = self._addon(context)
+            if missing:
+                return missing
+            if key not in self.addons:
+                return _error("ResourceNotFoundException", f"No addon: {key[2]} found in cluster: {key[1]}", 404)
+            addon = self.addons[key]
+            if self.creating[("addon", *key)] > 0:
+                self.creating[("addon", *key)] -= 1
+            elif addon["status"] == "CREATING":
+                addon["status"] = "ACTIVE"
+            return self._answer(model, {"addon": addon})
+
+    def _eks_DeleteAddon(self, model, context, **_):
+        with self.lock:
+            key, missing = self._addon(context)
+            if missing:
+                return missing
+            if key not in self.addons:
+                return _error("ResourceNotFoundException", f"No addon: {key[2]} found in cluster: {key[1]}", 404)
+            return self._answer(model, {"addon": {**self.addons.pop(key), "status": "DELETING"}})
+
+    def _eks_ListAddons(self, model, context, **_):
+        with self.lock:
+            key, missing = self._addon(context)
+            if missing:
+                return missing
+            return self._answer(model, {"addons": sorted(k[2] for k in self.addons if k[:2] == key[:2])})
+
+    # -- FSx data repository associations -----------------------------------------------------
+    @staticmethod
+    def _file_system_exists(region: str, file_system_id: str) -> bool:
+        from moto.fsx.models import fsx_backends
+
+        return file_system_id in fsx_backends[ACCOUNT][region].file_systems
+
+    def _live_associations(self, region: str) -> list[dict[str, Any]]:
+        for association_id, association in list(self.associations.items()):
+            if association["_region"] == region and not self._file_system_exists(region, association["FileSystemId"]):
+                del self.associations[association_id]  # associations go with their file system
+        return [a for a in self.associations.values() if a["_region"] == region]
+
+    @staticmethod
+    def _public(association: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in association.items() if not k.startswith("_")}
+
+    def _fsx_CreateDataRepositoryAssociation(self, model, context, **_):
+        params, region = context["gaps_params"], self._region(context)
+        with self.lock:
+            if not self._file_system_exists(region, params["FileSystemId"]):
+                return _error("FileSystemNotFound", f"File system {params['FileSystemId']} was not found")
+            for existing in self._live_associations(region):
+                if (existing["FileSystemId"], existing["FileSystemPath"]) == (params["FileSystemId"],
+                                                                              params["FileSystemPath"]):
+                    return _error("BadRequest", f"{params['FileSystemPath']} is already linked")
+            association_id = f"dra-{next(self.ids):017x}"
+            association = {
+                "AssociationId": association_id,
+                "ResourceARN": f"arn:aws:fsx:{region}:{ACCOUNT}:association/{params['FileSystemId']}/{association_id}",
+                "FileSystemId": params["FileSystemId"], "Lifecycle": "CREATING",
+                "FileSystemPath": params["FileSystemPath"], "DataRepositoryPath": params["DataRepositoryPath"],
+                "BatchImportMetaDataOnCreate": params.get("BatchImportMetaDataOnCreate", False),
+                "ImportedFileChunkSize": 1024, "S3": params.get("S3", {}), "Tags": params.get("Tags", []),
+                "CreationTime": datetime.now(UTC), "_region": region,
+            }
+            self.associations[association_id] = association
+            self.creating[("association", association_id)] = 1
+            return self._answer(model, {"Association": self._public(association)})
+
+    def _fsx_DescribeDataRepositoryAssociations(self, model, context, **_):
+        params, region = context["gaps_params"], self._region(context)
+        with self.lock:
+            found = self._live_associations(region)
+            if params.get("AssociationIds"):
+                missing = set(params["AssociationIds"]) - {a["AssociationId"] for a in found}
+                if missing:
+                    return _error("DataRepositoryAssociationNotFound", f"{sorted(missing)} not found")
+                found = [a for a in found if a["AssociationId"] in params["AssociationIds"]]
+            for f in params.get("Filters", []):
+                if f["Name"] == "file-system-id":
+                    found = [a for a in found if a["FileSystemId"] in f["Values"]]
+            for association in found:
+                key = ("association", association["AssociationId"])
+                if self.creating[key] > 0:
+                    self.creating[key] -= 1
+                elif association["Lifecycle"] == "CREATING":
+                    association["Lifecycle"] = "AVAILABLE"
+            return self._answer(model, {"Associations": [self._public(a) for a in found]})
+
+    def _fsx_DeleteDataRepositoryAssociation(self, model, context, **_):
+        params, region = context["gaps_params"], self._region(context)
+        with self.lock:
+            live = {a["AssociationId"] for a in self._live_associations(region)}
+            if params["AssociationId"] not in live:
+                return _error("DataRepositoryAssociationNotFound", f"{params['AssociationId']} not found")
+            self.associations.pop(params["AssociationId"])
+            return self._answer(model, {"AssociationId": params["AssociationId"], "Lifecycle": "DELETING",
+                                        "DeleteDataInFileSystem": False})
+
+    # -- moto answers completed ---------------------------------------------------------------
+    @staticmethod
+    def _mount_name(file_system_id: str) -> str:
+        return hashlib.sha256(file_system_id.encode()).hexdigest()[:8]
+
+    def _fs_created(self, parsed, **_):
+        fs = parsed.get("FileSystem")
+        if fs:
+            with self.lock:
+                self.creating[("fs", fs["FileSystemId"])] = 1
+            fs["Lifecycle"] = "CREATING"
+            fs.setdefault("LustreConfiguration", {})["MountName"] = self._mount_name(fs["FileSystemId"])
+
+    def _fs_described(self, parsed, **_):
+        with self.lock:
+            for fs in parsed.get("FileSystems", []):
+                key = ("fs", fs["FileSystemId"])
+                if self.creating[key] > 0:
+                    self.creating[key] -= 1
+                    fs["Lifecycle"] = "CREATING"
+                else:
+                    fs["Lifecycle"] = "AVAILABLE"
+                if fs.get("FileSystemType") == "LUSTRE":
+                    fs.setdefault("LustreConfiguration", {})["MountName"] = self._mount_name(fs["FileSystemId"])
+
+    @staticmethod
+    def _eks_key(parsed) -> tuple[str, ...] | None:
+        if "cluster" in parsed:
+            return ("cluster", parsed["cluster"]["name"])
+        if "nodegroup" in parsed:
+            return ("nodegroup", parsed["nodegroup"]["clusterName"], parsed["nodegroup"]["nodegroupName"])
+        return None
+
+    def _eks_created(self, parsed, http_response, **_):
+        key = self._eks_key(parsed)
+        if key and http_response.status_code < 300:
+            with self.lock:
+                self.creating[key] = 1
+            (parsed.get("cluster") or parsed.get("nodegroup"))["status"] = "CREATING"
+
+    def _eks_described(self, parsed, http_response, **_):
+        key = self._eks_key(parsed)
+        if key and http_response.status_code < 300:
+            with self.lock:
+                if self.creating[key] > 0:
+                    self.creating[key] -= 1
+                    (parsed.get("cluster") or parsed.get("nodegroup"))["status"] = "CREATING"
