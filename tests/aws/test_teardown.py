@@ -1,0 +1,102 @@
+"""The AWS teardown group through dag.test() against the moto server: after it, moto holds no
+cluster, node group or file system of the deployment (when opted in); shared things stay while
+another deployment uses them; what is already gone is a success; ResourceInUseException is
+retried."""
+
+from __future__ import annotations
+
+import pytest
+
+from llm_on_eks.aws.fsx import USED_BY_PREFIX
+from tests.aws.conftest import CREATE, client
+from tests.aws.test_provision import PLANS, inventory, load
+from tests.dag_runs import run_dag
+
+EVERYTHING = {"delete_cluster": True, "delete_fsx": True}
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["in_worker", "deferred"])
+def test_teardown_leaves_nothing_of_the_deployment(aws_env, gaps, deferrable):
+    suffix = "_deferrable" if deferrable else ""
+    conf = {**PLANS["gpu"], **CREATE}
+    region = conf["region"]
+    assert run_dag(load("aws_provision" + suffix), conf).failed() == []
+    assert len(inventory(aws_env, region)["file_systems"]) == 1
+
+    # EKS refuses the node group delete twice (an update in progress): retried with backoff.
+    gaps.fail("eks.DeleteNodegroup", "ResourceInUseException", times=2)
+    down = run_dag(load("aws_teardown" + suffix), {**conf, **EVERYTHING})
+    assert down.failed() == [], down.states
+    assert gaps.calls["eks.DeleteNodegroup"] == 3
+    assert {t: down.xcoms[f"teardown_aws.{t}"]["action"] for t in ("delete_nodegroup", "delete_fsx", "delete_cluster")} \
+        == dict.fromkeys(("delete_nodegroup", "delete_fsx", "delete_cluster"), "deleted")
+    held = inventory(aws_env, region)
+    assert (held["clusters"], held["nodegroups"], held["file_systems"]) == ([], [], [])
+    # S3 artifacts are kept by default.
+    assert held["buckets"] == ["llm-on-eks-llm-inference-us-west-2"]
+    assert down.xcoms["teardown_aws.delete_artifacts"]["action"].startswith("kept")
+
+    # Everything already gone: a second teardown succeeds and deletes nothing.
+    again = run_dag(load("aws_teardown" + suffix), {**conf, **EVERYTHING, "delete_artifacts": True})
+    assert again.failed() == [], again.states
+    assert again.xcoms["teardown_aws.delete_nodegroup"]["action"] == "already gone"
+    assert again.xcoms["teardown_aws.delete_cluster"]["action"] == "already gone"
+    assert again.xcoms["teardown_aws.delete_artifacts"]["action"] == "deleted"
+    assert inventory(aws_env, region)["buckets"] == []
+
+
+def test_shared_cluster_and_fsx_stay_while_another_deployment_uses_them(aws_env, gaps):
+    region = PLANS["gpu"]["region"]
+    # A fresh DAG object per run: dag.test() leaves a run's conf in the object's params.
+    def provision():
+        return load("aws_provision")
+
+    def teardown():
+        return load("aws_teardown")
+
+    for name in ("scout-a", "scout-b"):
+        assert run_dag(provision(), {**PLANS["gpu"], **CREATE, "deployment_name": name}).failed() == []
+    held = inventory(aws_env, region)
+    assert sorted(held["nodegroups"]) == ["scout-a-nodes", "scout-b-nodes"] and len(held["file_systems"]) == 1
+    fsx = client(aws_env, "fsx", region)
+    users = lambda: sorted(t["Key"].removeprefix(USED_BY_PREFIX)  # noqa: E731
+                           for t in fsx.describe_file_systems()["FileSystems"][0]["Tags"]
+                           if t["Key"].startswith(USED_BY_PREFIX))
+    assert users() == ["scout-a", "scout-b"]
+
+    down_a = run_dag(teardown(), {**PLANS["gpu"], "deployment_name": "scout-a", **EVERYTHING})
+    assert down_a.failed() == [], down_a.states
+    assert down_a.xcoms["teardown_aws.delete_fsx"]["action"] == "kept: still used by ['scout-b']"
+    assert down_a.xcoms["teardown_aws.delete_cluster"]["action"] == "kept: still carries node groups ['scout-b-nodes']"
+    held = inventory(aws_env, region)
+    assert held["clusters"] == ["llm-inference"] and held["nodegroups"] == ["scout-b-nodes"]
+    assert users() == ["scout-b"]
+
+    # Without the opt-ins only the node group goes.
+    down_b = run_dag(teardown(), {**PLANS["gpu"], "deployment_name": "scout-b"})
+    assert down_b.failed() == [], down_b.states
+    assert down_b.xcoms["teardown_aws.delete_cluster"]["action"] == "kept: delete_cluster is off"
+    held = inventory(aws_env, region)
+    assert held["nodegroups"] == [] and held["clusters"] == ["llm-inference"] and len(held["file_systems"]) == 1
+    assert users() == []
+
+    final = run_dag(teardown(), {**PLANS["gpu"], "deployment_name": "scout-b", **EVERYTHING})
+    assert final.failed() == [], final.states
+    held = inventory(aws_env, region)
+    assert (held["clusters"], held["nodegroups"], held["file_systems"]) == ([], [], [])
+
+
+def test_cluster_not_created_by_us_is_never_deleted(aws_env, gaps):
+    from tests.aws.conftest import NODE_ROLE, ROLE, SUBNETS
+
+    region = PLANS["trn2"]["region"]
+    client(aws_env, "eks", region).create_cluster(name="team-cluster", version="1.33", roleArn=ROLE,
+                                                  resourcesVpcConfig={"subnetIds": SUBNETS})
+    conf = {**PLANS["trn2"], "cluster_name": "team-cluster", "node_role_arn": NODE_ROLE}
+    assert run_dag(load("aws_provision"), conf).failed() == []
+    down = run_dag(load("aws_teardown"), {**conf, **EVERYTHING})
+    assert down.failed() == [], down.states
+    assert down.xcoms["teardown_aws.delete_cluster"]["action"] == "kept: not created by llm-on-eks"
+    held = inventory(aws_env, region, cluster="team-cluster")
+    assert held["clusters"] == ["team-cluster"] and held["nodegroups"] == []
+    assert gaps.calls["eks.DeleteCluster"] == 0
