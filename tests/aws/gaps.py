@@ -51,6 +51,7 @@ class AwsGaps:
         self.creating: Counter[tuple[str, ...]] = Counter()  # looks left that report CREATING
         self.calls: Counter[str] = Counter()
         self.failures: dict[str, list[Any]] = {}
+        self.doomed: set[tuple[str, ...]] = set()
         self.ids = itertools.count(1)
 
     # -- installation -------------------------------------------------------------------------
@@ -85,6 +86,10 @@ class AwsGaps:
         raise ``error`` instead of the answer: a create that happened although the caller never
         heard back, the case ensure-never-duplicate is for."""
         self.failures.setdefault(f"after:{operation}", []).extend([error] * times)
+
+    def fail_creation(self, cluster: str, nodegroup: str) -> None:
+        """The node group, once created, reports CREATE_FAILED (as a p5 without capacity does)."""
+        self.doomed.add(("nodegroup", cluster, nodegroup))
 
     # -- plumbing -----------------------------------------------------------------------------
     def _after_call(self, model, **_):
@@ -303,3 +308,7 @@ class AwsGaps:
                 if self.creating[key] > 0:
                     self.creating[key] -= 1
                     (parsed.get("cluster") or parsed.get("nodegroup"))["status"] = "CREATING"
+                elif key in self.doomed:
+                    parsed["nodegroup"]["status"] = "CREATE_FAILED"
+                    parsed["nodegroup"]["health"] = {"issues": [{"code": "InsufficientFreeAddresses",
+                                                                 "message": "injected by the test"}]}

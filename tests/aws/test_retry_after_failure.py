@@ -92,3 +92,20 @@ def test_incompatible_node_group_is_refused_not_duplicated(aws_env, gaps, capfd)
     assert "instance types ['g5.48xlarge'], the plan needs [p5.48xlarge]" in out
     assert eks.list_nodegroups(clusterName="llm-inference")["nodegroups"] == ["llama4-scout-gpu-nodes"]
     assert gaps.calls["eks.CreateNodegroup"] == 1  # the test's own, above
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["in_worker", "deferred"])
+def test_node_group_that_fails_to_start_is_deleted_then_recreated(aws_env, gaps, capfd, deferrable):
+    conf = {**PLANS["trn2"], **CREATE}
+    dag_id = "aws_provision" + ("_deferrable" if deferrable else "")
+    gaps.fail_creation("llm-inference", "llama4-scout-neuron-nodes")
+    failed = run_dag(load(dag_id), conf)
+    assert failed.states["provision.ensure_nodegroup"] == "failed"
+    assert "the node group this run created was deleted" in capfd.readouterr().out
+    assert inventory(aws_env, conf["region"])["nodegroups"] == []
+
+    gaps.doomed.clear()
+    again = run_dag(load(dag_id), conf)
+    assert again.failed() == [], again.states
+    assert again.xcoms["provision.ensure_nodegroup"]["action"] == "created"
+    assert inventory(aws_env, conf["region"])["nodegroups"] == ["llama4-scout-neuron-nodes"]
