@@ -45,17 +45,19 @@ class NetNamespace:
 
     name: str
     host_veth: str
+    inner_veth: str
     host_ip: str
     ip: str
+    aliases: list[str] = field(default_factory=list)
 
     @classmethod
     def create(cls) -> NetNamespace:
         # A /30 in 10.231.0.0/16, random so concurrent sessions rarely collide; names fit IFNAMSIZ.
         tag = f"{os.getpid() % 100000:05d}"
         third, fourth = random.randrange(256), random.randrange(0, 256, 4)
-        ns = cls(name=f"llmeks-vllm-{tag}", host_veth=f"vllmh{tag}", host_ip=f"10.231.{third}.{fourth + 1}",
-                 ip=f"10.231.{third}.{fourth + 2}")
         inner = f"vllmn{tag}"
+        ns = cls(name=f"llmeks-vllm-{tag}", host_veth=f"vllmh{tag}", inner_veth=inner,
+                 host_ip=f"10.231.{third}.{fourth + 1}", ip=f"10.231.{third}.{fourth + 2}")
         steps = [
             ["ip", "netns", "add", ns.name],
             ["ip", "link", "add", ns.host_veth, "type", "veth", "peer", "name", inner],
@@ -74,7 +76,23 @@ class NetNamespace:
             raise
         return ns
 
+    def add_address(self, ip: str) -> None:
+        """Give the namespace a second address (a pod IP the cluster assigned), routed over the pair."""
+        for step in (["ip", "netns", "exec", self.name, "ip", "addr", "add", f"{ip}/32", "dev", self.inner_veth],
+                     ["ip", "route", "add", f"{ip}/32", "dev", self.host_veth]):
+            subprocess.run(step, check=True, capture_output=True, text=True, timeout=30)
+        self.aliases.append(ip)
+
+    def remove_address(self, ip: str) -> None:
+        subprocess.run(["ip", "route", "delete", f"{ip}/32", "dev", self.host_veth], capture_output=True, timeout=30)
+        subprocess.run(["ip", "netns", "exec", self.name, "ip", "addr", "delete", f"{ip}/32", "dev", self.inner_veth],
+                       capture_output=True, timeout=30)
+        if ip in self.aliases:
+            self.aliases.remove(ip)
+
     def delete(self) -> None:
+        for ip in list(self.aliases):
+            self.remove_address(ip)
         # Deleting the namespace destroys its veth end and with it the pair.
         subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, timeout=30)
         subprocess.run(["ip", "link", "delete", self.host_veth], capture_output=True, timeout=30)
@@ -173,7 +191,9 @@ def start_server(model: str = "tiny-llama4", served_names: list[str] | None = No
     args = [
         str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(MODELS / model), "--served-model-name", *served_names,
-        "--host", host, "--port", str(PORT), "--load-format", "dummy", "--max-model-len", "2048",
+        # In its own namespace it listens on every address there (reachable only over the veth
+        # pair), so a pod IP added later serves too; otherwise on loopback only.
+        "--host", "0.0.0.0" if netns else host, "--port", str(PORT), "--load-format", "dummy", "--max-model-len", "2048",
         # No torch.compile warm-up: at toy size on CPU it only adds ~50 s to every start.
         "--enforce-eager",
         *(extra_args or []),

@@ -150,7 +150,7 @@ def run_benchmark(endpoint: Endpoint, settings: BenchmarkSettings) -> dict[str, 
     summary["endpoint"] = endpoint.description
     slo = settings.slo_p99_ttft_ms
     if slo is not None and summary["ttft_ms"]["p99"] > slo:
-        raise SloMissed(f"p99 TTFT {summary['ttft_ms']['p99']:.1f} ms misses the SLO of {slo:.1f} ms", summary)
+        raise SloMissed(f"p99 TTFT {summary['ttft_ms']['p99']:.1f} ms misses the SLO of {slo:g} ms", summary)
     return summary
 
 
@@ -209,7 +209,7 @@ def format_table(summary: dict[str, Any]) -> str:
     lines.append(f"output throughput {summary['output_throughput_tok_s']:.1f} tok/s, "
                  f"{summary['request_throughput_req_s']:.2f} req/s")
     if summary.get("slo_p99_ttft_ms") is not None:
-        lines.append(f"SLO p99 TTFT <= {summary['slo_p99_ttft_ms']:.1f} ms")
+        lines.append(f"SLO p99 TTFT <= {summary['slo_p99_ttft_ms']:g} ms")
     return "\n".join(lines)
 
 
