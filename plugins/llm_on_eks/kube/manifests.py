@@ -21,11 +21,14 @@ COMPILE_MEMORY_LIMIT = "768Gi"
 
 
 def _meta(plan: dict[str, Any], name: str, component: str) -> dict[str, Any]:
+    """Labels naming the deployment, but not the chart's app name: the release's Service and
+    readiness select ``app.kubernetes.io/name=vllm-serving``, and must never pick up a Job pod
+    (a Neuron compile pod even listens on the serving port)."""
     kube = plan["kubernetes"]
     return {
         "name": name,
         "namespace": kube["namespace"],
-        "labels": {**kube["labels"], "app.kubernetes.io/name": "vllm-serving",
+        "labels": {**kube["labels"], "app.kubernetes.io/name": f"llm-on-eks-{component}",
                    "app.kubernetes.io/instance": kube["release"], "app.kubernetes.io/component": component},
     }
 

@@ -1,0 +1,136 @@
+"""deploy_llama4 itself, end to end through dag.test(): AWS steps against the moto server, the
+cluster-side steps on the local control plane with the helm CLI, the smoke test against the real
+vLLM CPU server, for Scout on GPU (FP8-free FSx staging path) and on Trainium2 (Neuron compile).
+
+Stand-ins, each because nothing else can run here: moto's EKS cluster has no API server, so the
+Kubernetes steps reach the local control plane through a Kubernetes connection (as for an
+existing cluster); kwok runs no containers, so a thread writes the S3 completion marker once
+the staging or compile Job has succeeded, where the Job's last command would; the smoke test
+reaches vLLM by the `endpoint_url` param (the service-proxy path is tested in tests/serving).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import pytest
+
+from tests.aws.conftest import CREATE, HF_TOKEN, client
+from tests.dag_runs import run_dag
+
+SCOUT = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
+# conf, the weight step, the node it runs on (downloading needs no GPU; compiling needs the
+# Neuron devices), the serving instance type. Regions are ones whose instance offerings (moto's
+# data, as AWS's) hold the instance type.
+TARGETS = {
+    "gpu": ({"accelerator": "gpu", "region": "us-west-2"}, "prepare_weights.stage_to_fsx", "m6i-2xlarge-0",
+            "p5.48xlarge"),
+    "neuron": ({"accelerator": "neuron", "region": "us-east-2"}, "prepare_weights.neuron_compile", "trn2-48xlarge-0",
+               "trn2.48xlarge"),
+}
+
+
+@pytest.fixture
+def deploy_llama4(aws_env, sandbox_cluster, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("AIRFLOW_CONN_SANDBOX_K8S", json.dumps(
+        {"conn_type": "kubernetes", "extra": {"kube_config_path": sandbox_cluster.kubeconfig}}))
+    monkeypatch.setenv("HELM_BIN", sandbox_cluster.helm)
+
+    def load():  # a fresh DAG object per run: dag.test() leaves a run's conf in its params
+        return DagBag(dag_folder=str(ROOT / "dags" / "deploy_llama4.py")).dags["deploy_llama4"]
+
+    return load
+
+
+@pytest.fixture
+def namespace(sandbox_cluster):
+    from kubernetes import client as k8s
+
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    yield name
+    sandbox_cluster.helm_run("uninstall", "scout", "--namespace", name, "--wait", check=False)
+    core = k8s.CoreV1Api(sandbox_cluster.api_client())
+    if any(ns.metadata.name == name for ns in core.list_namespace().items):
+        core.delete_namespace(name)
+    for pv in core.list_persistent_volume().items:
+        if pv.spec.claim_ref and pv.spec.claim_ref.namespace == name:
+            core.delete_persistent_volume(pv.metadata.name)
+
+
+def write_marker_when_job_succeeds(sandbox_cluster, s3, namespace: str, bucket: str, key: str):
+    """What the Job's last command does on EKS (kwok runs no containers)."""
+    from kubernetes import client as k8s
+
+    def upload():
+        batch = k8s.BatchV1Api(sandbox_cluster.api_client())
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            jobs = batch.list_namespaced_job(namespace).items
+            if jobs and jobs[0].status.succeeded:
+                s3.put_object(Bucket=bucket, Key=key, Body=b'{"simulated": true}')
+                return
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=upload, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("target", ["gpu", "neuron"])
+def test_scout_from_nothing_to_a_tested_endpoint_and_again(aws_env, deploy_llama4, namespace, vllm_server,
+                                                           sandbox_cluster, capfd, target):
+    from kubernetes import client as k8s
+
+    from llm_on_eks.plan import build_plan
+
+    place, weights_task, weights_node, instance_type = TARGETS[target]
+    conf = {"model": "llama4-scout", **place, **CREATE, "deployment_name": "scout", "namespace": namespace,
+            "kubernetes_conn_id": "sandbox_k8s", "endpoint_url": vllm_server.base_url, "images_per_prompt": 0}
+    params = deploy_llama4().params
+    for name, value in conf.items():
+        params[name] = value
+    plan = build_plan(params.validate())
+    bucket = plan["storage"]["artifact_bucket"]
+    key = plan["neuron"]["marker_key"] if target == "neuron" else plan["storage"]["fsx"]["marker_key"]
+    s3 = client(aws_env, "s3", place["region"])
+    writer = write_marker_when_job_succeeds(sandbox_cluster, s3, namespace, bucket, key)
+
+    first = run_dag(deploy_llama4(), conf)
+    writer.join(timeout=5)
+    assert first.failed() == [], first.states
+    skipped = {t for t, s in first.states.items() if s == "skipped"}
+    assert skipped == {"prepare_weights.weights_from_hub", "benchmark", *(
+        {"prepare_weights.stage_to_fsx"} if target == "neuron" else {"prepare_weights.neuron_compile"})}
+
+    api = sandbox_cluster.api_client()
+    assert len(k8s.BatchV1Api(api).list_namespaced_job(namespace).items) == 1
+    assert first.xcoms[weights_task]["nodes"] == [weights_node]
+    (pod,) = k8s.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="app.kubernetes.io/instance=scout,app.kubernetes.io/name=vllm-serving").items
+    assert pod.status.phase == "Running" and pod.spec.node_name.startswith(instance_type.replace(".", "-"))
+    smoke = first.xcoms["smoke_test"]
+    assert smoke["model"] == SCOUT and set(smoke["checks"]) == {"models", "chat", "stream"}, smoke
+    held = client(aws_env, "eks", place["region"])
+    assert held.list_clusters()["clusters"] == ["llm-inference"]
+    assert held.list_nodegroups(clusterName="llm-inference")["nodegroups"] == ["scout-nodes"]
+
+    second = run_dag(deploy_llama4(), conf)
+    assert second.failed() == [], second.states
+    assert second.xcoms["provision.ensure_cluster"]["action"] == "adopted"
+    assert second.xcoms["provision.ensure_nodegroup"]["action"] == "adopted"
+    assert second.xcoms[weights_task]["skipped"] is True
+    assert second.xcoms["helm_deploy"]["changed"] is False
+    assert second.xcoms["helm_deploy"]["revision"] == first.xcoms["helm_deploy"]["revision"] == 1
+    assert len(k8s.BatchV1Api(api).list_namespaced_job(namespace).items) == 1
+
+    values = sandbox_cluster.helm_run("get", "values", "scout", "--namespace", namespace, "--all").stdout
+    manifest = sandbox_cluster.helm_run("get", "manifest", "scout", "--namespace", namespace).stdout
+    logs = capfd.readouterr()
+    for text in (json.dumps(first.xcoms), json.dumps(second.xcoms), values, manifest, logs.out, logs.err):
+        assert HF_TOKEN not in text
