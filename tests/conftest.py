@@ -48,4 +48,4 @@ def airflow_db() -> Path:
     return AIRFLOW_HOME
 
 
-pytest_plugins = ["tests.integration.sandbox_cluster"]
+pytest_plugins = ["tests.integration.sandbox_cluster", "tests.serving.vllm_fixture"]

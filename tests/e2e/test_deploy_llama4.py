@@ -20,8 +20,8 @@ import pytest
 
 from tests.aws.conftest import CREATE, HF_TOKEN, client
 from tests.dag_runs import run_dag
+from tests.serving.vllm_fixture import SCOUT
 
-SCOUT = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
 # conf, the weight step, the node it runs on (downloading needs no GPU; compiling needs the
 # Neuron devices), the serving instance type. Regions are ones whose instance offerings (moto's
 # data, as AWS's) hold the instance type.

@@ -4,7 +4,6 @@ during one, renamed metrics, and "unknown" (never 0) where a server exports no v
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import pytest
@@ -60,28 +59,22 @@ def test_counts_before_and_after_a_burst(vllm_server):
     assert after.as_dict()["in_flight"] == 0
 
 
-def test_load_is_seen_during_a_burst(vllm_server):
+def test_load_is_seen_while_a_request_streams(vllm_server):
+    """Read /metrics while a request is certainly in flight: after its first streamed token and
+    before its last (it must produce 1536 tokens), so the reading cannot race the request."""
     endpoint = direct_endpoint(vllm_server.base_url)
-    errors: list[BaseException] = []
-
-    def burst() -> None:
-        try:
-            _burst(endpoint, vllm_server.served_model_name, 4, 1536)  # ~10 s on 2 cores
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-
-    thread = threading.Thread(target=burst, daemon=True)
-    thread.start()
-    seen = []
-    deadline = time.monotonic() + 120
-    while thread.is_alive() and time.monotonic() < deadline:
-        seen.append(read_metrics(endpoint).in_flight)
-        if seen[-1]:
-            break  # seen busy: no need to keep a loaded server answering /metrics
-        time.sleep(0.1)
-    thread.join(timeout=120)
-    assert not errors and not thread.is_alive(), errors
-    assert max(seen) >= 1, seen
+    with endpoint.openai_client(timeout=120) as client:
+        stream = client.chat.completions.create(
+            model=vllm_server.served_model_name, messages=[{"role": "user", "content": "count to ten"}],
+            max_tokens=1536, temperature=0, stream=True, extra_body={"ignore_eos": True, "min_tokens": 1536})
+        with stream:
+            next(iter(stream))
+            deadline, load = time.monotonic() + 30, read_metrics(endpoint)
+            # The gauges follow the engine's step statistics: allow them a few steps to catch up.
+            while not load.in_flight and time.monotonic() < deadline:
+                time.sleep(0.2)
+                load = read_metrics(endpoint)
+    assert load.running == 1 and load.in_flight == 1, load.as_dict()
 
 
 def test_renamed_metrics_are_read_by_their_old_names(vllm_server):
