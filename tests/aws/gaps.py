@@ -75,27 +75,36 @@ class AwsGaps:
                   ("after-call.eks.DescribeNodegroup", self._eks_described)]
         return specs
 
-    def fail(self, operation: str, error: Any, times: int = 1) -> None:
+    def fail(self, operation: str, error: Any, times: int = 1, **match: Any) -> None:
         """Make the next ``times`` calls of ``operation`` ("service.Operation") fail with ``error``:
         an error code (answered as AWS answers errors) or an exception instance (raised, as a
-        dropped connection would be)."""
-        self.failures.setdefault(operation, []).extend([error] * times)
+        dropped connection would be). ``match`` narrows it to calls with those parameters
+        (``nodegroupName=...``): steps that run side by side call the same operation."""
+        self.failures.setdefault(operation, []).extend([(error, match)] * times)
 
-    def lose_response(self, operation: str, error: BaseException, times: int = 1) -> None:
+    def lose_response(self, operation: str, error: BaseException, times: int = 1, **match: Any) -> None:
         """Let the next ``times`` calls of ``operation`` reach AWS (moto) and take effect, then
         raise ``error`` instead of the answer: a create that happened although the caller never
-        heard back, the case ensure-never-duplicate is for."""
-        self.failures.setdefault(f"after:{operation}", []).extend([error] * times)
+        heard back, the case ensure-never-duplicate is for. ``match`` as for ``fail``."""
+        self.failures.setdefault(f"after:{operation}", []).extend([(error, match)] * times)
+
+    def _take(self, key: str, context: dict[str, Any]) -> Any:
+        """The first injected failure for ``key`` whose ``match`` the call's parameters meet."""
+        params = context.get("gaps_params") or {}
+        with self.lock:
+            pending = self.failures.get(key) or []
+            for i, (_, match) in enumerate(pending):
+                if all(params.get(k) == v for k, v in match.items()):
+                    return pending.pop(i)[0]
+        return None
 
     def fail_creation(self, cluster: str, nodegroup: str) -> None:
         """The node group, once created, reports CREATE_FAILED (as a p5 without capacity does)."""
         self.doomed.add(("nodegroup", cluster, nodegroup))
 
     # -- plumbing -----------------------------------------------------------------------------
-    def _after_call(self, model, **_):
-        with self.lock:
-            pending = self.failures.get(f"after:{model.service_model.endpoint_prefix}.{model.name}")
-            error = pending.pop(0) if pending else None
+    def _after_call(self, model, context, **_):
+        error = self._take(f"after:{model.service_model.endpoint_prefix}.{model.name}", context)
         if error is not None:
             raise error
 
@@ -107,8 +116,7 @@ class AwsGaps:
         operation = f"{model.service_model.endpoint_prefix}.{model.name}"
         with self.lock:
             self.calls[operation] += 1
-            pending = self.failures.get(operation)
-            error = pending.pop(0) if pending else None
+        error = self._take(operation, context)
         if error is None:
             return None
         if isinstance(error, BaseException):

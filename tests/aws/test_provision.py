@@ -1,17 +1,21 @@
 """The provision and storage groups through dag.test() against the moto server: GPU (p5 + FSx)
 and Trainium2 (trn2, no FSx), waiting in the worker and deferred; a second run adopts everything
-and creates nothing."""
+and creates nothing. A created cluster gets one untainted system node group beside the tainted
+accelerator one."""
 
 from __future__ import annotations
 
 import pytest
 
-from llm_on_eks.naming import DEPLOYMENT_KEY, MANAGED_BY_KEY
+from llm_on_eks.naming import CLUSTER_KEY, DEPLOYMENT_KEY, MANAGED_BY_KEY
 from tests.aws.conftest import CREATE, client
 from tests.dag_runs import run_dag
 
 # Regions where moto's offering data (like AWS's) has the instance type: p5.48xlarge in
 # us-west-2, trn2.48xlarge in us-east-2 (Ohio, where Trn2 launched).
+SYSTEM = "llm-inference-system"
+ROLE_KEY = "llm-on-eks.io/role"
+
 PLANS = {
     "gpu": {"model": "llama4-scout", "accelerator": "gpu", "region": "us-west-2"},
     "trn2": {"model": "llama4-scout", "accelerator": "neuron", "region": "us-east-2"},
@@ -32,7 +36,7 @@ def inventory(moto_url: str, region: str, cluster: str = "llm-inference") -> dic
     clusters = eks.list_clusters()["clusters"]
     return {
         "clusters": clusters,
-        "nodegroups": eks.list_nodegroups(clusterName=cluster)["nodegroups"] if cluster in clusters else [],
+        "nodegroups": sorted(eks.list_nodegroups(clusterName=cluster)["nodegroups"]) if cluster in clusters else [],
         "file_systems": [fs["FileSystemId"] for fs in client(moto_url, "fsx", region).describe_file_systems()["FileSystems"]],
         "buckets": [b["Name"] for b in client(moto_url, "s3", region).list_buckets()["Buckets"]],
     }
@@ -49,6 +53,7 @@ def test_provision_twice_makes_one_of_each(aws_env, gaps, accelerator, deferrabl
     assert first.failed() == [], first.states
     assert first.xcoms["provision.ensure_cluster"]["action"] == "created"
     assert first.xcoms["provision.ensure_nodegroup"]["action"] == "created"
+    assert first.xcoms["provision.ensure_system_nodegroup"]["action"] == "created"
     expected_addons = ({"vpc-cni", "coredns", "kube-proxy", "aws-fsx-csi-driver"} if accelerator == "gpu"
                        else {"vpc-cni", "coredns", "kube-proxy"})
     assert set(first.xcoms["provision.ensure_addons"]["addons"]) == expected_addons
@@ -60,18 +65,22 @@ def test_provision_twice_makes_one_of_each(aws_env, gaps, accelerator, deferrabl
     assert second.failed() == [], second.states
     assert second.xcoms["provision.ensure_cluster"]["action"] == "adopted"
     assert second.xcoms["provision.ensure_nodegroup"]["action"] == "adopted"
+    assert second.xcoms["provision.ensure_system_nodegroup"]["action"] == "adopted"
     assert set(second.xcoms["provision.ensure_addons"]["addons"].values()) == {"adopted"}
     assert second.xcoms["storage.ensure_artifact_bucket"]["action"] == "adopted"
-    assert gaps.calls["eks.CreateCluster"] == 1 and gaps.calls["eks.CreateNodegroup"] == 1
+    # One accelerator node group and one system node group, each created once.
+    assert gaps.calls["eks.CreateCluster"] == 1 and gaps.calls["eks.CreateNodegroup"] == 2
     assert gaps.calls["eks.CreateAddon"] == len(expected_addons)
 
     held = inventory(aws_env, region)
     assert held["clusters"] == ["llm-inference"]
-    assert held["nodegroups"] == [f"llama4-scout-{conf['accelerator']}-nodes"]
+    assert held["nodegroups"] == [f"llama4-scout-{conf['accelerator']}-nodes", SYSTEM]
     assert held["buckets"] == [f"llm-on-eks-llm-inference-{region}"]
     eks = client(aws_env, "eks", region)
     group = eks.describe_nodegroup(clusterName="llm-inference", nodegroupName=held["nodegroups"][0])["nodegroup"]
     assert group["tags"][MANAGED_BY_KEY] == "llm-on-eks" and group["tags"][DEPLOYMENT_KEY] == f"llama4-scout-{conf['accelerator']}"
+    system = eks.describe_nodegroup(clusterName="llm-inference", nodegroupName=SYSTEM)["nodegroup"]
+    assert_system_nodegroup(system)
     keys = {o["Key"] for o in client(aws_env, "s3", region).list_objects_v2(Bucket=held["buckets"][0])["Contents"]}
     assert keys == {"neuron-cache/", "models/"}
 
@@ -95,3 +104,12 @@ def test_provision_twice_makes_one_of_each(aws_env, gaps, accelerator, deferrabl
         assert group["taints"] == [{"key": "aws.amazon.com/neuron", "value": "true", "effect": "NO_SCHEDULE"}]
         assert held["file_systems"] == []
         assert first.xcoms["storage.ensure_fsx"]["fsx"] is None and gaps.calls["fsx.CreateFileSystem"] == 0
+
+
+def assert_system_nodegroup(group: dict, cluster: str = "llm-inference") -> None:
+    """Small, general purpose, untainted, labelled; the cluster's (no deployment's tag)."""
+    assert group["instanceTypes"] == ["m6i.xlarge"] and group["amiType"] == "AL2023_x86_64_STANDARD"
+    assert group["scalingConfig"] == {"minSize": 1, "maxSize": 3, "desiredSize": 2}
+    assert not group.get("taints")
+    assert group["labels"] == {ROLE_KEY: "system"}
+    assert group["tags"] == {MANAGED_BY_KEY: "llm-on-eks", CLUSTER_KEY: cluster, ROLE_KEY: "system"}

@@ -8,7 +8,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from tests.aws.conftest import CREATE, NODE_ROLE, ROLE, SUBNETS, client
-from tests.aws.test_provision import PLANS, inventory, load
+from tests.aws.test_provision import PLANS, SYSTEM, inventory, load
 from tests.dag_runs import run_dag
 
 
@@ -22,7 +22,7 @@ def test_rerun_after_failures_mid_way_leaves_one_of_each(aws_env, gaps, deferrab
     region, dag = conf["region"], load("aws_provision" + ("_deferrable" if deferrable else ""))
 
     # Run 1: the node group and the file system are created, but the answers never arrive.
-    gaps.lose_response("eks.CreateNodegroup", lost("CreateNodegroup"))
+    gaps.lose_response("eks.CreateNodegroup", lost("CreateNodegroup"), nodegroupName="llama4-scout-gpu-nodes")
     gaps.lose_response("fsx.CreateFileSystem", lost("CreateFileSystem"))
     first = run_dag(dag, conf)
     assert first.states["provision.ensure_cluster"] == "success"
@@ -30,7 +30,7 @@ def test_rerun_after_failures_mid_way_leaves_one_of_each(aws_env, gaps, deferrab
     assert first.states["provision.ensure_addons"] == "upstream_failed"
     assert first.states["storage.ensure_fsx"] == "failed"
     held = inventory(aws_env, region)
-    assert len(held["nodegroups"]) == 1 and len(held["file_systems"]) == 1
+    assert held["nodegroups"] == ["llama4-scout-gpu-nodes", SYSTEM] and len(held["file_systems"]) == 1
 
     # Run 2: linking FSx to S3 is refused once (after the file system was adopted).
     gaps.fail("fsx.CreateDataRepositoryAssociation", "ServiceLimitExceeded")
@@ -45,11 +45,11 @@ def test_rerun_after_failures_mid_way_leaves_one_of_each(aws_env, gaps, deferrab
     assert third.failed() == [], third.states
     assert third.xcoms["storage.ensure_fsx"]["action"] == "adopted"
     held = inventory(aws_env, region)
-    assert held == {"clusters": ["llm-inference"], "nodegroups": ["llama4-scout-gpu-nodes"],
+    assert held == {"clusters": ["llm-inference"], "nodegroups": ["llama4-scout-gpu-nodes", SYSTEM],
                     "file_systems": held["file_systems"][:1], "buckets": ["llm-on-eks-llm-inference-us-west-2"]}
     associations = client(aws_env, "fsx", region).describe_data_repository_associations()["Associations"]
     assert len(associations) == 1 and associations[0]["FileSystemId"] == held["file_systems"][0]
-    assert gaps.calls["eks.CreateCluster"] == 1 and gaps.calls["eks.CreateNodegroup"] == 1
+    assert gaps.calls["eks.CreateCluster"] == 1 and gaps.calls["eks.CreateNodegroup"] == 2
     assert gaps.calls["fsx.CreateFileSystem"] == 1 and gaps.calls["fsx.CreateDataRepositoryAssociation"] == 2
 
 
@@ -102,10 +102,12 @@ def test_node_group_that_fails_to_start_is_deleted_then_recreated(aws_env, gaps,
     failed = run_dag(load(dag_id), conf)
     assert failed.states["provision.ensure_nodegroup"] == "failed"
     assert "the node group this run created was deleted" in capfd.readouterr().out
-    assert inventory(aws_env, conf["region"])["nodegroups"] == []
+    # The system node group it made beside is healthy, and stays: the cluster's, shared.
+    assert inventory(aws_env, conf["region"])["nodegroups"] == [SYSTEM]
 
     gaps.doomed.clear()
     again = run_dag(load(dag_id), conf)
     assert again.failed() == [], again.states
     assert again.xcoms["provision.ensure_nodegroup"]["action"] == "created"
-    assert inventory(aws_env, conf["region"])["nodegroups"] == ["llama4-scout-neuron-nodes"]
+    assert again.xcoms["provision.ensure_system_nodegroup"]["action"] == "adopted"
+    assert inventory(aws_env, conf["region"])["nodegroups"] == ["llama4-scout-neuron-nodes", SYSTEM]

@@ -9,7 +9,7 @@ import pytest
 
 from llm_on_eks.aws.fsx import USED_BY_PREFIX
 from tests.aws.conftest import CREATE, client
-from tests.aws.test_provision import PLANS, inventory, load
+from tests.aws.test_provision import PLANS, SYSTEM, assert_system_nodegroup, inventory, load
 from tests.dag_runs import run_dag
 
 EVERYTHING = {"delete_cluster": True, "delete_fsx": True}
@@ -27,9 +27,10 @@ def test_teardown_leaves_nothing_of_the_deployment(aws_env, gaps, deferrable):
     gaps.fail("eks.DeleteNodegroup", "ResourceInUseException", times=2)
     down = run_dag(load("aws_teardown" + suffix), {**conf, **EVERYTHING})
     assert down.failed() == [], down.states
-    assert gaps.calls["eks.DeleteNodegroup"] == 3
-    assert {t: down.xcoms[f"teardown_aws.{t}"]["action"] for t in ("delete_nodegroup", "delete_fsx", "delete_cluster")} \
-        == dict.fromkeys(("delete_nodegroup", "delete_fsx", "delete_cluster"), "deleted")
+    # Three tries for the accelerator node group, one for the system node group.
+    assert gaps.calls["eks.DeleteNodegroup"] == 4
+    steps = ("delete_nodegroup", "delete_fsx", "delete_system_nodegroup", "delete_cluster")
+    assert {t: down.xcoms[f"teardown_aws.{t}"]["action"] for t in steps} == dict.fromkeys(steps, "deleted")
     held = inventory(aws_env, region)
     assert (held["clusters"], held["nodegroups"], held["file_systems"]) == ([], [], [])
     # S3 artifacts are kept by default.
@@ -40,6 +41,7 @@ def test_teardown_leaves_nothing_of_the_deployment(aws_env, gaps, deferrable):
     again = run_dag(load("aws_teardown" + suffix), {**conf, **EVERYTHING, "delete_artifacts": True})
     assert again.failed() == [], again.states
     assert again.xcoms["teardown_aws.delete_nodegroup"]["action"] == "already gone"
+    assert again.xcoms["teardown_aws.delete_system_nodegroup"]["action"] == "already gone"
     assert again.xcoms["teardown_aws.delete_cluster"]["action"] == "already gone"
     assert again.xcoms["teardown_aws.delete_artifacts"]["action"] == "deleted"
     assert inventory(aws_env, region)["buckets"] == []
@@ -54,10 +56,15 @@ def test_shared_cluster_and_fsx_stay_while_another_deployment_uses_them(aws_env,
     def teardown():
         return load("aws_teardown")
 
-    for name in ("scout-a", "scout-b"):
-        assert run_dag(provision(), {**PLANS["gpu"], **CREATE, "deployment_name": name}).failed() == []
+    runs = {name: run_dag(provision(), {**PLANS["gpu"], **CREATE, "deployment_name": name})
+            for name in ("scout-a", "scout-b")}
+    assert [r.failed() for r in runs.values()] == [[], []]
+    # One system node group for the cluster: made by the first deployment, adopted by the second.
+    assert [r.xcoms["provision.ensure_system_nodegroup"]["action"] for r in runs.values()] == ["created", "adopted"]
     held = inventory(aws_env, region)
-    assert sorted(held["nodegroups"]) == ["scout-a-nodes", "scout-b-nodes"] and len(held["file_systems"]) == 1
+    assert held["nodegroups"] == [SYSTEM, "scout-a-nodes", "scout-b-nodes"] and len(held["file_systems"]) == 1
+    assert_system_nodegroup(client(aws_env, "eks", region).describe_nodegroup(
+        clusterName="llm-inference", nodegroupName=SYSTEM)["nodegroup"])
     fsx = client(aws_env, "fsx", region)
     users = lambda: sorted(t["Key"].removeprefix(USED_BY_PREFIX)  # noqa: E731
                            for t in fsx.describe_file_systems()["FileSystems"][0]["Tags"]
@@ -67,21 +74,25 @@ def test_shared_cluster_and_fsx_stay_while_another_deployment_uses_them(aws_env,
     down_a = run_dag(teardown(), {**PLANS["gpu"], "deployment_name": "scout-a", **EVERYTHING})
     assert down_a.failed() == [], down_a.states
     assert down_a.xcoms["teardown_aws.delete_fsx"]["action"] == "kept: still used by ['scout-b']"
+    assert down_a.xcoms["teardown_aws.delete_system_nodegroup"]["action"] \
+        == "kept: the cluster still carries node groups ['scout-b-nodes']"
     assert down_a.xcoms["teardown_aws.delete_cluster"]["action"] == "kept: still carries node groups ['scout-b-nodes']"
     held = inventory(aws_env, region)
-    assert held["clusters"] == ["llm-inference"] and held["nodegroups"] == ["scout-b-nodes"]
+    assert held["clusters"] == ["llm-inference"] and held["nodegroups"] == [SYSTEM, "scout-b-nodes"]
     assert users() == ["scout-b"]
 
     # Without the opt-ins only the node group goes.
     down_b = run_dag(teardown(), {**PLANS["gpu"], "deployment_name": "scout-b"})
     assert down_b.failed() == [], down_b.states
     assert down_b.xcoms["teardown_aws.delete_cluster"]["action"] == "kept: delete_cluster is off"
+    assert down_b.xcoms["teardown_aws.delete_system_nodegroup"]["action"].startswith("kept: it goes with the cluster")
     held = inventory(aws_env, region)
-    assert held["nodegroups"] == [] and held["clusters"] == ["llm-inference"] and len(held["file_systems"]) == 1
+    assert held["nodegroups"] == [SYSTEM] and held["clusters"] == ["llm-inference"] and len(held["file_systems"]) == 1
     assert users() == []
 
     final = run_dag(teardown(), {**PLANS["gpu"], "deployment_name": "scout-b", **EVERYTHING})
     assert final.failed() == [], final.states
+    assert final.xcoms["teardown_aws.delete_system_nodegroup"]["action"] == "deleted"
     held = inventory(aws_env, region)
     assert (held["clusters"], held["nodegroups"], held["file_systems"]) == ([], [], [])
 

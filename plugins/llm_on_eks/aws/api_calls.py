@@ -8,11 +8,48 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_on_eks.naming import PROJECT
+from llm_on_eks.naming import CLUSTER_KEY, LABEL_PREFIX, MANAGED_BY_KEY, PROJECT
+
+# The cluster's system node group: untainted nodes for what tolerates no accelerator taint
+# (coredns, the FSx weight-staging Job at 4 CPU / 16 GiB, controllers). One per cluster we create,
+# shared by its deployments: tagged with the cluster and a role, never with one deployment.
+ROLE_KEY = f"{LABEL_PREFIX}/role"
+SYSTEM_ROLE = "system"
+SYSTEM_INSTANCE_TYPE = "m6i.xlarge"  # 4 vCPU, 16 GiB
+# On-demand list price in us-east-1, for estimates only; the plan's cost covers the accelerator
+# nodes alone (the catalog's instance types are accelerator instances).
+SYSTEM_HOURLY_USD = 0.192
+SYSTEM_SCALING = {"min_size": 1, "max_size": 3, "desired_size": 2}
 
 
 def _tags(plan: dict[str, Any]) -> dict[str, str]:
     return dict(plan["tags"])
+
+
+def system_nodegroup_name(cluster: str) -> str:
+    return f"{cluster[:56]}-system"  # node group names are at most 63 characters
+
+
+def system_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan as the system node group's steps see it: the node group and tags are the
+    cluster's, so the accelerator node group's ensure and delete code serves both."""
+    cluster = plan["cluster"]["name"]
+    nodegroup = {
+        "name": system_nodegroup_name(cluster),
+        "role": SYSTEM_ROLE,
+        "instance_type": SYSTEM_INSTANCE_TYPE,
+        "ami_type": "AL2023_x86_64_STANDARD",
+        "capacity_type": "ON_DEMAND",
+        "disk_size_gib": 50,
+        "scaling": dict(SYSTEM_SCALING),
+        "labels": {ROLE_KEY: SYSTEM_ROLE},
+        "taints": [],
+        "node_role_arn": plan["nodegroup"]["node_role_arn"],
+        "subnet_ids": list(plan["nodegroup"]["subnet_ids"]),
+        "hourly_usd_estimate": round(SYSTEM_HOURLY_USD * SYSTEM_SCALING["desired_size"], 3),
+    }
+    tags = {MANAGED_BY_KEY: PROJECT, CLUSTER_KEY: cluster, ROLE_KEY: SYSTEM_ROLE}
+    return {**plan, "nodegroup": nodegroup, "tags": tags}
 
 
 def preflight_requests(plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -45,7 +82,8 @@ def create_cluster_request(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_nodegroup_request(plan: dict[str, Any], subnet_ids: list[str] | None = None) -> dict[str, Any]:
-    """The accelerator node group; subnets default to the cluster's, looked up at run time."""
+    """The accelerator node group (or, given ``system_plan(plan)``, the system node group);
+    subnets default to the cluster's, looked up at run time."""
     group = plan["nodegroup"]
     return {
         "clusterName": plan["cluster"]["name"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llm_on_eks.aws.api_calls import ROLE_KEY
 from llm_on_eks.naming import DEPLOYMENT_KEY, MANAGED_BY_KEY, PROJECT
 
 # Seed 000: an inference-ready cluster runs EKS 1.30 or newer (the AL2023 accelerated AMIs and
@@ -20,6 +21,11 @@ NODEGROUP_USABLE = {"ACTIVE"}
 NODEGROUP_PENDING = {"CREATING", "UPDATING"}
 ADDON_USABLE = {"ACTIVE"}
 ADDON_PENDING = {"CREATING", "UPDATING"}
+# Taints that keep a pod without a matching toleration off a node (PreferNoSchedule does not).
+BLOCKING_TAINTS = {"NO_SCHEDULE", "NO_EXECUTE"}
+# The tags that say whose a node group is: the deployment's for an accelerator node group, the
+# role's (with the cluster in its name) for the cluster's shared system node group.
+OWNER_KEYS = (MANAGED_BY_KEY, DEPLOYMENT_KEY, ROLE_KEY)
 
 
 def _not_found(client, call, **kwargs) -> Any:
@@ -76,8 +82,9 @@ def nodegroup_problems(nodegroup: dict[str, Any], plan: dict[str, Any]) -> list[
     Scaling is not judged here: a different size is the plan changing, and is applied."""
     want, problems = plan["nodegroup"], []
     tags = nodegroup.get("tags") or {}
-    if not is_managed(tags) or tags.get(DEPLOYMENT_KEY) != plan["deployment"]:
-        problems.append(f"it is not tagged {MANAGED_BY_KEY}={PROJECT}, {DEPLOYMENT_KEY}={plan['deployment']} "
+    owner = {k: plan["tags"][k] for k in OWNER_KEYS if k in plan["tags"]}
+    if any(tags.get(k) != v for k, v in owner.items()):
+        problems.append(f"it is not tagged {', '.join(f'{k}={v}' for k, v in owner.items())} "
                         "(someone else's node group has this name)")
     if nodegroup["status"] not in NODEGROUP_USABLE | NODEGROUP_PENDING:
         issues = "; ".join(i.get("message", i.get("code", "")) for i in (nodegroup.get("health") or {}).get("issues", []))
@@ -96,7 +103,26 @@ def nodegroup_problems(nodegroup: dict[str, Any], plan: dict[str, Any]) -> list[
     missing_taints = [t for t in want["taints"] if (t["key"], t["value"], t["effect"]) not in taints]
     if missing_taints:
         problems.append(f"taints lack {missing_taints}")
+    wanted = {(t["key"], t["value"], t["effect"]) for t in want["taints"]}
+    extra = sorted(f"{k}={v or ''}:{e}" for k, v, e in taints if e in BLOCKING_TAINTS and (k, v, e) not in wanted)
+    if extra:
+        problems.append(f"it is tainted {extra}, which the pods meant for it do not tolerate")
     return problems
+
+
+def is_untainted(nodegroup: dict[str, Any]) -> bool:
+    """Pods without tolerations (coredns, the weight-staging Job) can run on its nodes."""
+    return not any(t.get("effect") in BLOCKING_TAINTS for t in nodegroup.get("taints") or [])
+
+
+def untainted_nodegroups(eks, cluster: str) -> list[dict[str, Any]]:
+    """The cluster's managed node groups that take pods without tolerations and are not failing."""
+    found = []
+    for name in list_nodegroups(eks, cluster):
+        group = describe_nodegroup(eks, cluster, name)
+        if group and is_untainted(group) and group["status"] in NODEGROUP_USABLE | NODEGROUP_PENDING:
+            found.append(group)
+    return found
 
 
 def scaling_of(plan: dict[str, Any]) -> dict[str, int]:

@@ -16,22 +16,23 @@ def _waits(deferrable: bool | None, waiter_delay: int | None) -> dict[str, Any]:
 
 
 def provision_group(plan: Any, *, deferrable: bool | None = None, waiter_delay: int | None = None) -> TaskGroup:
-    """preflight -> cluster -> node group -> add-ons: nothing is created unless preflight passes."""
+    """preflight -> cluster -> (system node group, accelerator node group) -> add-ons: nothing is
+    created unless preflight passes; add-ons (coredns) need the untainted system nodes."""
     from llm_on_eks.operators.aws_steps import (
         EnsureAddonsOperator,
         EnsureClusterOperator,
         EnsureNodegroupOperator,
+        EnsureSystemNodegroupOperator,
         PreflightOperator,
     )
 
     waits = _waits(deferrable, waiter_delay)
     with TaskGroup(group_id="provision") as group:
-        (
-            PreflightOperator(task_id="preflight", plan=plan)
-            >> EnsureClusterOperator(task_id="ensure_cluster", plan=plan, **waits)
-            >> EnsureNodegroupOperator(task_id="ensure_nodegroup", plan=plan, **waits)
-            >> EnsureAddonsOperator(task_id="ensure_addons", plan=plan, **waits)
-        )
+        cluster = EnsureClusterOperator(task_id="ensure_cluster", plan=plan, **waits)
+        nodegroups = [EnsureSystemNodegroupOperator(task_id="ensure_system_nodegroup", plan=plan, **waits),
+                      EnsureNodegroupOperator(task_id="ensure_nodegroup", plan=plan, **waits)]
+        PreflightOperator(task_id="preflight", plan=plan) >> cluster >> nodegroups
+        nodegroups >> EnsureAddonsOperator(task_id="ensure_addons", plan=plan, **waits)
     return group
 
 
@@ -49,13 +50,15 @@ def storage_group(plan: Any, *, deferrable: bool | None = None,
 def teardown_group(plan: Any, *, delete_cluster: Any = False, delete_fsx: Any = False, delete_artifacts: Any = False,
                    deferrable: bool | None = None, waiter_delay: int | None = None,
                    group_id: str = "teardown_aws") -> TaskGroup:
-    """node group (until gone) -> FSx (opt-in, unused) -> cluster (opt-in, ours, empty) -> bucket
-    (opt-in). The opt-ins may be templates (``"{{ params.delete_cluster }}"``)."""
+    """node group (until gone) -> FSx (opt-in, unused) -> system node group and cluster (opt-in,
+    ours, no other node group) -> bucket (opt-in). The opt-ins may be templates
+    (``"{{ params.delete_cluster }}"``)."""
     from llm_on_eks.operators.aws_teardown import (
         DeleteArtifactsOperator,
         DeleteClusterOperator,
         DeleteFsxOperator,
         DeleteNodegroupOperator,
+        DeleteSystemNodegroupOperator,
     )
 
     waits = _waits(deferrable, waiter_delay)
@@ -64,9 +67,12 @@ def teardown_group(plan: Any, *, delete_cluster: Any = False, delete_fsx: Any = 
         fsx = DeleteFsxOperator(task_id="delete_fsx", plan=plan, delete_fsx=delete_fsx, **waits)
         # FSx goes before the bucket it exports to; the cluster only once no node group is left.
         # A profile without FSx skips delete_fsx: the cluster and bucket still run after it.
+        system = DeleteSystemNodegroupOperator(task_id="delete_system_nodegroup", plan=plan,
+                                               delete_cluster=delete_cluster, trigger_rule=TriggerRule.NONE_FAILED,
+                                               **waits)
         cluster = DeleteClusterOperator(task_id="delete_cluster", plan=plan, delete_cluster=delete_cluster,
                                         trigger_rule=TriggerRule.NONE_FAILED, **waits)
         bucket = DeleteArtifactsOperator(task_id="delete_artifacts", plan=plan, delete_artifacts=delete_artifacts,
                                          trigger_rule=TriggerRule.NONE_FAILED)
-        nodegroup >> fsx >> cluster >> bucket
+        nodegroup >> fsx >> system >> cluster >> bucket
     return group

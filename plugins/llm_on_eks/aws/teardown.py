@@ -1,6 +1,9 @@
 """What the AWS teardown may delete, decided from what AWS reports, never from memory.
 
 - The node group of the deployment: always (when it carries the deployment's tag).
+- The cluster's system node group: only together with the cluster (same opt-in, the cluster is
+  this project's, no other node group is left on it), and only when it is this project's system
+  node group of that cluster (managed-by, role and cluster tags).
 - The cluster: only when this project created it (managed-by tag), the caller opted in, and no
   node group is left on it (another deployment's node group means it is still in use).
 - The FSx file system: only when the caller opted in, it is this project's, and no other
@@ -17,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from llm_on_eks.aws.api_calls import ROLE_KEY, SYSTEM_ROLE
 from llm_on_eks.aws.eks import is_managed
 from llm_on_eks.aws.fsx import USED_BY_PREFIX, tags_of, users_of
 from llm_on_eks.naming import CLUSTER_KEY, DEPLOYMENT_KEY
@@ -35,6 +39,23 @@ def nodegroup_decision(nodegroup: dict[str, Any] | None, deployment: str) -> Dec
     if not is_managed(nodegroup.get("tags")) or owner != deployment:
         return Decision(False, f"not this deployment's (tagged {DEPLOYMENT_KEY}={owner}): left alone")
     return Decision(True, f"node group of {deployment}")
+
+
+def system_nodegroup_decision(nodegroup: dict[str, Any] | None, cluster: dict[str, Any] | None,
+                              other_nodegroups: list[str], opted_in: bool) -> Decision:
+    """The shared system node group goes only with the cluster, just before it."""
+    if nodegroup is None:
+        return Decision(False, "already gone")
+    if not opted_in:
+        return Decision(False, "kept: it goes with the cluster, and delete_cluster is off")
+    if cluster is None or not is_managed(cluster.get("tags")):
+        return Decision(False, "kept: the cluster is not llm-on-eks's")
+    tags = nodegroup.get("tags") or {}
+    if not is_managed(tags) or tags.get(ROLE_KEY) != SYSTEM_ROLE or tags.get(CLUSTER_KEY) != cluster["name"]:
+        return Decision(False, f"kept: not llm-on-eks's system node group of {cluster['name']}")
+    if other_nodegroups:
+        return Decision(False, f"kept: the cluster still carries node groups {other_nodegroups}")
+    return Decision(True, "goes with the cluster: opted in, created by llm-on-eks, no other node group left")
 
 
 def cluster_decision(cluster: dict[str, Any] | None, remaining_nodegroups: list[str], opted_in: bool) -> Decision:

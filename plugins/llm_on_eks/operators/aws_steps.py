@@ -40,7 +40,8 @@ class PreflightOperator(PlanStepOperator):
     enough. A check AWS does not answer is reported as unknown, never counted as passed."""
 
     def describe(self, plan: dict[str, Any]) -> Any:
-        return {"checks": [*api_calls.preflight_requests(plan), {"hf_token_from": _token_origin(plan)}]}
+        system = api_calls.preflight_requests(api_calls.system_plan(plan))[:1] if plan["cluster"]["create"] else []
+        return {"checks": [*api_calls.preflight_requests(plan), *system, {"hf_token_from": _token_origin(plan)}]}
 
     def run(self, plan: dict[str, Any], context: Any) -> Any:
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
@@ -54,6 +55,8 @@ class PreflightOperator(PlanStepOperator):
                   _check("cluster version supported", lambda: _version_supported(client("eks"), plan)),
                   _check("on-demand vCPU quota", lambda: _quota(client("service-quotas"), plan)),
                   _check("HF token source", lambda: _hf_token_source(plan))]
+        if plan["cluster"]["create"]:
+            checks.insert(1, _check("system instance type offered", lambda: _offered(client("ec2"), plan, system=True)))
         for check in checks:
             self.log.info("preflight %s: %s (%s)", check["check"], check["status"], check["detail"])
         failed = [c for c in checks if c["status"] == "fail"]
@@ -212,8 +215,16 @@ class EnsureNodegroupOperator(_AwsStepOperator):
     Waits with the provider's nodegroup_active waiter / EksCreateNodegroupTrigger."""
 
     WAIT = (30, 120)  # up to an hour: p5/trn2 capacity can be slow to arrive
+    RESIZE = True  # a new size in the plan is applied
+    ONE_PER_DEPLOYMENT = True  # refuse when the deployment already has a node group of another name
+
+    @staticmethod
+    def target(plan: dict[str, Any]) -> dict[str, Any]:
+        """The plan as this step sees it: the accelerator node group (a subclass names another)."""
+        return plan
 
     def describe(self, plan: dict[str, Any]) -> Any:
+        plan = self.target(plan)
         return {
             "find": {"service": "eks", "operation": "describe_nodegroup",
                      "kwargs": {"clusterName": plan["cluster"]["name"], "nodegroupName": plan["nodegroup"]["name"]}},
@@ -230,6 +241,7 @@ class EnsureNodegroupOperator(_AwsStepOperator):
         from llm_on_eks.aws import eks as rules
         from llm_on_eks.naming import DEPLOYMENT_KEY
 
+        plan = self.target(plan)
         cluster_name, name = plan["cluster"]["name"], plan["nodegroup"]["name"]
         eks = EksHook(**self.aws(plan)).conn
         cluster = rules.describe_cluster(eks, cluster_name)
@@ -237,7 +249,7 @@ class EnsureNodegroupOperator(_AwsStepOperator):
             raise AirflowFailException(f"EKS cluster {cluster_name} does not exist (provision.ensure_cluster makes it)")
         others = [n for n in rules.list_nodegroups(eks, cluster_name) if n != name
                   and ((rules.describe_nodegroup(eks, cluster_name, n) or {}).get("tags") or {}).get(DEPLOYMENT_KEY)
-                  == plan["deployment"]]
+                  == plan["deployment"]] if self.ONE_PER_DEPLOYMENT else []
         if others:
             raise AirflowFailException(f"deployment {plan['deployment']} already has node group(s) {others} in "
                                        f"{cluster_name}; one deployment has one node group: delete them first")
@@ -260,7 +272,7 @@ class EnsureNodegroupOperator(_AwsStepOperator):
         if problems:
             raise AirflowFailException(f"node group {name} in {cluster_name} exists but cannot be adopted: "
                                        + "; ".join(problems))
-        if group["status"] in rules.NODEGROUP_USABLE and rules.scaling_differs(group, plan):
+        if self.RESIZE and group["status"] in rules.NODEGROUP_USABLE and rules.scaling_differs(group, plan):
             self.log.info("node group %s: scaling %s -> %s", name, group.get("scalingConfig"), rules.scaling_of(plan))
             eks.update_nodegroup_config(clusterName=cluster_name, nodegroupName=name,
                                         scalingConfig=rules.scaling_of(plan))
@@ -280,6 +292,7 @@ class EnsureNodegroupOperator(_AwsStepOperator):
     def wait_failed(self, plan: dict[str, Any], why: str, **resume: Any) -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
+        plan = self.target(plan)
         if resume.get("created"):
             # As the provider's EksCreateNodegroupOperator does: a node group that never became
             # ACTIVE would bill (and block the name) with nobody using it.
@@ -288,6 +301,71 @@ class EnsureNodegroupOperator(_AwsStepOperator):
                 clusterName=plan["cluster"]["name"], nodegroupName=plan["nodegroup"]["name"]))
             why += " (the node group this run created was deleted)"
         raise AirflowFailException(why)
+
+
+NO_SYSTEM_NODES = (
+    "EKS cluster {cluster} has no managed node group without NoSchedule/NoExecute taints: coredns "
+    "cannot schedule (pod DNS fails) and the FSx weight-staging Job (no tolerations, 4 CPU / 16 GiB) "
+    "cannot run. Add an untainted node group (e.g. 2 x m6i.xlarge, AL2023_x86_64_STANDARD), unless "
+    "self-managed, Karpenter or Fargate capacity (not visible to this check) takes those pods")
+
+
+class EnsureSystemNodegroupOperator(EnsureNodegroupOperator):
+    """The cluster's untainted system node group, on clusters this project creates.
+
+    The accelerator node group is tainted, so without this nothing runs coredns or the FSx
+    weight-staging Job. Same ensure as the accelerator node group (adopt, refuse with reasons,
+    create, wait in the worker or deferred, delete a group that never became ACTIVE), aimed at
+    ``api_calls.system_plan``: one per cluster, tagged with the cluster and a role, shared by
+    every deployment on it. Its size is not forced back (an autoscaler may have changed it).
+
+    On a cluster that is not ours (or with create_cluster off) nothing is created: the step
+    reports the untainted node groups it finds and warns when there are none."""
+
+    WAIT = (30, 60)  # a general-purpose node group: a few minutes
+    RESIZE = False
+    ONE_PER_DEPLOYMENT = False
+
+    @staticmethod
+    def target(plan: dict[str, Any]) -> dict[str, Any]:
+        return api_calls.system_plan(plan)
+
+    def describe(self, plan: dict[str, Any]) -> Any:
+        if not plan["cluster"]["create"]:
+            return {"check": [{"service": "eks", "operation": "list_nodegroups",
+                               "kwargs": {"clusterName": plan["cluster"]["name"]}},
+                              {"service": "eks", "operation": "describe_nodegroup", "for_each": "node group"}],
+                    "warn_if": "no node group without NoSchedule/NoExecute taints (coredns, weight staging)",
+                    "creates": "nothing: the cluster is not created by this run"}
+        spec = self.target(plan)["nodegroup"]
+        return {**super().describe(plan), "shared_by": f"every deployment on {plan['cluster']['name']}",
+                "estimate": f"{spec['scaling']['desired_size']} x {spec['instance_type']} "
+                            f"~${spec['hourly_usd_estimate']:.2f}/hour on demand (us-east-1 list price), "
+                            "on top of the plan's accelerator cost"}
+
+    def run(self, plan: dict[str, Any], context: Any) -> Any:
+        from airflow.providers.amazon.aws.hooks.eks import EksHook
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from llm_on_eks.aws import eks as rules
+
+        cluster_name = plan["cluster"]["name"]
+        eks = EksHook(**self.aws(plan)).conn
+        cluster = rules.describe_cluster(eks, cluster_name)
+        if cluster is None:
+            raise AirflowFailException(f"EKS cluster {cluster_name} does not exist (provision.ensure_cluster makes it)")
+        if plan["cluster"]["create"] and rules.is_managed(cluster.get("tags")):
+            return super().run(plan, context)
+        why = "create_cluster is off" if not plan["cluster"]["create"] else "the cluster is not llm-on-eks's"
+        found = [g["nodegroupName"] for g in rules.untainted_nodegroups(eks, cluster_name)]
+        warning = None if found else NO_SYSTEM_NODES.format(cluster=cluster_name)
+        if warning:
+            self.log.warning("%s", warning)
+        else:
+            self.log.info("EKS cluster %s: untainted node group(s) %s take coredns and weight staging", cluster_name,
+                          found)
+        return {"cluster": cluster_name, "nodegroup": None, "action": f"checked ({why}: none created)",
+                "untainted_nodegroups": found, "warning": warning}
 
 
 class EnsureAddonsOperator(_AwsStepOperator):
@@ -575,7 +653,8 @@ def _check(name: str, probe) -> dict[str, str]:
     return {"check": name, "status": "pass" if passed else "fail", "detail": detail}
 
 
-def _offered(ec2, plan: dict[str, Any]) -> tuple[bool, str]:
+def _offered(ec2, plan: dict[str, Any], system: bool = False) -> tuple[bool, str]:
+    plan = api_calls.system_plan(plan) if system else plan
     request = api_calls.preflight_requests(plan)[0]["kwargs"]
     offerings = ec2.describe_instance_type_offerings(**request)["InstanceTypeOfferings"]
     instance, region = plan["nodegroup"]["instance_type"], plan["aws"]["region"]

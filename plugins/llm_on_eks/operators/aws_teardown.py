@@ -1,4 +1,5 @@
-"""AWS teardown steps of a deployment: node group, FSx, cluster, artifact bucket.
+"""AWS teardown steps of a deployment: node group, FSx, the cluster's system node group and the
+cluster, artifact bucket.
 
 What may be deleted is decided in ``llm_on_eks.aws.teardown`` from what AWS reports; these
 operators carry it out. Something already gone is a success, deletes answered with
@@ -41,23 +42,33 @@ class DeleteNodegroupOperator(_AwsStepOperator):
 
     WAIT = (30, 60)
 
+    @staticmethod
+    def target(plan: dict[str, Any]) -> dict[str, Any]:
+        """The plan as this step sees it: the accelerator node group (a subclass names another)."""
+        return plan
+
     def describe(self, plan: dict[str, Any]) -> Any:
-        kwargs = {"clusterName": plan["cluster"]["name"], "nodegroupName": plan["nodegroup"]["name"]}
+        kwargs = {"clusterName": plan["cluster"]["name"], "nodegroupName": self.target(plan)["nodegroup"]["name"]}
         return {"if_tagged": {"deployment": plan["deployment"]},
                 "delete": {"service": "eks", "operation": "delete_nodegroup", "kwargs": kwargs},
                 "wait_for": "node group gone", "deferrable": self.deferrable}
+
+    def decide(self, eks: Any, plan: dict[str, Any], found: dict[str, Any] | None) -> Any:
+        from llm_on_eks.aws.teardown import nodegroup_decision
+
+        return nodegroup_decision(found, plan["deployment"])
 
     def run(self, plan: dict[str, Any], context: Any) -> Any:
         from airflow.providers.amazon.aws.hooks.eks import EksHook
         from airflow.providers.amazon.aws.triggers.eks import EksDeleteNodegroupTrigger
 
         from llm_on_eks.aws import eks as rules
-        from llm_on_eks.aws.teardown import nodegroup_decision
 
+        plan = self.target(plan)
         cluster, name = plan["cluster"]["name"], plan["nodegroup"]["name"]
         eks = EksHook(**self.aws(plan)).conn
         found = rules.describe_nodegroup(eks, cluster, name)
-        decision = nodegroup_decision(found, plan["deployment"])
+        decision = self.decide(eks, plan, found)
         if not decision.delete:
             action = "deleted" if self._resume.get("waited") and found is None else decision.reason
             self.log.info("node group %s/%s: %s", cluster, name, action)
@@ -72,6 +83,37 @@ class DeleteNodegroupOperator(_AwsStepOperator):
                   status_args=["nodegroup.status"], resume={})
         self.log.info("node group %s/%s deleted", cluster, name)
         return {"nodegroup": name, "action": "deleted"}
+
+
+class DeleteSystemNodegroupOperator(DeleteNodegroupOperator):
+    """Delete the cluster's shared system node group, only together with the cluster: opted in
+    (``delete_cluster``), the cluster is llm-on-eks's, and no other node group is left on it."""
+
+    template_fields = (*_AwsStepOperator.template_fields, "delete_cluster")
+
+    def __init__(self, *, delete_cluster: Any = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.delete_cluster = delete_cluster
+
+    @staticmethod
+    def target(plan: dict[str, Any]) -> dict[str, Any]:
+        from llm_on_eks.aws.api_calls import system_plan
+
+        return system_plan(plan)
+
+    def describe(self, plan: dict[str, Any]) -> Any:
+        return {**super().describe(plan), "if_tagged": dict(self.target(plan)["tags"]),
+                "delete_if": "delete_cluster, the cluster is llm-on-eks's, no other node group left",
+                "delete_cluster": _flag(self.delete_cluster)}
+
+    def decide(self, eks: Any, plan: dict[str, Any], found: dict[str, Any] | None) -> Any:
+        from llm_on_eks.aws import eks as rules
+        from llm_on_eks.aws.teardown import system_nodegroup_decision
+
+        cluster_name, name = plan["cluster"]["name"], plan["nodegroup"]["name"]
+        cluster = rules.describe_cluster(eks, cluster_name) if found else None
+        others = [n for n in rules.list_nodegroups(eks, cluster_name) if n != name] if cluster else []
+        return system_nodegroup_decision(found, cluster, others, _flag(self.delete_cluster))
 
 
 class DeleteFsxOperator(_AwsStepOperator):
@@ -148,12 +190,17 @@ class DeleteClusterOperator(_AwsStepOperator):
         from airflow.providers.amazon.aws.hooks.eks import EksHook
 
         from llm_on_eks.aws import eks as rules
+        from llm_on_eks.aws.api_calls import system_nodegroup_name
         from llm_on_eks.aws.teardown import cluster_decision
 
         name = plan["cluster"]["name"]
         eks = EksHook(**self.aws(plan)).conn
         cluster = rules.describe_cluster(eks, name)
         remaining = rules.list_nodegroups(eks, name) if cluster else []
+        # Name what keeps the cluster: another deployment's node group, not the system one left
+        # with it (delete_system_nodegroup keeps it exactly while such a group remains).
+        system = system_nodegroup_name(name)
+        remaining = [n for n in remaining if n != system] or remaining
         decision = cluster_decision(cluster, remaining, _flag(self.delete_cluster))
         if not decision.delete:
             self.log.info("EKS cluster %s: %s", name, decision.reason)
