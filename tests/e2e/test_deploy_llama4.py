@@ -118,12 +118,15 @@ def test_scout_from_nothing_to_a_tested_endpoint_and_again(aws_env, deploy_llama
     assert smoke["model"] == SCOUT and set(smoke["checks"]) == {"models", "chat", "stream"}, smoke
     held = client(aws_env, "eks", place["region"])
     assert held.list_clusters()["clusters"] == ["llm-inference"]
-    assert held.list_nodegroups(clusterName="llm-inference")["nodegroups"] == ["scout-nodes"]
+    # The tainted accelerator node group and the cluster's untainted system node group.
+    assert sorted(held.list_nodegroups(clusterName="llm-inference")["nodegroups"]) == ["llm-inference-system",
+                                                                                        "scout-nodes"]
 
     second = run_dag(deploy_llama4(), conf)
     assert second.failed() == [], second.states
     assert second.xcoms["provision.ensure_cluster"]["action"] == "adopted"
     assert second.xcoms["provision.ensure_nodegroup"]["action"] == "adopted"
+    assert second.xcoms["provision.ensure_system_nodegroup"]["action"] == "adopted"
     assert second.xcoms[weights_task]["skipped"] is True
     assert second.xcoms["helm_deploy"]["changed"] is False
     assert second.xcoms["helm_deploy"]["revision"] == first.xcoms["helm_deploy"]["revision"] == 1
