@@ -8,6 +8,7 @@ from typing import Any
 # A pod the scheduler cannot place for this long will not be placed: node groups have a fixed
 # size and scaling them is the provision step's business, not the scheduler's.
 UNSCHEDULABLE_GRACE_S = 20
+UNBOUND_CLAIM_GRACE_S = 180
 
 
 @dataclass
@@ -47,8 +48,14 @@ def unschedulable(pods, now) -> list[str]:
         for pod in pods
         for condition in pod.status.conditions or []
         if condition.type == "PodScheduled" and condition.status == "False" and condition.reason == "Unschedulable"
-        and (now - condition.last_transition_time).total_seconds() > UNSCHEDULABLE_GRACE_S
+        and (now - condition.last_transition_time).total_seconds() > _grace_s(condition.message or "")
     ]
+
+
+def _grace_s(message: str) -> int:
+    """A claim not bound yet is the PV controller's next sync away (seconds, more under load),
+    not a lack of capacity: it gets longer before the pod counts as unschedulable."""
+    return UNBOUND_CLAIM_GRACE_S if "unbound immediate PersistentVolumeClaims" in message else UNSCHEDULABLE_GRACE_S
 
 
 def _pod_ready(pod) -> bool:

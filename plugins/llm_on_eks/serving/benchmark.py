@@ -121,11 +121,15 @@ async def _run(endpoint: Endpoint, settings: BenchmarkSettings) -> tuple[list[Re
             try:
                 return await _one_request(client, settings, prompt)
             except Exception as exc:  # noqa: BLE001 - every failure is counted and the first reported
-                errors.append(f"{type(exc).__name__}: {exc}")
+                cause = f" (caused by {type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
+                errors.append(f"{type(exc).__name__}: {exc}{cause}")
                 return None
 
     start = time.perf_counter()
-    async with endpoint.openai_client(timeout=REQUEST_TIMEOUT_S, asynchronous=True) as client:
+    # One retry: through the API server's proxy a connection can drop under load; a request
+    # that needed it counts its full latency, retry included. A server that keeps failing
+    # still fails the benchmark.
+    async with endpoint.openai_client(timeout=REQUEST_TIMEOUT_S, asynchronous=True, max_retries=1) as client:
         tasks = [asyncio.ensure_future(bounded(prompt)) for prompt in prompts]
         done, pending = await asyncio.wait(tasks, timeout=settings.deadline_s)
         for task in pending:

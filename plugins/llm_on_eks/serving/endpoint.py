@@ -65,15 +65,16 @@ class Endpoint:
 
         return httpx.Client(headers=self.headers, verify=self.tls(), timeout=timeout)
 
-    def openai_client(self, *, timeout: float, asynchronous: bool = False):
-        """An OpenAI client for ``/v1``; retries are the caller's, bounded by its deadline."""
+    def openai_client(self, *, timeout: float, asynchronous: bool = False, max_retries: int = 0):
+        """An OpenAI client for ``/v1``; retries are the caller's (bounded by its deadline) unless
+        ``max_retries`` lets the client retry connection errors, 408/409/429 and 5xx itself."""
         import openai
 
         token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         # Without a token (client-certificate auth, or a server without --api-key) the request
         # goes without an Authorization header rather than with a made-up key.
         hooks = {} if token else {"request": [_drop_authorization_async if asynchronous else _drop_authorization]}
-        kwargs: dict[str, Any] = {"base_url": self.url("/v1"), "timeout": timeout, "max_retries": 0,
+        kwargs: dict[str, Any] = {"base_url": self.url("/v1"), "timeout": timeout, "max_retries": max_retries,
                                   "api_key": token or "none"}
         if asynchronous:
             http = openai.DefaultAsyncHttpxClient(verify=self.tls(), event_hooks=hooks)
