@@ -51,7 +51,7 @@ def test_deploy_llama4_offers_llama4_only_and_deploy_model_everything(dagbag):
 
 def test_the_task_chain_follows_the_design(dagbag):
     dag = dagbag.dags["deploy_llama4"]
-    order = ["plan_deployment", "hf_token_secret", "helm_deploy", "wait_ready", "smoke_test", "benchmark", "register"]
+    order = ["plan_deployment", "provision.ensure_nodegroup", "device_plugin", "hf_token_secret", "helm_deploy", "wait_ready", "smoke_test", "benchmark", "register"]
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert downstream in {t.task_id for t in dag.get_task(upstream).get_flat_relatives(upstream=False)}, (upstream, downstream)
     branch = dag.get_task("prepare_weights.choose_weight_prep")

@@ -36,7 +36,7 @@ def test_dry_run_describes_every_step(deploy_llama4, model, accelerator):
     assert {t: result.states[t] for t in skipped} == {t: "skipped" for t in skipped}
 
     steps = [t for t, v in result.xcoms.items() if isinstance(v, dict) and v.get("dry_run") is True]
-    for step in ("hf_token_secret", chosen, "helm_deploy", "wait_ready", "smoke_test", "benchmark"):
+    for step in ("device_plugin", "hf_token_secret", chosen, "helm_deploy", "wait_ready", "smoke_test", "benchmark"):
         assert step in steps, (step, sorted(result.xcoms))
         assert result.xcoms[step]["would"], step
     # the AWS groups describe the calls they would make
@@ -45,6 +45,8 @@ def test_dry_run_describes_every_step(deploy_llama4, model, accelerator):
     repository, tag = plan["profile"]["image"].rsplit(":", 1)
     assert repository in helm and tag in helm and str(plan["profile"]["max_model_len"]) in helm
     assert "hf_" not in helm and "<redacted>" in json.dumps(result.xcoms["hf_token_secret"])
+    plugin = {o["kind"]: o for o in result.xcoms["device_plugin"]["would"]["apply"]}["DaemonSet"]
+    assert plugin["spec"]["template"]["spec"]["nodeSelector"] == {"llm-on-eks.io/accelerator": accelerator}
     assert result.xcoms["register"]["deployment"] == plan["deployment"]
 
 

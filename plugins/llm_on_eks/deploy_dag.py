@@ -1,7 +1,7 @@
 """The deploy DAG factory: deploy_llama4 and deploy_model are the same pipeline over different
 slices of the catalog, so both come from here and cannot drift apart.
 
-    plan -> provision + storage -> hf_token_secret -> prepare_weights (neuron_compile |
+    plan -> provision + storage -> device_plugin -> hf_token_secret -> prepare_weights (neuron_compile |
     stage_to_fsx | weights_from_hub) -> helm_deploy -> wait_ready -> smoke_test -> benchmark
     -> register
 """
@@ -87,6 +87,7 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
     """One deploy DAG offering ``model_ids`` (default: the whole catalog)."""
     from llm_on_eks.aws.task_groups import provision_group, storage_group
     from llm_on_eks.operators.kube_steps import (
+        DevicePluginOperator,
         HelmDeployOperator,
         HfTokenSecretOperator,
         NeuronCompileOperator,
@@ -112,6 +113,7 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         plan = plan_deployment()
         provision = provision_group(plan)
         storage, fsx = storage_group(plan)
+        devices = DevicePluginOperator(task_id="device_plugin", plan=plan)
         secret = HfTokenSecretOperator(task_id="hf_token_secret", plan=plan)
 
         @task_group(group_id="prepare_weights")
@@ -132,7 +134,7 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         # Runs after a skipped smoke test too: the switches are independent.
         bench = BenchmarkOperator(task_id="benchmark", plan=plan, trigger_rule=TriggerRule.NONE_FAILED)
         # Storage needs the cluster (FSx goes into its subnets) but not the node group.
-        plan >> provision >> secret >> weights
+        plan >> provision >> devices >> secret >> weights
         dag.get_task("provision.ensure_cluster") >> storage >> weights
         weights >> deploy >> ready >> smoke >> bench
         register(plan, smoke.output, bench.output)

@@ -24,8 +24,9 @@ FSX_STORAGE_GIB = 2400
 FSX_THROUGHPUT_PER_TIB = 500
 NODE_DISK_GIB = 500
 
-# EKS managed node group settings per accelerator: the AMI type carrying the drivers and
-# device plugin, the taint that keeps other pods off, and the extended resource to request.
+# EKS managed node group settings per accelerator: the AMI type carrying the drivers (not the
+# device plugin: llm_on_eks.kube.device_plugins), the taint that keeps other pods off, and the
+# extended resource to request.
 ACCELERATORS = {
     "gpu": {"ami_type": "AL2023_x86_64_NVIDIA", "taint_key": "nvidia.com/gpu", "resource": "nvidia.com/gpu"},
     "neuron": {"ami_type": "AL2023_x86_64_NEURON", "taint_key": "aws.amazon.com/neuron", "resource": "aws.amazon.com/neuron"},

@@ -112,6 +112,9 @@ def test_scout_from_nothing_to_a_tested_endpoint_and_again(aws_env, deploy_llama
     api = sandbox_cluster.api_client()
     assert len(k8s.BatchV1Api(api).list_namespaced_job(namespace).items) == 1
     assert first.xcoms[weights_task]["nodes"] == [weights_node]
+    # The accelerator's device plugin (ours, or one an earlier test left) runs and the nodes advertise.
+    assert first.xcoms["device_plugin"]["daemonset"].startswith("kube-system/llm-on-eks-")
+    assert all(n.startswith(instance_type.replace(".", "-")) for n in first.xcoms["device_plugin"]["nodes"])
     (pod,) = k8s.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="app.kubernetes.io/instance=scout,app.kubernetes.io/name=vllm-serving").items
     assert pod.status.phase == "Running" and pod.spec.node_name.startswith(instance_type.replace(".", "-"))
     smoke = first.xcoms["smoke_test"]
@@ -127,6 +130,7 @@ def test_scout_from_nothing_to_a_tested_endpoint_and_again(aws_env, deploy_llama
     assert second.xcoms["provision.ensure_cluster"]["action"] == "adopted"
     assert second.xcoms["provision.ensure_nodegroup"]["action"] == "adopted"
     assert second.xcoms["provision.ensure_system_nodegroup"]["action"] == "adopted"
+    assert second.xcoms["device_plugin"]["action"] == "unchanged"
     assert second.xcoms[weights_task]["skipped"] is True
     assert second.xcoms["helm_deploy"]["changed"] is False
     assert second.xcoms["helm_deploy"]["revision"] == first.xcoms["helm_deploy"]["revision"] == 1

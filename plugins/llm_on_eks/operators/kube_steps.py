@@ -17,6 +17,8 @@ STAGING_BUDGET_S = 6 * 3600
 # reaches S3 only after the export, which can lag the Job's completion.
 MARKER_WAIT_S = 300
 MARKER_POLL_S = 2
+# The node group is ACTIVE before this step: what is left is pulling the plugin and registering.
+DEVICE_WAIT_S = 600
 
 
 class HfTokenSecretOperator(PlanStepOperator):
@@ -42,6 +44,39 @@ class HfTokenSecretOperator(PlanStepOperator):
             action = ensure_secret(api, plan, read_hf_token(plan))
         self.log.info("secret %s/%s (key %s) %s", namespace, secret["name"], secret["key"], action)
         return {"namespace": namespace, "secret": secret["name"], "key": secret["key"], "action": action}
+
+
+class DevicePluginOperator(PlanStepOperator):
+    """Make the accelerator nodes advertise their devices (llm_on_eks.kube.device_plugins), and
+    fail here, naming the nodes and plugin pods, rather than leave serving pods Pending later."""
+
+    def __init__(self, *, wait_s: float = DEVICE_WAIT_S, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.wait_s = wait_s
+
+    def describe(self, plan: dict[str, Any]) -> Any:
+        from llm_on_eks.kube.device_plugins import plugin_objects
+
+        accelerator = plan["profile"]["accelerator"]
+        return {"unless_another_plugin_runs": accelerator, "apply": plugin_objects(accelerator),
+                "then_wait_up_to_s": self.wait_s,
+                "until": f"{plan['profile']['nodes']} node(s) advertise {plan['profile']['accelerators_per_node']} "
+                         f"{plan['kubernetes']['accelerator_resource']}"}
+
+    def run(self, plan: dict[str, Any], context: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from llm_on_eks.kube.access import api_client
+        from llm_on_eks.kube.device_plugins import DevicesMissing, ensure_device_plugin, wait_for_devices
+
+        with api_client(plan) as api:
+            result = ensure_device_plugin(api, plan["profile"]["accelerator"])
+            self.log.info("device plugin %s: %s", result["daemonset"], result["action"])
+            try:
+                nodes = wait_for_devices(api, plan, self.wait_s)
+            except DevicesMissing as exc:
+                raise AirflowFailException(str(exc)) from None
+        return {**result, "nodes": nodes}
 
 
 class _MarkedJobOperator(PlanStepOperator):

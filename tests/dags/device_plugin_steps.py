@@ -1,0 +1,19 @@
+"""Test DAG: the device plugin step alone, after the plan, with a short wait so a node that
+never advertises its devices fails in seconds."""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG
+
+from llm_on_eks.catalog import catalog_index
+from llm_on_eks.deploy_dag import DEFAULT_ARGS, START_DATE, plan_deployment
+from llm_on_eks.operators.kube_steps import DevicePluginOperator
+from llm_on_eks.params import deploy_params
+
+WAIT_S = 5
+
+models, instance_types = catalog_index()
+with DAG("test_device_plugin", schedule=None, start_date=START_DATE, catchup=False,
+         default_args={**DEFAULT_ARGS, "retries": 0}, tags=["test"], render_template_as_native_obj=True,
+         params=deploy_params(models, "llama4-scout", instance_types)):
+    DevicePluginOperator(task_id="device_plugin", plan=plan_deployment(), wait_s=WAIT_S)
