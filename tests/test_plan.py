@@ -112,3 +112,14 @@ def test_plan_holds_no_secret_only_where_to_find_it():
         "secrets_manager_id": "prod/hf-token",
         "k8s_secret": {"name": "hf-token", "key": "token"},
     }
+
+
+def test_the_plan_summary_prices_a_cluster_only_when_the_run_may_create_it():
+    from llm_on_eks.plan_report import summarize
+
+    existing = summarize(build_plan(validated()))
+    assert "$55.04/hour on demand; idle teardown" in existing  # 1x p5.48xlarge, the cluster is someone's
+    created = summarize(build_plan(validated(create_cluster=True, cluster_role_arn="arn:aws:iam::123456789012:role/eks",
+                                             node_role_arn="arn:aws:iam::123456789012:role/node",
+                                             subnet_ids=["subnet-a", "subnet-b"])))
+    assert "$55.04/hour on demand (+$0.48/hour if the cluster is created: EKS control plane and 2x m6i.xlarge" in created

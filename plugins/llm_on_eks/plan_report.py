@@ -6,7 +6,12 @@ from typing import Any
 
 
 def summarize(plan: dict[str, Any]) -> str:
+    from llm_on_eks.aws.api_calls import CLUSTER_HOURLY_USD, SYSTEM_INSTANCE_TYPE, SYSTEM_SCALING
+
     profile, sizing, model = plan["profile"], plan["sizing"], plan["model"]
+    cluster_cost = (f" (+${CLUSTER_HOURLY_USD:.2f}/hour if the cluster is created: EKS control plane and "
+                    f"{SYSTEM_SCALING['desired_size']}x {SYSTEM_INSTANCE_TYPE} system nodes)"
+                    if plan["cluster"]["create"] else "")
     precision = profile["quantization"] or profile["dtype"]
     lines = [
         f"Deployment {plan['deployment']!r}{' (DRY RUN: nothing will be created)' if plan['dry_run'] else ''}",
@@ -26,7 +31,7 @@ def summarize(plan: dict[str, Any]) -> str:
         f"node group {plan['nodegroup']['name']}",
         f"  serving     release {plan['kubernetes']['release']} in namespace {plan['kubernetes']['namespace']}, "
         f"image {profile['image']}",
-        f"  cost        ${sizing['hourly_usd']:.2f}/hour on demand; idle teardown after "
+        f"  cost        ${sizing['hourly_usd']:.2f}/hour on demand{cluster_cost}; idle teardown after "
         f"{plan['lifecycle']['idle_ttl_minutes']} min" + (" (protected)" if plan["lifecycle"]["protected"] else ""),
     ]
     return "\n".join(lines)

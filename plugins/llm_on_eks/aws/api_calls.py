@@ -16,10 +16,12 @@ from llm_on_eks.naming import CLUSTER_KEY, LABEL_PREFIX, MANAGED_BY_KEY, PROJECT
 ROLE_KEY = f"{LABEL_PREFIX}/role"
 SYSTEM_ROLE = "system"
 SYSTEM_INSTANCE_TYPE = "m6i.xlarge"  # 4 vCPU, 16 GiB
-# On-demand list price in us-east-1, for estimates only; the plan's cost covers the accelerator
-# nodes alone (the catalog's instance types are accelerator instances).
+# On-demand list prices in us-east-1, for estimates only. A deployment's cost is its accelerator
+# nodes; a cluster we create adds its control plane and system nodes, shared by its deployments.
 SYSTEM_HOURLY_USD = 0.192
 SYSTEM_SCALING = {"min_size": 1, "max_size": 3, "desired_size": 2}
+EKS_CONTROL_PLANE_HOURLY_USD = 0.10
+CLUSTER_HOURLY_USD = round(EKS_CONTROL_PLANE_HOURLY_USD + SYSTEM_HOURLY_USD * SYSTEM_SCALING["desired_size"], 3)
 
 
 def _tags(plan: dict[str, Any]) -> dict[str, str]:
