@@ -147,3 +147,43 @@ def test_nodes_without_devices_fail_the_step_by_name(sandbox_cluster, conf, dag,
     assert "0 of 1 node(s) advertise nvidia.com/gpu after 5 s" in output
     assert "no node is labelled llm-on-eks.io/accelerator=gpu,node.kubernetes.io/instance-type=p5en.48xlarge" in output
     assert "pod kube-system/llm-on-eks-k8s-device-plugin-" in output  # what the plugin's pods are doing
+
+
+@pytest.fixture
+def namespace_only_credentials(sandbox_cluster, conf, monkeypatch, tmp_path):
+    """A kubeconfig for a ServiceAccount that may edit one namespace and nothing cluster-wide,
+    as a shared cluster's tenants get; the connection sandbox_k8s uses it."""
+    import yaml
+    from kubernetes import client
+
+    api, namespace = sandbox_cluster.api_client(), f"tenant-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": namespace}})
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "deployer"}})
+    client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "deployer"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": namespace}]})
+    token = core.create_namespaced_service_account_token(
+        "deployer", namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+    kubeconfig = yaml.safe_load(open(sandbox_cluster.kubeconfig))
+    kubeconfig["users"] = [{"name": "deployer", "user": {"token": token}}]
+    for context in kubeconfig["contexts"]:
+        context["context"]["user"] = "deployer"
+    path = tmp_path / "deployer.kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    monkeypatch.setenv("AIRFLOW_CONN_SANDBOX_K8S", json.dumps(
+        {"conn_type": "kubernetes", "extra": {"kube_config_path": str(path)}}))
+    yield {**conf, "namespace": namespace}
+    core.delete_namespace(namespace)
+
+
+def test_namespace_only_credentials_report_unknown_instead_of_failing(sandbox_cluster, namespace_only_credentials,
+                                                                     dag, capfd):
+    result = run_dag(dag, {**namespace_only_credentials, "accelerator": "neuron"})
+    assert result.state == "success", result.states
+    step = result.xcoms["device_plugin"]
+    assert step["daemonset"] is None and step["nodes"] == "unknown"
+    account = f"system:serviceaccount:{namespace_only_credentials['namespace']}:deployer"
+    assert step["action"].startswith("not allowed to look for or install a device plugin") and account in step["action"]
+    output = capfd.readouterr().out
+    assert "whether the nodes advertise aws.amazon.com/neuron is unknown" in output and 'cannot list resource "nodes"' in output

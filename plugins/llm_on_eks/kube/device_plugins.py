@@ -147,11 +147,22 @@ def _apply(api, obj: dict[str, Any]) -> str:
 
 
 def ensure_device_plugin(api, accelerator: str) -> dict[str, Any]:
-    """Use a plugin someone else runs, else apply ours; what was done, for the task's XCom."""
-    other = foreign_plugin(api, accelerator)
-    if other:
-        return {"daemonset": other, "action": "installed by someone else: used as it is"}
-    actions = [_apply(api, obj) for obj in plugin_objects(accelerator)]
+    """Use a plugin someone else runs, else apply ours; what was done, for the task's XCom.
+
+    Credentials limited to the deployment's namespace (a shared cluster's admins run the
+    plugin) may neither look for DaemonSets nor apply one: then the nodes' advertised devices
+    decide, as they do in every case."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        other = foreign_plugin(api, accelerator)
+        if other:
+            return {"daemonset": other, "action": "installed by someone else: used as it is"}
+        actions = [_apply(api, obj) for obj in plugin_objects(accelerator)]
+    except ApiException as exc:
+        if exc.status != 403:
+            raise
+        return {"daemonset": None, "action": f"not allowed to look for or install a device plugin ({denied_message(exc)})"}
     action = "created" if actions[-1] == "created" else "updated" if "updated" in actions else "unchanged"
     return {"daemonset": f"{NAMESPACE}/{_name(accelerator)}", "action": action}
 
@@ -176,23 +187,41 @@ def advertising(api, plan: dict[str, Any]) -> tuple[list[str], list[str]]:
     return ready, lines
 
 
+def denied_message(exc) -> str:
+    """The API server's own words for a 403, which name the user, verb and resource."""
+    import json
+
+    try:
+        return json.loads(exc.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return str(exc.reason)
+
+
 def _plugin_pods(api, accelerator: str) -> list[str]:
     from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
 
     from llm_on_eks.kube.readiness import last_events
 
     core = client.CoreV1Api(api)
     selector = f"app.kubernetes.io/name={_image_repo(accelerator)}"
+    try:
+        pods = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+    except ApiException as exc:
+        if exc.status != 403:
+            raise
+        return [f"  plugin pods not visible: {denied_message(exc)}"]
     return [f"  pod {NAMESPACE}/{pod.metadata.name} on {pod.spec.node_name}: {pod.status.phase} "
             f"({'; '.join(last_events(core, NAMESPACE, pod.metadata.name, 2)) or 'no events'})"
-            for pod in core.list_namespaced_pod(NAMESPACE, label_selector=selector).items]
+            for pod in pods]
 
 
 def wait_for_devices(api, plan: dict[str, Any], budget_s: float) -> list[str]:
     """Wait until as many nodes as the plan needs advertise their devices; their names.
 
     The node group is ACTIVE by now, so this is the plugin's image pull and registration:
-    minutes, waited for in the worker."""
+    minutes, waited for in the worker. Credentials that may not list nodes get the API
+    server's 403, for the caller to report as unknown."""
     needed, deadline = plan["profile"]["nodes"], time.monotonic() + budget_s
     while True:
         ready, lines = advertising(api, plan)

@@ -65,17 +65,30 @@ class DevicePluginOperator(PlanStepOperator):
 
     def run(self, plan: dict[str, Any], context: Any) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
+        from kubernetes.client.exceptions import ApiException
 
         from llm_on_eks.kube.access import api_client
-        from llm_on_eks.kube.device_plugins import DevicesMissing, ensure_device_plugin, wait_for_devices
+        from llm_on_eks.kube.device_plugins import (
+            DevicesMissing,
+            denied_message,
+            ensure_device_plugin,
+            wait_for_devices,
+        )
 
         with api_client(plan) as api:
             result = ensure_device_plugin(api, plan["profile"]["accelerator"])
-            self.log.info("device plugin %s: %s", result["daemonset"], result["action"])
+            self.log.info("device plugin %s: %s", result["daemonset"] or "unknown", result["action"])
             try:
                 nodes = wait_for_devices(api, plan, self.wait_s)
             except DevicesMissing as exc:
                 raise AirflowFailException(str(exc)) from None
+            except ApiException as exc:
+                if exc.status != 403:
+                    raise
+                self.log.warning("whether the nodes advertise %s is unknown (%s); wait_ready will name "
+                                 "pods that cannot be scheduled", plan["kubernetes"]["accelerator_resource"],
+                                 denied_message(exc))
+                nodes = "unknown"
         return {**result, "nodes": nodes}
 
 
