@@ -113,6 +113,14 @@ def test_plugin_applied_once_onto_our_accelerator_nodes(sandbox_cluster, conf, d
     assert second.xcoms["device_plugin"]["action"] == "unchanged"
     assert our_daemonset(api, accelerator).metadata.generation == ds.metadata.generation
 
+    # An older plugin (ours from an earlier release, or edited by hand) is brought to the pinned one.
+    pinned = ds.spec.template.spec.containers[0].image
+    ds.spec.template.spec.containers[0].image = pinned.rsplit(":", 1)[0] + ":0.0.1"
+    client.AppsV1Api(api).replace_namespaced_daemon_set(ds.metadata.name, ds.metadata.namespace, ds)
+    third = run_dag(dag, {**conf, "accelerator": accelerator})
+    assert third.xcoms["device_plugin"]["action"] == "updated"
+    assert our_daemonset(api, accelerator).spec.template.spec.containers[0].image == pinned
+
 
 def test_a_plugin_someone_else_runs_is_used(sandbox_cluster, conf, dag, without_our_plugins):
     from kubernetes import client

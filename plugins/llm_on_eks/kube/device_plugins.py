@@ -121,8 +121,15 @@ def foreign_plugin(api, accelerator: str) -> str | None:
     return None
 
 
+def _version(meta) -> Any:
+    """What changes when we change an object: its generation and labels where it has a
+    generation (a DaemonSet's resourceVersion also moves with every status write by its
+    controller), else its resourceVersion."""
+    return (meta.generation, meta.labels) if meta.generation else meta.resource_version
+
+
 def _apply(api, obj: dict[str, Any]) -> str:
-    """Server-side apply one object; "created", "updated" or "unchanged" (same resourceVersion)."""
+    """Server-side apply one object; "created", "updated" or "unchanged"."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -136,13 +143,13 @@ def _apply(api, obj: dict[str, Any]) -> str:
     target, suffix = calls[obj["kind"]]
     where = (name, namespace) if namespace else (name,)
     try:
-        before = getattr(target, f"read_{suffix}")(*where).metadata.resource_version
+        before = _version(getattr(target, f"read_{suffix}")(*where).metadata)
     except ApiException as exc:
         if exc.status != 404:
             raise
         before = None
-    after = getattr(target, f"patch_{suffix}")(*where, obj, field_manager=FIELD_MANAGER, force=True,
-                                                 _content_type=APPLY).metadata.resource_version
+    after = _version(getattr(target, f"patch_{suffix}")(*where, obj, field_manager=FIELD_MANAGER, force=True,
+                                                          _content_type=APPLY).metadata)
     return "created" if before is None else "unchanged" if before == after else "updated"
 
 
