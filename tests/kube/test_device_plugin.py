@@ -72,7 +72,7 @@ def placed_pods(api, accelerator: str) -> list[str]:
     """Nodes of the DaemonSet's pods once the controller has placed and kwok has run them all."""
     from kubernetes import client
 
-    from llm_on_eks.kube.device_plugins import NAMESPACE, _image_repo
+    from llm_on_eks.kube.device_plugins import NAMESPACE, PLUGINS
 
     deadline = time.monotonic() + 60
     while True:
@@ -83,7 +83,7 @@ def placed_pods(api, accelerator: str) -> list[str]:
         assert time.monotonic() < deadline, status
         time.sleep(0.5)
     pods = client.CoreV1Api(api).list_namespaced_pod(
-        NAMESPACE, label_selector=f"app.kubernetes.io/name={_image_repo(accelerator)}").items
+        NAMESPACE, label_selector=f"app.kubernetes.io/name={PLUGINS[accelerator]['name']}").items
     return sorted(pod.spec.node_name for pod in pods)
 
 
@@ -154,7 +154,7 @@ def test_nodes_without_devices_fail_the_step_by_name(sandbox_cluster, conf, dag,
     output = capfd.readouterr().out
     assert "0 of 1 node(s) advertise nvidia.com/gpu after 5 s" in output
     assert "no node is labelled llm-on-eks.io/accelerator=gpu,node.kubernetes.io/instance-type=p5en.48xlarge" in output
-    assert "pod kube-system/llm-on-eks-k8s-device-plugin-" in output  # what the plugin's pods are doing
+    assert "pod kube-system/llm-on-eks-nvidia-device-plugin-" in output  # what the plugin's pods are doing
 
 
 @pytest.fixture

@@ -30,8 +30,10 @@ KUBELET_PLUGINS_DIR = "/var/lib/kubelet/device-plugins"
 # Pinned like every image we run; the image repository's last path part is how a plugin
 # installed by other means is recognised.
 PLUGINS = {
-    "gpu": {"image": "nvcr.io/nvidia/k8s-device-plugin:v0.17.4", "taint": "nvidia.com/gpu"},
-    "neuron": {"image": "public.ecr.aws/neuron/neuron-device-plugin:2.26.7.0", "taint": "aws.amazon.com/neuron"},
+    "gpu": {"name": "nvidia-device-plugin", "image": "nvcr.io/nvidia/k8s-device-plugin:v0.17.4",
+            "taint": "nvidia.com/gpu"},
+    "neuron": {"name": "neuron-device-plugin", "image": "public.ecr.aws/neuron/neuron-device-plugin:2.26.7.0",
+               "taint": "aws.amazon.com/neuron"},
 }
 # What the Neuron plugin reads and writes (aws-neuron-sdk's k8s-neuron-device-plugin-rbac):
 # it annotates pods with the devices it allocated and patches node status.
@@ -48,16 +50,16 @@ class DevicesMissing(RuntimeError):
 
 
 def _name(accelerator: str) -> str:
-    return f"{PROJECT}-{_image_repo(accelerator)}"
+    return f"{PROJECT}-{PLUGINS[accelerator]['name']}"
 
 
-def _image_repo(accelerator: str) -> str:
+def image_repo(accelerator: str) -> str:
     return PLUGINS[accelerator]["image"].rsplit("/", 1)[1].split(":")[0]
 
 
 def _meta(accelerator: str, namespaced: bool = True) -> dict[str, Any]:
     meta = {"name": _name(accelerator),
-            "labels": {MANAGED_BY_KEY: PROJECT, "app.kubernetes.io/name": _image_repo(accelerator),
+            "labels": {MANAGED_BY_KEY: PROJECT, "app.kubernetes.io/name": PLUGINS[accelerator]["name"],
                        "app.kubernetes.io/managed-by": PROJECT}}
     return {**meta, "namespace": NAMESPACE} if namespaced else meta
 
@@ -111,7 +113,7 @@ def foreign_plugin(api, accelerator: str) -> str | None:
     """``namespace/name`` of a DaemonSet not ours that runs this accelerator's plugin image."""
     from kubernetes import client
 
-    repo = _image_repo(accelerator)
+    repo = image_repo(accelerator)
     for ds in client.AppsV1Api(api).list_daemon_set_for_all_namespaces().items:
         if (ds.metadata.labels or {}).get(MANAGED_BY_KEY) == PROJECT:
             continue
@@ -211,7 +213,7 @@ def _plugin_pods(api, accelerator: str) -> list[str]:
     from llm_on_eks.kube.readiness import last_events
 
     core = client.CoreV1Api(api)
-    selector = f"app.kubernetes.io/name={_image_repo(accelerator)}"
+    selector = f"app.kubernetes.io/name={PLUGINS[accelerator]['name']}"
     try:
         pods = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
     except ApiException as exc:

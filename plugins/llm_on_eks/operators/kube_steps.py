@@ -55,10 +55,10 @@ class DevicePluginOperator(PlanStepOperator):
         self.wait_s = wait_s
 
     def describe(self, plan: dict[str, Any]) -> Any:
-        from llm_on_eks.kube.device_plugins import plugin_objects
+        from llm_on_eks.kube.device_plugins import image_repo, plugin_objects
 
         accelerator = plan["profile"]["accelerator"]
-        return {"unless_another_plugin_runs": accelerator, "apply": plugin_objects(accelerator),
+        return {"unless_a_daemonset_runs_image": image_repo(accelerator), "apply": plugin_objects(accelerator),
                 "then_wait_up_to_s": self.wait_s,
                 "until": f"{plan['profile']['nodes']} node(s) advertise {plan['profile']['accelerators_per_node']} "
                          f"{plan['kubernetes']['accelerator_resource']}"}
