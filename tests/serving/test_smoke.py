@@ -99,3 +99,33 @@ def test_images_refused_by_a_text_only_server(vllm_server, scout_conf, capfd):
     message = _failure(capfd)
     assert "check 'images'" in message and "(HTTP 400)" in message
     assert "image" in message.split("body:", 1)[1].lower()
+
+
+def test_the_image_request_matches_the_servers_own_request_schema(vllm_server):
+    """The image path cannot run on CPU, so the body it sends is checked against the schemas the
+    real server publishes (FastAPI's /openapi.json): the request as a whole, and its message as
+    the standard OpenAI user message. The request's message union also admits vLLM's custom and
+    Harmony forms, which accept almost anything; the user-message schema is the strict one."""
+    import json
+    import urllib.request
+
+    from jsonschema import Draft202012Validator
+
+    from llm_on_eks.serving.smoke import image_request
+
+    with urllib.request.urlopen(vllm_server.base_url + "/openapi.json", timeout=30) as response:
+        components = json.load(response)["components"]
+
+    def errors(schema: str, instance) -> list[str]:
+        validator = Draft202012Validator({"$ref": f"#/components/schemas/{schema}", "components": components})
+        return [error.message for error in validator.iter_errors(instance)]
+
+    body = image_request(vllm_server.served_model_name, 2)
+    (message,) = body["messages"]
+    assert [part["type"] for part in message["content"]] == ["text", "image_url", "image_url"]
+    assert all(part["image_url"]["url"].startswith("data:image/png;base64,") for part in message["content"][1:])
+    assert errors("ChatCompletionRequest", body) == []
+    assert errors("ChatCompletionUserMessageParam", message) == []
+    # Strict enough to matter: an image part without its URL is refused.
+    broken = {**message, "content": [message["content"][0], {"type": "image_url", "image_url": {"detail": "low"}}]}
+    assert errors("ChatCompletionUserMessageParam", broken)
