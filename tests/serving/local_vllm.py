@@ -51,7 +51,22 @@ class NetNamespace:
     aliases: list[str] = field(default_factory=list)
 
     @classmethod
+    def reap_stale(cls) -> list[str]:
+        """Delete our namespaces that no process lives in: left by a run killed before its
+        fixture could clean up (a live server's namespace always holds the server)."""
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30).stdout
+        stale = []
+        for name in (line.split()[0] for line in listed.splitlines() if line.startswith("llmeks-vllm-")):
+            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, timeout=30).stdout
+            if not pids.strip():
+                tag = name.removeprefix("llmeks-vllm-")
+                cls(name=name, host_veth=f"vllmh{tag}", inner_veth=f"vllmn{tag}", host_ip="", ip="").delete()
+                stale.append(name)
+        return stale
+
+    @classmethod
     def create(cls) -> NetNamespace:
+        cls.reap_stale()
         # A /30 in 10.231.0.0/16, random so concurrent sessions rarely collide; names fit IFNAMSIZ.
         tag = f"{os.getpid() % 100000:05d}"
         third, fourth = random.randrange(256), random.randrange(0, 256, 4)
