@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from llm_on_eks.naming import ACCELERATOR_KEY, MANAGED_BY_KEY, PROJECT
+from llm_on_eks.plan import ACCELERATORS
 
 NAMESPACE = "kube-system"
 FIELD_MANAGER = PROJECT
@@ -30,10 +31,8 @@ KUBELET_PLUGINS_DIR = "/var/lib/kubelet/device-plugins"
 # Pinned like every image we run; the image repository's last path part is how a plugin
 # installed by other means is recognised.
 PLUGINS = {
-    "gpu": {"name": "nvidia-device-plugin", "image": "nvcr.io/nvidia/k8s-device-plugin:v0.17.4",
-            "taint": "nvidia.com/gpu"},
-    "neuron": {"name": "neuron-device-plugin", "image": "public.ecr.aws/neuron/neuron-device-plugin:2.26.7.0",
-               "taint": "aws.amazon.com/neuron"},
+    "gpu": {"name": "nvidia-device-plugin", "image": "nvcr.io/nvidia/k8s-device-plugin:v0.17.4"},
+    "neuron": {"name": "neuron-device-plugin", "image": "public.ecr.aws/neuron/neuron-device-plugin:2.26.7.0"},
 }
 # What the Neuron plugin reads and writes (aws-neuron-sdk's k8s-neuron-device-plugin-rbac):
 # it annotates pods with the devices it allocated and patches node status.
@@ -54,7 +53,12 @@ def _name(accelerator: str) -> str:
 
 
 def image_repo(accelerator: str) -> str:
-    return PLUGINS[accelerator]["image"].rsplit("/", 1)[1].split(":")[0]
+    return _repository(PLUGINS[accelerator]["image"])
+
+
+def _repository(image: str) -> str:
+    """An image reference's last path part without tag or digest: "k8s-device-plugin"."""
+    return image.rsplit("/", 1)[-1].split("@")[0].split(":")[0]
 
 
 def _meta(accelerator: str, namespaced: bool = True) -> dict[str, Any]:
@@ -77,7 +81,7 @@ def plugin_objects(accelerator: str) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = [{"name": "device-plugins", "hostPath": {"path": KUBELET_PLUGINS_DIR}}]
     pod: dict[str, Any] = {
         "nodeSelector": {ACCELERATOR_KEY: accelerator},
-        "tolerations": [{"key": plugin["taint"], "operator": "Exists", "effect": "NoSchedule"},
+        "tolerations": [{"key": ACCELERATORS[accelerator]["taint_key"], "operator": "Exists", "effect": "NoSchedule"},
                         {"key": "CriticalAddonsOnly", "operator": "Exists"}],
         "priorityClassName": "system-node-critical",
         "containers": [container],
@@ -117,8 +121,7 @@ def foreign_plugin(api, accelerator: str) -> str | None:
     for ds in client.AppsV1Api(api).list_daemon_set_for_all_namespaces().items:
         if (ds.metadata.labels or {}).get(MANAGED_BY_KEY) == PROJECT:
             continue
-        images = [c.image for c in ds.spec.template.spec.containers]
-        if any(image.rsplit("/", 1)[-1].split(":")[0].split("@")[0] == repo for image in images):
+        if any(_repository(c.image) == repo for c in ds.spec.template.spec.containers):
             return f"{ds.metadata.namespace}/{ds.metadata.name}"
     return None
 
