@@ -12,14 +12,13 @@ reaches vLLM by the `endpoint_url` param (the service-proxy path is tested in te
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
 
 import pytest
 
 from tests.aws.conftest import CREATE, HF_TOKEN, client
 from tests.dag_runs import run_dag
+from tests.kube.marker_writer import marker_written_when_job_succeeds
 from tests.serving.vllm_fixture import SCOUT
 
 # conf, the weight step, the node it runs on (downloading needs no GPU; compiling needs the
@@ -64,25 +63,6 @@ def namespace(sandbox_cluster):
             core.delete_persistent_volume(pv.metadata.name)
 
 
-def write_marker_when_job_succeeds(sandbox_cluster, s3, namespace: str, bucket: str, key: str):
-    """What the Job's last command does on EKS (kwok runs no containers)."""
-    from kubernetes import client as k8s
-
-    def upload():
-        batch = k8s.BatchV1Api(sandbox_cluster.api_client())
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            jobs = batch.list_namespaced_job(namespace).items
-            if jobs and jobs[0].status.succeeded:
-                s3.put_object(Bucket=bucket, Key=key, Body=b'{"simulated": true}')
-                return
-            time.sleep(0.5)
-
-    thread = threading.Thread(target=upload, daemon=True)
-    thread.start()
-    return thread
-
-
 @pytest.mark.parametrize("target", ["gpu", "neuron"])
 def test_scout_from_nothing_to_a_tested_endpoint_and_again(aws_env, deploy_llama4, namespace, vllm_server,
                                                            sandbox_cluster, capfd, target):
@@ -100,10 +80,8 @@ def test_scout_from_nothing_to_a_tested_endpoint_and_again(aws_env, deploy_llama
     bucket = plan["storage"]["artifact_bucket"]
     key = plan["neuron"]["marker_key"] if target == "neuron" else plan["storage"]["fsx"]["marker_key"]
     s3 = client(aws_env, "s3", place["region"])
-    writer = write_marker_when_job_succeeds(sandbox_cluster, s3, namespace, bucket, key)
-
-    first = run_dag(deploy_llama4(), conf)
-    writer.join(timeout=5)
+    with marker_written_when_job_succeeds(sandbox_cluster, s3, namespace, bucket, key, deadline_s=600):
+        first = run_dag(deploy_llama4(), conf)
     assert first.failed() == [], first.states
     skipped = {t for t, s in first.states.items() if s == "skipped"}
     assert skipped == {"prepare_weights.weights_from_hub", "benchmark", *(

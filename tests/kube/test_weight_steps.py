@@ -8,14 +8,13 @@ helper thread writes it once the Job has succeeded, exactly where the Job would 
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
 
 import boto3
 import pytest
 
 from tests.dag_runs import run_dag
+from tests.kube.marker_writer import marker_written_when_job_succeeds
 
 BUCKET = "llm-on-eks-weights-test"
 
@@ -56,24 +55,6 @@ def dag(request):
     return DagBag(dag_folder=str(ROOT / "tests" / "dags" / "weight_steps.py")).dags["test_weight_steps" + request.param]
 
 
-def write_marker_when_job_succeeds(sandbox_cluster, s3, namespace: str, key: str, stop: threading.Event):
-    from kubernetes import client
-
-    def upload():
-        batch = client.BatchV1Api(sandbox_cluster.api_client())
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not stop.is_set():
-            jobs = batch.list_namespaced_job(namespace).items
-            if jobs and jobs[0].status.succeeded:
-                s3.put_object(Bucket=BUCKET, Key=key, Body=b'{"simulated": true}')
-                return
-            time.sleep(0.5)
-
-    thread = threading.Thread(target=upload, daemon=True)
-    thread.start()
-    return thread
-
-
 @pytest.mark.parametrize(("accelerator", "task", "node"), [
     ("neuron", "neuron_compile", "trn2-48xlarge-0"),
     ("gpu", "stage_to_fsx", "m6i-2xlarge-0"),
@@ -88,13 +69,8 @@ def test_job_runs_once_on_the_right_node(sandbox_cluster, moto_s3, conf, dag, ac
     plan = build_plan({**conf, "cluster_name": "llm-inference", "region": "us-west-2"})
     key = plan["neuron"]["marker_key"] if accelerator == "neuron" else plan["storage"]["fsx"]["marker_key"]
     s3.delete_object(Bucket=BUCKET, Key=key)
-    stop = threading.Event()
-    writer = write_marker_when_job_succeeds(sandbox_cluster, s3, conf["namespace"], key, stop)
-    try:
+    with marker_written_when_job_succeeds(sandbox_cluster, s3, conf["namespace"], BUCKET, key, deadline_s=120):
         first = run_dag(dag, conf)
-    finally:
-        stop.set()
-        writer.join(timeout=5)
     assert first.states[task] == "success", first.states
     result = first.xcoms[task]
     assert result["skipped"] is False and result["nodes"] == [node]
