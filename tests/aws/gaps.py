@@ -152,6 +152,13 @@ class AwsGaps:
             return key, _error("ResourceNotFoundException", f"No cluster found for name: {key[1]}.", 404)
         return key, None
 
+    def _existing_addon(self, context) -> tuple[tuple[str, str, str], Any]:
+        """As ``_addon``, and EKS's not-found answer when the cluster is there but the add-on is not."""
+        key, missing = self._addon(context)
+        if missing is None and key not in self.addons:
+            missing = _error("ResourceNotFoundException", f"No addon: {key[2]} found in cluster: {key[1]}", 404)
+        return key, missing
+
     def _eks_CreateAddon(self, model, context, **_):
         with self.lock:
             key, missing = self._addon(context)
@@ -171,11 +178,9 @@ class AwsGaps:
 
     def _eks_DescribeAddon(self, model, context, **_):
         with self.lock:
-            key, missing = self._addon(context)
+            key, missing = self._existing_addon(context)
             if missing:
                 return missing
-            if key not in self.addons:
-                return _error("ResourceNotFoundException", f"No addon: {key[2]} found in cluster: {key[1]}", 404)
             addon = self.addons[key]
             if self.creating[("addon", *key)] > 0:
                 self.creating[("addon", *key)] -= 1
@@ -185,11 +190,9 @@ class AwsGaps:
 
     def _eks_DeleteAddon(self, model, context, **_):
         with self.lock:
-            key, missing = self._addon(context)
+            key, missing = self._existing_addon(context)
             if missing:
                 return missing
-            if key not in self.addons:
-                return _error("ResourceNotFoundException", f"No addon: {key[2]} found in cluster: {key[1]}", 404)
             return self._answer(model, {"addon": {**self.addons.pop(key), "status": "DELETING"}})
 
     def _eks_ListAddons(self, model, context, **_):
