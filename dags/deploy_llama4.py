@@ -14,7 +14,7 @@ without creating anything. Bad input is refused before any resource exists.
 
 from __future__ import annotations
 
-from llm_on_eks.deploy_dag import build_deploy_dag
+from llm_on_eks.factory import build_deploy_dag
 
 DAG_ID = "deploy_llama4"
 

@@ -10,7 +10,7 @@ added there.
 
 from __future__ import annotations
 
-from llm_on_eks.deploy_dag import build_deploy_dag
+from llm_on_eks.factory import build_deploy_dag
 
 DAG_ID = "deploy_model"
 

@@ -49,3 +49,13 @@ def airflow_db() -> Path:
 
 
 pytest_plugins = ["tests.integration.sandbox_cluster", "tests.serving.vllm_fixture"]
+
+# Fixtures that start a real server: a test using any of them (directly or through another
+# fixture) is an integration test, left out of the fast tier (`scripts/test -m "not integration"`).
+SERVER_FIXTURES = {"moto_url", "moto_s3", "sandbox_cluster", "vllm_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

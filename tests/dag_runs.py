@@ -16,6 +16,18 @@ class DagRunResult:
         return sorted(task for task, state in self.states.items() if state in ("failed", "upstream_failed"))
 
 
+def load_dag(path: str, dag_id: str):
+    """A fresh DAG object from ``path`` (relative to the repository root): the way Airflow loads
+    it, and fresh because ``dag.test()`` leaves a run's conf in the DAG's params."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.conftest import ROOT
+
+    bag = DagBag(dag_folder=str(ROOT / path))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags[dag_id]
+
+
 def run_dag(dag, conf: dict[str, Any] | None = None) -> DagRunResult:
     """Run ``dag`` in-process (triggers included) and collect states and return values."""
     from airflow.models.xcom import XComModel

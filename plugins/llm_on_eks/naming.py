@@ -8,6 +8,7 @@ teardown uses to discover deployments.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 PROJECT = "llm-on-eks"
 LABEL_PREFIX = "llm-on-eks.io"
@@ -18,6 +19,14 @@ ACCELERATOR_KEY = f"{LABEL_PREFIX}/accelerator"
 IDLE_TTL_ANNOTATION = f"{LABEL_PREFIX}/idle-ttl-minutes"
 PROTECTED_ANNOTATION = f"{LABEL_PREFIX}/protected"
 MODEL_ANNOTATION = f"{LABEL_PREFIX}/model"
+# The cluster's shared system node group carries a role instead of a deployment.
+ROLE_KEY = f"{LABEL_PREFIX}/role"
+SYSTEM_ROLE = "system"
+# Set once, when a resource is created: which run made it and when. A retry (Airflow clears a
+# task's XComs between tries) or a resumed deferral tells "created by this run" from
+# "adopted" by these tags, never from memory.
+CREATED_BY_RUN_KEY = f"{LABEL_PREFIX}/created-by-run"
+CREATED_AT_KEY = f"{LABEL_PREFIX}/created-at"
 
 # Helm release names are at most 53 characters and node group names 63; the longest suffix
 # we append is "-nodes", and Kubernetes Job names get "-compile-" plus a hash.
@@ -44,6 +53,20 @@ def nodegroup_name(deployment: str) -> str:
 def aws_tags(deployment: str, cluster: str) -> dict[str, str]:
     """Tags on every AWS resource a deployment creates: how ensure-steps and teardown find them."""
     return {MANAGED_BY_KEY: PROJECT, DEPLOYMENT_KEY: deployment, CLUSTER_KEY: cluster}
+
+
+def system_tags(cluster: str) -> dict[str, str]:
+    """Tags of the cluster's system node group: shared by the cluster's deployments."""
+    return {MANAGED_BY_KEY: PROJECT, CLUSTER_KEY: cluster, ROLE_KEY: SYSTEM_ROLE}
+
+
+def creation_tags(run_id: str, now: datetime) -> dict[str, str]:
+    """Added to a create request's tags; AWS tag values allow the characters of a run id."""
+    return {CREATED_BY_RUN_KEY: run_id[:256], CREATED_AT_KEY: now.astimezone(UTC).isoformat(timespec="seconds")}
+
+
+def created_by_run(tags: dict[str, str] | None, run_id: str) -> bool:
+    return (tags or {}).get(CREATED_BY_RUN_KEY) == run_id[:256]
 
 
 def k8s_labels(deployment: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from airflow.sdk import Param
 
 from llm_on_eks.naming import DEPLOYMENT_NAME_MAX, DEPLOYMENT_NAME_PATTERN
+from llm_on_eks.plan import DEFAULTS
 
 # The longest context any catalog model has (Llama 4 Scout, 10M tokens).
 MAX_CONTEXT = 10_485_760
@@ -32,7 +33,7 @@ def deploy_params(model_ids: list[str], default_model: str, instance_types: list
         # -- Model
         "model": Param(default_model, type="string", enum=model_ids, title="Model",
                        description="Catalog id of the model to serve.", section="Model"),
-        "accelerator": Param("gpu", type="string", enum=["gpu", "neuron"], title="Accelerator",
+        "accelerator": Param(DEFAULTS["accelerator"], type="string", enum=["gpu", "neuron"], title="Accelerator",
                              description="gpu: NVIDIA (p5/p4d/g5/g6e); neuron: AWS Trainium2 (trn2).", section="Model"),
         "instance_type": Param(None, **_optional("string"), enum=[None, *instance_types], title="Instance type",
                                description="Override the profile's instance type (same accelerator).", section="Model"),
@@ -41,10 +42,10 @@ def deploy_params(model_ids: list[str], default_model: str, instance_types: list
                                  description="Names the Helm release, node group and tags. Default: <model>-<accelerator>.",
                                  section="Model"),
         # -- Cluster
-        "cluster_name": Param("llm-inference", type="string", pattern=CLUSTER_NAME_PATTERN, title="EKS cluster",
+        "cluster_name": Param(DEFAULTS["cluster_name"], type="string", pattern=CLUSTER_NAME_PATTERN, title="EKS cluster",
                               section="Cluster"),
-        "region": Param("us-west-2", type="string", pattern=REGION_PATTERN, title="AWS region", section="Cluster"),
-        "create_cluster": Param(False, type="boolean", title="Create the cluster if missing",
+        "region": Param(DEFAULTS["region"], type="string", pattern=REGION_PATTERN, title="AWS region", section="Cluster"),
+        "create_cluster": Param(DEFAULTS["create_cluster"], type="boolean", title="Create the cluster if missing",
                                 description="Off: the cluster must exist (no EKS create permission needed).",
                                 section="Cluster"),
         "kubernetes_version": Param(None, **_optional("string", pattern=r"^1\.[0-9]+$"), title="Kubernetes version",
@@ -62,13 +63,13 @@ def deploy_params(model_ids: list[str], default_model: str, instance_types: list
         "artifact_bucket": Param(None, **_optional("string", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
                                  title="S3 bucket for weights and Neuron artifacts",
                                  description="Default: llm-on-eks-<cluster>-<region>.", section="Cluster"),
-        "namespace": Param("llm-serving", type="string", pattern=DNS_LABEL_PATTERN, title="Kubernetes namespace",
+        "namespace": Param(DEFAULTS["namespace"], type="string", pattern=DNS_LABEL_PATTERN, title="Kubernetes namespace",
                            section="Cluster"),
-        "aws_conn_id": Param("aws_default", type="string", title="Airflow AWS connection", section="Cluster"),
+        "aws_conn_id": Param(DEFAULTS["aws_conn_id"], type="string", title="Airflow AWS connection", section="Cluster"),
         "kubernetes_conn_id": Param(None, **_optional("string"), title="Airflow Kubernetes connection",
                                     description="Empty: reach the EKS cluster with the AWS connection.",
                                     section="Cluster"),
-        "hf_token_conn_id": Param("hf_default", type="string", title="HF token connection",
+        "hf_token_conn_id": Param(DEFAULTS["hf_token_conn_id"], type="string", title="HF token connection",
                                   description="Airflow connection whose password is the Hugging Face token.",
                                   section="Cluster"),
         "hf_token_secret_id": Param(None, **_optional("string"), title="HF token Secrets Manager id",
@@ -90,20 +91,20 @@ def deploy_params(model_ids: list[str], default_model: str, instance_types: list
                               description="For clusters exposed through an ingress; default: the API server's "
                                           "service proxy.", section="Serving overrides"),
         # -- Checks
-        "smoke_test": Param(True, type="boolean", title="Smoke test", section="Checks"),
-        "benchmark": Param(False, type="boolean", title="Benchmark", section="Checks"),
-        "benchmark_concurrency": Param(4, type="integer", minimum=1, maximum=256, section="Checks"),
-        "benchmark_num_prompts": Param(32, type="integer", minimum=1, maximum=10_000, section="Checks"),
-        "benchmark_input_len": Param(256, type="integer", minimum=1, maximum=MAX_CONTEXT, section="Checks"),
-        "benchmark_output_len": Param(128, type="integer", minimum=1, maximum=32_768, section="Checks"),
+        "smoke_test": Param(DEFAULTS["smoke_test"], type="boolean", title="Smoke test", section="Checks"),
+        "benchmark": Param(DEFAULTS["benchmark"], type="boolean", title="Benchmark", section="Checks"),
+        "benchmark_concurrency": Param(DEFAULTS["benchmark_concurrency"], type="integer", minimum=1, maximum=256, section="Checks"),
+        "benchmark_num_prompts": Param(DEFAULTS["benchmark_num_prompts"], type="integer", minimum=1, maximum=10_000, section="Checks"),
+        "benchmark_input_len": Param(DEFAULTS["benchmark_input_len"], type="integer", minimum=1, maximum=MAX_CONTEXT, section="Checks"),
+        "benchmark_output_len": Param(DEFAULTS["benchmark_output_len"], type="integer", minimum=1, maximum=32_768, section="Checks"),
         "benchmark_slo_p99_ttft_ms": Param(None, **_optional("number", exclusiveMinimum=0),
                                            title="SLO: p99 TTFT (ms)", description="Fail the run when missed.",
                                            section="Checks"),
         # -- Lifecycle
-        "idle_ttl_minutes": Param(60, type="integer", minimum=5, maximum=43_200, title="Idle TTL (minutes)",
+        "idle_ttl_minutes": Param(DEFAULTS["idle_ttl_minutes"], type="integer", minimum=5, maximum=43_200, title="Idle TTL (minutes)",
                                   description="The idle teardown removes the deployment after this long unused.",
                                   section="Lifecycle"),
-        "protected": Param(False, type="boolean", title="Protect from idle teardown", section="Lifecycle"),
-        "dry_run": Param(False, type="boolean", title="Dry run",
+        "protected": Param(DEFAULTS["protected"], type="boolean", title="Protect from idle teardown", section="Lifecycle"),
+        "dry_run": Param(DEFAULTS["dry_run"], type="boolean", title="Dry run",
                          description="Plan and describe every step without creating anything.", section="Lifecycle"),
     }

@@ -1,8 +1,11 @@
 """The plan: every decision of a deployment, made once, before anything is created.
 
-The plan task turns the run's params and the catalog into one JSON document (pushed to XCom)
-that every later step reads. Steps never re-derive names or sizes, so a retry of any step
-acts on exactly what the plan said, and a dry run can show all of it up front.
+The plan task turns the run's params and the catalog into one JSON document (pushed to XCom,
+one key per section) that every later step reads. Steps never re-derive names or sizes, so a
+retry of any step acts on exactly what the plan said, and a dry run can show all of it up front.
+Each section is a TypedDict: the document stays plain JSON for XCom, and a reader (or a type
+checker) sees every field in one place. Every default lives in ``DEFAULTS``, which the params
+form uses too.
 """
 
 from __future__ import annotations
@@ -10,18 +13,22 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any
+from typing import Any, TypedDict
 
 from llm_on_eks import naming
 from llm_on_eks.catalog import Catalog, CatalogError, Model, Profile, default_catalog
 from llm_on_eks.sizing import InfeasiblePlan, SizingRequest, check_feasible
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 SERVING_PORT = 8000
+# Where FSx for Lustre is mounted in the staging Job; the serving pods read the claim directly.
 FSX_MOUNT_PATH = "/fsx"
-# ai-on-eks FSx defaults (REFERENCE.md): PERSISTENT_2, 2400 GiB, 500 MB/s/TiB.
+# ai-on-eks blueprint FSx defaults (infra/base/terraform fsx-for-lustre.tf): PERSISTENT_2,
+# 2400 GiB, 500 MB/s/TiB.
 FSX_STORAGE_GIB = 2400
 FSX_THROUGHPUT_PER_TIB = 500
+# Downloading ~400 GiB (Maverick FP8) onto FSx: the staging Job's deadline and its wait, one number.
+FSX_STAGING_BUDGET_S = 6 * 3600
 NODE_DISK_GIB = 500
 
 # EKS managed node group settings per accelerator: the AMI type carrying the drivers (not the
@@ -31,6 +38,201 @@ ACCELERATORS = {
     "gpu": {"ami_type": "AL2023_x86_64_NVIDIA", "taint_key": "nvidia.com/gpu", "resource": "nvidia.com/gpu"},
     "neuron": {"ami_type": "AL2023_x86_64_NEURON", "taint_key": "aws.amazon.com/neuron", "resource": "aws.amazon.com/neuron"},
 }
+
+# The cluster's system node group: untainted nodes for what tolerates no accelerator taint
+# (coredns, the FSx weight-staging Job at 4 CPU / 16 GiB, controllers). One per cluster we create,
+# shared by its deployments: tagged with the cluster and a role, never with one deployment.
+SYSTEM_INSTANCE_TYPE = "m6i.xlarge"  # 4 vCPU, 16 GiB
+# On-demand list prices in us-east-1 (aws.amazon.com/ec2/pricing, aws.amazon.com/eks/pricing),
+# for estimates only. A cluster we create adds its control plane and system nodes.
+SYSTEM_HOURLY_USD = 0.192
+SYSTEM_SCALING = {"min_size": 1, "max_size": 3, "desired_size": 2}
+EKS_CONTROL_PLANE_HOURLY_USD = 0.10
+CLUSTER_HOURLY_USD = round(EKS_CONTROL_PLANE_HOURLY_USD + SYSTEM_HOURLY_USD * SYSTEM_SCALING["desired_size"], 3)
+
+# Every default of a run, in one place: the params form shows these, and the plan falls back
+# to them for a conf that leaves a key out (an API trigger need not send every field).
+DEFAULTS: dict[str, Any] = {
+    "accelerator": "gpu",
+    "cluster_name": "llm-inference",
+    "region": "us-west-2",
+    "create_cluster": False,
+    "namespace": "llm-serving",
+    "aws_conn_id": "aws_default",
+    "hf_token_conn_id": "hf_default",
+    "smoke_test": True,
+    "benchmark": False,
+    "benchmark_concurrency": 4,
+    "benchmark_num_prompts": 32,
+    "benchmark_input_len": 256,
+    "benchmark_output_len": 128,
+    "idle_ttl_minutes": 60,
+    "protected": False,
+    "dry_run": False,
+}
+
+
+class ModelSection(TypedDict):
+    id: str
+    display_name: str
+    hf_repo: str
+    revision: str
+    revision_pinned: bool
+    takes_images: bool
+
+
+class ProfileSection(TypedDict):
+    accelerator: str
+    instance_type: str
+    nodes: int
+    accelerators_per_node: int
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    dtype: str
+    quantization: str | None
+    kv_cache_dtype: str
+    max_model_len: int
+    images_per_prompt: int
+    weights: str  # "neuron_compiled" | "fsx" | "hub"
+    image: str
+    vllm_args: dict[str, Any]
+    env: dict[str, str]
+    startup_budget_s: int
+
+
+class AwsSection(TypedDict):
+    conn_id: str
+    region: str
+
+
+class ClusterSection(TypedDict):
+    name: str
+    create: bool
+    version: str
+    role_arn: str | None
+    subnet_ids: list[str]
+    security_group_ids: list[str]
+
+
+class NodegroupSpec(TypedDict):
+    """A managed node group as both its ensure and its delete step see it: the accelerator
+    group of a deployment, or the system group of a cluster. The two differ only in data."""
+
+    name: str
+    role: str  # "accelerator" | "system"
+    instance_type: str
+    ami_type: str
+    capacity_type: str
+    disk_size_gib: int
+    scaling: dict[str, int]
+    labels: dict[str, str]
+    taints: list[dict[str, str]]
+    node_role_arn: str | None
+    subnet_ids: list[str]
+    # Who owns it: the tags it is created with, and the ones an existing group must carry.
+    tags: dict[str, str]
+    # The accelerator group is sized by the plan; the system group's size is left to whoever
+    # changed it (an autoscaler).
+    enforce_size: bool
+    # The system group is made only on clusters this project creates; elsewhere it is checked for.
+    only_on_own_cluster: bool
+    hourly_usd: float
+
+
+class FsxSection(TypedDict):
+    name: str
+    deployment_type: str
+    storage_capacity_gib: int
+    throughput_per_tib: int
+    subnet_id: str | None
+    security_group_ids: list[str]
+    data_repository_path: str
+    file_system_path: str
+    mount_path: str
+    model_path: str
+    marker_key: str
+    pvc_name: str
+    budget_s: int
+
+
+class StorageSection(TypedDict):
+    artifact_bucket: str
+    fsx: FsxSection | None
+
+
+class NeuronSection(TypedDict):
+    framework: str
+    config: dict[str, Any]
+    hash: str
+    artifacts_uri: str
+    marker_key: str
+    budget_s: int
+
+
+class HfTokenSection(TypedDict):
+    conn_id: str
+    secrets_manager_id: str | None
+    k8s_secret: dict[str, str]  # {"name", "key"}
+
+
+class KubernetesSection(TypedDict):
+    conn_id: str | None
+    namespace: str
+    release: str  # the Helm release; the chart names its Deployment/LWS and Service after it
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, str]]
+    accelerator_resource: str
+    labels: dict[str, str]
+
+
+class ServingSection(TypedDict):
+    port: int
+    served_model_name: str
+    takes_images: bool
+    base_url: str | None
+
+
+class BenchmarkSection(TypedDict):
+    enabled: bool
+    concurrency: int
+    num_prompts: int
+    input_len: int
+    output_len: int
+    slo_p99_ttft_ms: float | None
+
+
+class LifecycleSection(TypedDict):
+    idle_ttl_minutes: int
+    protected: bool
+
+
+class Plan(TypedDict):
+    plan_version: int
+    catalog_version: Any
+    deployment: str
+    dry_run: bool
+    model: ModelSection
+    profile: ProfileSection
+    sizing: dict[str, Any]
+    aws: AwsSection
+    cluster: ClusterSection
+    nodegroup: NodegroupSpec
+    system_nodegroup: NodegroupSpec
+    storage: StorageSection
+    neuron: NeuronSection | None
+    hf_token: HfTokenSection
+    kubernetes: KubernetesSection
+    serving: ServingSection
+    smoke_test: bool
+    benchmark: BenchmarkSection
+    lifecycle: LifecycleSection
+    tags: dict[str, str]
+
+
+def param(params: dict[str, Any], name: str) -> Any:
+    """A run's value for ``name``, or its default: a missing key and an empty optional are alike."""
+    value = params.get(name)
+    return DEFAULTS.get(name) if value is None or value == "" else value
 
 
 class PlanError(ValueError):
@@ -74,7 +276,7 @@ def _images_per_prompt(model: Model, profile: Profile, requested: int | None) ->
     return requested
 
 
-def _neuron_compile(profile: Profile, model: Model, max_model_len: int, tp: int, bucket: str) -> dict[str, Any] | None:
+def _neuron_compile(profile: Profile, model: Model, max_model_len: int, tp: int, bucket: str) -> NeuronSection | None:
     """Compile settings and the content-addressed S3 prefix of the compiled artifacts."""
     if profile.neuron is None:
         return None
@@ -106,7 +308,7 @@ def _neuron_compile(profile: Profile, model: Model, max_model_len: int, tp: int,
     }
 
 
-def _fsx(profile: Profile, model: Model, params: dict[str, Any], cluster: str, bucket: str) -> dict[str, Any] | None:
+def _fsx(profile: Profile, model: Model, params: dict[str, Any], cluster: str, bucket: str) -> FsxSection | None:
     if profile.weights != "fsx":
         return None
     subnets = params.get("subnet_ids") or []
@@ -121,18 +323,44 @@ def _fsx(profile: Profile, model: Model, params: dict[str, Any], cluster: str, b
         "security_group_ids": params.get("security_group_ids") or [],
         "data_repository_path": f"s3://{bucket}/models/",
         "file_system_path": "/models",
+        "mount_path": FSX_MOUNT_PATH,
         "model_path": f"{FSX_MOUNT_PATH}/{model_path}",
         "marker_key": f"{model_path}/.llm-on-eks-staged.json",
         "pvc_name": f"{cluster}-model-weights"[:63],
+        "budget_s": FSX_STAGING_BUDGET_S,
     }
 
 
-def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> dict[str, Any]:
+def system_nodegroup_name(cluster: str) -> str:
+    return f"{cluster[:56]}-system"  # node group names are at most 63 characters
+
+
+def _system_nodegroup(cluster: str, node_role_arn: str | None, subnet_ids: list[str]) -> NodegroupSpec:
+    return {
+        "name": system_nodegroup_name(cluster),
+        "role": naming.SYSTEM_ROLE,
+        "instance_type": SYSTEM_INSTANCE_TYPE,
+        "ami_type": "AL2023_x86_64_STANDARD",
+        "capacity_type": "ON_DEMAND",
+        "disk_size_gib": 50,
+        "scaling": dict(SYSTEM_SCALING),
+        "labels": {naming.ROLE_KEY: naming.SYSTEM_ROLE},
+        "taints": [],
+        "node_role_arn": node_role_arn,
+        "subnet_ids": list(subnet_ids),
+        "tags": naming.system_tags(cluster),
+        "enforce_size": False,
+        "only_on_own_cluster": True,
+        "hourly_usd": round(SYSTEM_HOURLY_USD * SYSTEM_SCALING["desired_size"], 3),
+    }
+
+
+def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> Plan:
     """Turn a run's params into the plan, or raise PlanError saying what is wrong."""
     catalog = catalog or default_catalog()
     try:
         model = catalog.model(params["model"])
-        profile = model.profile(params["accelerator"])
+        profile = model.profile(param(params, "accelerator"))
         request, sizing = _resolve_sizing(catalog, model, profile, params)
     except (CatalogError, InfeasiblePlan) as exc:
         raise PlanError(str(exc)) from exc
@@ -142,8 +370,10 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> dict[s
         naming.check_deployment_name(deployment)
     except ValueError as exc:
         raise PlanError(str(exc)) from exc
-    cluster, region = params["cluster_name"], params["region"]
-    if params.get("create_cluster") and not (params.get("cluster_role_arn") and len(params.get("subnet_ids") or []) >= 2):
+    cluster, region = param(params, "cluster_name"), param(params, "region")
+    create_cluster = bool(param(params, "create_cluster"))
+    subnet_ids = list(params.get("subnet_ids") or [])
+    if create_cluster and not (params.get("cluster_role_arn") and len(subnet_ids) >= 2):
         raise PlanError("create_cluster needs cluster_role_arn and at least two subnet_ids in different AZs")
 
     accel = ACCELERATORS[profile.accelerator]
@@ -165,12 +395,13 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> dict[s
         vllm_args["limit-mm-per-prompt"] = json.dumps({"image": images})
     if profile.quantization:
         vllm_args["quantization"] = profile.quantization
-    benchmark_slo = params.get("benchmark_slo_p99_ttft_ms")
+    tags = naming.aws_tags(deployment, cluster)
+    node_role_arn = params.get("node_role_arn")
     return {
         "plan_version": PLAN_VERSION,
         "catalog_version": catalog.version,
         "deployment": deployment,
-        "dry_run": bool(params.get("dry_run")),
+        "dry_run": bool(param(params, "dry_run")),
         "model": {
             "id": model.id,
             "display_name": model.display_name,
@@ -198,41 +429,46 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> dict[s
             "startup_budget_s": profile.startup_budget_s,
         },
         "sizing": sizing.as_dict(),
-        "aws": {"conn_id": params.get("aws_conn_id") or "aws_default", "region": region},
+        "aws": {"conn_id": param(params, "aws_conn_id"), "region": region},
         "cluster": {
             "name": cluster,
-            "create": bool(params.get("create_cluster")),
+            "create": create_cluster,
             "version": params.get("kubernetes_version") or catalog.kubernetes_version,
             "role_arn": params.get("cluster_role_arn"),
-            "subnet_ids": list(params.get("subnet_ids") or []),
+            "subnet_ids": subnet_ids,
             "security_group_ids": list(params.get("security_group_ids") or []),
         },
         "nodegroup": {
             "name": naming.nodegroup_name(deployment),
+            "role": "accelerator",
             "instance_type": instance.name,
-            "accelerator": profile.accelerator,
             "ami_type": accel["ami_type"],
             "capacity_type": "ON_DEMAND",
             "disk_size_gib": NODE_DISK_GIB,
             "scaling": {"min_size": request.nodes, "max_size": request.nodes, "desired_size": request.nodes},
             "labels": {naming.ACCELERATOR_KEY: profile.accelerator, naming.DEPLOYMENT_KEY: deployment},
             "taints": [{"key": accel["taint_key"], "value": "true", "effect": "NO_SCHEDULE"}],
-            "node_role_arn": params.get("node_role_arn"),
-            "subnet_ids": list(params.get("subnet_ids") or []),
+            "node_role_arn": node_role_arn,
+            "subnet_ids": subnet_ids,
+            "tags": dict(tags),
+            "enforce_size": True,
+            "only_on_own_cluster": False,
+            "hourly_usd": sizing.hourly_usd,
         },
+        "system_nodegroup": _system_nodegroup(cluster, node_role_arn, subnet_ids),
         "storage": {
             "artifact_bucket": bucket,
             "fsx": _fsx(profile, model, params, cluster, bucket),
         },
         "neuron": _neuron_compile(profile, model, request.max_model_len, tp, bucket),
         "hf_token": {
-            "conn_id": params.get("hf_token_conn_id") or "hf_default",
+            "conn_id": param(params, "hf_token_conn_id"),
             "secrets_manager_id": params.get("hf_token_secret_id"),
             "k8s_secret": {"name": catalog.hf_token_secret_name, "key": catalog.hf_token_secret_key},
         },
         "kubernetes": {
             "conn_id": params.get("kubernetes_conn_id"),
-            "namespace": params.get("namespace") or "llm-serving",
+            "namespace": param(params, "namespace"),
             "release": deployment,
             "node_selector": {"node.kubernetes.io/instance-type": instance.name},
             "tolerations": [{"key": accel["taint_key"], "operator": "Exists", "effect": "NoSchedule"}],
@@ -240,27 +476,23 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> dict[s
             "labels": naming.k8s_labels(deployment),
         },
         "serving": {
-            "namespace": params.get("namespace") or "llm-serving",
-            "service": deployment,
             "port": SERVING_PORT,
             "served_model_name": profile.hf_repo,
             "takes_images": model.takes_images and images > 0,
-            "images_per_prompt": images,
             "base_url": params.get("endpoint_url"),
-            "startup_budget_s": profile.startup_budget_s,
         },
-        "smoke_test": bool(params.get("smoke_test", True)),
+        "smoke_test": bool(param(params, "smoke_test")),
         "benchmark": {
-            "enabled": bool(params.get("benchmark")),
-            "concurrency": params.get("benchmark_concurrency", 4),
-            "num_prompts": params.get("benchmark_num_prompts", 32),
-            "input_len": params.get("benchmark_input_len", 256),
-            "output_len": params.get("benchmark_output_len", 128),
-            "slo_p99_ttft_ms": benchmark_slo,
+            "enabled": bool(param(params, "benchmark")),
+            "concurrency": param(params, "benchmark_concurrency"),
+            "num_prompts": param(params, "benchmark_num_prompts"),
+            "input_len": param(params, "benchmark_input_len"),
+            "output_len": param(params, "benchmark_output_len"),
+            "slo_p99_ttft_ms": params.get("benchmark_slo_p99_ttft_ms"),
         },
         "lifecycle": {
-            "idle_ttl_minutes": params.get("idle_ttl_minutes", 60),
-            "protected": bool(params.get("protected")),
+            "idle_ttl_minutes": param(params, "idle_ttl_minutes"),
+            "protected": bool(param(params, "protected")),
         },
-        "tags": naming.aws_tags(deployment, cluster),
+        "tags": tags,
     }

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from llm_on_eks.plan import CLUSTER_HOURLY_USD, SYSTEM_INSTANCE_TYPE, SYSTEM_SCALING, Plan
 
 
-def summarize(plan: dict[str, Any]) -> str:
-    from llm_on_eks.aws.api_calls import CLUSTER_HOURLY_USD, SYSTEM_INSTANCE_TYPE, SYSTEM_SCALING
-
+def summarize(plan: Plan) -> str:
     profile, sizing, model = plan["profile"], plan["sizing"], plan["model"]
     cluster_cost = (f" (+${CLUSTER_HOURLY_USD:.2f}/hour if the cluster is created: EKS control plane and "
                     f"{SYSTEM_SCALING['desired_size']}x {SYSTEM_INSTANCE_TYPE} system nodes)"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.aws.conftest import CREATE, client
-from tests.dag_runs import run_dag
+from tests.dag_runs import load_dag, run_dag
 
 CREATES = ["eks.CreateCluster", "eks.CreateNodegroup", "eks.CreateAddon", "s3.CreateBucket",
            "fsx.CreateFileSystem", "fsx.CreateDataRepositoryAssociation"]
@@ -18,11 +18,7 @@ CREATES = ["eks.CreateCluster", "eks.CreateNodegroup", "eks.CreateAddon", "s3.Cr
 
 @pytest.fixture
 def deploy_llama4(aws_env):
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tests.conftest import ROOT
-
-    return DagBag(dag_folder=str(ROOT / "dags" / "deploy_llama4.py")).dags["deploy_llama4"]
+    return load_dag("dags/deploy_llama4.py", "deploy_llama4")
 
 
 @pytest.mark.parametrize(("accelerator", "instance", "region"), [

@@ -9,7 +9,7 @@ import pytest
 
 from llm_on_eks.naming import CLUSTER_KEY, DEPLOYMENT_KEY, MANAGED_BY_KEY
 from tests.aws.conftest import CREATE, client
-from tests.dag_runs import run_dag
+from tests.dag_runs import load_dag, run_dag
 
 # Regions where moto's offering data (like AWS's) has the instance type: p5.48xlarge in
 # us-west-2, trn2.48xlarge in us-east-2 (Ohio, where Trn2 launched).
@@ -23,11 +23,7 @@ PLANS = {
 
 
 def load(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tests.conftest import ROOT
-
-    return DagBag(dag_folder=str(ROOT / "tests" / "dags" / "aws_steps.py")).dags[dag_id]
+    return load_dag("tests/dags/aws_steps.py", dag_id)
 
 
 def inventory(moto_url: str, region: str, cluster: str = "llm-inference") -> dict:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param
 
-from llm_on_eks.aws.task_groups import provision_group, storage_group, teardown_group
 from llm_on_eks.catalog import catalog_index
-from llm_on_eks.deploy_dag import DEFAULT_ARGS, START_DATE, plan_deployment
+from llm_on_eks.factory import DEFAULT_ARGS, START_DATE, provision_group, storage_group, teardown_group
+from llm_on_eks.operators.plan_deployment import plan_deployment
 from llm_on_eks.params import deploy_params
 
 PROVISION_DAG_ID = "aws_provision"

@@ -6,8 +6,10 @@ from __future__ import annotations
 from airflow.sdk import DAG
 
 from llm_on_eks.catalog import catalog_index
-from llm_on_eks.deploy_dag import DEFAULT_ARGS, START_DATE, plan_deployment
-from llm_on_eks.operators.kube_steps import HelmDeployOperator, HfTokenSecretOperator, WaitReadyOperator
+from llm_on_eks.factory import DEFAULT_ARGS, START_DATE
+from llm_on_eks.operators.helm_deploy import HelmDeployOperator, WaitReadyOperator
+from llm_on_eks.operators.hf_token_secret import HfTokenSecretOperator
+from llm_on_eks.operators.plan_deployment import plan_deployment
 from llm_on_eks.params import deploy_params
 
 DAG_ID = "test_cluster_steps"

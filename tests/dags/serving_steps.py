@@ -6,8 +6,9 @@ from __future__ import annotations
 from airflow.sdk import DAG, TriggerRule
 
 from llm_on_eks.catalog import catalog_index
-from llm_on_eks.deploy_dag import DEFAULT_ARGS, START_DATE, plan_deployment
-from llm_on_eks.operators.serving_steps import BenchmarkOperator, SmokeTestOperator
+from llm_on_eks.factory import DEFAULT_ARGS, START_DATE
+from llm_on_eks.operators.plan_deployment import plan_deployment
+from llm_on_eks.operators.serving_checks import BenchmarkOperator, SmokeTestOperator
 from llm_on_eks.params import deploy_params
 
 DAG_ID = "test_serving_steps"

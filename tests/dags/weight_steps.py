@@ -1,14 +1,15 @@
-"""Test DAGs: the weight-preparation steps (Neuron compile, FP8 staging to FSx) alone, for runs
-on the local control plane against a moto S3, waiting in the worker and deferred. The FSx
-handles stand in for the storage group's output (FSx itself is the AWS half's business)."""
+"""Test DAGs: the prepare_weights group (Neuron compile, FP8 staging to FSx) alone, built by the
+factory's builder, for runs on the local control plane against a moto S3, waiting in the worker
+and deferred. The FSx handles stand in for the storage group's output (FSx itself is the AWS
+half's business)."""
 
 from __future__ import annotations
 
 from airflow.sdk import DAG
 
 from llm_on_eks.catalog import catalog_index
-from llm_on_eks.deploy_dag import DEFAULT_ARGS, START_DATE, plan_deployment
-from llm_on_eks.operators.kube_steps import NeuronCompileOperator, StageWeightsToFsxOperator
+from llm_on_eks.factory import DEFAULT_ARGS, START_DATE, prepare_weights_group
+from llm_on_eks.operators.plan_deployment import plan_deployment
 from llm_on_eks.params import deploy_params
 
 DAG_ID = "test_weight_steps"
@@ -20,5 +21,4 @@ for suffix, deferrable in (("", False), ("_deferrable", True)):
              default_args={**DEFAULT_ARGS, "retries": 0}, tags=["test"], render_template_as_native_obj=True,
              params=deploy_params(["llama4-scout", "llama4-maverick"], "llama4-scout", catalog_index()[1])):
         plan = plan_deployment()
-        plan >> [NeuronCompileOperator(task_id="neuron_compile", plan=plan, deferrable=deferrable),
-                 StageWeightsToFsxOperator(task_id="stage_to_fsx", plan=plan, fsx=FSX, deferrable=deferrable)]
+        plan >> prepare_weights_group(plan, FSX, deferrable=deferrable)

@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from tests.aws.conftest import CREATE, HF_TOKEN, client
-from tests.dag_runs import run_dag
+from tests.dag_runs import load_dag, run_dag
 from tests.kube.marker_writer import marker_written_when_job_succeeds
 from tests.serving.vllm_fixture import SCOUT
 
@@ -33,17 +33,9 @@ TARGETS = {
 
 
 @pytest.fixture
-def deploy_llama4(aws_env, sandbox_cluster, monkeypatch):
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tests.conftest import ROOT
-
-    monkeypatch.setenv("AIRFLOW_CONN_SANDBOX_K8S", json.dumps(
-        {"conn_type": "kubernetes", "extra": {"kube_config_path": sandbox_cluster.kubeconfig}}))
-    monkeypatch.setenv("HELM_BIN", sandbox_cluster.helm)
-
+def deploy_llama4(aws_env, sandbox_cluster, sandbox_k8s_conn):
     def load():  # a fresh DAG object per run: dag.test() leaves a run's conf in its params
-        return DagBag(dag_folder=str(ROOT / "dags" / "deploy_llama4.py")).dags["deploy_llama4"]
+        return load_dag("dags/deploy_llama4.py", "deploy_llama4")
 
     return load
 

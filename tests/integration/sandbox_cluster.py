@@ -44,3 +44,18 @@ def sandbox_cluster():
     finally:
         if not already_running:
             _script("down")
+
+
+SANDBOX_CONN_ID = "sandbox_k8s"
+
+
+@pytest.fixture
+def sandbox_k8s_conn(sandbox_cluster, monkeypatch) -> str:
+    """The Airflow Kubernetes connection tasks reach the local control plane by (and the helm CLI
+    they run): the one place tests set it up."""
+    import json
+
+    monkeypatch.setenv(f"AIRFLOW_CONN_{SANDBOX_CONN_ID.upper()}", json.dumps(
+        {"conn_type": "kubernetes", "extra": {"kube_config_path": sandbox_cluster.kubeconfig}}))
+    monkeypatch.setenv("HELM_BIN", sandbox_cluster.helm)
+    return SANDBOX_CONN_ID

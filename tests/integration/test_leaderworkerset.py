@@ -145,7 +145,9 @@ def install_chart(sandbox_cluster, namespace, fsx_volume, tmp_path, nodes: int) 
 def readiness_now(api, plan):
     from llm_on_eks.kube import readiness
 
-    return readiness.check(api, plan, datetime.datetime.now(datetime.UTC))
+    kube = plan["kubernetes"]
+    return readiness.check(api, kube["namespace"], kube["release"], plan["profile"]["nodes"] > 1,
+                           datetime.datetime.now(datetime.UTC))
 
 
 def test_chart_release_on_two_nodes_becomes_ready(sandbox_cluster, api, namespace, fsx_volume, tmp_path):

@@ -190,6 +190,7 @@ def _listening_ports(pids: set[int]) -> set[int]:
     return {int(line.split()[3].rsplit(":", 1)[1]) for line in lines}
 
 
+@pytest.mark.integration
 def test_down_leaves_no_process_and_no_port(tmp_path):
     """A second, throwaway cluster: `down` must stop every component and free every port."""
     env = {**os.environ, "SANDBOX_CLUSTER_NAME": "down-probe"}

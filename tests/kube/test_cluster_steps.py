@@ -11,17 +11,14 @@ import uuid
 import pytest
 import yaml
 
-from tests.dag_runs import run_dag
+from tests.dag_runs import load_dag, run_dag
 
 TOKEN = "hf_sandbox" + uuid.uuid4().hex  # a fake token, unique so any leak is found by search
 
 
 @pytest.fixture
-def cluster_conf(sandbox_cluster, airflow_db, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_SANDBOX_K8S", json.dumps(
-        {"conn_type": "kubernetes", "extra": {"kube_config_path": sandbox_cluster.kubeconfig}}))
+def cluster_conf(sandbox_cluster, sandbox_k8s_conn, airflow_db, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_HF_DEFAULT", json.dumps({"conn_type": "generic", "password": TOKEN}))
-    monkeypatch.setenv("HELM_BIN", sandbox_cluster.helm)
     namespace = f"serving-{uuid.uuid4().hex[:6]}"
     yield {"model": "llama-3-8b", "accelerator": "gpu", "kubernetes_conn_id": "sandbox_k8s",
            "namespace": namespace, "deployment_name": "llama3"}
@@ -38,11 +35,7 @@ def cluster_conf(sandbox_cluster, airflow_db, monkeypatch):
 
 @pytest.fixture(params=["", "_deferrable"], ids=["in-worker", "deferred"])
 def dag(request):
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tests.conftest import ROOT
-
-    return DagBag(dag_folder=str(ROOT / "tests" / "dags" / "cluster_steps.py")).dags["test_cluster_steps" + request.param]
+    return load_dag("tests/dags/cluster_steps.py", "test_cluster_steps" + request.param)
 
 
 def release(sandbox_cluster, namespace: str, *what: str) -> str:

@@ -14,25 +14,19 @@ import uuid
 
 import pytest
 
-from tests.dag_runs import run_dag
+from tests.dag_runs import load_dag, run_dag
 
 GPU_NODES = ["g5-2xlarge-0", "p4d-24xlarge-0", "p5-48xlarge-0", "p5-48xlarge-1"]
 
 
 @pytest.fixture
-def conf(sandbox_cluster, airflow_db, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_SANDBOX_K8S", json.dumps(
-        {"conn_type": "kubernetes", "extra": {"kube_config_path": sandbox_cluster.kubeconfig}}))
+def conf(sandbox_cluster, sandbox_k8s_conn, airflow_db, monkeypatch):
     return {"kubernetes_conn_id": "sandbox_k8s", "model": "llama4-scout"}
 
 
 @pytest.fixture
 def dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tests.conftest import ROOT
-
-    return DagBag(dag_folder=str(ROOT / "tests" / "dags" / "device_plugin_steps.py")).dags["test_device_plugin"]
+    return load_dag("tests/dags/device_plugin_steps.py", "test_device_plugin")
 
 
 def our_daemonset(api, accelerator: str):

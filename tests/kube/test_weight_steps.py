@@ -13,7 +13,7 @@ import uuid
 import boto3
 import pytest
 
-from tests.dag_runs import run_dag
+from tests.dag_runs import load_dag, run_dag
 from tests.kube.marker_writer import marker_written_when_job_succeeds
 
 BUCKET = "llm-on-eks-weights-test"
@@ -35,24 +35,18 @@ def moto_s3():
 
 
 @pytest.fixture
-def conf(sandbox_cluster, airflow_db, moto_s3, monkeypatch):
+def conf(sandbox_cluster, sandbox_k8s_conn, airflow_db, moto_s3, monkeypatch):
     url, _ = moto_s3
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
         "conn_type": "aws", "login": "testing", "password": "testing",
         "extra": {"endpoint_url": url, "region_name": "us-west-2"}}))
-    monkeypatch.setenv("AIRFLOW_CONN_SANDBOX_K8S", json.dumps(
-        {"conn_type": "kubernetes", "extra": {"kube_config_path": sandbox_cluster.kubeconfig}}))
     return {"kubernetes_conn_id": "sandbox_k8s", "namespace": f"weights-{uuid.uuid4().hex[:6]}",
             "artifact_bucket": BUCKET, "subnet_ids": ["subnet-0abc"]}
 
 
 @pytest.fixture(params=["", "_deferrable"], ids=["in-worker", "deferred"])
 def dag(request):
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tests.conftest import ROOT
-
-    return DagBag(dag_folder=str(ROOT / "tests" / "dags" / "weight_steps.py")).dags["test_weight_steps" + request.param]
+    return load_dag("tests/dags/weight_steps.py", "test_weight_steps" + request.param)
 
 
 @pytest.mark.parametrize(("accelerator", "task", "node"), [

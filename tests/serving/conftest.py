@@ -14,15 +14,12 @@ def scout_conf(vllm_server, airflow_db):
 
 
 @pytest.fixture
-def sandbox_namespace(sandbox_cluster, airflow_db, monkeypatch):
+def sandbox_namespace(sandbox_cluster, sandbox_k8s_conn, airflow_db):
     """A fresh namespace on the local control plane, reachable from tasks as connection sandbox_k8s."""
-    import json
     import uuid
 
     from kubernetes import client
 
-    monkeypatch.setenv("AIRFLOW_CONN_SANDBOX_K8S", json.dumps(
-        {"conn_type": "kubernetes", "extra": {"kube_config_path": sandbox_cluster.kubeconfig}}))
     api = sandbox_cluster.api_client()
     core = client.CoreV1Api(api)
     namespace = f"serving-{uuid.uuid4().hex[:6]}"

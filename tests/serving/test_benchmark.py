@@ -21,7 +21,7 @@ def _conf(scout_conf, namespace: str, **extra) -> dict:
 def _annotation(sandbox_cluster, namespace: str) -> dict:
     from kubernetes import client
 
-    from llm_on_eks.serving.tasks import BENCHMARK_ANNOTATION
+    from llm_on_eks.operators.serving_checks import BENCHMARK_ANNOTATION
 
     service = client.CoreV1Api(sandbox_cluster.api_client()).read_namespaced_service("scout", namespace)
     return json.loads(service.metadata.annotations[BENCHMARK_ANNOTATION])

@@ -11,6 +11,9 @@ import pytest
 
 from tests.serving.local_vllm import NetNamespace, netns_unavailable_reason
 
+# Network namespaces and veth pairs: host state, as the servers' tests use.
+pytestmark = pytest.mark.integration
+
 
 def _ip(*args: str) -> str:
     return subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30).stdout

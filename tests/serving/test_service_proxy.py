@@ -68,7 +68,7 @@ def test_smoke_benchmark_and_metrics_through_the_service_proxy(vllm_server, sand
                                                                proxy_conf, capfd):
     from kubernetes import client
 
-    from llm_on_eks.serving.tasks import read_deployment_load
+    from llm_on_eks.serving.metrics import read_deployment_load
 
     core = client.CoreV1Api(sandbox_cluster.api_client())
     core.create_namespaced_service(sandbox_namespace, release_service("scout", selector=LABELS))

@@ -8,16 +8,12 @@ import socket
 
 import pytest
 
-from tests.dag_runs import run_dag
+from tests.dag_runs import load_dag, run_dag
 from tests.serving.fault_proxy import Fault, FaultProxy
 
 
 def _dag(suffix: str = ""):
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tests.conftest import ROOT
-
-    return DagBag(dag_folder=str(ROOT / "tests" / "dags" / "serving_steps.py")).dags["test_serving_steps" + suffix]
+    return load_dag("tests/dags/serving_steps.py", "test_serving_steps" + suffix)
 
 
 def _failure(capfd) -> str:

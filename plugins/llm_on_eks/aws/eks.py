@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_on_eks.aws.api_calls import ROLE_KEY
-from llm_on_eks.naming import DEPLOYMENT_KEY, MANAGED_BY_KEY, PROJECT
+from llm_on_eks.aws.api_calls import scaling_config
+from llm_on_eks.naming import DEPLOYMENT_KEY, MANAGED_BY_KEY, PROJECT, ROLE_KEY
+from llm_on_eks.plan import NodegroupSpec
 
-# Seed 000: an inference-ready cluster runs EKS 1.30 or newer (the AL2023 accelerated AMIs and
-# the device plugins the chart relies on).
+# An inference-ready cluster runs EKS 1.30 or newer (the AL2023 accelerated AMIs the device
+# plugins rely on; AWS docs, "Amazon EKS optimized accelerated Amazon Linux AMIs").
 MIN_KUBERNETES = (1, 30)
 CLUSTER_USABLE = {"ACTIVE", "UPDATING"}
 CLUSTER_PENDING = {"CREATING"}
@@ -76,13 +77,13 @@ def cluster_problems(cluster: dict[str, Any]) -> list[str]:
     return problems
 
 
-def nodegroup_problems(nodegroup: dict[str, Any], plan: dict[str, Any]) -> list[str]:
-    """Why an existing node group of the deployment's name cannot be adopted; empty when it can.
+def nodegroup_problems(nodegroup: dict[str, Any], want: NodegroupSpec) -> list[str]:
+    """Why an existing node group of the spec's name cannot be adopted; empty when it can.
 
     Scaling is not judged here: a different size is the plan changing, and is applied."""
-    want, problems = plan["nodegroup"], []
+    problems: list[str] = []
     tags = nodegroup.get("tags") or {}
-    owner = {k: plan["tags"][k] for k in OWNER_KEYS if k in plan["tags"]}
+    owner = {k: want["tags"][k] for k in OWNER_KEYS if k in want["tags"]}
     if any(tags.get(k) != v for k, v in owner.items()):
         problems.append(f"it is not tagged {', '.join(f'{k}={v}' for k, v in owner.items())} "
                         "(someone else's node group has this name)")
@@ -125,14 +126,9 @@ def untainted_nodegroups(eks, cluster: str) -> list[dict[str, Any]]:
     return found
 
 
-def scaling_of(plan: dict[str, Any]) -> dict[str, int]:
-    scaling = plan["nodegroup"]["scaling"]
-    return {"minSize": scaling["min_size"], "maxSize": scaling["max_size"], "desiredSize": scaling["desired_size"]}
-
-
-def scaling_differs(nodegroup: dict[str, Any], plan: dict[str, Any]) -> bool:
+def scaling_differs(nodegroup: dict[str, Any], want: NodegroupSpec) -> bool:
     have = nodegroup.get("scalingConfig") or {}
-    return any(have.get(k) != v for k, v in scaling_of(plan).items())
+    return any(have.get(k) != v for k, v in scaling_config(want).items())
 
 
 def addon_problems(addon: dict[str, Any]) -> list[str]:

@@ -22,7 +22,6 @@ WAITERS = Path(__file__).with_name("waiters") / "fsx.json"
 # Lifecycle states a file system or association can be used or waited out in; anything else
 # (FAILED, MISCONFIGURED, DELETING) needs a human.
 USABLE = {"AVAILABLE", "UPDATING"}
-PENDING = {"CREATING"}
 
 
 def used_by_key(deployment: str) -> str:
@@ -106,7 +105,3 @@ class FsxHook(AwsBaseHook):
         except self.conn.exceptions.FileSystemNotFound:
             return False
         return True
-
-    def wait(self, waiter_name: str, delay: int, max_attempts: int, **kwargs: Any) -> None:
-        """Wait in the worker with the same waiter the triggers use."""
-        self.get_waiter(waiter_name).wait(**kwargs, WaiterConfig={"Delay": delay, "MaxAttempts": max_attempts})

@@ -5,12 +5,20 @@ the Kubernetes API: never returned from a task, logged, templated or pushed to X
 from __future__ import annotations
 
 import json
-from typing import Any
+
+from llm_on_eks.plan import Plan
 
 TOKEN_KEYS = ("token", "HF_TOKEN", "hf_token")
 
 
-def _from_secrets_manager(plan: dict[str, Any], secret_id: str) -> str:
+def token_origin(plan: Plan) -> str:
+    """Where the token is read from, for logs and dry runs: never the value."""
+    source = plan["hf_token"]
+    return (f"Secrets Manager secret {source['secrets_manager_id']}" if source["secrets_manager_id"]
+            else f"Airflow connection {source['conn_id']} (password)")
+
+
+def _from_secrets_manager(plan: Plan, secret_id: str) -> str:
     from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
 
     hook = SecretsManagerHook(aws_conn_id=plan["aws"]["conn_id"], region_name=plan["aws"]["region"])
@@ -27,7 +35,7 @@ def _from_secrets_manager(plan: dict[str, Any], secret_id: str) -> str:
     return value.strip()
 
 
-def read_hf_token(plan: dict[str, Any]) -> str:
+def read_hf_token(plan: Plan) -> str:
     source = plan["hf_token"]
     if source["secrets_manager_id"]:
         token = _from_secrets_manager(plan, source["secrets_manager_id"])

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from llm_on_eks.naming import ACCELERATOR_KEY, MANAGED_BY_KEY, PROJECT
-from llm_on_eks.plan import ACCELERATORS
+from llm_on_eks.plan import ACCELERATORS, Plan
 
 NAMESPACE = "kube-system"
 FIELD_MANAGER = PROJECT
@@ -179,12 +179,12 @@ def ensure_device_plugin(api, accelerator: str) -> dict[str, Any]:
     return {"daemonset": f"{NAMESPACE}/{_name(accelerator)}", "action": action}
 
 
-def _node_selector(plan: dict[str, Any]) -> str:
+def _node_selector(plan: Plan) -> str:
     labels = {**plan["kubernetes"]["node_selector"], ACCELERATOR_KEY: plan["profile"]["accelerator"]}
     return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
 
 
-def advertising(api, plan: dict[str, Any]) -> tuple[list[str], list[str]]:
+def advertising(api, plan: Plan) -> tuple[list[str], list[str]]:
     """Nodes of the deployment's kind that advertise all the devices a pod asks for, and a line
     per node for the error message."""
     from kubernetes import client
@@ -228,7 +228,7 @@ def _plugin_pods(api, accelerator: str) -> list[str]:
             for pod in pods]
 
 
-def wait_for_devices(api, plan: dict[str, Any], budget_s: float) -> list[str]:
+def wait_for_devices(api, plan: Plan, budget_s: float) -> list[str]:
     """Wait until as many nodes as the plan needs advertise their devices; their names.
 
     The node group is ACTIVE by now, so this is the plugin's image pull and registration:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from llm_on_eks.kube.helm_values import helm_command
+from llm_on_eks.plan import Plan
 
 HELM_TIMEOUT_S = 300
 
@@ -67,7 +68,7 @@ class Helm:
     def deployed_values(self, release: str) -> dict[str, Any]:
         return json.loads(self.run("get", "values", release, "--namespace", self.namespace, "--output", "json")) or {}
 
-    def upgrade_install(self, plan: dict[str, Any], values: dict[str, Any]) -> None:
+    def upgrade_install(self, plan: Plan, values: dict[str, Any]) -> None:
         with _values_file(values) as path:
             self.run(*helm_command(plan, path)[1:])
 

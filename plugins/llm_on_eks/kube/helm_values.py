@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_on_eks.catalog import INCLUDE_DIR
+from llm_on_eks.plan import Plan
 
 CHART_DIR: Path = INCLUDE_DIR / "charts" / "vllm-serving"
 PROBE_PERIOD_S = 10
@@ -23,15 +24,15 @@ def _image(reference: str) -> dict[str, str]:
     return {"repository": repository, "tag": tag}
 
 
-def model_source(plan: dict[str, Any]) -> str:
+def model_source(plan: Plan) -> str:
     """Where vLLM loads weights from: the FSx claim path for staged weights, else the hub."""
     if plan["profile"]["weights"] == "fsx":
         fsx = plan["storage"]["fsx"]
-        return f"pvc://{fsx['pvc_name']}{fsx['model_path'].removeprefix('/fsx')}"
+        return f"pvc://{fsx['pvc_name']}{fsx['model_path'].removeprefix(fsx['mount_path'])}"
     return f"hf://{plan['model']['hf_repo']}@{plan['model']['revision']}"
 
 
-def server_args(plan: dict[str, Any]) -> dict[str, Any]:
+def server_args(plan: Plan) -> dict[str, Any]:
     """vLLM flags for the serving pods and the NxD Inference compile Job alike: the Job must
     trace with exactly the Neuron config the server will load, or the server recompiles.
     (The vllm-neuron plugin takes it as additional_config.override_neuron_config.)"""
@@ -42,7 +43,7 @@ def server_args(plan: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-def helm_values(plan: dict[str, Any]) -> dict[str, Any]:
+def helm_values(plan: Plan) -> dict[str, Any]:
     profile, kube, lifecycle = plan["profile"], plan["kubernetes"], plan["lifecycle"]
     neuron = plan["neuron"]
     return {
@@ -50,11 +51,10 @@ def helm_values(plan: dict[str, Any]) -> dict[str, Any]:
         "model": {"name": plan["serving"]["served_model_name"], "source": model_source(plan)},
         "image": _image(profile["image"]),
         "nodes": profile["nodes"],
-        "accelerator": {
-            "type": profile["accelerator"],
-            "resource": kube["accelerator_resource"],
-            "count": profile["accelerators_per_node"],
-        },
+        "accelerator": {"type": profile["accelerator"]},
+        # The accelerators per node, requests equal to limits (extended resources are never overcommitted).
+        "resources": {kind: {kube["accelerator_resource"]: str(profile["accelerators_per_node"])}
+                      for kind in ("requests", "limits")},
         "nodeSelector": dict(kube["node_selector"]),
         "tolerations": [dict(t) for t in kube["tolerations"]],
         "vllm": {"args": server_args(plan)},
@@ -68,7 +68,7 @@ def helm_values(plan: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def helm_command(plan: dict[str, Any], values_file: str = "<values.yaml>") -> list[str]:
+def helm_command(plan: Plan, values_file: str = "<values.yaml>") -> list[str]:
     kube = plan["kubernetes"]
     return ["helm", "upgrade", "--install", kube["release"], str(CHART_DIR), "--namespace", kube["namespace"],
             "--create-namespace", "--values", values_file, "--history-max", "10"]

@@ -9,12 +9,12 @@ write and no new resourceVersion.
 from __future__ import annotations
 
 import base64
-from typing import Any
 
 from llm_on_eks.kube.manifests import hf_token_secret
+from llm_on_eks.plan import Plan
 
 
-def ensure_secret(api, plan: dict[str, Any], token: str) -> str:
+def ensure_secret(api, plan: Plan, token: str) -> str:
     """Create, update or leave the Secret; returns "created", "updated" or "unchanged"."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException

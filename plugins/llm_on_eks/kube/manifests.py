@@ -12,6 +12,7 @@ from typing import Any
 
 from llm_on_eks.kube.helm_values import server_args
 from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT
+from llm_on_eks.plan import Plan
 
 REDACTED = "<redacted>"
 SHM_SIZE = "64Gi"
@@ -20,7 +21,7 @@ COMPILE_MEMORY_REQUEST = "512Gi"  # seed 001: requests 512Gi, limits 768Gi
 COMPILE_MEMORY_LIMIT = "768Gi"
 
 
-def _meta(plan: dict[str, Any], name: str, component: str) -> dict[str, Any]:
+def _meta(plan: Plan, name: str, component: str) -> dict[str, Any]:
     """Labels naming the deployment, but not the chart's app name: the release's Service and
     readiness select ``app.kubernetes.io/name=vllm-serving``, and must never pick up a Job pod
     (a Neuron compile pod even listens on the serving port)."""
@@ -33,20 +34,20 @@ def _meta(plan: dict[str, Any], name: str, component: str) -> dict[str, Any]:
     }
 
 
-def hf_token_env(plan: dict[str, Any]) -> list[dict[str, Any]]:
+def hf_token_env(plan: Plan) -> list[dict[str, Any]]:
     """Both names the HF libraries read, from the one documented secret key."""
     ref = {"secretKeyRef": {"name": plan["hf_token"]["k8s_secret"]["name"], "key": plan["hf_token"]["k8s_secret"]["key"]}}
     return [{"name": "HF_TOKEN", "valueFrom": ref}, {"name": "HUGGING_FACE_HUB_TOKEN", "valueFrom": ref}]
 
 
-def hf_token_secret(plan: dict[str, Any], token: str = REDACTED) -> dict[str, Any]:
+def hf_token_secret(plan: Plan, token: str = REDACTED) -> dict[str, Any]:
     """The token secret; ``stringData`` so the API server encodes it once (seed 001 encoded it twice)."""
     secret = plan["hf_token"]["k8s_secret"]
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": _meta(plan, secret["name"], "hf-token"), "stringData": {secret["key"]: token}}
 
 
-def _accelerator_pod_spec(plan: dict[str, Any], container: dict[str, Any], volumes: list[dict[str, Any]]) -> dict[str, Any]:
+def _accelerator_pod_spec(plan: Plan, container: dict[str, Any], volumes: list[dict[str, Any]]) -> dict[str, Any]:
     kube, profile = plan["kubernetes"], plan["profile"]
     count = str(profile["accelerators_per_node"])
     container["resources"] = {"requests": {kube["accelerator_resource"]: count},
@@ -60,7 +61,7 @@ def _accelerator_pod_spec(plan: dict[str, Any], container: dict[str, Any], volum
     }
 
 
-def _job(plan: dict[str, Any], name: str, component: str, pod_spec: dict[str, Any], deadline_s: int) -> dict[str, Any]:
+def _job(plan: Plan, name: str, component: str, pod_spec: dict[str, Any], deadline_s: int) -> dict[str, Any]:
     meta = _meta(plan, name, component)
     return {
         "apiVersion": "batch/v1",
@@ -75,7 +76,7 @@ def _job(plan: dict[str, Any], name: str, component: str, pod_spec: dict[str, An
     }
 
 
-def neuron_compile_job(plan: dict[str, Any]) -> dict[str, Any]:
+def neuron_compile_job(plan: Plan) -> dict[str, Any]:
     """Compile for Neuron on the trn2 node group and upload to the content-addressed S3 prefix.
 
     The marker is written last, after the upload: its presence means the artifacts are whole.
@@ -118,12 +119,12 @@ def neuron_compile_job(plan: dict[str, Any]) -> dict[str, Any]:
     return _job(plan, name, "neuron-compile", pod_spec, neuron["budget_s"])
 
 
-def fsx_pv_name(plan: dict[str, Any]) -> str:
+def fsx_pv_name(plan: Plan) -> str:
     """PersistentVolumes are cluster-wide and bind to one claim: one per namespace using the file system."""
     return f"{plan['storage']['fsx']['pvc_name']}-{plan['kubernetes']['namespace']}"[:253]
 
 
-def fsx_volume(plan: dict[str, Any], fsx: dict[str, Any]) -> list[dict[str, Any]]:
+def fsx_volume(plan: Plan, fsx: dict[str, Any]) -> list[dict[str, Any]]:
     """Static PV + PVC for the FSx file system (FSx CSI driver), pre-bound to each other.
 
     Shared by every deployment in the namespace that reads from this file system, so they carry
@@ -153,12 +154,12 @@ def fsx_volume(plan: dict[str, Any], fsx: dict[str, Any]) -> list[dict[str, Any]
     return [pv, pvc]
 
 
-def stage_weights_job(plan: dict[str, Any]) -> dict[str, Any]:
+def stage_weights_job(plan: Plan) -> dict[str, Any]:
     """Download the repo at its revision onto FSx, then write the marker listing files and sizes."""
     spec, model = plan["storage"]["fsx"], plan["model"]
     target = spec["model_path"]
     # The FSx path /models is linked to s3://<bucket>/models/, so the marker's S3 key is its path.
-    marker = f"/fsx/{spec['marker_key']}"
+    marker = f"{spec['mount_path']}/{spec['marker_key']}"
     script = "\n".join([
         "set -euo pipefail",
         f"hf download {shlex.quote(model['hf_repo'])} --revision {shlex.quote(model['revision'])} --local-dir {shlex.quote(target)}",
@@ -175,7 +176,7 @@ def stage_weights_job(plan: dict[str, Any]) -> dict[str, Any]:
         "name": "stage", "image": plan["profile"]["image"], "command": ["bash", "-c", script],
         "env": [*hf_token_env(plan), {"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "1"}],
         "resources": {"requests": {"cpu": "4", "memory": "16Gi"}},
-        "volumeMounts": [{"name": "fsx", "mountPath": "/fsx"}],
+        "volumeMounts": [{"name": "fsx", "mountPath": spec["mount_path"]}],
     }
     pod_spec = {
         "restartPolicy": "Never",
@@ -183,4 +184,4 @@ def stage_weights_job(plan: dict[str, Any]) -> dict[str, Any]:
         "volumes": [{"name": "fsx", "persistentVolumeClaim": {"claimName": spec["pvc_name"]}}],
     }
     digest = hashlib.sha256(f"{model['hf_repo']}@{model['revision']}".encode()).hexdigest()[:8]
-    return _job(plan, f"{plan['deployment']}-stage-{digest}", "stage-weights", pod_spec, 6 * 3600)
+    return _job(plan, f"{plan['deployment']}-stage-{digest}", "stage-weights", pod_spec, spec["budget_s"])

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from llm_on_eks.plan import Plan
 
 
-def ensure_namespace(api, plan: dict[str, Any]) -> None:
+def ensure_namespace(api, plan: Plan) -> None:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 # A pod the scheduler cannot place for this long will not be placed: node groups have a fixed
 # size and scaling them is the provision step's business, not the scheduler's.
@@ -18,10 +17,9 @@ class Readiness:
     detail: str
 
 
-def _pods(core, plan: dict[str, Any]):
-    release = plan["kubernetes"]["release"]
+def _pods(core, namespace: str, release: str):
     selector = f"app.kubernetes.io/name=vllm-serving,app.kubernetes.io/instance={release}"
-    return core.list_namespaced_pod(plan["kubernetes"]["namespace"], label_selector=selector).items
+    return core.list_namespaced_pod(namespace, label_selector=selector).items
 
 
 def last_events(core, namespace: str, pod_name: str, count: int) -> list[str]:
@@ -31,11 +29,10 @@ def last_events(core, namespace: str, pod_name: str, count: int) -> list[str]:
     return [f"{e.reason}: {e.message}" for e in events[-count:]]
 
 
-def describe_pods(core, plan: dict[str, Any]) -> str:
+def describe_pods(core, namespace: str, release: str) -> str:
     """Pods, their phase and their last events: what an operator needs to see on failure."""
-    namespace = plan["kubernetes"]["namespace"]
     lines = []
-    for pod in _pods(core, plan):
+    for pod in _pods(core, namespace, release):
         last = "; ".join(last_events(core, namespace, pod.metadata.name, 3)) or "no events"
         lines.append(f"  pod {pod.metadata.name}: {pod.status.phase} ({last})")
     return "\n".join(lines) or "  no pods"
@@ -62,16 +59,16 @@ def _pod_ready(pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
-def check(api, plan: dict[str, Any], now) -> Readiness:
+def check(api, namespace: str, release: str, multi_node: bool, now) -> Readiness:
+    """The release's Deployment (one node) or LeaderWorkerSet (several) and its pods."""
     from kubernetes import client
 
     core = client.CoreV1Api(api)
-    kube = plan["kubernetes"]
-    pods = _pods(core, plan)
+    pods = _pods(core, namespace, release)
     stuck = unschedulable(pods, now)
-    if plan["profile"]["nodes"] > 1:
+    if multi_node:
         lws = client.CustomObjectsApi(api).get_namespaced_custom_object(
-            "leaderworkerset.x-k8s.io", "v1", kube["namespace"], "leaderworkersets", kube["release"])
+            "leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets", release)
         status, wanted = lws.get("status", {}), lws["spec"]["replicas"]
         # LWS status has no observedGeneration: an update in flight shows as a condition.
         updating = any(c["type"] == "UpdateInProgress" and c["status"] == "True" for c in status.get("conditions", []))
@@ -82,10 +79,10 @@ def check(api, plan: dict[str, Any], now) -> Readiness:
                  and len(pods) == wanted * lws["spec"]["leaderWorkerTemplate"]["size"]
                  and all(_pod_ready(pod) for pod in pods))
     else:
-        deployment = client.AppsV1Api(api).read_namespaced_deployment(kube["release"], kube["namespace"])
+        deployment = client.AppsV1Api(api).read_namespaced_deployment(release, namespace)
         status = deployment.status
         ready = (status.observed_generation == deployment.metadata.generation
                  and (status.updated_replicas or 0) == deployment.spec.replicas
                  and (status.available_replicas or 0) == deployment.spec.replicas
                  and not (status.unavailable_replicas or 0))
-    return Readiness(ready=ready, unschedulable=stuck, detail=describe_pods(core, plan) if not ready else "")
+    return Readiness(ready=ready, unschedulable=stuck, detail=describe_pods(core, namespace, release) if not ready else "")

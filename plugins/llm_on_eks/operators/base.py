@@ -4,19 +4,28 @@ Each step reads the plan (an XCom from the plan task, rendered to a dict) and ei
 what it would do (``dry_run``: AWS calls with their arguments, Kubernetes objects, Helm values)
 or does it. Both paths build their requests with the same code, so a dry run shows exactly the
 calls a real run makes.
+
+A step that waits long defers (provider-style: ``self.defer`` to a trigger that serializes ids,
+never the plan) and comes back through the one ``execute_complete`` below: the event is
+validated, a failure goes to ``wait_failed`` (clean up what this run made, then fail), a
+success to ``resume``. No state rides along: what a step needs after the wait it finds again
+(AWS tags, Kubernetes labels) or reads from the event.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
+
+from llm_on_eks.plan import Plan
 
 
 class PlanStepOperator(BaseOperator):
     """Base for deployment steps; subclasses implement ``describe`` and ``run``."""
 
-    template_fields = ("plan",)
+    template_fields: tuple[str, ...] = ("plan",)
 
     def __init__(self, *, plan: Any, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -33,20 +42,36 @@ class PlanStepOperator(BaseOperator):
             return {"dry_run": True, "step": self.task_id, "would": description}
         return self.run(self.plan, context)
 
-    def enabled(self, plan: dict[str, Any]) -> bool:
+    def enabled(self, plan: Plan) -> bool:
         """Optional steps (smoke test, benchmark) are switched by the run's params."""
         return True
 
-    def describe(self, plan: dict[str, Any]) -> Any:
+    def describe(self, plan: Plan) -> Any:
         raise NotImplementedError
 
-    def run(self, plan: dict[str, Any], context: Context) -> Any:
-        """Steps whose real side is not built yet refuse instead of pretending to succeed."""
+    def run(self, plan: Plan, context: Context) -> Any:
+        raise NotImplementedError
+
+    def defer_to(self, trigger: Any, timeout_s: float) -> None:
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=timeout_s))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+
+        event = validate_execute_complete_event(event)
+        if event.get("status") != "success":
+            self.wait_failed(self.plan, context, str(event.get("message", event)), event)
+        return self.resume(self.plan, context, event)
+
+    def resume(self, plan: Plan, context: Context, event: dict[str, Any]) -> Any:
+        """After a successful wait. Default: run the step again; its ensure finds what it made."""
+        return self.run(plan, context)
+
+    def wait_failed(self, plan: Plan, context: Context, why: str, event: dict[str, Any] | None = None) -> None:
+        """Clean up what this run created, then fail. Default: nothing to clean."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        raise AirflowFailException(
-            f"{self.task_id} is not implemented for real runs yet; trigger with dry_run=true to see what it would do"
-        )
+        raise AirflowFailException(why)
 
 
 def _pretty(value: Any) -> str:

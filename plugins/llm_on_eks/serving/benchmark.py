@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from llm_on_eks.plan import Plan
 from llm_on_eks.serving.endpoint import Endpoint
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class BenchmarkSettings:
     seed: int = 0
 
     @classmethod
-    def from_plan(cls, plan: dict[str, Any], deadline_s: float = DEADLINE_S) -> BenchmarkSettings:
+    def from_plan(cls, plan: Plan, deadline_s: float = DEADLINE_S) -> BenchmarkSettings:
         bench = plan["benchmark"]
         return cls(model=plan["serving"]["served_model_name"], concurrency=int(bench["concurrency"]),
                    num_prompts=int(bench["num_prompts"]), input_len=int(bench["input_len"]),

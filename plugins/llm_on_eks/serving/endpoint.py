@@ -14,20 +14,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm_on_eks.plan import Plan
+
 # A check that reads /metrics or /health must not hang a task; the OpenAI calls set their own.
 HTTP_TIMEOUT_S = 30.0
 
 
-def service_proxy_path(plan: dict[str, Any]) -> str:
-    serving = plan["serving"]
-    return proxy_path(serving["namespace"], serving["service"], serving["port"])
+def service_proxy_path(plan: Plan) -> str:
+    """The release's Service (the chart names it after the release) through the API server."""
+    return proxy_path(plan["kubernetes"]["namespace"], plan["kubernetes"]["release"], plan["serving"]["port"])
 
 
 def proxy_path(namespace: str, service: str, port: int | str) -> str:
     return f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy"
 
 
-def describe_base_url(plan: dict[str, Any]) -> str:
+def describe_base_url(plan: Plan) -> str:
     return plan["serving"]["base_url"] or f"<Kubernetes API server>{service_proxy_path(plan)}"
 
 
@@ -117,17 +119,14 @@ def service_proxy_endpoint(kubeconfig: str, namespace: str, service: str, port: 
 
 
 @contextmanager
-def open_endpoint(plan: dict[str, Any], *, kubeconfig: str | None = None) -> Iterator[Endpoint]:
-    """The plan's endpoint: its base URL if set, else the service proxy of the plan's cluster
-    (``kubeconfig`` if given, else the way every cluster-side step gets in)."""
-    serving = plan["serving"]
-    if serving.get("base_url"):
-        yield direct_endpoint(serving["base_url"])
+def open_endpoint(plan: Plan) -> Iterator[Endpoint]:
+    """The plan's endpoint: its base URL if set, else the service proxy of the plan's cluster,
+    reached the way every cluster-side step gets in."""
+    if plan["serving"]["base_url"]:
+        yield direct_endpoint(plan["serving"]["base_url"])
         return
-    if kubeconfig:
-        yield service_proxy_endpoint(kubeconfig, serving["namespace"], serving["service"], serving["port"])
-        return
-    from llm_on_eks.kube.access import kubeconfig_path
+    from llm_on_eks.kube.access import cluster_access, kubeconfig_path
 
-    with kubeconfig_path(plan) as path:
-        yield service_proxy_endpoint(path, serving["namespace"], serving["service"], serving["port"])
+    with kubeconfig_path(cluster_access(plan)) as path:
+        yield service_proxy_endpoint(path, plan["kubernetes"]["namespace"], plan["kubernetes"]["release"],
+                                     plan["serving"]["port"])

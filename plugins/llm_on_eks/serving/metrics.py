@@ -3,7 +3,7 @@
 Values are summed over every label set (one per engine and served model; success counts also
 per finish reason). A metric the server does not export is ``None`` ("unknown"), never 0:
 a teardown must not take a server it cannot read for an idle one. Names are looked up through
-aliases because vLLM renames metrics between releases (REFERENCE.md: 0.32 exports
+aliases because vLLM renames metrics between releases (vLLM 0.32 exports
 ``vllm:kv_cache_usage_perc``, older releases ``vllm:gpu_cache_usage_perc``).
 """
 
@@ -13,6 +13,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from llm_on_eks.plan import Plan
 from llm_on_eks.serving.endpoint import Endpoint
 
 log = logging.getLogger(__name__)
@@ -95,3 +96,11 @@ def read_metrics(endpoint: Endpoint) -> DeploymentLoad:
     except ValueError as exc:
         log.warning("metrics of %s are not Prometheus text: %s", endpoint.description, exc)
         return DeploymentLoad(source=endpoint.description, error=f"not Prometheus text: {exc}")
+
+
+def read_deployment_load(plan: Plan) -> DeploymentLoad:
+    """How busy the plan's deployment is now (the idle teardown's reading)."""
+    from llm_on_eks.serving.endpoint import open_endpoint
+
+    with open_endpoint(plan) as endpoint:
+        return read_metrics(endpoint)

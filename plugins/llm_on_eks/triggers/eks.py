@@ -34,3 +34,30 @@ class EksAddonActiveTrigger(AwsBaseWaiterTrigger):
             verify=verify,
             botocore_config=botocore_config,
         )
+
+
+class EksClusterDeletedTrigger(AwsBaseWaiterTrigger):
+    """Wait until ``cluster_name`` is gone. The provider's EksDeleteClusterTrigger also sends the
+    delete (and deletes node groups and Fargate profiles first); the teardown sends its own
+    delete after its own checks, so it only needs the wait (botocore's ``cluster_deleted``)."""
+
+    aws_hook_class = EksHook
+
+    def __init__(self, cluster_name: str, waiter_delay: int, waiter_max_attempts: int, aws_conn_id: str | None,
+                 region_name: str | None = None, verify: bool | str | None = None, botocore_config: dict | None = None):
+        super().__init__(
+            serialized_fields={"cluster_name": cluster_name, "region_name": region_name},
+            waiter_name="cluster_deleted",
+            waiter_args={"name": cluster_name},
+            failure_message="EKS cluster was not deleted",
+            status_message="EKS cluster status is",
+            status_queries=["cluster.status"],
+            return_key="cluster_name",
+            return_value=cluster_name,
+            waiter_delay=waiter_delay,
+            waiter_max_attempts=waiter_max_attempts,
+            aws_conn_id=aws_conn_id,
+            region_name=region_name,
+            verify=verify,
+            botocore_config=botocore_config,
+        )

@@ -2,9 +2,12 @@
 
 Both can take hours (Neuron compiles, Maverick's start-up), so the task gives back its worker
 slot and the triggerer polls. Each poll opens a fresh connection through the same access path
-as the tasks (llm_on_eks.kube.access), so an EKS token never outlives its ~15 minutes
+as the tasks (``llm_on_eks.kube.access``), so an EKS token never outlives its ~15 minutes
 (apache/airflow#63020), and runs the same probe the in-worker wait uses. The deadline is an
 absolute time fixed when the task defers: a triggerer restart does not restart the budget.
+
+Every event has one shape, which ``ClusterWaitOperator.execute_complete`` validates:
+``{"status": "success", "result": ...}`` or ``{"status": "error", "message": ..., "result": ...}``.
 """
 
 from __future__ import annotations
@@ -17,51 +20,39 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from llm_on_eks.kube.access import ClusterAccess
+
 POLL_S = 10
 
 
-class KubeWaitTrigger(BaseTrigger):
-    """Poll until the Job ``job_name`` completes or, without one, the plan's release is ready.
+class _ClusterPollTrigger(BaseTrigger):
+    """Poll ``look`` in a thread until it answers or ``deadline`` (a Unix time) passes; the
+    subclass's fields (ids only, never the plan) are serialized beside the common ones."""
 
-    ``deadline`` is a Unix time; ``budget_s`` only words the timeout message.
-    """
-
-    def __init__(self, plan: dict[str, Any], deadline: float, budget_s: int, job_name: str | None = None,
-                 poll_s: float = POLL_S):
+    def __init__(self, access: ClusterAccess, deadline: float, budget_s: int, poll_s: float = POLL_S):
         super().__init__()
-        self.plan = plan
+        self.access = access
         self.deadline = deadline
         self.budget_s = budget_s
-        self.job_name = job_name
         self.poll_s = poll_s
+
+    def fields(self) -> dict[str, Any]:
+        return {}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}",
-                {"plan": self.plan, "deadline": self.deadline, "budget_s": self.budget_s, "job_name": self.job_name,
-                 "poll_s": self.poll_s})
+                {"access": self.access, "deadline": self.deadline, "budget_s": self.budget_s, "poll_s": self.poll_s,
+                 **self.fields()})
+
+    def look(self, api: Any, last: bool) -> dict[str, Any] | None:
+        raise NotImplementedError
 
     def _probe(self, last: bool) -> dict[str, Any] | None:
         """One look, blocking (the kubernetes client is synchronous): run in a thread."""
-        from llm_on_eks.kube import jobs, readiness
         from llm_on_eks.kube.access import api_client
 
-        namespace = self.plan["kubernetes"]["namespace"]
-        with api_client(self.plan) as api:
-            if self.job_name:
-                state, detail = jobs.job_status(api, namespace, self.job_name)
-                if state == "complete":
-                    return {"status": "success", "result": detail}
-                if state == "failed":
-                    return {"status": "error", "message": detail}
-                if last:
-                    return {"status": "error", "message": jobs.timed_out(api, namespace, self.job_name, self.budget_s)}
-                return None
-            state = readiness.check(api, self.plan, datetime.now(UTC))
-            if state.ready:
-                return {"status": "success"}
-            if state.unschedulable or last:
-                return {"status": "error", "unschedulable": state.unschedulable, "detail": state.detail}
-            return None
+        with api_client(self.access) as api:
+            return self.look(api, last)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:
@@ -70,3 +61,51 @@ class KubeWaitTrigger(BaseTrigger):
                 yield TriggerEvent(event)
                 return
             await asyncio.sleep(self.poll_s)
+
+
+class JobCompleteTrigger(_ClusterPollTrigger):
+    """Until the Job ``job_name`` completes (result: its summary), fails, or runs out of time."""
+
+    def __init__(self, job_name: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.job_name = job_name
+
+    def fields(self) -> dict[str, Any]:
+        return {"job_name": self.job_name}
+
+    def look(self, api: Any, last: bool) -> dict[str, Any] | None:
+        from llm_on_eks.kube import jobs
+
+        namespace = self.access["namespace"]
+        state, detail = jobs.job_status(api, namespace, self.job_name)
+        if state == "complete":
+            return {"status": "success", "result": detail}
+        if state == "failed":
+            return {"status": "error", "message": detail, "result": None}
+        if last:
+            return {"status": "error", "message": jobs.timed_out(api, namespace, self.job_name, self.budget_s),
+                    "result": None}
+        return None
+
+
+class ReleaseReadyTrigger(_ClusterPollTrigger):
+    """Until the release's pods are ready, some cannot be scheduled, or time runs out (result:
+    the unschedulable pods; message: the pods and their last events)."""
+
+    def __init__(self, release: str, multi_node: bool, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.release = release
+        self.multi_node = multi_node
+
+    def fields(self) -> dict[str, Any]:
+        return {"release": self.release, "multi_node": self.multi_node}
+
+    def look(self, api: Any, last: bool) -> dict[str, Any] | None:
+        from llm_on_eks.kube import readiness
+
+        state = readiness.check(api, self.access["namespace"], self.release, self.multi_node, datetime.now(UTC))
+        if state.ready:
+            return {"status": "success", "result": None}
+        if state.unschedulable or last:
+            return {"status": "error", "message": state.detail, "result": {"unschedulable": state.unschedulable}}
+        return None

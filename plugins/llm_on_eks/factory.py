@@ -1,0 +1,154 @@
+"""The DAG factory: deploy_llama4 and deploy_model are the same pipeline over different slices of
+the catalog, so both come from here and cannot drift apart; the task groups are built here too,
+and test DAGs use the same builders.
+
+    plan_deployment -> provision + storage -> device_plugin -> hf_token_secret -> prepare_weights
+    (neuron_compile | stage_to_fsx | weights_from_hub) -> helm_deploy -> wait_ready -> smoke_test
+    -> benchmark -> register
+
+Each task id's code is in ``llm_on_eks.operators.<step>`` (``provision.*`` in provision.py, and
+so on); ``deferrable`` and ``waiter_delay`` pass through to every waiting step (None keeps each
+operator's default: ``[operators] default_deferrable``, and a poll interval sized for AWS).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, TaskGroup, TriggerRule, XComArg
+
+from llm_on_eks.catalog import catalog_index
+from llm_on_eks.operators.device_plugin import DevicePluginOperator
+from llm_on_eks.operators.helm_deploy import HelmDeployOperator, WaitReadyOperator
+from llm_on_eks.operators.hf_token_secret import HfTokenSecretOperator
+from llm_on_eks.operators.plan_deployment import plan_deployment
+from llm_on_eks.operators.prepare_weights import (
+    NeuronCompileOperator,
+    StageWeightsToFsxOperator,
+    choose_weight_prep,
+    weights_from_hub,
+)
+from llm_on_eks.operators.provision import (
+    EnsureAddonsOperator,
+    EnsureClusterOperator,
+    EnsureNodegroupOperator,
+    PreflightOperator,
+)
+from llm_on_eks.operators.register import register
+from llm_on_eks.operators.serving_checks import BenchmarkOperator, SmokeTestOperator
+from llm_on_eks.operators.storage import EnsureArtifactBucketOperator, EnsureFsxOperator
+from llm_on_eks.operators.teardown import (
+    DeleteArtifactsOperator,
+    DeleteClusterOperator,
+    DeleteFsxOperator,
+    DeleteNodegroupOperator,
+)
+from llm_on_eks.params import deploy_params
+
+OWNER = "ml-platform"
+DEFAULT_ARGS = {"owner": OWNER, "retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
+START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+
+
+def _waits(deferrable: bool | None, waiter_delay: int | None) -> dict[str, Any]:
+    return {k: v for k, v in (("deferrable", deferrable), ("waiter_delay", waiter_delay)) if v is not None}
+
+
+def provision_group(plan: XComArg, *, deferrable: bool | None = None, waiter_delay: int | None = None) -> TaskGroup:
+    """preflight -> cluster -> (system node group, accelerator node group) -> add-ons: nothing is
+    created unless preflight passes; add-ons (coredns) need the untainted system nodes."""
+    waits = _waits(deferrable, waiter_delay)
+    with TaskGroup(group_id="provision") as group:
+        cluster = EnsureClusterOperator(task_id="ensure_cluster", plan=plan, **waits)
+        nodegroups = [
+            EnsureNodegroupOperator(task_id="ensure_system_nodegroup", plan=plan, nodegroup=plan["system_nodegroup"],
+                                    **waits),
+            EnsureNodegroupOperator(task_id="ensure_nodegroup", plan=plan, nodegroup=plan["nodegroup"], **waits),
+        ]
+        PreflightOperator(task_id="preflight", plan=plan) >> cluster >> nodegroups
+        nodegroups >> EnsureAddonsOperator(task_id="ensure_addons", plan=plan, **waits)
+    return group
+
+
+def storage_group(plan: XComArg, *, deferrable: bool | None = None,
+                  waiter_delay: int | None = None) -> tuple[TaskGroup, XComArg]:
+    """Artifact bucket, then FSx linked to it; returns the group and the FSx handles' XCom."""
+    with TaskGroup(group_id="storage") as group:
+        fsx = EnsureFsxOperator(task_id="ensure_fsx", plan=plan, **_waits(deferrable, waiter_delay))
+        EnsureArtifactBucketOperator(task_id="ensure_artifact_bucket", plan=plan) >> fsx
+    return group, fsx.output
+
+
+def prepare_weights_group(plan: XComArg, fsx: XComArg, *, deferrable: bool | None = None) -> TaskGroup:
+    """One branch runs: the Neuron compile, FSx staging, or nothing (weights from the hub)."""
+    waits = _waits(deferrable, None)
+    with TaskGroup(group_id="prepare_weights") as group:
+        choose_weight_prep(plan) >> [
+            NeuronCompileOperator(task_id="neuron_compile", plan=plan, **waits),
+            StageWeightsToFsxOperator(task_id="stage_to_fsx", plan=plan, fsx=fsx, **waits),
+            weights_from_hub(plan),
+        ]
+    return group
+
+
+def teardown_group(plan: XComArg, *, delete_cluster: Any = False, delete_fsx: Any = False,
+                   delete_artifacts: Any = False, deferrable: bool | None = None, waiter_delay: int | None = None,
+                   group_id: str = "teardown_aws") -> TaskGroup:
+    """node group (until gone) -> FSx (opt-in, unused) -> system node group and cluster (opt-in,
+    ours, no other node group) -> bucket (opt-in). The opt-ins may be templates
+    (``"{{ params.delete_cluster }}"``)."""
+    waits = _waits(deferrable, waiter_delay)
+    with TaskGroup(group_id=group_id) as group:
+        nodegroup = DeleteNodegroupOperator(task_id="delete_nodegroup", plan=plan, nodegroup=plan["nodegroup"], **waits)
+        fsx = DeleteFsxOperator(task_id="delete_fsx", plan=plan, delete_fsx=delete_fsx, **waits)
+        # FSx goes before the bucket it exports to; the cluster only once no node group is left.
+        # A profile without FSx skips delete_fsx: the cluster and bucket still run after it.
+        system = DeleteNodegroupOperator(task_id="delete_system_nodegroup", plan=plan,
+                                         nodegroup=plan["system_nodegroup"], delete_cluster=delete_cluster,
+                                         trigger_rule=TriggerRule.NONE_FAILED, **waits)
+        cluster = DeleteClusterOperator(task_id="delete_cluster", plan=plan, delete_cluster=delete_cluster,
+                                        trigger_rule=TriggerRule.NONE_FAILED, **waits)
+        bucket = DeleteArtifactsOperator(task_id="delete_artifacts", plan=plan, delete_artifacts=delete_artifacts,
+                                         trigger_rule=TriggerRule.NONE_FAILED)
+        nodegroup >> fsx >> system >> cluster >> bucket
+    return group
+
+
+def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = None,
+                     default_model: str | None = None, tags: list[str] | None = None) -> DAG:
+    """One deploy DAG offering ``model_ids`` (default: the whole catalog)."""
+    all_models, instance_types = catalog_index()
+    model_ids = model_ids or all_models
+    with DAG(
+        dag_id=dag_id,
+        doc_md=doc_md,
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["llm", "eks", "vllm", "deploy", *(tags or [])],
+        params=deploy_params(model_ids, default_model or model_ids[0], instance_types),
+        render_template_as_native_obj=True,
+    ) as dag:
+        plan = plan_deployment()
+        provision = provision_group(plan)
+        storage, fsx = storage_group(plan)
+        devices = DevicePluginOperator(task_id="device_plugin", plan=plan)
+        secret = HfTokenSecretOperator(task_id="hf_token_secret", plan=plan)
+        weights = prepare_weights_group(plan, fsx)
+        deploy = HelmDeployOperator(
+            task_id="helm_deploy", plan=plan, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
+        )
+        ready = WaitReadyOperator(task_id="wait_ready", plan=plan, deploy=deploy.output)
+        smoke = SmokeTestOperator(task_id="smoke_test", plan=plan)
+        # Runs after a skipped smoke test too: the switches are independent.
+        bench = BenchmarkOperator(task_id="benchmark", plan=plan, trigger_rule=TriggerRule.NONE_FAILED)
+        # Storage needs the cluster (FSx goes into its subnets) but not the node group.
+        plan >> provision >> devices >> secret >> weights
+        dag.get_task("provision.ensure_cluster") >> storage >> weights
+        weights >> deploy >> ready >> smoke >> bench
+        register(plan, smoke.output, bench.output)
+    return dag

@@ -1,0 +1,25 @@
+"""The ``plan_deployment`` step: validate the run's params against the catalog, size and price
+the deployment, and refuse bad input before anything is created."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import task
+
+
+@task(multiple_outputs=True)
+def plan_deployment(**context: Any) -> dict[str, Any]:
+    """The plan, pushed whole and one XCom per section, so a step can take just the section it
+    acts on (``plan["nodegroup"]``). A refusal is final: retrying cannot fix the input."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from llm_on_eks.plan import PlanError, build_plan
+    from llm_on_eks.plan_report import summarize
+
+    try:
+        plan = build_plan(dict(context["params"]))
+    except PlanError as exc:
+        raise AirflowFailException(f"refused before creating anything: {exc}") from None
+    print(summarize(plan))
+    return dict(plan)
