@@ -24,9 +24,9 @@ def test_shipped_catalog_has_the_required_entries():
     assert maverick.profile("neuron").instance_type == "trn2.48xlarge"
     assert catalog.model("deepseek-r1-distill-qwen-32b").profile("gpu").instance_type == "p4d.24xlarge"
     assert catalog.instance_type(catalog.model("llama-3-8b").profile("gpu").instance_type).devices == 1
-    # REFERENCE.md disagreement, decided for AWS's instance data: 16 Trainium2 devices.
+    # AWS's instance data (16 Trainium2 devices) over the ai-on-eks Trainium2 guide's 32.
     assert catalog.instance_type("trn2.48xlarge").devices == 16
-    # seed 000's key, stored once (seed 001 double-encodes it).
+    # The ai-on-eks GPU guide's key, stored once (its Trainium2 guide double-encodes it).
     assert (catalog.hf_token_secret_name, catalog.hf_token_secret_key) == ("hf-token", "token")
 
 

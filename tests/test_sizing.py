@@ -1,4 +1,4 @@
-"""The planner against the seeds: seed weight tables, the vLLM blog's runs, and refusals."""
+"""The planner against public figures: ai-on-eks weight tables, the vLLM blog's runs, and refusals."""
 
 from __future__ import annotations
 
@@ -24,12 +24,12 @@ def request(model_id: str, accelerator: str = "gpu", **changes) -> SizingRequest
 @pytest.mark.parametrize(
     ("model_id", "dtype", "seed_size", "unit"),
     [
-        # seed 000 / 001 tables (GiB)
+        # ai-on-eks Llama 4 guides' tables, GPU and Trainium2 (GiB)
         ("llama4-scout", "bfloat16", 220, GIB),
         ("llama4-scout", "fp8", 110, GIB),
         ("llama4-maverick", "bfloat16", 800, GIB),
         ("llama4-maverick", "fp8", 400, GIB),
-        # REFERENCE.md: DeepSeek 32B ~64 GB, Llama 3 8B ~16 GB
+        # BF16 at 2 bytes per parameter: DeepSeek 32B ~64 GB, Llama 3 8B ~16 GB
         ("deepseek-r1-distill-qwen-32b", "bfloat16", 64, GB),
         ("llama-3-8b", "bfloat16", 16, GB),
     ],

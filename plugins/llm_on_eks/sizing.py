@@ -12,7 +12,7 @@ The model of memory per rank (one tensor/pipeline-parallel worker):
 
 Llama 4 interleaves chunked local attention (3 of 4 layers, chunk 8192) with global layers;
 vLLM's hybrid KV-cache manager keeps at most one chunk of KV for local layers, so only the
-global layers grow with context. That is why 8x H100 can hold Scout at 1M tokens (seed 002).
+global layers grow with context. That is why 8x H100 can hold Scout at 1M tokens (vLLM blog, "Llama 4 in vLLM").
 """
 
 from __future__ import annotations

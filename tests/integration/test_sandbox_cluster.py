@@ -109,7 +109,7 @@ def test_pod_without_the_toleration_is_not_placed_on_a_tainted_node(api, namespa
 
 
 def test_neuron_pod_naming_an_absent_scheduler_stays_pending(api, namespace):
-    # The public Neuron chart hard-codes schedulerName: my-scheduler (REFERENCE.md).
+    # The ai-on-eks-charts Neuron values hard-code schedulerName: my-scheduler.
     create(api, namespace, deployment("neuron", {"aws.amazon.com/neuron": "16"}, node_type="trn2.48xlarge",
                                       tolerate="aws.amazon.com/neuron", scheduler="my-scheduler"))
     pod = wait_for(lambda: next(iter(pods_of(api, namespace, "neuron")), None), what="pod created")

@@ -71,7 +71,7 @@ def test_job_runs_once_on_the_right_node(sandbox_cluster, moto_s3, conf, dag, ac
     (job,) = client.BatchV1Api(sandbox_cluster.api_client()).list_namespaced_job(conf["namespace"]).items
     container = job.spec.template.spec.containers[0]
     if accelerator == "neuron":
-        # All 16 devices of the node, and the host memory seed 001 reserves for tracing.
+        # All 16 devices of the node, and the host memory the ai-on-eks Trainium2 guide reserves for tracing.
         assert container.resources.limits == {"aws.amazon.com/neuron": "16", "memory": "768Gi"}
         assert {e.name: e.value for e in container.env}["NEURON_COMPILED_ARTIFACTS"] == "/compiled"
     else:

@@ -93,7 +93,7 @@ def test_readings_while_requests_run_are_known_bounded_and_counted(vllm_server):
 
 
 def test_renamed_metrics_are_read_by_their_old_names(vllm_server):
-    """vLLM before 0.32 called the KV-cache gauge vllm:gpu_cache_usage_perc (REFERENCE.md)."""
+    """vLLM before 0.32 called the KV-cache gauge vllm:gpu_cache_usage_perc (vLLM metrics docs)."""
     with direct_endpoint(vllm_server.base_url).http_client() as http:
         text = http.get(vllm_server.base_url + "/metrics").text
     assert "vllm:kv_cache_usage_perc" in text and "vllm:gpu_cache_usage_perc" not in text

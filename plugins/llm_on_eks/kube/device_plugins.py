@@ -2,7 +2,8 @@
 ``nvidia.com/gpu`` or ``aws.amazon.com/neuron`` and every serving pod stays Pending.
 
 EKS's AL2023 NVIDIA and Neuron AMIs carry the drivers but not the device plugin (EKS user
-guide, "Install Kubernetes device plugin for GPUs"; seed 001 applies the Neuron one by hand).
+guide, "Install Kubernetes device plugin for GPUs"; the ai-on-eks Trainium2 Llama 4 guide
+applies the Neuron one by hand).
 One DaemonSet per accelerator per cluster, in kube-system, shared by every deployment on the
 cluster like the system node group, and placed only on node groups we label
 (``llm-on-eks.io/accelerator``): nodes someone else runs, Bottlerocket or EKS Auto Mode nodes
@@ -12,7 +13,8 @@ plugins on one node would both register the resource.
 
 The Neuron scheduler extension is not installed: our pods take all of a node's devices, so
 contiguous core placement does not arise, and a pod naming a scheduler that is not running
-stays Pending forever (REFERENCE.md).
+stays Pending forever (Kubernetes docs, "Configure Multiple Schedulers"; the ai-on-eks-charts
+Neuron values hard-code ``schedulerName: my-scheduler``).
 """
 
 from __future__ import annotations

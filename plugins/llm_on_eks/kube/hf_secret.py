@@ -1,8 +1,8 @@
 """The HF token Secret, kept equal to the token source without ever showing the value.
 
 One key (``plan["hf_token"]["k8s_secret"]["key"]``, "token" by default, as the public chart
-reads it), written through ``stringData`` so the API server encodes it exactly once (seed 001's
-command encoded it twice; REFERENCE.md). Unchanged values are left alone, so a re-run makes no
+reads it), written through ``stringData`` so the API server encodes it exactly once (the ai-on-eks
+Trainium2 Llama 4 guide's command encoded it twice). Unchanged values are left alone, so a re-run makes no
 write and no new resourceVersion.
 """
 

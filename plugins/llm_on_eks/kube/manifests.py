@@ -17,7 +17,7 @@ from llm_on_eks.plan import Plan
 REDACTED = "<redacted>"
 SHM_SIZE = "64Gi"
 COMPILE_DIR = "/compiled"
-COMPILE_MEMORY_REQUEST = "512Gi"  # seed 001: requests 512Gi, limits 768Gi
+COMPILE_MEMORY_REQUEST = "512Gi"  # ai-on-eks Trainium2 guide: requests 512Gi, limits 768Gi
 COMPILE_MEMORY_LIMIT = "768Gi"
 
 
@@ -41,7 +41,7 @@ def hf_token_env(plan: Plan) -> list[dict[str, Any]]:
 
 
 def hf_token_secret(plan: Plan, token: str = REDACTED) -> dict[str, Any]:
-    """The token secret; ``stringData`` so the API server encodes it once (seed 001 encoded it twice)."""
+    """The token secret; ``stringData`` so the API server encodes it once (ai-on-eks's Trainium2 guide encodes it twice)."""
     secret = plan["hf_token"]["k8s_secret"]
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": _meta(plan, secret["name"], "hf-token"), "stringData": {secret["key"]: token}}
@@ -91,7 +91,7 @@ def neuron_compile_job(plan: Plan) -> dict[str, Any]:
             f"--tensor_parallel_size {config['tensor_parallel_size']} --auto_cast_type {config['auto_cast_type']} {COMPILE_DIR}"
         )
     else:
-        # NxD Inference traces on first start when NEURON_COMPILED_ARTIFACTS is empty (seed 001),
+        # NxD Inference traces on first start when NEURON_COMPILED_ARTIFACTS is empty (ai-on-eks Trainium2 guide),
         # with the same flags (Neuron config included) the serving pods will use.
         args = " ".join(f"--{k}={shlex.quote(str(v))}" for k, v in server_args(plan).items())
         compile_cmd = (
@@ -113,7 +113,7 @@ def neuron_compile_job(plan: Plan) -> dict[str, Any]:
     name = f"{plan['deployment']}-compile-{neuron['hash'][:8]}"
     pod_spec = _accelerator_pod_spec(plan, container, volumes)
     # Compiling holds the whole model in host memory; the host OOM killer ends it silently
-    # (aws-neuron-sdk#1222), so reserve what seed 001 asks for.
+    # (aws-neuron-sdk#1222), so reserve what the ai-on-eks Trainium2 guide asks for.
     container["resources"]["requests"]["memory"] = COMPILE_MEMORY_REQUEST
     container["resources"]["limits"]["memory"] = COMPILE_MEMORY_LIMIT
     return _job(plan, name, "neuron-compile", pod_spec, neuron["budget_s"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from airflow.configuration import conf
+from airflow.sdk.configuration import conf
 
 from llm_on_eks.operators.base import PlanStepOperator
 from llm_on_eks.plan import Plan
@@ -40,8 +40,8 @@ class AwsWaitOperator(PlanStepOperator):
              args: dict[str, Any], what: str, status_args: list[str]) -> None:
         """Wait for ``what``: defer to ``trigger(**ids)`` (the task resumes in ``execute_complete``),
         or poll ``waiter`` here; a failed wait goes to ``wait_failed`` either way."""
-        from airflow.exceptions import AirflowException
         from airflow.providers.amazon.aws.utils.waiter_with_logging import wait
+        from airflow.sdk.exceptions import AirflowException
 
         if self.deferrable:
             self.defer_to(trigger(**ids, waiter_delay=self.waiter_delay, waiter_max_attempts=self.waiter_max_attempts,

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.configuration import conf
+from airflow.sdk.configuration import conf
 
 from llm_on_eks.operators.base import PlanStepOperator
 from llm_on_eks.plan import Plan

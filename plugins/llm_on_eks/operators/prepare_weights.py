@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from airflow.configuration import conf
 from airflow.sdk import task
+from airflow.sdk.configuration import conf
 
 from llm_on_eks.operators.base import PlanStepOperator
 from llm_on_eks.plan import Plan
