@@ -1,22 +1,29 @@
 """Our vLLM chart renders for every catalog entry, passes strict schema validation, and the
-API server of the local control plane accepts every release in a server-side dry run."""
+API server of the local control plane accepts every release in a server-side dry run. Names and
+selectors agree with what the pipeline looks up (kube/readiness.py), and the readiness probe and
+resources come from values. Every test here runs the helm CLI (scripts/sandbox-cluster builds it)."""
 
 from __future__ import annotations
 
 import subprocess
+from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
 import yaml
 
 from llm_on_eks.catalog import default_catalog
-from llm_on_eks.kube.helm_values import CHART_DIR, helm_values
+from llm_on_eks.kube import readiness
+from llm_on_eks.kube.helm_values import CHART_DIR, helm_command, helm_values
 from llm_on_eks.plan import build_plan
 from tests.integration.sandbox_cluster import SCRIPT
+
+pytestmark = pytest.mark.integration
 
 KUBERNETES_VERSION = "1.34.0"  # the sandbox's minor version (scripts/sandbox/versions.env)
 ENTRIES = [(m.id, a) for m in default_catalog().models.values() for a in m.profiles]
 BASE = {"cluster_name": "c1", "region": "us-west-2"}
+CHART_DEFAULTS = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +37,39 @@ def values_for(model_id: str, accelerator: str, **changes) -> dict:
     return values
 
 
-def render(helm: str, values: dict, tmp_path, *extra: str) -> subprocess.CompletedProcess:
+def render(helm: str, values: dict, tmp_path, *extra: str, release: str | None = None) -> subprocess.CompletedProcess:
     path = tmp_path / "values.yaml"
     path.write_text(yaml.safe_dump(values))
-    return subprocess.run([helm, "template", values["deploymentName"], str(CHART_DIR), "--namespace", "llm-serving",
-                           "--values", str(path), *extra], capture_output=True, text=True, timeout=60)
+    return subprocess.run([helm, "template", release or values["deploymentName"], str(CHART_DIR), "--namespace",
+                           "llm-serving", "--values", str(path), *extra], capture_output=True, text=True, timeout=60)
 
 
 def rendered_objects(helm: str, values: dict, tmp_path) -> list[dict]:
     result = render(helm, values, tmp_path)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def pod_templates(server: dict) -> dict[str, dict]:
+    """The server's pod templates by role: "pod" for a Deployment, "leader"/"worker" for an LWS."""
+    if server["kind"] == "Deployment":
+        return {"pod": server["spec"]["template"]}
+    lws = server["spec"]["leaderWorkerTemplate"]
+    return {"leader": lws["leaderTemplate"], "worker": lws["workerTemplate"]}
+
+
+def readiness_selector(release: str) -> dict[str, str]:
+    """The label selector kube/readiness.py lists a release's serving pods with, as a dict."""
+    selectors = []
+
+    class Core:
+        def list_namespaced_pod(self, namespace, label_selector):
+            selectors.append(label_selector)
+            return SimpleNamespace(items=[])
+
+    readiness.describe_pods(Core(), "llm-serving", release)
+    (selector,) = selectors
+    return dict(term.split("=", 1) for term in selector.split(","))
 
 
 @pytest.mark.parametrize(("model", "accelerator"), ENTRIES)
@@ -79,6 +108,12 @@ def test_startup_budget_covers_maverick_two_hours(helm, tmp_path):
         ({"model": {"name": "m", "source": "s3://bucket/model"}}, "/model/source"),
         ({"image": {"repository": "vllm/vllm-openai", "tag": "latest"}}, "/image/tag"),
         ({"hfTokenValue": "hf_secret"}, "hfTokenValue"),
+        ({"schedulerName": "my-scheduler"}, "schedulerName"),
+        ({"resources": {"requests": {}, "limits": {"cpu": "4"}}}, "resources.limits must request the accelerator"),
+        ({"resources": {"requests": {"aws.amazon.com/neuron": "8"}, "limits": {"aws.amazon.com/neuron": "16"}}},
+         "must equal resources.limits"),
+        ({"labels": {"app.kubernetes.io/instance": "other"}}, "labels must not set app.kubernetes.io/instance"),
+        ({"readinessProbe": {"httpGet": {"path": "health", "port": "http"}}}, "/readinessProbe/httpGet/path"),
     ],
 )
 def test_invariants_fail_the_render(helm, tmp_path, changes, message):
@@ -95,3 +130,90 @@ def test_api_server_accepts_the_release(sandbox_cluster, tmp_path, model, accele
     result = sandbox_cluster.helm_run("install", values["deploymentName"], str(CHART_DIR), "--namespace", "default",
                                       "--values", str(path), "--dry-run=server", check=False)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("nodes", [1, 2])
+def test_names_and_selectors_agree_with_what_the_pipeline_looks_up(helm, tmp_path, nodes):
+    """Every object is named after the release, which is the plan's deployment name; the
+    Deployment's selector, the Service's selector and readiness.py's pod selector match the
+    pods' labels; a multi-node Service selects only the leaders, which serve the API."""
+    plan = build_plan({**BASE, "model": "llama4-scout", "accelerator": "gpu"})
+    plan["profile"]["nodes"] = nodes
+    values = helm_values(plan)
+    release = helm_command(plan)[3]  # helm upgrade --install <release> ...
+    assert release == values["deploymentName"]
+    objects = rendered_objects(helm, values, tmp_path)
+    assert [o["metadata"]["name"] for o in objects] == [release, release]
+    selector = readiness_selector(release)
+    assert selector == {"app.kubernetes.io/name": "vllm-serving", "app.kubernetes.io/instance": release}
+    for obj in objects:
+        assert selector.items() <= obj["metadata"]["labels"].items()
+        assert obj["metadata"]["annotations"]["llm-on-eks.io/deployment"] == release
+    service = next(o for o in objects if o["kind"] == "Service")
+    server = next(o for o in objects if o["kind"] != "Service")
+    templates = pod_templates(server)
+    for template in templates.values():
+        assert selector.items() <= template["metadata"]["labels"].items()
+    if nodes == 1:
+        assert server["spec"]["selector"]["matchLabels"] == selector
+        assert service["spec"]["selector"] == selector
+    else:
+        assert service["spec"]["selector"] == {**selector, "role": "leader"}
+        assert service["spec"]["selector"].items() <= templates["leader"]["metadata"]["labels"].items()
+        assert not service["spec"]["selector"].items() <= templates["worker"]["metadata"]["labels"].items()
+        assert templates["worker"]["metadata"]["labels"]["role"] == "worker"
+
+
+def test_a_release_named_otherwise_than_deployment_name_fails(helm, tmp_path):
+    result = render(helm, values_for("llama4-scout", "gpu"), tmp_path, release="another-name")
+    assert result.returncode != 0
+    assert 'deploymentName "llama4-scout-gpu" must equal the Helm release name "another-name"' in result.stderr
+
+
+@pytest.mark.parametrize("nodes", [1, 2])
+def test_readiness_probe_comes_from_values(helm, tmp_path, nodes):
+    """The chart's default probes vLLM's GET /health; values replace it field by field; the
+    startup probe still comes from startup.*; LeaderWorkerSet workers serve no API and have no probe."""
+    def probes(values):
+        templates = pod_templates(next(o for o in rendered_objects(helm, values, tmp_path) if o["kind"] != "Service"))
+        server = templates.get("pod") or templates["leader"]
+        if "worker" in templates:
+            assert "readinessProbe" not in templates["worker"]["spec"]["containers"][0]
+        container = server["spec"]["containers"][0]
+        return container["readinessProbe"], container["startupProbe"]
+
+    default = CHART_DEFAULTS["readinessProbe"]
+    assert default["httpGet"] == {"path": "/health", "port": "http"}
+    values = values_for("llama4-scout", "gpu", nodes=nodes)
+    readiness_probe, startup_probe = probes(values)
+    assert readiness_probe == default
+    assert startup_probe["periodSeconds"] == values["startup"]["periodSeconds"]
+    assert startup_probe["periodSeconds"] * startup_probe["failureThreshold"] >= values["startup"]["budgetSeconds"]
+
+    custom = {"httpGet": {"path": "/health", "port": 8000}, "initialDelaySeconds": 5, "periodSeconds": 7,
+              "timeoutSeconds": 3, "successThreshold": 2, "failureThreshold": 9}
+    assert probes(values_for("llama4-scout", "gpu", nodes=nodes, readinessProbe=custom))[0] == custom
+    assert probes(values_for("llama4-scout", "gpu", nodes=nodes, readinessProbe={"periodSeconds": 5}))[0] == {
+        **default, "periodSeconds": 5}
+
+
+@pytest.mark.parametrize(("model", "accelerator"), ENTRIES)
+@pytest.mark.parametrize("nodes", [1, 2])
+def test_resources_come_from_values(helm, tmp_path, model, accelerator, nodes):
+    """Every pod requests the plan's accelerators per node, requests equal to limits, as the
+    chart rendered them before resources became a value; other resources render as given."""
+    plan = build_plan({**BASE, "model": model, "accelerator": accelerator})
+    resource = {"gpu": "nvidia.com/gpu", "neuron": "aws.amazon.com/neuron"}[accelerator]
+    count = str(plan["profile"]["accelerators_per_node"])
+    expected = {"requests": {resource: count}, "limits": {resource: count}}
+    values = values_for(model, accelerator, nodes=nodes)
+    assert values["resources"] == expected
+    server = next(o for o in rendered_objects(helm, values, tmp_path) if o["kind"] != "Service")
+    for template in pod_templates(server).values():
+        assert template["spec"]["containers"][0]["resources"] == expected
+
+    given = {"requests": {resource: count, "cpu": "32", "memory": "256Gi"}, "limits": {resource: count, "memory": "512Gi"}}
+    server = next(o for o in rendered_objects(helm, values_for(model, accelerator, nodes=nodes, resources=given), tmp_path)
+                  if o["kind"] != "Service")
+    for template in pod_templates(server).values():
+        assert template["spec"]["containers"][0]["resources"] == given

@@ -1,11 +1,41 @@
-{{/* Name of every object: the deployment name, which is also the Helm release name. */}}
-{{- define "vllm-serving.name" -}}
-{{- required "deploymentName is required" .Values.deploymentName | trunc 53 | trimSuffix "-" -}}
+{{/*
+Names and selector labels: each is defined once, here, and every template takes it from here.
+
+llm-on-eks installs the chart as release <deployment> with deploymentName <deployment>, then
+finds the release's Deployment or LeaderWorkerSet and its Service by that name, and lists the
+serving pods by app.kubernetes.io/name=vllm-serving,app.kubernetes.io/instance=<release>
+(plugins/llm_on_eks/kube/readiness.py). So objects are named after the release alone, without
+the "<release>-<chart>" fullname most charts build (as llm-d-modelservice's chart does,
+https://github.com/llm-d-incubation/llm-d-modelservice/blob/main/charts/llm-d-modelservice/templates/_helpers.tpl),
+and a deploymentName that differs from the release name fails the render instead of naming the
+objects after one and selecting the pods by the other.
+*/}}
+{{- define "vllm-serving.fullname" -}}
+{{- $name := required "deploymentName is required" .Values.deploymentName -}}
+{{- if ne $name .Release.Name -}}
+{{- fail (printf "deploymentName %q must equal the Helm release name %q: the chart names every object after deploymentName, and llm-on-eks finds those objects and selects their pods (app.kubernetes.io/instance) by the release name" $name .Release.Name) -}}
+{{- end -}}
+{{- $name | trunc 53 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The labels every selector matches on: the Deployment's, the Service's, and readiness.py's. */}}
 {{- define "vllm-serving.selectorLabels" -}}
 app.kubernetes.io/name: vllm-serving
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/instance: {{ include "vllm-serving.fullname" . }}
+{{- end -}}
+
+{{/* A LeaderWorkerSet pod's role; the context is the role ("leader" or "worker"). */}}
+{{- define "vllm-serving.roleLabel" -}}
+role: {{ . }}
+{{- end -}}
+
+{{/* The pods the Service sends requests to: the Deployment's pod, or each group's leader (the
+only pod of a LeaderWorkerSet group that serves the API). */}}
+{{- define "vllm-serving.serviceSelectorLabels" -}}
+{{ include "vllm-serving.selectorLabels" . }}
+{{- if gt (int .Values.nodes) 1 }}
+{{ include "vllm-serving.roleLabel" "leader" }}
+{{- end }}
 {{- end -}}
 
 {{- define "vllm-serving.labels" -}}
@@ -21,7 +51,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{- define "vllm-serving.annotations" -}}
-llm-on-eks.io/deployment: {{ include "vllm-serving.name" . }}
+llm-on-eks.io/deployment: {{ include "vllm-serving.fullname" . }}
 llm-on-eks.io/model: {{ .Values.model.name | quote }}
 llm-on-eks.io/idle-ttl-minutes: {{ .Values.lifecycle.idleTtlMinutes | quote }}
 llm-on-eks.io/protected: {{ .Values.lifecycle.protected | quote }}
@@ -37,6 +67,28 @@ llm-on-eks.io/protected: {{ .Values.lifecycle.protected | quote }}
 {{- end -}}
 {{- if hasKey .Values.vllm.args "model" -}}
 {{- fail "vllm.args must not set model: it comes from model.source" -}}
+{{- end -}}
+{{- range $key, $_ := .Values.labels -}}
+{{- if or (hasPrefix "app.kubernetes.io/" $key) (hasPrefix "helm.sh/" $key) (eq $key "role") -}}
+{{- fail (printf "labels must not set %s: the chart sets it, and app.kubernetes.io/name, app.kubernetes.io/instance and role select the pods" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- /* The extended resource(s) a pod of each accelerator type requests. */ -}}
+{{- $byType := dict "gpu" (list "nvidia.com/gpu") "neuron" (list "aws.amazon.com/neuron" "aws.amazon.com/neuroncore") -}}
+{{- $wanted := get $byType .Values.accelerator.type -}}
+{{- $limits := .Values.resources.limits | default dict -}}
+{{- $requests := .Values.resources.requests | default dict -}}
+{{- $found := false -}}
+{{- range $wanted -}}
+{{- if hasKey $limits . -}}
+{{- $found = true -}}
+{{- if and (hasKey $requests .) (ne (toString (index $requests .)) (toString (index $limits .))) -}}
+{{- fail (printf "resources.requests[%q] (%v) must equal resources.limits[%q] (%v): Kubernetes does not overcommit extended resources" . (index $requests .) . (index $limits .)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if not $found -}}
+{{- fail (printf "resources.limits must request the accelerator of accelerator.type %s: %s" .Values.accelerator.type (join " or " $wanted)) -}}
 {{- end -}}
 {{- end -}}
 
@@ -70,10 +122,6 @@ llm-on-eks.io/protected: {{ .Values.lifecycle.protected | quote }}
 
 {{/* The server pod, shared by the Deployment and the LeaderWorkerSet leader. */}}
 {{- define "vllm-serving.podSpec" -}}
-{{- $count := toString .Values.accelerator.count -}}
-{{- with .Values.schedulerName }}
-schedulerName: {{ . }}
-{{- end }}
 {{- with .Values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
@@ -107,23 +155,18 @@ containers:
       - name: {{ $name }}
         value: {{ $value | quote }}
       {{- end }}
+    # Standard requests/limits, as given (the accelerator included), like the container
+    # resources of llm-d-modelservice's chart.
     resources:
-      requests:
-        {{ .Values.accelerator.resource }}: {{ $count | quote }}
-        {{- with .Values.resources }}
-        {{- toYaml . | nindent 8 }}
-        {{- end }}
-      limits:
-        {{ .Values.accelerator.resource }}: {{ $count | quote }}
-    # Readiness is decided by the server itself: /health answers 200 once the model is loaded.
+      {{- toYaml .Values.resources | nindent 6 }}
+    # Readiness is decided by the server itself: vLLM's GET /health answers 200 once the engine
+    # is up (https://docs.vllm.ai/en/latest/deployment/k8s.html probes it the same way).
     startupProbe:
       httpGet: {path: /health, port: http}
       periodSeconds: {{ .Values.startup.periodSeconds }}
       failureThreshold: {{ div (add .Values.startup.budgetSeconds .Values.startup.periodSeconds -1) .Values.startup.periodSeconds }}
     readinessProbe:
-      httpGet: {path: /health, port: http}
-      periodSeconds: 10
-      failureThreshold: 3
+      {{- toYaml .Values.readinessProbe | nindent 6 }}
     livenessProbe:
       httpGet: {path: /health, port: http}
       periodSeconds: 30
