@@ -62,7 +62,13 @@ def test_params_schema_refuses_at_trigger_time(conf):
         ({"accelerator": "neuron", "max_model_len": 32768}, "exceeds the 16384"),
         ({"instance_type": "trn2.48xlarge"}, "trn2.48xlarge is a neuron instance, not gpu"),
         ({"instance_type": "g5.2xlarge"}, "cannot work"),
-        ({"images_per_prompt": 10, "accelerator": "neuron"}, "images_per_prompt 10 exceeds the 5"),
+        # Scout's default Neuron profile is optimum-neuron now (issue 15, item 7): images are refused there
+        # with the reason; the NxD Inference profile keeps the Trainium2 guide's 5.
+        ({"images_per_prompt": 10, "profile": "neuron-nxdi"}, "images_per_prompt 10 exceeds the 5"),
+        ({"images_per_prompt": 1, "accelerator": "neuron"}, "through a causal-LM (text-only) model class"),
+        ({"profile": "neuron-nxdi", "tensor_parallel_size": 32}, "neuron config is written for TP 64"),
+        ({"profile": "gpu-p4d", "max_model_len": 500_000}, "exceeds the 196608 that the llama4-scout gpu-p4d profile"),
+        ({"profile": "tpu"}, "has no 'tpu' profile"),
         ({"create_cluster": True}, "create_cluster needs cluster_role_arn and at least two subnet_ids"),
         ({"model": "llama-3-8b", "images_per_prompt": 1}, "llama-3-8b does not take images"),
     ],
@@ -87,7 +93,9 @@ def test_every_llama4_combination_plans(model, accelerator):
 
 
 def test_neuron_artifacts_are_content_addressed():
-    neuron = {**BASE, "accelerator": "neuron"}
+    # The NxD Inference profile, whose neuron config follows max_model_len (Scout's default Neuron
+    # profile is optimum-neuron now: test_optimum_compile_cache_key_covers_what_changes_the_output).
+    neuron = {**BASE, "accelerator": "neuron", "profile": "neuron-nxdi"}
     first, same = build_plan(neuron), build_plan({**neuron, "deployment_name": "other"})
     shorter = build_plan({**neuron, "max_model_len": 8192})
     assert first["neuron"]["hash"] == same["neuron"]["hash"]
@@ -123,3 +131,23 @@ def test_the_plan_summary_prices_a_cluster_only_when_the_run_may_create_it():
                                              node_role_arn="arn:aws:iam::123456789012:role/node",
                                              subnet_ids=["subnet-a", "subnet-b"])))
     assert "$55.04/hour on demand (+$0.48/hour if the cluster is created: EKS control plane and 2x m6i.xlarge" in created
+
+
+def test_the_cheaper_scout_gpu_profile_is_named_and_sized_by_the_planner():
+    plan = build_plan(validated(profile="gpu-p4d"))
+    assert plan["deployment"] == "llama4-scout-gpu-p4d" and plan["profile"]["name"] == "gpu-p4d"
+    assert plan["profile"]["instance_type"] == "p4d.24xlarge" and plan["sizing"]["hourly_usd"] == 21.96
+    # BF16 Scout leaves 8.6 GiB of each A100's 40 for KV cache; the context limit is shown.
+    assert plan["sizing"]["kv_budget_per_rank_gib"] == pytest.approx(8.62, abs=0.05)
+    assert plan["profile"]["max_model_len"] <= plan["sizing"]["max_model_len_fit"]
+    from llm_on_eks.plan_report import summarize
+
+    assert "(largest that fits: " in summarize(plan) and "profile gpu-p4d" in summarize(plan)
+
+
+def test_a_prequantized_checkpoint_gets_no_quantization_flag():
+    plan = build_plan({**BASE, "model": "llama4-maverick"})
+    assert plan["model"]["hf_repo"] == "RedHatAI/Llama-4-Maverick-17B-128E-Instruct-FP8"
+    assert plan["profile"]["checkpoint_quantization"] == "compressed-tensors"
+    assert plan["profile"]["quantization"] == "fp8"  # FP8 weights for sizing
+    assert "quantization" not in plan["profile"]["vllm_args"]

@@ -9,7 +9,7 @@ pod that never schedules.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -60,11 +60,44 @@ class Bounded:
     max: int
 
 
+# Where each Neuron framework keeps what it compiles, by the variable naming the location:
+# optimum-neuron fills the Neuron persistent compile cache while `vllm serve` compiles (an s3:// URL
+# is read by libneuronxla's CompileCacheS3; Neuron docs "Neuron Persistent Cache"); NxD Inference
+# loads artifacts traced before serving (Neuron vLLM user guide).
+CACHE_ENV = {"compile_cache": "NEURON_COMPILE_CACHE_URL", "compiled_artifacts": "NEURON_COMPILED_ARTIFACTS"}
+# The placeholder an image reference may carry for the AWS Deep Learning Containers registry of the
+# plan's region (Catalog.resolve_image).
+DLC_REGISTRY_PLACEHOLDER = "{aws_dlc_registry}"
+
+
+@dataclass(frozen=True)
+class NeuronFramework:
+    """How vLLM runs on Neuron: its image, environment, compile cache and what it can serve."""
+
+    name: str
+    image: str
+    env: dict[str, str]
+    cache: str  # a key of CACHE_ENV
+    images_supported: bool
+    images_reason: str | None = None
+
+    @property
+    def cache_env(self) -> str:
+        return CACHE_ENV[self.cache]
+
+
 @dataclass(frozen=True)
 class NeuronSettings:
     framework: str
     compile_budget_s: int
-    config: dict[str, Any]
+    runtime: NeuronFramework
+    config: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class HostMemory:
+    request_gib: int
+    limit_gib: int
 
 
 @dataclass(frozen=True)
@@ -88,6 +121,18 @@ class Profile:
     quantization: str | None = None
     devices: int | None = None
     neuron: NeuronSettings | None = None
+    # The profile's key in the catalog: the accelerator, optionally followed by a name (gpu-p4d).
+    name: str = ""
+    # The quantization method the checkpoint declares in its config.json (vLLM reads it: no flag).
+    checkpoint_quantization: str | None = None
+    host_memory: HostMemory | None = None
+
+    @property
+    def images_refusal(self) -> str | None:
+        """Why this profile serves no images, when its runtime does not take them."""
+        if self.neuron and not self.neuron.runtime.images_supported:
+            return self.neuron.runtime.images_reason
+        return None
 
 
 @dataclass(frozen=True)
@@ -101,12 +146,13 @@ class Model:
     max_images_per_prompt: int
     profiles: dict[str, Profile]
 
-    def profile(self, accelerator: str) -> Profile:
+    def profile(self, name: str) -> Profile:
+        """The profile named ``name``: an accelerator (its default profile) or a named one (gpu-p4d)."""
         try:
-            return self.profiles[accelerator]
+            return self.profiles[name]
         except KeyError:
             raise CatalogError(
-                f"model {self.id!r} has no {accelerator!r} profile; it has: {', '.join(sorted(self.profiles))}"
+                f"model {self.id!r} has no {name!r} profile; it has: {', '.join(sorted(self.profiles))}"
             ) from None
 
 
@@ -119,6 +165,20 @@ class Catalog:
     kubernetes_version: str
     instance_types: dict[str, InstanceType]
     models: dict[str, Model]
+    neuron_frameworks: dict[str, NeuronFramework] = field(default_factory=dict)
+    aws_dlc_default_account: str = ""
+    aws_dlc_accounts: dict[str, str] = field(default_factory=dict)
+
+    def aws_dlc_registry(self, region: str) -> str:
+        """The AWS Deep Learning Containers registry of ``region``: the images are published per
+        region, mostly by one account (https://github.com/aws/deep-learning-containers/blob/master/available_images.md)."""
+        account = self.aws_dlc_accounts.get(region, self.aws_dlc_default_account)
+        suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
+        return f"{account}.dkr.ecr.{region}{suffix}"
+
+    def resolve_image(self, image: str, region: str) -> str:
+        """An image reference for ``region``: the DLC registry placeholder filled in."""
+        return image.replace(DLC_REGISTRY_PLACEHOLDER, self.aws_dlc_registry(region))
 
     def model(self, model_id: str) -> Model:
         try:
@@ -148,40 +208,85 @@ def _schema_errors(document: Any) -> list[str]:
     ]
 
 
-def _profile(accelerator: str, raw: dict[str, Any], model_repo: str, gpu_util: float) -> Profile:
+def _profile(name: str, raw: dict[str, Any], model_repo: str, gpu_util: float,
+             frameworks: dict[str, NeuronFramework]) -> Profile:
+    """A profile; a Neuron profile takes its image and environment from its framework."""
     raw = dict(raw)
     neuron = raw.pop("neuron", None)
+    memory = raw.pop("host_memory_gib", None)
+    settings, env = None, dict(raw.pop("env", {}))
+    if neuron:
+        runtime = frameworks.get(neuron["framework"]) or NeuronFramework(neuron["framework"], "", {}, "compile_cache", True)
+        settings = NeuronSettings(runtime=runtime, **neuron)
+        raw["image"] = runtime.image
+        env = {**runtime.env, **env}
     return Profile(
-        accelerator=accelerator,
+        accelerator=name.split("-")[0],
+        name=name,
         hf_repo=raw.pop("hf_repo", model_repo),
         max_model_len=Bounded(**raw.pop("max_model_len")),
         images_per_prompt=Bounded(**raw.pop("images_per_prompt")),
         gpu_memory_utilization=raw.pop("gpu_memory_utilization", gpu_util),
-        neuron=NeuronSettings(**neuron) if neuron else None,
+        neuron=settings,
+        env=env,
+        host_memory=HostMemory(memory["request"], memory["limit"]) if memory else None,
         **raw,
     )
 
 
-def _consistency_errors(catalog: Catalog) -> list[str]:
+def _neuron_errors(where: str, profile: Profile, raw_env: dict[str, str], frameworks: dict[str, NeuronFramework]) -> list[str]:
+    """A Neuron profile uses its framework whole: its image, variables, cache and features."""
+    settings, errors = profile.neuron, []
+    runtime = frameworks.get(settings.framework)
+    if runtime is None:
+        return [f"{where}/neuron/framework: {settings.framework!r} is not in neuron_frameworks"]
+    for key in raw_env:
+        if key in runtime.env or key in CACHE_ENV.values():
+            errors.append(f"{where}/env/{key}: set by the {runtime.name} framework (neuron_frameworks) or the plan")
+    if not runtime.images_supported and profile.images_per_prompt.max:
+        errors.append(f"{where}/images_per_prompt: max must be 0: {runtime.images_reason}")
+    if settings.framework == "nxdi":
+        text = (settings.config or {}).get("text_config", {})
+        if text.get("tp_degree", profile.tensor_parallel_size) != profile.tensor_parallel_size:
+            errors.append(f"{where}/neuron/config: text_config.tp_degree {text['tp_degree']} is not the "
+                          f"tensor_parallel_size {profile.tensor_parallel_size}")
+        seqs = profile.vllm_args.get("max-num-seqs")
+        if seqs is not None and text.get("batch_size", seqs) != seqs:
+            errors.append(f"{where}/neuron/config: text_config.batch_size {text['batch_size']} is not vllm_args "
+                          f"max-num-seqs {seqs}")
+    return errors
+
+
+def _consistency_errors(catalog: Catalog, document: dict[str, Any]) -> list[str]:
     """Rules JSON schema cannot express: references between entries and ordered bounds."""
     errors = []
+    for name, framework in catalog.neuron_frameworks.items():
+        if framework.image.replace(DLC_REGISTRY_PLACEHOLDER, "").count("{"):
+            errors.append(f"neuron_frameworks/{name}/image: the only placeholder is {DLC_REGISTRY_PLACEHOLDER}")
+        if DLC_REGISTRY_PLACEHOLDER in framework.image and not catalog.aws_dlc_default_account:
+            errors.append(f"neuron_frameworks/{name}/image: names {DLC_REGISTRY_PLACEHOLDER} but aws_dlc_registry is missing")
     for model in catalog.models.values():
         arch = model.architecture
-        for accelerator, profile in model.profiles.items():
-            where = f"models/{model.id}/profiles/{accelerator}"
+        for name, profile in model.profiles.items():
+            where = f"models/{model.id}/profiles/{name}"
+            if profile.neuron:
+                raw_env = document["models"][model.id]["profiles"][name].get("env", {})
+                errors += _neuron_errors(where, profile, raw_env, catalog.neuron_frameworks)
+            if profile.checkpoint_quantization and not profile.quantization:
+                errors.append(f"{where}/checkpoint_quantization: needs quantization, the weights' precision in memory")
             instance = catalog.instance_types.get(profile.instance_type)
             if instance is None:
                 errors.append(f"{where}/instance_type: {profile.instance_type!r} is not in instance_types")
-            elif instance.accelerator != accelerator:
+            elif instance.accelerator != profile.accelerator:
                 errors.append(
                     f"{where}/instance_type: {profile.instance_type} is a {instance.accelerator} instance, "
-                    f"not {accelerator}"
+                    f"not {profile.accelerator}"
                 )
             elif profile.devices and profile.devices > instance.devices:
                 errors.append(f"{where}/devices: {profile.devices} exceeds the {instance.devices} of {instance.name}")
-            for name, bounded in (("max_model_len", profile.max_model_len), ("images_per_prompt", profile.images_per_prompt)):
+            for key, bounded in (("max_model_len", profile.max_model_len), ("images_per_prompt", profile.images_per_prompt)):
                 if bounded.default > bounded.max:
-                    errors.append(f"{where}/{name}: default {bounded.default} exceeds max {bounded.max}")
+                    errors.append(f"{where}/{key}: default {bounded.default} exceeds max {bounded.max}")
             if profile.max_model_len.max > arch.max_context:
                 errors.append(
                     f"{where}/max_model_len: max {profile.max_model_len.max} exceeds the model's "
@@ -201,6 +306,12 @@ def parse_catalog(document: Any) -> Catalog:
     if errors:
         raise CatalogError("model catalog is invalid:\n  " + "\n  ".join(errors))
     defaults = document["defaults"]
+    frameworks = {
+        name: NeuronFramework(name=name, image=raw["image"], env=dict(raw["env"]), cache=raw["cache"],
+                              images_supported=raw["images"]["supported"], images_reason=raw["images"].get("reason"))
+        for name, raw in document.get("neuron_frameworks", {}).items()
+    }
+    registry = document.get("aws_dlc_registry", {})
     models = {}
     for model_id, raw in document["models"].items():
         models[model_id] = Model(
@@ -212,8 +323,8 @@ def parse_catalog(document: Any) -> Catalog:
             takes_images=raw["images"]["supported"],
             max_images_per_prompt=raw["images"]["max_per_prompt"],
             profiles={
-                accelerator: _profile(accelerator, profile, raw["hf_repo"], defaults["gpu_memory_utilization"])
-                for accelerator, profile in raw["profiles"].items()
+                name: _profile(name, profile, raw["hf_repo"], defaults["gpu_memory_utilization"], frameworks)
+                for name, profile in raw["profiles"].items()
             },
         )
     catalog = Catalog(
@@ -224,8 +335,11 @@ def parse_catalog(document: Any) -> Catalog:
         kubernetes_version=defaults["kubernetes_version"],
         instance_types={name: InstanceType(name=name, **raw) for name, raw in document["instance_types"].items()},
         models=models,
+        neuron_frameworks=frameworks,
+        aws_dlc_default_account=registry.get("default_account", ""),
+        aws_dlc_accounts=dict(registry.get("accounts", {})),
     )
-    errors = _consistency_errors(catalog)
+    errors = _consistency_errors(catalog, document)
     if errors:
         raise CatalogError("model catalog is inconsistent:\n  " + "\n  ".join(errors))
     return catalog
@@ -244,6 +358,13 @@ def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
 def default_catalog() -> Catalog:
     """The shipped catalog, loaded once per process."""
     return load_catalog()
+
+
+def profile_names(path: Path = CATALOG_PATH) -> list[str]:
+    """Every profile name of the catalog's models (gpu, gpu-p4d, neuron, ...), without validation:
+    the params form offers them at DAG parse time."""
+    document = yaml.safe_load(path.read_text())
+    return sorted({name for model in document["models"].values() for name in model["profiles"]})
 
 
 def catalog_index(path: Path = CATALOG_PATH) -> tuple[list[str], list[str]]:

@@ -17,13 +17,15 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, TaskGroup, TriggerRule, XComArg
+from airflow.sdk import DAG, TaskGroup, TriggerRule, XComArg, task_group
 
 from llm_on_eks.catalog import catalog_index
 from llm_on_eks.operators.device_plugin import DevicePluginOperator
 from llm_on_eks.operators.helm_deploy import HelmDeployOperator, WaitReadyOperator
 from llm_on_eks.operators.hf_token_secret import HfTokenSecretOperator
+from llm_on_eks.operators.idle_teardown import JudgeDeploymentOperator, discover_deployments, select_idle, summarize
 from llm_on_eks.operators.plan_deployment import plan_deployment
+from llm_on_eks.operators.plan_teardown import plan_teardown
 from llm_on_eks.operators.prepare_weights import (
     NeuronCompileOperator,
     StageWeightsToFsxOperator,
@@ -36,16 +38,18 @@ from llm_on_eks.operators.provision import (
     EnsureNodegroupOperator,
     PreflightOperator,
 )
-from llm_on_eks.operators.register import register
+from llm_on_eks.operators.register import mark_failed, register, register_removal
 from llm_on_eks.operators.serving_checks import BenchmarkOperator, SmokeTestOperator
 from llm_on_eks.operators.storage import EnsureArtifactBucketOperator, EnsureFsxOperator
 from llm_on_eks.operators.teardown import (
     DeleteArtifactsOperator,
+    DeleteClusterObjectsOperator,
     DeleteClusterOperator,
     DeleteFsxOperator,
     DeleteNodegroupOperator,
+    UninstallReleaseOperator,
 )
-from llm_on_eks.params import deploy_params
+from llm_on_eks.params import deploy_params, teardown_form
 
 OWNER = "ml-platform"
 DEFAULT_ARGS = {"owner": OWNER, "retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
@@ -93,27 +97,75 @@ def prepare_weights_group(plan: XComArg, fsx: XComArg, *, deferrable: bool | Non
     return group
 
 
-def teardown_group(plan: XComArg, *, delete_cluster: Any = False, delete_fsx: Any = False,
-                   delete_artifacts: Any = False, deferrable: bool | None = None, waiter_delay: int | None = None,
-                   group_id: str = "teardown_aws") -> TaskGroup:
+def teardown_kube_group(plan: Any) -> TaskGroup:
+    """The release (its pods gone), then what it leaves: Jobs, shared Secret/claim, device plugin."""
+    with TaskGroup(group_id="teardown_kube") as group:
+        UninstallReleaseOperator(task_id="uninstall_release", plan=plan) >> DeleteClusterObjectsOperator(
+            task_id="delete_cluster_objects", plan=plan)
+    return group
+
+
+def teardown_aws_group(plan: Any, nodegroup: Any, system_nodegroup: Any, *, delete_nodegroup: Any = True,
+                       delete_cluster: Any = False, delete_fsx: Any = False, delete_artifacts: Any = False,
+                       deferrable: bool | None = None, waiter_delay: int | None = None) -> TaskGroup:
     """node group (until gone) -> FSx (opt-in, unused) -> system node group and cluster (opt-in,
     ours, no other node group) -> bucket (opt-in). The opt-ins may be templates
-    (``"{{ params.delete_cluster }}"``)."""
+    (``"{{ params.delete_cluster }}"``); the node-group specs are the plan's sections."""
     waits = _waits(deferrable, waiter_delay)
-    with TaskGroup(group_id=group_id) as group:
-        nodegroup = DeleteNodegroupOperator(task_id="delete_nodegroup", plan=plan, nodegroup=plan["nodegroup"], **waits)
+    with TaskGroup(group_id="teardown_aws") as group:
+        nodegroup_task = DeleteNodegroupOperator(task_id="delete_nodegroup", plan=plan, nodegroup=nodegroup,
+                                                 opted_in=delete_nodegroup, **waits)
         fsx = DeleteFsxOperator(task_id="delete_fsx", plan=plan, delete_fsx=delete_fsx, **waits)
         # FSx goes before the bucket it exports to; the cluster only once no node group is left.
-        # A profile without FSx skips delete_fsx: the cluster and bucket still run after it.
-        system = DeleteNodegroupOperator(task_id="delete_system_nodegroup", plan=plan,
-                                         nodegroup=plan["system_nodegroup"], delete_cluster=delete_cluster,
-                                         trigger_rule=TriggerRule.NONE_FAILED, **waits)
-        cluster = DeleteClusterOperator(task_id="delete_cluster", plan=plan, delete_cluster=delete_cluster,
-                                        trigger_rule=TriggerRule.NONE_FAILED, **waits)
-        bucket = DeleteArtifactsOperator(task_id="delete_artifacts", plan=plan, delete_artifacts=delete_artifacts,
-                                         trigger_rule=TriggerRule.NONE_FAILED)
-        nodegroup >> fsx >> system >> cluster >> bucket
+        # Each step runs only when the one before succeeded: nothing shared goes after a failed
+        # delete, and a teardown that is off as a whole (mark_failed skipped) stays off.
+        system = DeleteNodegroupOperator(task_id="delete_system_nodegroup", plan=plan, nodegroup=system_nodegroup,
+                                         opted_in=delete_cluster, **waits)
+        cluster = DeleteClusterOperator(task_id="delete_cluster", plan=plan, delete_cluster=delete_cluster, **waits)
+        bucket = DeleteArtifactsOperator(task_id="delete_artifacts", plan=plan, delete_artifacts=delete_artifacts)
+        nodegroup_task >> fsx >> system >> cluster >> bucket
     return group
+
+
+def teardown_groups(plan: Any, nodegroup: Any, system_nodegroup: Any, **switches: Any) -> tuple[TaskGroup, TaskGroup]:
+    """The whole teardown: Kubernetes first (nothing left running on the nodes), then AWS."""
+    kube = teardown_kube_group(plan)
+    aws = teardown_aws_group(plan, nodegroup, system_nodegroup, **switches)
+    kube >> aws
+    return kube, aws
+
+
+def _dag(dag_id: str, *, doc_md: str, schedule: Any, params: dict[str, Any], tags: list[str], **kwargs: Any) -> DAG:
+    """Every DAG of the project: manual or scheduled, never catching up, one run at a time."""
+    return DAG(dag_id=dag_id, doc_md=doc_md, schedule=schedule, start_date=START_DATE, catchup=False,
+               max_active_runs=1, default_args=DEFAULT_ARGS, tags=["llm", "eks", "vllm", *tags], params=params,
+               render_template_as_native_obj=True, **kwargs)
+
+
+def build_teardown_dag(dag_id: str, *, doc_md: str) -> DAG:
+    """teardown_deployment: one deployment, with a switch for everything beyond its release."""
+    with _dag(dag_id, doc_md=doc_md, schedule=None, params=teardown_form(), tags=["teardown"]):
+        plan = plan_teardown()
+        kube, aws = teardown_groups(plan, plan["nodegroup"], plan["system_nodegroup"],
+                                    delete_nodegroup="{{ params.delete_nodegroup }}",
+                                    delete_cluster="{{ params.delete_cluster }}", delete_fsx="{{ params.delete_fsx }}",
+                                    delete_artifacts="{{ params.delete_artifacts }}")
+        plan >> kube
+        aws >> register_removal(plan)
+
+
+def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str) -> DAG:
+    """teardown_idle_deployments: judge every deployment; the idle ones go through the same
+    teardown groups as teardown_deployment (release and node group; shared things stay)."""
+    with _dag(dag_id, doc_md=doc_md, schedule=schedule, params={}, tags=["teardown"]):
+        verdicts = JudgeDeploymentOperator.partial(task_id="judge_deployment").expand(record=discover_deployments())
+
+        @task_group(group_id="teardown")
+        def teardown(plan: Any, nodegroup: Any, system_nodegroup: Any) -> None:
+            kube, aws = teardown_groups(plan, nodegroup, system_nodegroup)
+            aws >> register_removal(plan)
+
+        teardown.expand_kwargs(select_idle(verdicts.output)) >> summarize(verdicts.output)
 
 
 def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = None,
@@ -121,18 +173,8 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
     """One deploy DAG offering ``model_ids`` (default: the whole catalog)."""
     all_models, instance_types = catalog_index()
     model_ids = model_ids or all_models
-    with DAG(
-        dag_id=dag_id,
-        doc_md=doc_md,
-        schedule=None,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=DEFAULT_ARGS,
-        tags=["llm", "eks", "vllm", "deploy", *(tags or [])],
-        params=deploy_params(model_ids, default_model or model_ids[0], instance_types),
-        render_template_as_native_obj=True,
-    ) as dag:
+    with _dag(dag_id, doc_md=doc_md, schedule=None, tags=["deploy", *(tags or [])],
+              params=deploy_params(model_ids, default_model or model_ids[0], instance_types)) as dag:
         plan = plan_deployment()
         provision = provision_group(plan)
         storage, fsx = storage_group(plan)
@@ -151,4 +193,9 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         dag.get_task("provision.ensure_cluster") >> storage >> weights
         weights >> deploy >> ready >> smoke >> bench
         register(plan, smoke.output, bench.output)
+        # After a failure once billable things may exist: mark it failed, and with
+        # teardown_on_failure remove it now (release and node group; shared things stay).
+        failed = mark_failed("{{ params.teardown_on_failure }}")
+        [devices, secret, weights, deploy, ready, smoke, bench] >> failed
+        teardown_groups(failed, failed["nodegroup"], failed["system_nodegroup"])
     return dag

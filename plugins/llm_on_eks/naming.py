@@ -15,6 +15,10 @@ LABEL_PREFIX = "llm-on-eks.io"
 MANAGED_BY_KEY = f"{LABEL_PREFIX}/managed-by"
 DEPLOYMENT_KEY = f"{LABEL_PREFIX}/deployment"
 CLUSTER_KEY = f"{LABEL_PREFIX}/cluster"
+NAMESPACE_KEY = f"{LABEL_PREFIX}/namespace"
+REGION_KEY = f"{LABEL_PREFIX}/region"
+# On a deployment's node group while its last deploy run has failed; removed when one succeeds.
+FAILED_AT_KEY = f"{LABEL_PREFIX}/failed-at"
 ACCELERATOR_KEY = f"{LABEL_PREFIX}/accelerator"
 IDLE_TTL_ANNOTATION = f"{LABEL_PREFIX}/idle-ttl-minutes"
 PROTECTED_ANNOTATION = f"{LABEL_PREFIX}/protected"
@@ -50,9 +54,30 @@ def nodegroup_name(deployment: str) -> str:
     return f"{deployment}-nodes"
 
 
-def aws_tags(deployment: str, cluster: str) -> dict[str, str]:
-    """Tags on every AWS resource a deployment creates: how ensure-steps and teardown find them."""
-    return {MANAGED_BY_KEY: PROJECT, DEPLOYMENT_KEY: deployment, CLUSTER_KEY: cluster}
+def fsx_name(cluster: str) -> str:
+    """The cluster's shared FSx file system (its Name tag)."""
+    return f"{cluster}-model-weights"
+
+
+def fsx_claim_name(cluster: str) -> str:
+    """The PersistentVolumeClaim each namespace reads the file system through."""
+    return fsx_name(cluster)[:63]
+
+
+def artifact_bucket(cluster: str, region: str) -> str:
+    return f"{PROJECT}-{cluster}-{region}".lower()[:63]
+
+
+def lease_name(deployment: str) -> str:
+    """The Kubernetes Lease that lets one deploy or teardown of a deployment act at a time."""
+    return f"{PROJECT}-{deployment}"
+
+
+def aws_tags(deployment: str, cluster: str, namespace: str, region: str) -> dict[str, str]:
+    """Tags on every AWS resource a deployment creates: how ensure-steps, the teardown and the
+    idle teardown's discovery find them and the deployment they belong to."""
+    return {MANAGED_BY_KEY: PROJECT, DEPLOYMENT_KEY: deployment, CLUSTER_KEY: cluster, NAMESPACE_KEY: namespace,
+            REGION_KEY: region}
 
 
 def system_tags(cluster: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
+from llm_on_eks.catalog import profile_names
 from llm_on_eks.naming import DEPLOYMENT_NAME_MAX, DEPLOYMENT_NAME_PATTERN
 from llm_on_eks.plan import DEFAULTS
 
@@ -35,11 +36,15 @@ def deploy_params(model_ids: list[str], default_model: str, instance_types: list
                        description="Catalog id of the model to serve.", section="Model"),
         "accelerator": Param(DEFAULTS["accelerator"], type="string", enum=["gpu", "neuron"], title="Accelerator",
                              description="gpu: NVIDIA (p5/p4d/g5/g6e); neuron: AWS Trainium2 (trn2).", section="Model"),
+        "profile": Param(None, **_optional("string"), enum=[None, *profile_names()], title="Catalog profile",
+                         description="A named profile of the model (gpu-p4d: Scout on 8x A100; neuron-nxdi: NxD "
+                                     "Inference); it sets the accelerator. Empty: the accelerator's default profile.",
+                         section="Model"),
         "instance_type": Param(None, **_optional("string"), enum=[None, *instance_types], title="Instance type",
                                description="Override the profile's instance type (same accelerator).", section="Model"),
         "deployment_name": Param(None, **_optional("string", pattern=DEPLOYMENT_NAME_PATTERN, maxLength=DEPLOYMENT_NAME_MAX),
                                  title="Deployment name",
-                                 description="Names the Helm release, node group and tags. Default: <model>-<accelerator>.",
+                                 description="Names the Helm release, node group and tags. Default: <model>-<profile>.",
                                  section="Model"),
         # -- Cluster
         "cluster_name": Param(DEFAULTS["cluster_name"], type="string", pattern=CLUSTER_NAME_PATTERN, title="EKS cluster",
@@ -105,6 +110,48 @@ def deploy_params(model_ids: list[str], default_model: str, instance_types: list
                                   description="The idle teardown removes the deployment after this long unused.",
                                   section="Lifecycle"),
         "protected": Param(DEFAULTS["protected"], type="boolean", title="Protect from idle teardown", section="Lifecycle"),
+        "teardown_on_failure": Param(False, type="boolean", title="Tear down on failure",
+                                     description="Off: a failed deploy's node group is marked failed and the idle "
+                                                 "teardown removes it after a grace period. On: removed at once.",
+                                     section="Lifecycle"),
         "dry_run": Param(DEFAULTS["dry_run"], type="boolean", title="Dry run",
                          description="Plan and describe every step without creating anything.", section="Lifecycle"),
+    }
+
+
+def teardown_form() -> dict[str, Param]:
+    """The params form of teardown_deployment: which deployment, and what goes beyond its release."""
+    return {
+        "deployment_name": Param("", type="string", pattern=DEPLOYMENT_NAME_PATTERN, maxLength=DEPLOYMENT_NAME_MAX,
+                                 title="Deployment name", description="As deployed (default there: <model>-<accelerator>).",
+                                 section="Deployment"),
+        "namespace": Param(DEFAULTS["namespace"], type="string", pattern=DNS_LABEL_PATTERN, title="Kubernetes namespace",
+                           section="Deployment"),
+        "cluster_name": Param(DEFAULTS["cluster_name"], type="string", pattern=CLUSTER_NAME_PATTERN, title="EKS cluster",
+                              section="Deployment"),
+        "region": Param(DEFAULTS["region"], type="string", pattern=REGION_PATTERN, title="AWS region",
+                        section="Deployment"),
+        "aws_conn_id": Param(DEFAULTS["aws_conn_id"], type="string", title="Airflow AWS connection",
+                             section="Deployment"),
+        "kubernetes_conn_id": Param(None, **_optional("string"), title="Airflow Kubernetes connection",
+                                    description="Empty: reach the EKS cluster with the AWS connection.",
+                                    section="Deployment"),
+        "artifact_bucket": Param(None, **_optional("string", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
+                                 title="Artifact bucket", description="Default: llm-on-eks-<cluster>-<region>.",
+                                 section="Deployment"),
+        "delete_nodegroup": Param(True, type="boolean", title="Delete the node group",
+                                  description="The deployment's accelerator nodes: what costs money.",
+                                  section="What goes"),
+        "delete_fsx": Param(False, type="boolean", title="Delete the FSx file system",
+                            description="Only if llm-on-eks made it and no other deployment uses it.",
+                            section="What goes"),
+        "delete_cluster": Param(False, type="boolean", title="Delete the cluster",
+                                description="Only if llm-on-eks created it and no other node group is left on it.",
+                                section="What goes"),
+        "delete_artifacts": Param(False, type="boolean", title="Delete the artifact bucket",
+                                  description="Compiled Neuron artifacts and staged weights are costly to rebuild.",
+                                  section="What goes"),
+        "dry_run": Param(DEFAULTS["dry_run"], type="boolean", title="Dry run",
+                         description="List what would go and why each kept thing is kept; remove nothing.",
+                         section="What goes"),
     }

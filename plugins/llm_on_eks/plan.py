@@ -19,7 +19,7 @@ from llm_on_eks import naming
 from llm_on_eks.catalog import Catalog, CatalogError, Model, Profile, default_catalog
 from llm_on_eks.sizing import InfeasiblePlan, SizingRequest, check_feasible
 
-PLAN_VERSION = 2
+PLAN_VERSION = 3  # 3: named profiles, Neuron frameworks (cache_env, identity), host memory
 SERVING_PORT = 8000
 # Where FSx for Lustre is mounted in the staging Job; the serving pods read the claim directly.
 FSX_MOUNT_PATH = "/fsx"
@@ -82,6 +82,7 @@ class ModelSection(TypedDict):
 
 
 class ProfileSection(TypedDict):
+    name: str  # the catalog profile: gpu, gpu-p4d, neuron, neuron-nxdi
     accelerator: str
     instance_type: str
     nodes: int
@@ -90,6 +91,8 @@ class ProfileSection(TypedDict):
     pipeline_parallel_size: int
     dtype: str
     quantization: str | None
+    # The checkpoint's own quantization method (vLLM reads it from config.json; no --quantization).
+    checkpoint_quantization: str | None
     kv_cache_dtype: str
     max_model_len: int
     images_per_prompt: int
@@ -98,6 +101,9 @@ class ProfileSection(TypedDict):
     vllm_args: dict[str, Any]
     env: dict[str, str]
     startup_budget_s: int
+    # Host memory of a Neuron pod ({"request", "limit"}, e.g. "384Gi"): sharding loads the whole
+    # model into host RAM, and a pod without a request is BestEffort, the first evicted.
+    host_memory: dict[str, str] | None
 
 
 class AwsSection(TypedDict):
@@ -114,12 +120,19 @@ class ClusterSection(TypedDict):
     security_group_ids: list[str]
 
 
-class NodegroupSpec(TypedDict):
-    """A managed node group as both its ensure and its delete step see it: the accelerator
-    group of a deployment, or the system group of a cluster. The two differ only in data."""
+class NodegroupRef(TypedDict):
+    """What a delete step needs of a node group: its name, and the tags that say it is ours."""
 
     name: str
     role: str  # "accelerator" | "system"
+    # Who owns it: the tags it is created with, and the ones an existing group must carry.
+    tags: dict[str, str]
+
+
+class NodegroupSpec(NodegroupRef):
+    """A managed node group as both its ensure and its delete step see it: the accelerator
+    group of a deployment, or the system group of a cluster. The two differ only in data."""
+
     instance_type: str
     ami_type: str
     capacity_type: str
@@ -129,8 +142,6 @@ class NodegroupSpec(TypedDict):
     taints: list[dict[str, str]]
     node_role_arn: str | None
     subnet_ids: list[str]
-    # Who owns it: the tags it is created with, and the ones an existing group must carry.
-    tags: dict[str, str]
     # The accelerator group is sized by the plan; the system group's size is left to whoever
     # changed it (an autoscaler).
     enforce_size: bool
@@ -161,10 +172,15 @@ class StorageSection(TypedDict):
 
 
 class NeuronSection(TypedDict):
-    framework: str
-    config: dict[str, Any]
+    framework: str  # "optimum" | "nxdi"
+    config: dict[str, Any] | None  # NxD Inference's neuron config; None for optimum
+    # Everything that changes the compiled output; ``hash`` is its digest and names the S3 prefix.
+    identity: dict[str, Any]
     hash: str
     artifacts_uri: str
+    # The variable naming artifacts_uri to vLLM: NEURON_COMPILE_CACHE_URL (optimum's compile cache,
+    # filled while vllm serve compiles) or NEURON_COMPILED_ARTIFACTS (NxD Inference, traced before).
+    cache_env: str
     marker_key: str
     budget_s: int
 
@@ -248,7 +264,13 @@ def _resolve_sizing(catalog: Catalog, model: Model, profile: Profile, params: di
     if max_model_len > profile.max_model_len.max:
         raise PlanError(
             f"max_model_len {max_model_len} exceeds the {profile.max_model_len.max} that the "
-            f"{model.id} {profile.accelerator} profile is validated for"
+            f"{model.id} {profile.name} profile is validated for"
+        )
+    tp = params.get("tensor_parallel_size")
+    if profile.neuron and profile.neuron.config and tp and tp != profile.tensor_parallel_size:
+        raise PlanError(
+            f"tensor_parallel_size {tp}: the {model.id} {profile.name} profile's NxD Inference neuron config is "
+            f"written for TP {profile.tensor_parallel_size} (its tp_degree and world_size)"
         )
     request = SizingRequest.from_profile(
         catalog,
@@ -268,41 +290,62 @@ def _images_per_prompt(model: Model, profile: Profile, requested: int | None) ->
         return profile.images_per_prompt.default
     if requested and not model.takes_images:
         raise PlanError(f"{model.id} does not take images; images_per_prompt must be 0")
+    if requested and profile.images_refusal:
+        raise PlanError(f"images_per_prompt {requested} on the {model.id} {profile.name} profile: {profile.images_refusal}")
     if requested > profile.images_per_prompt.max:
         raise PlanError(
             f"images_per_prompt {requested} exceeds the {profile.images_per_prompt.max} the "
-            f"{model.id} {profile.accelerator} profile allows"
+            f"{model.id} {profile.name} profile allows"
         )
     return requested
 
 
-def _neuron_compile(profile: Profile, model: Model, max_model_len: int, tp: int, bucket: str) -> NeuronSection | None:
-    """Compile settings and the content-addressed S3 prefix of the compiled artifacts."""
-    if profile.neuron is None:
+# The vLLM flags that shape what Neuron compiles. optimum-neuron exports with batch size =
+# --max-num-seqs, sequence length = --max-model-len, TP = --tensor-parallel-size and --dtype
+# (optimum/neuron/vllm/model_loader.py); NxD Inference traces its neuron config (additional-config).
+COMPILE_ARGS = ("tensor-parallel-size", "pipeline-parallel-size", "max-model-len", "max-num-seqs",
+                "max-num-batched-tokens", "dtype", "kv-cache-dtype", "block-size", "additional-config")
+
+
+def _neuron_config(profile: Profile, max_model_len: int) -> dict[str, Any] | None:
+    """NxD Inference's neuron config at this sequence length (buckets up to it); None for optimum."""
+    if profile.neuron is None or profile.neuron.config is None:
         return None
     config = json.loads(json.dumps(profile.neuron.config))
-    if profile.neuron.framework == "nxdi":
-        text = config["text_config"]
-        text["seq_len"] = max_model_len
-        for key in ("context_encoding_buckets", "token_generation_buckets"):
-            text[key] = [b for b in text[key] if b < max_model_len] + [max_model_len]
-    else:
-        config["sequence_length"] = max_model_len
-        config["tensor_parallel_size"] = tp
+    text = config["text_config"]
+    text["seq_len"] = max_model_len
+    for key in ("context_encoding_buckets", "token_generation_buckets"):
+        text[key] = [b for b in text[key] if b < max_model_len] + [max_model_len]
+    return config
+
+
+def _neuron_compile(profile: Profile, model: Model, config: dict[str, Any] | None, vllm_args: dict[str, Any],
+                    bucket: str) -> NeuronSection | None:
+    """Compile settings and the content-addressed S3 prefix of what is compiled. The key covers
+    everything that changes the compiled output: the model at its revision, the image (the
+    compiler version with it; region-independent), the framework and its environment
+    (NEURON_CC_FLAGS), and the compile-shaping flags (TP, sequence length, batch size, dtype)."""
+    if profile.neuron is None:
+        return None
+    runtime = profile.neuron.runtime
     identity = {
         "hf_repo": profile.hf_repo,
         "revision": model.revision,
         "framework": profile.neuron.framework,
-        "config": config,
         "image": profile.image,
+        "env": dict(sorted(profile.env.items())),
+        "args": {k: vllm_args[k] for k in COMPILE_ARGS if k in vllm_args},
+        "config": config,
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     prefix = f"neuron-cache/{model.id}/{digest}"
     return {
         "framework": profile.neuron.framework,
         "config": config,
+        "identity": identity,
         "hash": digest,
         "artifacts_uri": f"s3://{bucket}/{prefix}/",
+        "cache_env": runtime.cache_env,
         "marker_key": f"{prefix}/_COMPLETE.json",
         "budget_s": profile.neuron.compile_budget_s,
     }
@@ -314,7 +357,7 @@ def _fsx(profile: Profile, model: Model, params: dict[str, Any], cluster: str, b
     subnets = params.get("subnet_ids") or []
     model_path = f"models/{profile.hf_repo}/{model.revision}"
     return {
-        "name": f"{cluster}-model-weights",
+        "name": naming.fsx_name(cluster),
         "deployment_type": "PERSISTENT_2",
         "storage_capacity_gib": FSX_STORAGE_GIB,
         "throughput_per_tib": FSX_THROUGHPUT_PER_TIB,
@@ -326,7 +369,7 @@ def _fsx(profile: Profile, model: Model, params: dict[str, Any], cluster: str, b
         "mount_path": FSX_MOUNT_PATH,
         "model_path": f"{FSX_MOUNT_PATH}/{model_path}",
         "marker_key": f"{model_path}/.llm-on-eks-staged.json",
-        "pvc_name": f"{cluster}-model-weights"[:63],
+        "pvc_name": naming.fsx_claim_name(cluster),
         "budget_s": FSX_STAGING_BUDGET_S,
     }
 
@@ -360,12 +403,13 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> Plan:
     catalog = catalog or default_catalog()
     try:
         model = catalog.model(params["model"])
-        profile = model.profile(param(params, "accelerator"))
+        # A named profile (gpu-p4d, neuron-nxdi) wins over the accelerator, which names its default one.
+        profile = model.profile(params.get("profile") or param(params, "accelerator"))
         request, sizing = _resolve_sizing(catalog, model, profile, params)
     except (CatalogError, InfeasiblePlan) as exc:
         raise PlanError(str(exc)) from exc
 
-    deployment = params.get("deployment_name") or naming.default_deployment_name(model.id, profile.accelerator)
+    deployment = params.get("deployment_name") or naming.default_deployment_name(model.id, profile.name)
     try:
         naming.check_deployment_name(deployment)
     except ValueError as exc:
@@ -379,23 +423,31 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> Plan:
     accel = ACCELERATORS[profile.accelerator]
     instance = request.instance
     images = _images_per_prompt(model, profile, params.get("images_per_prompt"))
-    bucket = params.get("artifact_bucket") or f"{naming.PROJECT}-{cluster}-{region}".lower()[:63]
+    bucket = params.get("artifact_bucket") or naming.artifact_bucket(cluster, region)
     tp, pp = request.tensor_parallel_size, request.pipeline_parallel_size
     vllm_args = {
         **profile.vllm_args,
         "served-model-name": profile.hf_repo,
+        "dtype": request.dtype,
         "tensor-parallel-size": tp,
         "pipeline-parallel-size": pp,
         "max-model-len": request.max_model_len,
         "kv-cache-dtype": request.kv_cache_dtype,
     }
+    if "max-num-batched-tokens" in vllm_args:
+        # The tested Neuron shape batches as many tokens as the sequence length (ai-on-eks-charts PR #12:
+        # 4096 and 4096); a longer context override raises both, so no prompt is cut by the batch size.
+        vllm_args["max-num-batched-tokens"] = max(vllm_args["max-num-batched-tokens"], request.max_model_len)
     if profile.accelerator == "gpu":
         vllm_args["gpu-memory-utilization"] = request.gpu_memory_utilization
-    if model.takes_images:
+    if model.takes_images and not profile.images_refusal:
         vllm_args["limit-mm-per-prompt"] = json.dumps({"image": images})
-    if profile.quantization:
+    if profile.quantization and not profile.checkpoint_quantization:
+        # Quantize a BF16 checkpoint when loading. A pre-quantized checkpoint declares its method in
+        # config.json and vLLM refuses a --quantization that differs from it (vLLM docs, "Quantization").
         vllm_args["quantization"] = profile.quantization
-    tags = naming.aws_tags(deployment, cluster)
+    neuron_config = _neuron_config(profile, request.max_model_len)
+    tags = naming.aws_tags(deployment, cluster, param(params, "namespace"), region)
     node_role_arn = params.get("node_role_arn")
     return {
         "plan_version": PLAN_VERSION,
@@ -411,6 +463,7 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> Plan:
             "takes_images": model.takes_images,
         },
         "profile": {
+            "name": profile.name,
             "accelerator": profile.accelerator,
             "instance_type": instance.name,
             "nodes": request.nodes,
@@ -419,14 +472,18 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> Plan:
             "pipeline_parallel_size": pp,
             "dtype": request.dtype,
             "quantization": request.quantization,
+            "checkpoint_quantization": profile.checkpoint_quantization,
             "kv_cache_dtype": request.kv_cache_dtype,
             "max_model_len": request.max_model_len,
             "images_per_prompt": images,
             "weights": profile.weights,
-            "image": profile.image,
+            # The AWS Deep Learning Containers registry is per region: the image follows the plan's.
+            "image": catalog.resolve_image(profile.image, region),
             "vllm_args": vllm_args,
             "env": dict(profile.env),
             "startup_budget_s": profile.startup_budget_s,
+            "host_memory": {"request": f"{profile.host_memory.request_gib}Gi", "limit": f"{profile.host_memory.limit_gib}Gi"}
+            if profile.host_memory else None,
         },
         "sizing": sizing.as_dict(),
         "aws": {"conn_id": param(params, "aws_conn_id"), "region": region},
@@ -460,7 +517,7 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> Plan:
             "artifact_bucket": bucket,
             "fsx": _fsx(profile, model, params, cluster, bucket),
         },
-        "neuron": _neuron_compile(profile, model, request.max_model_len, tp, bucket),
+        "neuron": _neuron_compile(profile, model, neuron_config, vllm_args, bucket),
         "hf_token": {
             "conn_id": param(params, "hf_token_conn_id"),
             "secrets_manager_id": params.get("hf_token_secret_id"),
@@ -496,3 +553,59 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> Plan:
         },
         "tags": tags,
     }
+
+
+class TeardownPlan(TypedDict):
+    """What a teardown acts on. Built from the deployment's identity with the same naming rules a
+    deploy uses, so a teardown finds everything by name and tags without remembering anything:
+    after a failed deploy, an Airflow restart, or from another Airflow."""
+
+    deployment: str
+    dry_run: bool
+    reason: str
+    aws: AwsSection
+    cluster: dict[str, str]  # {"name"}
+    nodegroup: NodegroupRef
+    system_nodegroup: NodegroupRef
+    storage: dict[str, Any]  # {"artifact_bucket", "fsx": {"name", "pvc_name"}}
+    kubernetes: dict[str, Any]  # {"conn_id", "namespace", "release", "labels"}
+    hf_token: dict[str, Any]  # {"k8s_secret": {"name", "key"}}
+
+
+TEARDOWN_KEYS = ("deployment_name", "cluster_name", "region", "namespace", "aws_conn_id", "kubernetes_conn_id",
+                 "artifact_bucket", "dry_run", "reason")
+
+
+def build_teardown_plan(params: dict[str, Any], catalog: Catalog | None = None) -> TeardownPlan:
+    """The teardown of ``params["deployment_name"]`` on the params' cluster and namespace."""
+    catalog = catalog or default_catalog()
+    deployment = params.get("deployment_name") or ""
+    try:
+        naming.check_deployment_name(deployment)
+    except ValueError as exc:
+        raise PlanError(f"deployment_name: {exc}") from exc
+    cluster, region = param(params, "cluster_name"), param(params, "region")
+    return {
+        "deployment": deployment,
+        "dry_run": bool(param(params, "dry_run")),
+        "reason": params.get("reason") or "requested",
+        "aws": {"conn_id": param(params, "aws_conn_id"), "region": region},
+        "cluster": {"name": cluster},
+        "nodegroup": {"name": naming.nodegroup_name(deployment), "role": "accelerator",
+                      "tags": naming.aws_tags(deployment, cluster, param(params, "namespace"), region)},
+        "system_nodegroup": {"name": system_nodegroup_name(cluster), "role": naming.SYSTEM_ROLE,
+                             "tags": naming.system_tags(cluster)},
+        "storage": {"artifact_bucket": params.get("artifact_bucket") or naming.artifact_bucket(cluster, region),
+                    "fsx": {"name": naming.fsx_name(cluster), "pvc_name": naming.fsx_claim_name(cluster)}},
+        "kubernetes": {"conn_id": params.get("kubernetes_conn_id"), "namespace": param(params, "namespace"),
+                       "release": deployment, "labels": naming.k8s_labels(deployment)},
+        "hf_token": {"k8s_secret": {"name": catalog.hf_token_secret_name, "key": catalog.hf_token_secret_key}},
+    }
+
+
+def teardown_params(plan: Plan) -> dict[str, Any]:
+    """The teardown params that find what ``plan`` deployed (its identity and how to reach it)."""
+    return {"deployment_name": plan["deployment"], "cluster_name": plan["cluster"]["name"],
+            "region": plan["aws"]["region"], "namespace": plan["kubernetes"]["namespace"],
+            "aws_conn_id": plan["aws"]["conn_id"], "kubernetes_conn_id": plan["kubernetes"]["conn_id"],
+            "artifact_bucket": plan["storage"]["artifact_bucket"]}

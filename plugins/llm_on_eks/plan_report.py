@@ -15,8 +15,10 @@ def summarize(plan: Plan) -> str:
         f"Deployment {plan['deployment']!r}{' (DRY RUN: nothing will be created)' if plan['dry_run'] else ''}",
         f"  model       {model['display_name']} = {model['hf_repo']}@{model['revision']}"
         + ("" if model["revision_pinned"] else "  (revision not pinned to a commit)"),
-        f"  hardware    {profile['nodes']}x {profile['instance_type']} ({profile['accelerator']}), "
-        f"{profile['accelerators_per_node']} accelerators per node",
+        f"  hardware    {profile['nodes']}x {profile['instance_type']} ({profile['accelerator']}, profile "
+        f"{profile.get('name', profile['accelerator'])}), {profile['accelerators_per_node']} accelerators per node"
+        + (f", host memory {profile['host_memory']['request']} requested / {profile['host_memory']['limit']} limit"
+           if profile.get("host_memory") else ""),
         f"  parallelism TP {profile['tensor_parallel_size']} x PP {profile['pipeline_parallel_size']}, "
         f"{precision} weights, KV cache {profile['kv_cache_dtype']}",
         f"  memory      weights {sizing['weights_gib']} GiB ({sizing['weights_per_rank_gib']} GiB per rank of "
@@ -24,6 +26,8 @@ def summarize(plan: Plan) -> str:
         f"  context     max_model_len {profile['max_model_len']} (largest that fits: {sizing['max_model_len_fit']}), "
         f"images per prompt {profile['images_per_prompt']}",
         f"  weights     {profile['weights']}",
+        *([f"  compile     {plan['neuron']['framework']} into {plan['neuron']['artifacts_uri']} "
+           f"({plan['neuron']['cache_env']}), once per key {plan['neuron']['hash']}"] if plan.get("neuron") else []),
         f"  cluster     {plan['cluster']['name']} in {plan['aws']['region']} "
         f"({'created if missing' if plan['cluster']['create'] else 'must exist'}), "
         f"node group {plan['nodegroup']['name']}",

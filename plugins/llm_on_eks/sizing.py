@@ -233,10 +233,10 @@ def size(request: SizingRequest) -> Sizing:
 def alternatives(catalog: Catalog, request: SizingRequest) -> list[str]:
     """Configurations of the same model that fit: its catalog profiles, then other GPU instances."""
     found = []
-    for accelerator, profile in request.model.profiles.items():
+    for name, profile in request.model.profiles.items():
         candidate = SizingRequest.from_profile(catalog, request.model, profile)
         if size(candidate).feasible:
-            found.append(f"the {accelerator!r} profile: {candidate.describe()}")
+            found.append(f"the {name!r} profile: {candidate.describe()}")
     if request.instance.accelerator == "gpu":
         for instance in catalog.instance_types.values():
             if instance.accelerator != "gpu" or instance.name == request.instance.name:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param
 
 from llm_on_eks.catalog import catalog_index
-from llm_on_eks.factory import DEFAULT_ARGS, START_DATE, provision_group, storage_group, teardown_group
+from llm_on_eks.factory import DEFAULT_ARGS, START_DATE, provision_group, storage_group, teardown_aws_group
 from llm_on_eks.operators.plan_deployment import plan_deployment
 from llm_on_eks.params import deploy_params
 
@@ -31,5 +31,7 @@ for suffix, deferrable in (("", False), ("_deferrable", True)):
                      "delete_cluster": Param(False, type="boolean"), "delete_fsx": Param(False, type="boolean"),
                      "delete_artifacts": Param(False, type="boolean")}):
         plan = plan_deployment()
-        plan >> teardown_group(plan, delete_cluster="{{ params.delete_cluster }}", delete_fsx="{{ params.delete_fsx }}",
-                               delete_artifacts="{{ params.delete_artifacts }}", deferrable=deferrable, waiter_delay=1)
+        plan >> teardown_aws_group(plan, plan["nodegroup"], plan["system_nodegroup"],
+                                   delete_cluster="{{ params.delete_cluster }}", delete_fsx="{{ params.delete_fsx }}",
+                                   delete_artifacts="{{ params.delete_artifacts }}", deferrable=deferrable,
+                                   waiter_delay=1)

@@ -104,7 +104,12 @@ def test_startup_budget_covers_maverick_two_hours(helm, tmp_path):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"neuron": {"compiledArtifacts": ""}}, "neuron.compiledArtifacts is required"),
+        # Each Neuron framework keeps its compiled model its own way (issue 15: optimum has no artifacts).
+        ({"neuron": {"framework": "nxdi", "compiledArtifacts": ""}}, "neuron.compiledArtifacts is required"),
+        ({"neuron": {"framework": "optimum", "compileCacheUrl": ""}}, "neuron.compileCacheUrl is required"),
+        ({"neuron": {"compiledArtifacts": "s3://bucket/x/"}}, "neuron.framework (optimum or nxdi) is required"),
+        ({"neuron": {"framework": "optimum", "compileCacheUrl": "s3://b/c/", "compiledArtifacts": "s3://b/a/"}},
+         "neuron.compiledArtifacts is NxD Inference's"),
         ({"model": {"name": "m", "source": "s3://bucket/model"}}, "/model/source"),
         ({"image": {"repository": "vllm/vllm-openai", "tag": "latest"}}, "/image/tag"),
         ({"hfTokenValue": "hf_secret"}, "hfTokenValue"),

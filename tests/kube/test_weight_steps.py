@@ -49,15 +49,17 @@ def dag(request):
     return load_dag("tests/dags/weight_steps.py", "test_weight_steps" + request.param)
 
 
-@pytest.mark.parametrize(("accelerator", "task", "node"), [
-    ("neuron", "neuron_compile", "trn2-48xlarge-0"),
+@pytest.mark.parametrize(("profile", "task", "node"), [
+    ("neuron", "neuron_compile", "trn2-48xlarge-0"),  # optimum-neuron
+    ("neuron-nxdi", "neuron_compile", "trn2-48xlarge-0"),  # NxD Inference
     ("gpu", "stage_to_fsx", "m6i-2xlarge-0"),
 ])
-def test_job_runs_once_on_the_right_node(sandbox_cluster, moto_s3, conf, dag, accelerator, task, node):
+def test_job_runs_once_on_the_right_node(sandbox_cluster, moto_s3, conf, dag, profile, task, node):
     from kubernetes import client
 
     _, s3 = moto_s3
-    conf = {**conf, "model": "llama4-scout", "accelerator": accelerator}
+    accelerator = profile.split("-")[0]
+    conf = {**conf, "model": "llama4-scout", "accelerator": accelerator, "profile": profile}
     from llm_on_eks.plan import build_plan
 
     plan = build_plan({**conf, "cluster_name": "llm-inference", "region": "us-west-2"})
@@ -70,10 +72,16 @@ def test_job_runs_once_on_the_right_node(sandbox_cluster, moto_s3, conf, dag, ac
     assert result["skipped"] is False and result["nodes"] == [node]
     (job,) = client.BatchV1Api(sandbox_cluster.api_client()).list_namespaced_job(conf["namespace"]).items
     container = job.spec.template.spec.containers[0]
-    if accelerator == "neuron":
-        # All 16 devices of the node, and the host memory the ai-on-eks Trainium2 guide reserves for tracing.
+    env = {e.name: e.value for e in container.env}
+    if profile == "neuron-nxdi":
+        # All 16 devices of the node, and the host memory the NxD Inference Llama 4 values reserve for tracing.
         assert container.resources.limits == {"aws.amazon.com/neuron": "16", "memory": "768Gi"}
-        assert {e.name: e.value for e in container.env}["NEURON_COMPILED_ARTIFACTS"] == "/compiled"
+        assert env["NEURON_COMPILED_ARTIFACTS"] == "/compiled"
+    elif profile == "neuron":
+        # optimum-neuron (ai-on-eks-charts PR #12): 384Gi for Scout, compiled into the S3 compile cache.
+        assert container.resources.limits == {"aws.amazon.com/neuron": "16", "memory": "384Gi"}
+        assert env["NEURON_COMPILE_CACHE_URL"] == plan["neuron"]["artifacts_uri"]
+        assert "NEURON_COMPILED_ARTIFACTS" not in env
     else:
         assert job.spec.template.spec.volumes[0].persistent_volume_claim.claim_name == plan["storage"]["fsx"]["pvc_name"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_on_eks.naming import DEPLOYMENT_KEY, PROJECT
+from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY, PROJECT
 from llm_on_eks.plan import NodegroupSpec, Plan
 
 
@@ -101,7 +101,7 @@ def bucket_tagging_request(plan: Plan, created: dict[str, str] | None = None) ->
 def fsx_tags(plan: Plan, created: dict[str, str] | None = None) -> list[dict[str, str]]:
     """FSx is shared by a cluster's deployments: tagged with the cluster, not one deployment."""
     fsx = plan["storage"]["fsx"]
-    tags = {k: v for k, v in _tags(plan, created).items() if k != DEPLOYMENT_KEY}
+    tags = {k: v for k, v in _tags(plan, created).items() if k not in (DEPLOYMENT_KEY, NAMESPACE_KEY)}
     return [{"Key": "Name", "Value": fsx["name"]}, *({"Key": k, "Value": v} for k, v in tags.items())]
 
 

@@ -74,3 +74,13 @@ class Helm:
 
     def rollback(self, release: str, revision: int) -> None:
         self.run("rollback", release, str(revision), "--namespace", self.namespace)
+
+    def release(self, release: str) -> dict[str, Any] | None:
+        """The release as `helm list --all` shows it (name, chart, status, revision), or None."""
+        found = json.loads(self.run("list", "--namespace", self.namespace, "--all", "--output", "json",
+                                    "--filter", f"^{release}$"))
+        return found[0] if found else None
+
+    def uninstall(self, release: str, timeout_s: int) -> None:
+        """Uninstall and let helm wait for the release's resources to go (its own --timeout)."""
+        self.run("uninstall", release, "--namespace", self.namespace, "--wait", "--timeout", f"{timeout_s}s")

@@ -33,9 +33,10 @@ def model_source(plan: Plan) -> str:
 
 
 def server_args(plan: Plan) -> dict[str, Any]:
-    """vLLM flags for the serving pods and the NxD Inference compile Job alike: the Job must
-    trace with exactly the Neuron config the server will load, or the server recompiles.
-    (The vllm-neuron plugin takes it as additional_config.override_neuron_config.)"""
+    """vLLM flags for the serving pods and the Neuron compile Job alike: the Job must compile
+    with exactly the flags (and NxD Inference's neuron config) the server will look up, or the
+    server recompiles. (The vllm-neuron plugin takes the neuron config as
+    additional_config.override_neuron_config.)"""
     args = dict(plan["profile"]["vllm_args"])
     neuron = plan["neuron"]
     if neuron and neuron["framework"] == "nxdi":
@@ -43,24 +44,48 @@ def server_args(plan: Plan) -> dict[str, Any]:
     return args
 
 
+def resources(plan: Plan) -> dict[str, dict[str, str]]:
+    """Requests and limits of a serving (or compile) pod: the accelerators per node, requests equal
+    to limits (extended resources are never overcommitted), and a Neuron pod's host memory: the
+    ai-on-eks Trainium2 values request 384Gi for Scout and 1024Gi for Maverick, because sharding
+    loads the whole model into host RAM (awslabs/ai-on-eks-charts PR #12)."""
+    profile, kube = plan["profile"], plan["kubernetes"]
+    count = str(profile["accelerators_per_node"])
+    result = {kind: {kube["accelerator_resource"]: count} for kind in ("requests", "limits")}
+    memory = profile.get("host_memory")
+    if memory:
+        result["requests"]["memory"], result["limits"]["memory"] = memory["request"], memory["limit"]
+    return result
+
+
+def neuron_values(plan: Plan) -> dict[str, str]:
+    """The chart's `neuron` values: the framework and where its compiled output lives (a compile
+    cache URL for optimum, traced artifacts for NxD Inference); empty off Neuron."""
+    neuron = plan["neuron"]
+    if not neuron:
+        return {"framework": "", "compiledArtifacts": "", "compileCacheUrl": ""}
+    uri = neuron["artifacts_uri"]
+    return {"framework": neuron["framework"],
+            "compiledArtifacts": uri if neuron["cache_env"] == "NEURON_COMPILED_ARTIFACTS" else "",
+            "compileCacheUrl": uri if neuron["cache_env"] == "NEURON_COMPILE_CACHE_URL" else ""}
+
+
 def helm_values(plan: Plan) -> dict[str, Any]:
     profile, kube, lifecycle = plan["profile"], plan["kubernetes"], plan["lifecycle"]
-    neuron = plan["neuron"]
     return {
         "deploymentName": plan["deployment"],
         "model": {"name": plan["serving"]["served_model_name"], "source": model_source(plan)},
         "image": _image(profile["image"]),
         "nodes": profile["nodes"],
         "accelerator": {"type": profile["accelerator"]},
-        # The accelerators per node, requests equal to limits (extended resources are never overcommitted).
-        "resources": {kind: {kube["accelerator_resource"]: str(profile["accelerators_per_node"])}
-                      for kind in ("requests", "limits")},
+        "resources": resources(plan),
         "nodeSelector": dict(kube["node_selector"]),
         "tolerations": [dict(t) for t in kube["tolerations"]],
         "vllm": {"args": server_args(plan)},
-        "env": dict(profile["env"]),
+        # The S3 compile cache or artifacts are read with boto3 in the bucket's region.
+        "env": {**profile["env"], **({"AWS_DEFAULT_REGION": plan["aws"]["region"]} if plan["neuron"] else {})},
         "hfToken": {"secretName": plan["hf_token"]["k8s_secret"]["name"], "secretKey": plan["hf_token"]["k8s_secret"]["key"]},
-        "neuron": {"compiledArtifacts": neuron["artifacts_uri"] if neuron else ""},
+        "neuron": neuron_values(plan),
         "startup": {"budgetSeconds": profile["startup_budget_s"], "periodSeconds": PROBE_PERIOD_S},
         "service": {"port": plan["serving"]["port"]},
         "lifecycle": {"idleTtlMinutes": lifecycle["idle_ttl_minutes"], "protected": lifecycle["protected"]},

@@ -10,15 +10,16 @@ import hashlib
 import shlex
 from typing import Any
 
-from llm_on_eks.kube.helm_values import server_args
+from llm_on_eks.kube.helm_values import resources, server_args
 from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT
 from llm_on_eks.plan import Plan
 
 REDACTED = "<redacted>"
 SHM_SIZE = "64Gi"
 COMPILE_DIR = "/compiled"
-COMPILE_MEMORY_REQUEST = "512Gi"  # ai-on-eks Trainium2 guide: requests 512Gi, limits 768Gi
-COMPILE_MEMORY_LIMIT = "768Gi"
+COMPILE_PORT = 8000
+# The serving container's command (include/charts/vllm-serving/templates/_helpers.tpl, podSpec).
+SERVER_COMMAND = ["python3", "-m", "vllm.entrypoints.openai.api_server"]
 
 
 def _meta(plan: Plan, name: str, component: str) -> dict[str, Any]:
@@ -76,46 +77,60 @@ def _job(plan: Plan, name: str, component: str, pod_spec: dict[str, Any], deadli
     }
 
 
-def neuron_compile_job(plan: Plan) -> dict[str, Any]:
-    """Compile for Neuron on the trn2 node group and upload to the content-addressed S3 prefix.
+def server_command(plan: Plan) -> list[str]:
+    """The vLLM server's command line for a hub model source, as the chart renders it: --model and
+    --revision, --port, then the server flags by name (Helm ranges over a map in key order; true
+    renders a bare flag, false none)."""
+    model = plan["model"]
+    flags = [f"--{k}" if v is True else f"--{k}={v}" for k, v in sorted(server_args(plan).items()) if v is not False]
+    return [*SERVER_COMMAND, f"--model={model['hf_repo']}", f"--revision={model['revision']}",
+            f"--port={COMPILE_PORT}", *flags]
 
-    The marker is written last, after the upload: its presence means the artifacts are whole.
+
+def neuron_compile_job(plan: Plan) -> dict[str, Any]:
+    """Compile for Neuron on the trn2 node group into the content-addressed S3 prefix, by starting
+    the server with exactly the serving pods' flags and stopping it once it answers /health: a
+    compile with any other flag would not be the one the server looks up.
+
+    - optimum: optimum-neuron compiles inside `vllm serve` (`optimum-cli export neuron` does not
+      export Llama 4: the ai-on-eks guide "Llama 4 Inference with vLLM on AWS Trainium") and writes
+      its NEFFs to the Neuron compile cache, here the S3 prefix (NEURON_COMPILE_CACHE_URL, the
+      guide's recommended S3-backed cache); the serving pods read the same cache.
+    - nxdi: NxD Inference traces into an empty NEURON_COMPILED_ARTIFACTS (Neuron vLLM user guide),
+      a local directory synced to the prefix afterwards; the serving pods load it from there.
+
+    The marker is written last, after the artifacts: its presence means they are whole.
     """
-    neuron, profile, model = plan["neuron"], plan["profile"], plan["model"]
+    neuron, profile = plan["neuron"], plan["profile"]
     marker = f"s3://{plan['storage']['artifact_bucket']}/{neuron['marker_key']}"
-    if neuron["framework"] == "optimum":
-        config = neuron["config"]
-        compile_cmd = (
-            f"optimum-cli export neuron --model {shlex.quote(model['hf_repo'])} --revision {shlex.quote(model['revision'])} "
-            f"--batch_size {config['batch_size']} --sequence_length {config['sequence_length']} "
-            f"--tensor_parallel_size {config['tensor_parallel_size']} --auto_cast_type {config['auto_cast_type']} {COMPILE_DIR}"
-        )
-    else:
-        # NxD Inference traces on first start when NEURON_COMPILED_ARTIFACTS is empty (ai-on-eks Trainium2 guide),
-        # with the same flags (Neuron config included) the serving pods will use.
-        args = " ".join(f"--{k}={shlex.quote(str(v))}" for k, v in server_args(plan).items())
-        compile_cmd = (
-            f"python3 -m vllm.entrypoints.openai.api_server --model={shlex.quote(model['hf_repo'])} "
-            f"--revision={shlex.quote(model['revision'])} {args} --port=8000 & "
-            "server=$!; until curl -sf localhost:8000/health; do kill -0 $server || exit 1; sleep 30; done; kill $server"
-        )
-    script = "\n".join([
+    health = f"urllib.request.urlopen('http://localhost:{COMPILE_PORT}/health', timeout=10)"
+    lines = [
         "set -euo pipefail",
-        compile_cmd,
-        f"aws s3 sync {COMPILE_DIR} {shlex.quote(neuron['artifacts_uri'])}",
-        f"echo '{{\"hash\": \"{neuron['hash']}\"}}' | aws s3 cp - {shlex.quote(marker)}",
-    ])
-    env = [*hf_token_env(plan), {"name": "NEURON_COMPILED_ARTIFACTS", "value": COMPILE_DIR},
+        f"{shlex.join(server_command(plan))} &",
+        "server=$!",
+        f'until python3 -c "import urllib.request; {health}" 2>/dev/null; do kill -0 $server || exit 1; sleep 30; done',
+        "kill $server; wait $server || true",
+    ]
+    traced_locally = neuron["cache_env"] == "NEURON_COMPILED_ARTIFACTS"
+    if traced_locally:
+        lines.append(f"aws s3 sync {COMPILE_DIR} {shlex.quote(neuron['artifacts_uri'])}")
+    lines.append(f"echo '{{\"hash\": \"{neuron['hash']}\"}}' | aws s3 cp - {shlex.quote(marker)}")
+    cache = {"name": neuron["cache_env"], "value": COMPILE_DIR if traced_locally else neuron["artifacts_uri"]}
+    env = [*hf_token_env(plan), cache, {"name": "AWS_DEFAULT_REGION", "value": plan["aws"]["region"]},
            *({"name": k, "value": v} for k, v in profile["env"].items())]
-    container = {"name": "compile", "image": profile["image"], "command": ["bash", "-c", script], "env": env,
-                 "volumeMounts": [{"name": "compiled", "mountPath": COMPILE_DIR}, {"name": "shm", "mountPath": "/dev/shm"}]}
-    volumes = [{"name": "compiled", "emptyDir": {}}, {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}]
+    mounts = [{"name": "shm", "mountPath": "/dev/shm"}]
+    volumes = [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}]
+    if traced_locally:
+        mounts.insert(0, {"name": "compiled", "mountPath": COMPILE_DIR})
+        volumes.insert(0, {"name": "compiled", "emptyDir": {}})
+    container = {"name": "compile", "image": profile["image"], "command": ["bash", "-c", "\n".join(lines)], "env": env,
+                 "volumeMounts": mounts}
     name = f"{plan['deployment']}-compile-{neuron['hash'][:8]}"
     pod_spec = _accelerator_pod_spec(plan, container, volumes)
-    # Compiling holds the whole model in host memory; the host OOM killer ends it silently
-    # (aws-neuron-sdk#1222), so reserve what the ai-on-eks Trainium2 guide asks for.
-    container["resources"]["requests"]["memory"] = COMPILE_MEMORY_REQUEST
-    container["resources"]["limits"]["memory"] = COMPILE_MEMORY_LIMIT
+    # Compiling and sharding hold the whole model in host memory, and the host OOM killer ends a
+    # compile silently (aws-neuron-sdk#1222): the pod reserves the profile's host memory, as the
+    # serving pod does (kube.helm_values.resources).
+    container["resources"] = resources(plan)
     return _job(plan, name, "neuron-compile", pod_spec, neuron["budget_s"])
 
 

@@ -1,8 +1,11 @@
-"""The ``register`` step: record the deployment as an Asset event, the feed for dashboards and
-the idle teardown."""
+"""The deployment's life as Airflow records it: ``register`` after a deploy succeeds,
+``mark_failed`` after one fails, ``register_removal`` after a teardown. Deploys and removals are
+events of one Asset, so the Airflow UI shows each deployment's history, and the idle teardown
+finds every deployment it has to judge from them."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import Asset, TriggerRule, task
@@ -12,23 +15,80 @@ from airflow.sdk import Asset, TriggerRule, task
 DEPLOYMENTS_ASSET = Asset("llm_deployments")
 
 
+def _failed_tag(plan: dict[str, Any], when: str | None) -> str:
+    """Set (``when``) or remove the deployment node group's failed-at tag; what was done."""
+    from airflow.providers.amazon.aws.hooks.eks import EksHook
+
+    from llm_on_eks.aws import eks as rules
+    from llm_on_eks.naming import FAILED_AT_KEY
+
+    eks = EksHook(aws_conn_id=plan["aws"]["conn_id"], region_name=plan["aws"]["region"]).conn
+    group = rules.describe_nodegroup(eks, plan["cluster"]["name"], plan["nodegroup"]["name"])
+    if group is None:
+        return "no node group"
+    if when:
+        eks.tag_resource(resourceArn=group["nodegroupArn"], tags={FAILED_AT_KEY: when})
+        return f"node group tagged {FAILED_AT_KEY}={when}"
+    if FAILED_AT_KEY in (group.get("tags") or {}):
+        eks.untag_resource(resourceArn=group["nodegroupArn"], tagKeys=[FAILED_AT_KEY])
+    return "node group not marked failed"
+
+
 @task(trigger_rule=TriggerRule.NONE_FAILED, outlets=[DEPLOYMENTS_ASSET])
 def register(plan: dict[str, Any], smoke: Any = None, bench: Any = None, *, outlet_events=None) -> dict[str, Any]:
-    """Runs after skipped checks too; a dry run records nothing."""
+    """Runs after skipped checks too; a dry run records nothing. What the idle teardown needs to
+    find and reach the deployment is in the record; a failed-at mark from an earlier run goes."""
+    from llm_on_eks.plan import teardown_params
+
     record = {
+        **teardown_params(plan),
         "deployment": plan["deployment"],
         "model": plan["model"]["id"],
         "accelerator": plan["profile"]["accelerator"],
         "instance_type": plan["profile"]["instance_type"],
+        "nodes": plan["profile"]["nodes"],
         "cluster": plan["cluster"]["name"],
-        "region": plan["aws"]["region"],
         "namespace": plan["kubernetes"]["namespace"],
+        "endpoint_url": plan["serving"]["base_url"],
+        "port": plan["serving"]["port"],
         "hourly_usd": plan["sizing"]["hourly_usd"],
         "idle_ttl_minutes": plan["lifecycle"]["idle_ttl_minutes"],
         "dry_run": plan["dry_run"],
         "smoke_test": smoke,
         "benchmark": bench,
     }
+    if not plan["dry_run"]:
+        record["failed_mark"] = _failed_tag(plan, None)
+        outlet_events[DEPLOYMENTS_ASSET].extra = record
+    return record
+
+
+@task(trigger_rule=TriggerRule.ONE_FAILED, multiple_outputs=True)
+def mark_failed(teardown_on_failure: Any = False, **context: Any) -> dict[str, Any]:
+    """After a failed step: tag the node group failed-at, so the idle teardown removes it after
+    its grace period unless a later run succeeds; with ``teardown_on_failure``, hand the
+    teardown plan to the teardown groups that follow, which remove it now. The plan is pulled,
+    not passed: when the plan itself was refused there is none, and nothing was created."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from llm_on_eks.plan import build_teardown_plan, teardown_params
+
+    plan = context["ti"].xcom_pull(task_ids="plan_deployment")
+    if not plan or plan["dry_run"]:
+        raise AirflowSkipException("nothing was created: no plan, or a dry run")
+    print(_failed_tag(plan, datetime.now(UTC).isoformat(timespec="seconds")))
+    if not teardown_on_failure or str(teardown_on_failure).lower() == "false":
+        raise AirflowSkipException("teardown_on_failure is off: the idle teardown removes it after the grace period")
+    return dict(build_teardown_plan({**teardown_params(plan), "reason": "deploy failed, teardown_on_failure"}))
+
+
+@task(trigger_rule=TriggerRule.NONE_FAILED, outlets=[DEPLOYMENTS_ASSET])
+def register_removal(plan: dict[str, Any], *, outlet_events=None) -> dict[str, Any]:
+    """Record the removal once every teardown step has succeeded (a dry run records nothing):
+    the idle teardown stops judging the deployment."""
+    record = {"deployment": plan["deployment"], "cluster": plan["cluster"]["name"], "region": plan["aws"]["region"],
+              "namespace": plan["kubernetes"]["namespace"], "removed": not plan["dry_run"], "reason": plan["reason"],
+              "at": datetime.now(UTC).isoformat(timespec="seconds")}
     if not plan["dry_run"]:
         outlet_events[DEPLOYMENTS_ASSET].extra = record
     return record

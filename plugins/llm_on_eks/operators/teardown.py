@@ -1,8 +1,10 @@
-"""The AWS half of a teardown: node group, FSx, the cluster's system node group and the
-cluster, artifact bucket.
+"""The ``teardown_kube`` and ``teardown_aws`` task groups: the Helm release and the cluster objects
+it leaves (Jobs, the token Secret, the FSx claim, our device plugin), then the node group, FSx,
+the cluster's system node group and the cluster, and the artifact bucket.
 
-What may be deleted is decided in ``llm_on_eks.aws.teardown`` from what AWS reports; these
-operators carry it out. Something already gone is a success, deletes answered with
+What may be deleted is decided in ``llm_on_eks.kube.cleanup`` and ``llm_on_eks.aws.teardown``
+from what the cluster and AWS report; these operators carry it out, or, in a dry run, report
+exactly what they would delete and why each kept thing is kept (the same read-only calls). Something already gone is a success, deletes answered with
 ResourceInUseException are retried with the provider's backoff, and every wait for "gone" runs
 in the worker or deferred (the provider's EksDeleteNodegroupTrigger, our EksClusterDeletedTrigger
 and FsxFileSystemDeletedTrigger). The opt-ins are templated, so a teardown DAG can take them
@@ -17,6 +19,10 @@ from llm_on_eks.operators.aws_wait import AwsWaitOperator, retry_in_use
 from llm_on_eks.operators.base import PlanStepOperator
 from llm_on_eks.plan import Plan
 
+# helm's own --timeout for the uninstall; then the pods get this long to go.
+UNINSTALL_TIMEOUT_S = 600
+PODS_GONE_S = 300
+
 
 def _flag(value: Any) -> bool:
     if isinstance(value, str):
@@ -24,8 +30,26 @@ def _flag(value: Any) -> bool:
     return bool(value)
 
 
+def _would(plan: Plan, result: dict[str, Any], delete: bool) -> dict[str, Any] | None:
+    """In a dry run, what the step would do instead of doing it."""
+    if not plan["dry_run"]:
+        return None
+    return {**result, "action": ("would delete: " if delete else "") + result["action"]}
+
+
+def _gone_before(plan: Plan, this: str | None) -> set[str]:
+    """Node groups an earlier step of this teardown has deleted by the time a later one looks:
+    none yet in a real run (they are gone), the deployment's own in a dry run, so that the dry
+    run lists what the real run, in its order, would delete."""
+    return {this} - {None} | ({plan["nodegroup"]["name"]} if plan["dry_run"] else set())
+
+
 class _DeleteOperator(AwsWaitOperator):
-    """A delete that waits until its resource is gone: after a deferred wait, it is."""
+    """A delete that waits until its resource is gone: after a deferred wait, it is. A dry run
+    makes the same read-only calls and decision and stops before the delete."""
+
+    def describe(self, plan: Plan) -> Any:
+        return self.run(plan, None)
 
     def resume(self, plan: Plan, context: Any, event: dict[str, Any]) -> Any:
         self.log.info("%s: deleted", self.gone(plan))
@@ -42,40 +66,34 @@ class DeleteNodegroupOperator(_DeleteOperator):
     deployment's tags; the cluster's system group only with the cluster (``delete_cluster``, the
     cluster is llm-on-eks's, no other node group left on it)."""
 
-    template_fields = (*AwsWaitOperator.template_fields, "nodegroup", "delete_cluster")
+    template_fields = (*AwsWaitOperator.template_fields, "nodegroup", "opted_in")
     WAIT = (30, 60)
 
-    def __init__(self, *, nodegroup: Any, delete_cluster: Any = False, **kwargs) -> None:
+    def __init__(self, *, nodegroup: Any, opted_in: Any = True, **kwargs) -> None:
+        """``opted_in``: the teardown's switch for this group (delete_nodegroup for the
+        accelerator group, delete_cluster for the system group)."""
         super().__init__(**kwargs)
         self.nodegroup = nodegroup
-        self.delete_cluster = delete_cluster
+        self.opted_in = opted_in
 
     def gone(self, plan: Plan) -> dict[str, Any]:
         return {"nodegroup": self.nodegroup["name"]}
 
-    def describe(self, plan: Plan) -> Any:
-        from llm_on_eks.naming import SYSTEM_ROLE
-
-        kwargs = {"clusterName": plan["cluster"]["name"], "nodegroupName": self.nodegroup["name"]}
-        described = {"if_tagged": dict(self.nodegroup["tags"]),
-                     "delete": {"service": "eks", "operation": "delete_nodegroup", "kwargs": kwargs},
-                     "wait_for": "node group gone", "deferrable": self.deferrable}
-        if self.nodegroup["role"] == SYSTEM_ROLE:
-            described.update(delete_if="delete_cluster, the cluster is llm-on-eks's, no other node group left",
-                             delete_cluster=_flag(self.delete_cluster))
-        return described
-
     def decide(self, eks: Any, plan: Plan, found: dict[str, Any] | None) -> Any:
         from llm_on_eks.aws import eks as rules
-        from llm_on_eks.aws.teardown import nodegroup_decision, system_nodegroup_decision
+        from llm_on_eks.aws.teardown import Decision, nodegroup_decision, system_nodegroup_decision
         from llm_on_eks.naming import DEPLOYMENT_KEY, SYSTEM_ROLE
 
         if self.nodegroup["role"] != SYSTEM_ROLE:
-            return nodegroup_decision(found, self.nodegroup["tags"][DEPLOYMENT_KEY])
+            decision = nodegroup_decision(found, self.nodegroup["tags"][DEPLOYMENT_KEY])
+            if decision.delete and not _flag(self.opted_in):
+                return Decision(False, "kept: delete_nodegroup is off")
+            return decision
         cluster_name, name = plan["cluster"]["name"], self.nodegroup["name"]
         cluster = rules.describe_cluster(eks, cluster_name) if found else None
-        others = [n for n in rules.list_nodegroups(eks, cluster_name) if n != name] if cluster else []
-        return system_nodegroup_decision(found, cluster, others, _flag(self.delete_cluster))
+        others = [n for n in rules.list_nodegroups(eks, cluster_name) if n not in _gone_before(plan, name)] \
+            if cluster else []
+        return system_nodegroup_decision(found, cluster, others, _flag(self.opted_in))
 
     def run(self, plan: Plan, context: Any) -> Any:
         from airflow.providers.amazon.aws.hooks.eks import EksHook
@@ -87,6 +105,8 @@ class DeleteNodegroupOperator(_DeleteOperator):
         eks = EksHook(**self.aws(plan)).conn
         found = rules.describe_nodegroup(eks, cluster, name)
         decision = self.decide(eks, plan, found)
+        if would := _would(plan, {"nodegroup": name, "action": decision.reason}, decision.delete):
+            return would
         if not decision.delete:
             self.log.info("node group %s/%s: %s", cluster, name, decision.reason)
             return {"nodegroup": name, "action": decision.reason}
@@ -111,18 +131,8 @@ class DeleteFsxOperator(_DeleteOperator):
         super().__init__(**kwargs)
         self.delete_fsx = delete_fsx
 
-    def enabled(self, plan: Plan) -> bool:
-        return plan["storage"]["fsx"] is not None
-
     def gone(self, plan: Plan) -> dict[str, Any]:
         return {"file_system": plan["storage"]["fsx"]["name"]}
-
-    def describe(self, plan: Plan) -> Any:
-        return {"find": {"service": "fsx", "operation": "describe_file_systems",
-                         "filter_by_tag": {"Name": plan["storage"]["fsx"]["name"]}},
-                "untag": f"used-by/{plan['deployment']}",
-                "delete_if": "delete_fsx and no other deployment's used-by tag", "delete_fsx": _flag(self.delete_fsx),
-                "deferrable": self.deferrable}
 
     def run(self, plan: Plan, context: Any) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
@@ -132,15 +142,20 @@ class DeleteFsxOperator(_DeleteOperator):
         from llm_on_eks.triggers.fsx import FsxFileSystemDeletedTrigger
 
         spec = plan["storage"]["fsx"]
+        if spec is None:
+            # Not a skip: the steps after this one run only when every step before succeeded.
+            return {"file_system": None, "action": "none in this plan"}
         hook = FsxHook(**self.aws(plan))
         found = hook.find_file_systems(spec["name"], plan["cluster"]["name"])
         if len(found) > 1:
             raise AirflowFailException(f"{len(found)} file systems tagged {spec['name']}: "
                                        f"{[f['FileSystemId'] for f in found]}; sort them out by hand")
         fs = found[0] if found else None
+        decision = fsx_decision(fs, plan["deployment"], _flag(self.delete_fsx))
+        if would := _would(plan, {"file_system": spec["name"], "action": decision.reason}, decision.delete):
+            return would
         if fs is not None and own_user_tags(fs, plan["deployment"]):
             hook.untag(fs["ResourceARN"], own_user_tags(fs, plan["deployment"]))
-        decision = fsx_decision(fs, plan["deployment"], _flag(self.delete_fsx))
         if not decision.delete:
             self.log.info("FSx %s: %s", spec["name"], decision.reason)
             return {"file_system": spec["name"], "file_system_id": fs and fs["FileSystemId"],
@@ -169,12 +184,6 @@ class DeleteClusterOperator(_DeleteOperator):
     def gone(self, plan: Plan) -> dict[str, Any]:
         return {"cluster": plan["cluster"]["name"]}
 
-    def describe(self, plan: Plan) -> Any:
-        return {"delete_if": "delete_cluster, tagged managed-by llm-on-eks, no node groups left",
-                "delete_cluster": _flag(self.delete_cluster),
-                "delete": {"service": "eks", "operation": "delete_cluster", "kwargs": {"name": plan["cluster"]["name"]}},
-                "deferrable": self.deferrable}
-
     def run(self, plan: Plan, context: Any) -> Any:
         from airflow.providers.amazon.aws.hooks.eks import EksHook
 
@@ -188,8 +197,11 @@ class DeleteClusterOperator(_DeleteOperator):
         remaining = rules.list_nodegroups(eks, name) if cluster else []
         # Name what keeps the cluster: another deployment's node group, not the system one left
         # with it (delete_nodegroup of the system spec keeps it exactly while such a group remains).
+        remaining = [n for n in remaining if n not in _gone_before(plan, None)]
         remaining = [n for n in remaining if n != plan["system_nodegroup"]["name"]] or remaining
         decision = cluster_decision(cluster, remaining, _flag(self.delete_cluster))
+        if would := _would(plan, {"cluster": name, "action": decision.reason}, decision.delete):
+            return would
         if not decision.delete:
             self.log.info("EKS cluster %s: %s", name, decision.reason)
             return {"cluster": name, "action": decision.reason}
@@ -212,8 +224,7 @@ class DeleteArtifactsOperator(PlanStepOperator):
         self.delete_artifacts = delete_artifacts
 
     def describe(self, plan: Plan) -> Any:
-        return {"bucket": plan["storage"]["artifact_bucket"], "delete_artifacts": _flag(self.delete_artifacts),
-                "delete_if": "delete_artifacts and tagged managed-by llm-on-eks for this cluster"}
+        return self.run(plan, None)
 
     def run(self, plan: Plan, context: Any) -> Any:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -234,6 +245,8 @@ class DeleteArtifactsOperator(PlanStepOperator):
             else:
                 raise
         decision = bucket_decision(tags, plan["cluster"]["name"], _flag(self.delete_artifacts))
+        if would := _would(plan, {"bucket": bucket, "action": decision.reason}, decision.delete):
+            return would
         if not decision.delete:
             self.log.info("S3 bucket %s: %s", bucket, decision.reason)
             return {"bucket": bucket, "action": decision.reason}
@@ -248,3 +261,73 @@ class DeleteArtifactsOperator(PlanStepOperator):
         s3.delete_bucket(Bucket=bucket)
         self.log.info("S3 bucket %s deleted with its %s objects", bucket, deleted)
         return {"bucket": bucket, "action": "deleted", "objects": deleted}
+
+
+class UninstallReleaseOperator(PlanStepOperator):
+    """Uninstall the deployment's Helm release (only one made from our chart, with our label),
+    with helm waiting for its resources, then wait until its pods are gone: the node group must
+    not go while a pod still writes to it."""
+
+    def describe(self, plan: Plan) -> Any:
+        return self.run(plan, None)
+
+    def run(self, plan: Plan, context: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from llm_on_eks.kube.access import api_client, cluster_access, kubeconfig_path
+        from llm_on_eks.kube.cleanup import release_decision, wait_pods_gone
+        from llm_on_eks.kube.helm import Helm
+
+        kube = plan["kubernetes"]
+        release, namespace = kube["release"], kube["namespace"]
+        with kubeconfig_path(cluster_access(plan)) as kubeconfig:
+            helm = Helm(kubeconfig, namespace)
+            found = helm.release(release)
+            values = helm.deployed_values(release) if found else None
+            delete, why = release_decision(found, values)
+            result = {"release": release, "namespace": namespace, "action": why}
+            if would := _would(plan, result, delete):
+                return would
+            if not delete:
+                self.log.info("release %s/%s: %s", namespace, release, why)
+                return result
+            self.log.info("uninstalling release %s/%s (%s)", namespace, release, why)
+            helm.uninstall(release, UNINSTALL_TIMEOUT_S)
+        with api_client(cluster_access(plan)) as api:
+            left = wait_pods_gone(api, namespace, release, PODS_GONE_S)
+        if left:
+            raise AirflowFailException(f"release {release} uninstalled but pods {left} are still there after "
+                                       f"{PODS_GONE_S} s: the node group is kept until they are gone")
+        return {**result, "action": "uninstalled"}
+
+
+class DeleteClusterObjectsOperator(PlanStepOperator):
+    """What the release leaves in the cluster: its Jobs; the token Secret and FSx claim when no
+    other deployment in the namespace uses them; our device plugin when no other deployment's
+    nodes of that accelerator remain (``llm_on_eks.kube.cleanup`` decides)."""
+
+    def describe(self, plan: Plan) -> Any:
+        return self.run(plan, None)
+
+    def run(self, plan: Plan, context: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        from llm_on_eks.kube.access import api_client, cluster_access
+        from llm_on_eks.kube.cleanup import carry_out, plan_cleanup
+
+        kube = plan["kubernetes"]
+        with api_client(cluster_access(plan)) as api:
+            try:
+                actions = plan_cleanup(api, kube["namespace"], plan["deployment"],
+                                       plan["hf_token"]["k8s_secret"]["name"], plan["storage"]["fsx"]["pvc_name"])
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                return {"objects": [], "action": f"namespace {kube['namespace']} is gone"}
+            if plan["dry_run"]:
+                return {"objects": [{**a, "result": ("would delete: " if a["delete"] else "") + a["why"]}
+                                    for a in actions]}
+            done = carry_out(api, kube["namespace"], actions)
+        for action in done:
+            self.log.info("%s %s: %s", action["kind"], action["name"], action["result"])
+        return {"objects": done}

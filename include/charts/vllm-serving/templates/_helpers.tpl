@@ -62,8 +62,25 @@ llm-on-eks.io/protected: {{ .Values.lifecycle.protected | quote }}
 {{- if not (or (hasPrefix "hf://" .Values.model.source) (hasPrefix "pvc://" .Values.model.source)) -}}
 {{- fail (printf "model.source must start with hf:// or pvc://, got %q" .Values.model.source) -}}
 {{- end -}}
-{{- if and (eq .Values.accelerator.type "neuron") (not .Values.neuron.compiledArtifacts) -}}
-{{- fail "neuron.compiledArtifacts is required when accelerator.type is neuron" -}}
+{{- if eq .Values.accelerator.type "neuron" -}}
+{{- /* Each Neuron framework keeps its compiled model its own way; the other's location would be ignored. */ -}}
+{{- if eq .Values.neuron.framework "nxdi" -}}
+{{- if not .Values.neuron.compiledArtifacts -}}
+{{- fail "neuron.compiledArtifacts is required when neuron.framework is nxdi" -}}
+{{- end -}}
+{{- if .Values.neuron.compileCacheUrl -}}
+{{- fail "neuron.compileCacheUrl is optimum's: NxD Inference loads neuron.compiledArtifacts" -}}
+{{- end -}}
+{{- else if eq .Values.neuron.framework "optimum" -}}
+{{- if not .Values.neuron.compileCacheUrl -}}
+{{- fail "neuron.compileCacheUrl is required when neuron.framework is optimum: without it every restart recompiles" -}}
+{{- end -}}
+{{- if .Values.neuron.compiledArtifacts -}}
+{{- fail "neuron.compiledArtifacts is NxD Inference's: optimum-neuron compiles into neuron.compileCacheUrl" -}}
+{{- end -}}
+{{- else -}}
+{{- fail "neuron.framework (optimum or nxdi) is required when accelerator.type is neuron" -}}
+{{- end -}}
 {{- end -}}
 {{- if hasKey .Values.vllm.args "model" -}}
 {{- fail "vllm.args must not set model: it comes from model.source" -}}
@@ -114,6 +131,9 @@ llm-on-eks.io/protected: {{ .Values.lifecycle.protected | quote }}
 {{- if $value }}
 - {{ printf "--%s" $key | quote }}
 {{- end }}
+{{- else if and (kindIs "float64" $value) (eq (float64 (int64 $value)) $value) }}
+{{- /* Helm reads every YAML number as a float64, which %v prints as 1e+06: a whole number is printed as one. */}}
+- {{ printf "--%s=%d" $key (int64 $value) | quote }}
 {{- else }}
 - {{ printf "--%s=%v" $key $value | quote }}
 {{- end }}
@@ -147,9 +167,12 @@ containers:
       - name: HUGGING_FACE_HUB_TOKEN
         valueFrom:
           secretKeyRef: {name: {{ .Values.hfToken.secretName }}, key: {{ .Values.hfToken.secretKey }}}
-      {{- if eq .Values.accelerator.type "neuron" }}
+      {{- if and (eq .Values.accelerator.type "neuron") (eq .Values.neuron.framework "nxdi") }}
       - name: NEURON_COMPILED_ARTIFACTS
         value: {{ .Values.neuron.compiledArtifacts | quote }}
+      {{- else if and (eq .Values.accelerator.type "neuron") (eq .Values.neuron.framework "optimum") }}
+      - name: NEURON_COMPILE_CACHE_URL
+        value: {{ .Values.neuron.compileCacheUrl | quote }}
       {{- end }}
       {{- range $name, $value := .Values.env }}
       - name: {{ $name }}

@@ -1,0 +1,196 @@
+"""The steps of ``teardown_idle_deployments`` before and after the teardown group it shares with
+``teardown_deployment``: find every deployment to judge, judge each in its own mapped task
+instance (``llm_on_eks.serving.idleness`` holds the rules), pick the idle ones, and summarize.
+
+Deployments are found from the Asset events deploys and teardowns emit (durable, in Airflow's
+metadata DB), and, from AWS tags, managed node groups no live deployment accounts for (a run
+killed between creating its node group and registering).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.sdk import BaseOperator, TriggerRule, task
+
+from llm_on_eks.operators.register import DEPLOYMENTS_ASSET
+
+# How many recent deploy/teardown events are read: far more than any team runs deployments.
+EVENTS_READ = 2000
+
+
+def identity(record: dict[str, Any]) -> tuple[str, str, str, str]:
+    return record["region"], record["cluster"], record["namespace"], record["deployment"]
+
+
+def latest_records(extras: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest record per deployment, oldest events first in ``extras``; removed ones dropped."""
+    latest: dict[tuple, dict[str, Any]] = {}
+    for extra in extras:
+        if extra and {"deployment", "cluster", "region", "namespace"} <= set(extra):
+            latest[identity(extra)] = extra
+    return [r for r in latest.values() if not r.get("removed") and not r.get("dry_run")]
+
+
+def _orphans(records: list[dict[str, Any]], known: set[tuple]) -> list[dict[str, Any]]:
+    """Managed accelerator node groups on the records' clusters that no live record accounts for."""
+    from airflow.providers.amazon.aws.hooks.eks import EksHook
+
+    from llm_on_eks.aws import eks as rules
+    from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY
+    from llm_on_eks.plan import DEFAULTS
+
+    found = []
+    clusters = {(r["aws_conn_id"], r["region"], r["cluster"]): r for r in records}
+    for (conn_id, region, cluster), seen in clusters.items():
+        eks = EksHook(aws_conn_id=conn_id, region_name=region).conn
+        if rules.describe_cluster(eks, cluster) is None:
+            continue
+        for name in rules.list_nodegroups(eks, cluster):
+            tags = (rules.describe_nodegroup(eks, cluster, name) or {}).get("tags") or {}
+            if not rules.is_managed(tags) or DEPLOYMENT_KEY not in tags:
+                continue
+            record = {"deployment": tags[DEPLOYMENT_KEY], "cluster": cluster, "region": region,
+                      "namespace": tags.get(NAMESPACE_KEY, DEFAULTS["namespace"]), "aws_conn_id": conn_id,
+                      "kubernetes_conn_id": seen.get("kubernetes_conn_id"), "orphan": True}
+            if identity(record) not in known:
+                found.append(record)
+    return found
+
+
+@task(inlets=[DEPLOYMENTS_ASSET])
+def discover_deployments(*, inlet_events=None) -> list[dict[str, Any]]:
+    """Every deployment to judge: the live ones the Asset's events name, plus orphaned node groups."""
+    events = list(inlet_events[DEPLOYMENTS_ASSET][-EVENTS_READ:])
+    records = latest_records([dict(e.extra or {}) for e in sorted(events, key=lambda e: e.timestamp)])
+    orphans = _orphans(records, {identity(r) for r in records}) if records else []
+    print(f"{len(records)} deployment(s) registered, {len(orphans)} orphaned node group(s)")
+    return records + orphans
+
+
+class JudgeDeploymentOperator(BaseOperator):
+    """Read one deployment (its release's Service, readiness, vLLM counters, node group tags),
+    judge it, keep the idle clock on the Service, and say whether it goes and why."""
+
+    template_fields = ("record",)
+
+    def __init__(self, *, record: Any, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.record = record
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from llm_on_eks.plan import TEARDOWN_KEYS, build_teardown_plan
+        from llm_on_eks.serving.idleness import Observation, idle_cost, judge
+
+        record = self.record
+        plan = build_teardown_plan({k: record.get(k) for k in TEARDOWN_KEYS} | {"deployment_name": record["deployment"],
+                                                                               "cluster_name": record["cluster"]})
+        now = datetime.now(UTC)
+        service, ready, load = self._cluster_side(plan, record, now)
+        annotations = (service or {}).get("annotations") or {}
+        failed_at, nodegroup_created = self._nodegroup_marks(plan)
+        seen = Observation(
+            now=now,
+            idle_ttl_minutes=int(annotations.get("llm-on-eks.io/idle-ttl-minutes", record.get("idle_ttl_minutes", 60))),
+            protected=annotations.get("llm-on-eks.io/protected", "false").lower() == "true",
+            created_at=(service or {}).get("created_at"), ready=ready, load=load,
+            state=(service or {}).get("state") or {}, failed_at=failed_at, nodegroup_created_at=nodegroup_created)
+        verdict = judge(seen)
+        if verdict.state is not None and service is not None:
+            self._keep_state(plan, verdict.state)
+        hourly = float(record.get("hourly_usd") or 0)
+        result = {"deployment": record["deployment"], "cluster": record["cluster"], "region": record["region"],
+                  "namespace": record["namespace"], "teardown": verdict.teardown, "reason": verdict.reason,
+                  "hourly_usd": hourly, "idle_cost_usd": idle_cost(hourly, verdict.idle_minutes),
+                  "load": load.as_dict() if load else None, "plan": dict(plan) | {"reason": verdict.reason}}
+        self.log.info("%s/%s on %s: %s", record["namespace"], record["deployment"], record["cluster"], verdict.reason)
+        return result
+
+    def _cluster_side(self, plan: dict[str, Any], record: dict[str, Any], now: datetime) -> tuple:
+        """(the Service's annotations/creation/state or None, pods ready, vLLM load or None)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        from llm_on_eks.kube import readiness
+        from llm_on_eks.kube.access import api_client, cluster_access
+        from llm_on_eks.serving.idleness import STATE_ANNOTATION, parse_state
+        from llm_on_eks.serving.metrics import read_deployment_load
+
+        kube = plan["kubernetes"]
+        with api_client(cluster_access(plan)) as api:
+            try:
+                found = client.CoreV1Api(api).read_namespaced_service(kube["release"], kube["namespace"])
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                return None, None, None
+            annotations = found.metadata.annotations or {}
+            service = {"annotations": annotations, "created_at": found.metadata.creation_timestamp,
+                       "state": parse_state(annotations.get(STATE_ANNOTATION))}
+            try:
+                ready = readiness.check(api, kube["namespace"], kube["release"], int(record.get("nodes") or 1) > 1,
+                                        now).ready
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                ready = False
+        endpoint_plan = {**plan, "serving": {"base_url": record.get("endpoint_url"), "port": record.get("port", 8000)}}
+        return service, ready, read_deployment_load(endpoint_plan) if ready else None
+
+    def _nodegroup_marks(self, plan: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+        """The node group's failed-at and created-at tags (None when absent or no node group)."""
+        from airflow.providers.amazon.aws.hooks.eks import EksHook
+
+        from llm_on_eks.aws import eks as rules
+        from llm_on_eks.naming import CREATED_AT_KEY, FAILED_AT_KEY
+
+        eks = EksHook(aws_conn_id=plan["aws"]["conn_id"], region_name=plan["aws"]["region"]).conn
+        if rules.describe_cluster(eks, plan["cluster"]["name"]) is None:
+            return None, None
+        tags = (rules.describe_nodegroup(eks, plan["cluster"]["name"], plan["nodegroup"]["name"]) or {}).get("tags") or {}
+        marks = [tags.get(FAILED_AT_KEY), tags.get(CREATED_AT_KEY)]
+        return tuple(datetime.fromisoformat(m) if m else None for m in marks)
+
+    def _keep_state(self, plan: dict[str, Any], state: dict[str, Any]) -> None:
+        import json
+
+        from kubernetes import client
+
+        from llm_on_eks.kube.access import api_client, cluster_access
+        from llm_on_eks.serving.idleness import STATE_ANNOTATION
+
+        kube = plan["kubernetes"]
+        body = {"metadata": {"annotations": {STATE_ANNOTATION: json.dumps(state, sort_keys=True)}}}
+        with api_client(cluster_access(plan)) as api:
+            client.CoreV1Api(api).patch_namespaced_service(kube["release"], kube["namespace"], body)
+
+
+@task
+def select_idle(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The teardown group's arguments for each deployment that goes."""
+    return [{"plan": v["plan"], "nodegroup": v["plan"]["nodegroup"], "system_nodegroup": v["plan"]["system_nodegroup"]}
+            for v in verdicts if v["teardown"]]
+
+
+@task(trigger_rule=TriggerRule.ALL_DONE)
+def summarize(verdicts: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """What was checked, kept and why, removed, the hourly cost stopped and the money spent idle."""
+    verdicts = list(verdicts or [])
+    removed = [v for v in verdicts if v["teardown"]]
+    summary = {
+        "checked": len(verdicts),
+        "kept": [{"deployment": v["deployment"], "namespace": v["namespace"], "cluster": v["cluster"],
+                  "reason": v["reason"]} for v in verdicts if not v["teardown"]],
+        "removed": [{"deployment": v["deployment"], "namespace": v["namespace"], "cluster": v["cluster"],
+                     "reason": v["reason"], "hourly_usd": v["hourly_usd"], "idle_cost_usd": v["idle_cost_usd"]}
+                    for v in removed],
+        "hourly_usd_stopped": round(sum(v["hourly_usd"] for v in removed), 2),
+        "idle_cost_usd": round(sum(v["idle_cost_usd"] for v in removed), 2),
+    }
+    lines = [f"checked {summary['checked']}, removing {len(removed)}: ${summary['hourly_usd_stopped']:.2f}/hour stopped,"
+             f" ${summary['idle_cost_usd']:.2f} spent idle since last activity"]
+    lines += [f"  remove {r['namespace']}/{r['deployment']} on {r['cluster']}: {r['reason']}" for r in summary["removed"]]
+    lines += [f"  keep   {k['namespace']}/{k['deployment']} on {k['cluster']}: {k['reason']}" for k in summary["kept"]]
+    print("\n".join(lines))
+    return summary
