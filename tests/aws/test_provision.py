@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from llm_on_eks.naming import CLUSTER_KEY, DEPLOYMENT_KEY, MANAGED_BY_KEY
+from llm_on_eks.naming import CLUSTER_KEY, CREATED_AT_KEY, CREATED_BY_RUN_KEY, DEPLOYMENT_KEY, MANAGED_BY_KEY
 from tests.aws.conftest import CREATE, client
 from tests.dag_runs import load_dag, run_dag
 
@@ -108,4 +108,7 @@ def assert_system_nodegroup(group: dict, cluster: str = "llm-inference") -> None
     assert group["scalingConfig"] == {"minSize": 1, "maxSize": 3, "desiredSize": 2}
     assert not group.get("taints")
     assert group["labels"] == {ROLE_KEY: "system"}
-    assert group["tags"] == {MANAGED_BY_KEY: "llm-on-eks", CLUSTER_KEY: cluster, ROLE_KEY: "system"}
+    # The cluster's owner tags, and the run that created it (never a deployment's).
+    owner = {k: v for k, v in group["tags"].items() if k not in (CREATED_BY_RUN_KEY, CREATED_AT_KEY)}
+    assert owner == {MANAGED_BY_KEY: "llm-on-eks", CLUSTER_KEY: cluster, ROLE_KEY: "system"}
+    assert group["tags"][CREATED_BY_RUN_KEY].startswith("manual__") and CREATED_AT_KEY in group["tags"]

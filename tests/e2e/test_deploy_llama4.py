@@ -12,7 +12,6 @@ reaches vLLM by the `endpoint_url` param (the service-proxy path is tested in te
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
@@ -38,21 +37,6 @@ def deploy_llama4(aws_env, sandbox_cluster, sandbox_k8s_conn):
         return load_dag("dags/deploy_llama4.py", "deploy_llama4")
 
     return load
-
-
-@pytest.fixture
-def namespace(sandbox_cluster):
-    from kubernetes import client as k8s
-
-    name = f"e2e-{uuid.uuid4().hex[:6]}"
-    yield name
-    sandbox_cluster.helm_run("uninstall", "scout", "--namespace", name, "--wait", check=False)
-    core = k8s.CoreV1Api(sandbox_cluster.api_client())
-    if any(ns.metadata.name == name for ns in core.list_namespace().items):
-        core.delete_namespace(name)
-    for pv in core.list_persistent_volume().items:
-        if pv.spec.claim_ref and pv.spec.claim_ref.namespace == name:
-            core.delete_persistent_volume(pv.metadata.name)
 
 
 @pytest.mark.parametrize("target", ["gpu", "neuron"])

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pytest
 
 from tests.aws.conftest import CREATE, client
 from tests.aws.test_provision import inventory
@@ -26,22 +24,6 @@ from tests.kube.marker_writer import marker_written_when_job_succeeds
 
 REGION = "us-west-2"
 STATE = "llm-on-eks.io/idle-state"
-
-
-@pytest.fixture
-def namespace(sandbox_cluster):
-    from kubernetes import client as k8s
-
-    name = f"idle-{uuid.uuid4().hex[:6]}"
-    yield name
-    for release in ("scout", "guarded", "dark"):
-        sandbox_cluster.helm_run("uninstall", release, "--namespace", name, "--wait", check=False)
-    core = k8s.CoreV1Api(sandbox_cluster.api_client())
-    if any(ns.metadata.name == name for ns in core.list_namespace().items):
-        core.delete_namespace(name)
-    for pv in core.list_persistent_volume().items:
-        if pv.spec.claim_ref and pv.spec.claim_ref.namespace == name:
-            core.delete_persistent_volume(pv.metadata.name)
 
 
 def _deploy(sandbox_cluster, aws_env, namespace, name, endpoint, **extra):

@@ -33,8 +33,8 @@ def preflight_requests(plan: Plan) -> list[dict[str, Any]]:
         {"service": "service-quotas", "operation": "list_service_quotas", "kwargs": {"ServiceCode": "ec2"}},
     ]
     if plan["cluster"]["create"]:
-        checks.insert(1, {"service": "ec2", "operation": "describe_instance_type_offerings",
-                          "kwargs": instance_offering_request(plan["system_nodegroup"]["instance_type"])})
+        checks.append({"service": "ec2", "operation": "describe_instance_type_offerings",
+                       "kwargs": instance_offering_request(plan["system_nodegroup"]["instance_type"])})
     return checks
 
 
