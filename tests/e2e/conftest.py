@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from tests.aws.conftest import aws_env, gaps, moto_url  # noqa: F401
+from tests.integration.test_sandbox_cluster import wait_for
 
 
 @pytest.fixture
@@ -21,6 +22,9 @@ def namespace(sandbox_cluster):
     core = k8s.CoreV1Api(sandbox_cluster.api_client())
     if any(ns.metadata.name == name for ns in core.list_namespace().items):
         core.delete_namespace(name)
+        # Gone before the next test: its pods would still hold the sandbox's few GPU nodes.
+        wait_for(lambda: name not in {ns.metadata.name for ns in core.list_namespace().items}, timeout_s=120,
+                 what=f"namespace {name} deleted")
     for pv in core.list_persistent_volume().items:
         if pv.spec.claim_ref and pv.spec.claim_ref.namespace == name:
             core.delete_persistent_volume(pv.metadata.name)
