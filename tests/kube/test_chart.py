@@ -90,7 +90,11 @@ def test_renders_and_passes_strict_validation(helm, tmp_path, model, accelerator
     assert container["startupProbe"]["httpGet"]["path"] == "/health"
     env = {e["name"]: e for e in container["env"]}
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "token"}
-    assert ("NEURON_COMPILED_ARTIFACTS" in env) == (accelerator == "neuron")
+    neuron = build_plan({**BASE, "model": model, "accelerator": accelerator})["neuron"]
+    framework = neuron["framework"] if neuron else None
+    # NxD Inference loads traced artifacts; optimum-neuron reads its S3 compile cache.
+    assert ("NEURON_COMPILED_ARTIFACTS" in env) == (framework == "nxdi")
+    assert ("NEURON_COMPILE_CACHE_URL" in env) == (framework == "optimum")
     assert server["metadata"]["labels"]["llm-on-eks.io/managed-by"] == "llm-on-eks"
     assert server["metadata"]["annotations"]["llm-on-eks.io/idle-ttl-minutes"] == "60"
 
@@ -208,11 +212,12 @@ def test_resources_come_from_values(helm, tmp_path, model, accelerator, nodes):
     """Every pod requests the plan's accelerators per node, requests equal to limits, as the
     chart rendered them before resources became a value; other resources render as given."""
     plan = build_plan({**BASE, "model": model, "accelerator": accelerator})
-    resource = {"gpu": "nvidia.com/gpu", "neuron": "aws.amazon.com/neuron"}[accelerator]
+    resource = {"gpu": "nvidia.com/gpu", "neuron": "aws.amazon.com/neuron"}[plan["profile"]["accelerator"]]
     count = str(plan["profile"]["accelerators_per_node"])
-    expected = {"requests": {resource: count}, "limits": {resource: count}}
     values = values_for(model, accelerator, nodes=nodes)
-    assert values["resources"] == expected
+    expected = values["resources"]
+    # Host memory is requested too on Neuron profiles (the optimum-neuron blueprint's 384Gi/1Ti).
+    assert expected["requests"][resource] == expected["limits"][resource] == count
     server = next(o for o in rendered_objects(helm, values, tmp_path) if o["kind"] != "Service")
     for template in pod_templates(server).values():
         assert template["spec"]["containers"][0]["resources"] == expected

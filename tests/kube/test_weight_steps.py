@@ -67,6 +67,7 @@ def test_job_runs_once_on_the_right_node(sandbox_cluster, moto_s3, conf, dag, pr
     s3.delete_object(Bucket=BUCKET, Key=key)
     with marker_written_when_job_succeeds(sandbox_cluster, s3, conf["namespace"], BUCKET, key, deadline_s=120):
         first = run_dag(dag, conf)
+    task = f"prepare_weights.{task}"  # the factory's group, as in the deploy DAG
     assert first.states[task] == "success", first.states
     result = first.xcoms[task]
     assert result["skipped"] is False and result["nodes"] == [node]
