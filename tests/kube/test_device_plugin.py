@@ -33,10 +33,10 @@ def our_daemonset(api, accelerator: str):
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    from llm_on_eks.kube.device_plugins import NAMESPACE, _name
+    from llm_on_eks.kube.device_plugins import NAMESPACE, plugin_name
 
     try:
-        return client.AppsV1Api(api).read_namespaced_daemon_set(_name(accelerator), NAMESPACE)
+        return client.AppsV1Api(api).read_namespaced_daemon_set(plugin_name(accelerator), NAMESPACE)
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -48,12 +48,12 @@ def without_our_plugins(sandbox_cluster):
     """Start from a cluster without our plugins (the end-to-end tests install them too)."""
     from kubernetes import client
 
-    from llm_on_eks.kube.device_plugins import NAMESPACE, _name
+    from llm_on_eks.kube.device_plugins import NAMESPACE, plugin_name
 
     api = sandbox_cluster.api_client()
     for accelerator in ("gpu", "neuron"):
         if our_daemonset(api, accelerator):
-            client.AppsV1Api(api).delete_namespaced_daemon_set(_name(accelerator), NAMESPACE,
+            client.AppsV1Api(api).delete_namespaced_daemon_set(plugin_name(accelerator), NAMESPACE,
                                                                propagation_policy="Foreground")
     deadline = time.monotonic() + 60
     while any(our_daemonset(api, a) for a in ("gpu", "neuron")):

@@ -18,7 +18,9 @@ import time
 from typing import Any
 
 from llm_on_eks.kube.device_plugins import NAMESPACE as PLUGIN_NAMESPACE
-from llm_on_eks.kube.device_plugins import PLUGINS, plugin_objects
+from llm_on_eks.kube.device_plugins import PLUGINS, plugin_name, plugin_objects
+from llm_on_eks.kube.manifests import fsx_pv_name
+from llm_on_eks.kube.readiness import serving_selector
 from llm_on_eks.naming import ACCELERATOR_KEY, DEPLOYMENT_KEY, MANAGED_BY_KEY, PROJECT
 
 CHART_NAME = "vllm-serving"
@@ -105,11 +107,11 @@ def plan_cleanup(api: Any, namespace: str, deployment: str, secret: str, claim: 
                              ("PersistentVolumeClaim", claim, core.read_namespaced_persistent_volume_claim)):
         delete, why = shared_decision(_labels(read, name, namespace), others)
         actions.append({"kind": kind, "name": name, "delete": delete, "why": why})
-    volume = f"{claim}-{namespace}"[:253]
+    volume = fsx_pv_name(claim, namespace)
     delete, why = shared_decision(_labels(core.read_persistent_volume, volume), others)
     actions.append({"kind": "PersistentVolume", "name": volume, "delete": delete, "why": why})
-    for accelerator, plugin in PLUGINS.items():
-        name = f"{PROJECT}-{plugin['name']}"
+    for accelerator in PLUGINS:
+        name = plugin_name(accelerator)
         nodes = core.list_node(label_selector=f"{ACCELERATOR_KEY}={accelerator}").items
         other_nodes = [n.metadata.name for n in nodes if (n.metadata.labels or {}).get(DEPLOYMENT_KEY) != deployment]
         delete, why = plugin_decision(_labels(apps.read_namespaced_daemon_set, name, PLUGIN_NAMESPACE), other_nodes,
@@ -166,7 +168,7 @@ def wait_pods_gone(api: Any, namespace: str, release: str, budget_s: float) -> l
     """The release's pods still there after ``budget_s`` (none: all gone)."""
     from kubernetes import client
 
-    selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/name={CHART_NAME}"
+    selector = serving_selector(release)
     deadline = time.monotonic() + budget_s
     while True:
         pods = [p.metadata.name for p in client.CoreV1Api(api).list_namespaced_pod(namespace,

@@ -50,7 +50,7 @@ class DevicesMissing(RuntimeError):
     """The deployment's nodes do not advertise the accelerator within the budget."""
 
 
-def _name(accelerator: str) -> str:
+def plugin_name(accelerator: str) -> str:
     return f"{PROJECT}-{PLUGINS[accelerator]['name']}"
 
 
@@ -64,7 +64,7 @@ def _repository(image: str) -> str:
 
 
 def _meta(accelerator: str, namespaced: bool = True) -> dict[str, Any]:
-    meta = {"name": _name(accelerator),
+    meta = {"name": plugin_name(accelerator),
             "labels": {MANAGED_BY_KEY: PROJECT, "app.kubernetes.io/name": PLUGINS[accelerator]["name"],
                        "app.kubernetes.io/managed-by": PROJECT}}
     return {**meta, "namespace": NAMESPACE} if namespaced else meta
@@ -178,7 +178,7 @@ def ensure_device_plugin(api, accelerator: str) -> dict[str, Any]:
             raise
         return {"daemonset": None, "action": f"not allowed to look for or install a device plugin ({denied_message(exc)})"}
     action = "created" if actions[-1] == "created" else "updated" if "updated" in actions else "unchanged"
-    return {"daemonset": f"{NAMESPACE}/{_name(accelerator)}", "action": action}
+    return {"daemonset": f"{NAMESPACE}/{plugin_name(accelerator)}", "action": action}
 
 
 def _node_selector(plan: Plan) -> str:

@@ -134,9 +134,9 @@ def neuron_compile_job(plan: Plan) -> dict[str, Any]:
     return _job(plan, name, "neuron-compile", pod_spec, neuron["budget_s"])
 
 
-def fsx_pv_name(plan: Plan) -> str:
+def fsx_pv_name(claim: str, namespace: str) -> str:
     """PersistentVolumes are cluster-wide and bind to one claim: one per namespace using the file system."""
-    return f"{plan['storage']['fsx']['pvc_name']}-{plan['kubernetes']['namespace']}"[:253]
+    return f"{claim}-{namespace}"[:253]
 
 
 def fsx_volume(plan: Plan, fsx: dict[str, Any]) -> list[dict[str, Any]]:
@@ -146,11 +146,12 @@ def fsx_volume(plan: Plan, fsx: dict[str, Any]) -> list[dict[str, Any]]:
     the managed-by label but no deployment label: removing one deployment must not take them.
     """
     spec, namespace = plan["storage"]["fsx"], plan["kubernetes"]["namespace"]
+    pv_name = fsx_pv_name(spec["pvc_name"], namespace)
     capacity = f"{spec['storage_capacity_gib']}Gi"
     labels = {MANAGED_BY_KEY: PROJECT, "app.kubernetes.io/component": "model-weights"}
     pv = {
         "apiVersion": "v1", "kind": "PersistentVolume",
-        "metadata": {"name": fsx_pv_name(plan), "labels": labels},
+        "metadata": {"name": pv_name, "labels": labels},
         "spec": {
             "capacity": {"storage": capacity}, "volumeMode": "Filesystem", "accessModes": ["ReadWriteMany"],
             "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
@@ -163,7 +164,7 @@ def fsx_volume(plan: Plan, fsx: dict[str, Any]) -> list[dict[str, Any]]:
     pvc = {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": spec["pvc_name"], "namespace": namespace, "labels": labels},
-        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": fsx_pv_name(plan),
+        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": pv_name,
                  "resources": {"requests": {"storage": capacity}}},
     }
     return [pv, pvc]

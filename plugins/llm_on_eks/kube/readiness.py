@@ -17,9 +17,13 @@ class Readiness:
     detail: str
 
 
+def serving_selector(release: str) -> str:
+    """The release's serving pods (the chart's selector labels), never its Jobs' pods."""
+    return f"app.kubernetes.io/name=vllm-serving,app.kubernetes.io/instance={release}"
+
+
 def _pods(core, namespace: str, release: str):
-    selector = f"app.kubernetes.io/name=vllm-serving,app.kubernetes.io/instance={release}"
-    return core.list_namespaced_pod(namespace, label_selector=selector).items
+    return core.list_namespaced_pod(namespace, label_selector=serving_selector(release)).items
 
 
 def last_events(core, namespace: str, pod_name: str, count: int) -> list[str]:

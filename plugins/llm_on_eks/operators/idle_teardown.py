@@ -80,6 +80,7 @@ class JudgeDeploymentOperator(BaseOperator):
         self.record = record
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from llm_on_eks.naming import IDLE_TTL_ANNOTATION, PROTECTED_ANNOTATION
         from llm_on_eks.plan import TEARDOWN_KEYS, build_teardown_plan
         from llm_on_eks.serving.idleness import Observation, idle_cost, judge
 
@@ -92,8 +93,8 @@ class JudgeDeploymentOperator(BaseOperator):
         failed_at, nodegroup_created = self._nodegroup_marks(plan)
         seen = Observation(
             now=now,
-            idle_ttl_minutes=int(annotations.get("llm-on-eks.io/idle-ttl-minutes", record.get("idle_ttl_minutes", 60))),
-            protected=annotations.get("llm-on-eks.io/protected", "false").lower() == "true",
+            idle_ttl_minutes=int(annotations.get(IDLE_TTL_ANNOTATION, record.get("idle_ttl_minutes", 60))),
+            protected=annotations.get(PROTECTED_ANNOTATION, "false").lower() == "true",
             created_at=(service or {}).get("created_at"), ready=ready, load=load,
             state=(service or {}).get("state") or {}, failed_at=failed_at, nodegroup_created_at=nodegroup_created)
         verdict = judge(seen)
