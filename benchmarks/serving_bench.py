@@ -24,7 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
 from llm_on_eks.serving import benchmark  # noqa: E402
 from llm_on_eks.serving.endpoint import direct_endpoint  # noqa: E402
-from tests.serving.local_vllm import netns_unavailable_reason, start_server  # noqa: E402
+from local_stack.vllm import netns_unavailable_reason, start_server  # noqa: E402
 
 INPUT_LEN = 64
 OUTPUT_LEN = 64

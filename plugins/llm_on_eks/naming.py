@@ -23,6 +23,8 @@ ACCELERATOR_KEY = f"{LABEL_PREFIX}/accelerator"
 IDLE_TTL_ANNOTATION = f"{LABEL_PREFIX}/idle-ttl-minutes"
 PROTECTED_ANNOTATION = f"{LABEL_PREFIX}/protected"
 MODEL_ANNOTATION = f"{LABEL_PREFIX}/model"
+# The S3 object a weight Job writes last: its presence means the Job's artifacts are whole.
+COMPLETION_MARKER_ANNOTATION = f"{LABEL_PREFIX}/completion-marker"
 # The cluster's shared system node group carries a role instead of a deployment.
 ROLE_KEY = f"{LABEL_PREFIX}/role"
 SYSTEM_ROLE = "system"

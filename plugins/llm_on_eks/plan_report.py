@@ -37,3 +37,37 @@ def summarize(plan: Plan) -> str:
         f"{plan['lifecycle']['idle_ttl_minutes']} min" + (" (protected)" if plan["lifecycle"]["protected"] else ""),
     ]
     return "\n".join(lines)
+
+
+def deployment_report(record: dict) -> str:
+    """What a person wants to read once a deploy has succeeded: what serves where, how it answered,
+    what it costs, and when it goes away (the ``register`` step's record)."""
+    lines = [
+        f"Deployment {record['deployment']!r}: {record['model']} serving",
+        f"  hardware    {record['nodes']}x {record['instance_type']} ({record['accelerator']})",
+        f"  where       cluster {record['cluster']} in {record['region']}, namespace {record['namespace']}",
+        f"  endpoint    {record['endpoint']}",
+        f"  cost        ${record['hourly_usd']:.2f}/hour on demand; idle teardown after "
+        f"{record['idle_ttl_minutes']} min without requests" + (" (protected)" if record.get("protected") else ""),
+    ]
+    if record.get("dry_run"):
+        lines[0] = f"Deployment {record['deployment']!r}: {record['model']} (DRY RUN: nothing was created)"
+        lines.append("  checks      described, not run (dry run)")
+        return "\n".join(lines)
+    smoke = record.get("smoke_test")
+    lines.append(f"  smoke test  passed: {', '.join(smoke['checks'])}; streamed TTFT {smoke['ttft_ms']:.0f} ms"
+                 if smoke else "  smoke test  not run")
+    bench = record.get("benchmark")
+    if not bench:
+        lines.append("  benchmark   not run (benchmark: true runs it)")
+        return "\n".join(lines)
+    lines += [
+        f"  benchmark   {bench['requests']} requests at concurrency {bench['concurrency']}, {bench['input_len']} "
+        f"tokens in / {bench['output_len']} out: {bench['output_throughput_tok_s']} output tok/s, "
+        f"{bench['request_throughput_req_s']} req/s",
+        f"              {'ms':<6}{'mean':>10}{'p50':>10}{'p99':>10}",
+        *(f"              {name:<6}" + "".join(f"{bench[f'{name}_ms'][stat]:>10.1f}" if bench[f"{name}_ms"][stat]
+                                              is not None else f"{'-':>10}" for stat in ("mean", "p50", "p99"))
+          for name in ("ttft", "itl", "tpot", "e2e")),
+    ]
+    return "\n".join(lines)

@@ -1,6 +1,6 @@
 """The AWS half's test setup: one moto server on 127.0.0.1 for the module, reset before each
 test; the Airflow AWS and HF connections pointing at it (through AIRFLOW_CONN_* env vars); the
-client-side gap filler for what moto lacks (tests/aws/gaps.py)."""
+client-side gap filler for what moto lacks (local_stack/aws_gaps.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import boto3
 import botocore.handlers
 import pytest
 
-from tests.aws.gaps import AwsGaps
+from local_stack.aws_gaps import AwsGaps
 
 HF_TOKEN = "hf_TEST_d0n0tl3ak_8c1f5e0b7a9243f6b1e4"
 ROLE = "arn:aws:iam::123456789012:role/eks-cluster"

@@ -15,9 +15,9 @@ import json
 
 import pytest
 
+from local_stack import job_markers
 from tests.aws.conftest import CREATE, HF_TOKEN, client
 from tests.dag_runs import load_dag, run_dag
-from tests.kube.marker_writer import marker_written_when_job_succeeds
 from tests.serving.vllm_fixture import SCOUT
 
 # conf, the weight step, the node it runs on (downloading needs no GPU; compiling needs the
@@ -56,9 +56,11 @@ def test_scout_from_nothing_to_a_tested_endpoint_and_again(aws_env, deploy_llama
     bucket = plan["storage"]["artifact_bucket"]
     key = plan["neuron"]["marker_key"] if target == "neuron" else plan["storage"]["fsx"]["marker_key"]
     s3 = client(aws_env, "s3", place["region"])
-    with marker_written_when_job_succeeds(sandbox_cluster, s3, namespace, bucket, key, deadline_s=600):
+    with job_markers.while_running(sandbox_cluster.api_client(), s3, namespace, deadline_s=600) as written:
         first = run_dag(deploy_llama4(), conf)
     assert first.failed() == [], first.states
+    # The Job's annotation names the marker the pipeline waits for: the stand-in wrote just that one.
+    assert written == [f"s3://{bucket}/{key}"]
     skipped = {t for t, s in first.states.items() if s == "skipped"}
     # Nothing failed: mark_failed and the teardown-on-failure groups after it are skipped too.
     on_failure = {t for t in first.states if t == "mark_failed" or t.startswith(("teardown_kube.", "teardown_aws."))}

@@ -13,8 +13,8 @@ import uuid
 import boto3
 import pytest
 
+from local_stack import job_markers
 from tests.dag_runs import load_dag, run_dag
-from tests.kube.marker_writer import marker_written_when_job_succeeds
 
 BUCKET = "llm-on-eks-weights-test"
 
@@ -65,7 +65,7 @@ def test_job_runs_once_on_the_right_node(sandbox_cluster, moto_s3, conf, dag, pr
     plan = build_plan({**conf, "cluster_name": "llm-inference", "region": "us-west-2"})
     key = plan["neuron"]["marker_key"] if accelerator == "neuron" else plan["storage"]["fsx"]["marker_key"]
     s3.delete_object(Bucket=BUCKET, Key=key)
-    with marker_written_when_job_succeeds(sandbox_cluster, s3, conf["namespace"], BUCKET, key, deadline_s=120):
+    with job_markers.while_running(sandbox_cluster.api_client(), s3, conf["namespace"], deadline_s=120):
         first = run_dag(dag, conf)
     task = f"prepare_weights.{task}"  # the factory's group, as in the deploy DAG
     assert first.states[task] == "success", first.states

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.serving.local_vllm import NetNamespace, netns_unavailable_reason
+from local_stack.vllm import NetNamespace, netns_unavailable_reason
 
 # Network namespaces and veth pairs: host state, as the servers' tests use.
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""Session fixture: one real vLLM CPU server (tests/serving/local_vllm.py) for every test that
+"""Session fixture: one real vLLM CPU server (local_stack/vllm.py) for every test that
 needs one (serving and end-to-end alike: registered once in tests/conftest.py, so one server).
 
 It serves the tiny Llama 4 under the catalog's served-model name of llama4-scout, so a plan for
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.serving.local_vllm import netns_unavailable_reason, start_server
+from local_stack.vllm import netns_unavailable_reason, start_server
 
 SCOUT = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
 

@@ -11,7 +11,7 @@ import shlex
 from typing import Any
 
 from llm_on_eks.kube.helm_values import resources, server_args
-from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT
+from llm_on_eks.naming import COMPLETION_MARKER_ANNOTATION, MANAGED_BY_KEY, PROJECT
 from llm_on_eks.plan import Plan
 
 REDACTED = "<redacted>"
@@ -62,8 +62,12 @@ def _accelerator_pod_spec(plan: Plan, container: dict[str, Any], volumes: list[d
     }
 
 
-def _job(plan: Plan, name: str, component: str, pod_spec: dict[str, Any], deadline_s: int) -> dict[str, Any]:
+def _job(plan: Plan, name: str, component: str, pod_spec: dict[str, Any], deadline_s: int,
+         marker: str) -> dict[str, Any]:
+    """``marker`` is the S3 object the Job writes last; it is also on the Job, for whoever looks
+    (and for the local stack's stand-in, which writes it where kwok runs no containers)."""
     meta = _meta(plan, name, component)
+    meta["annotations"] = {COMPLETION_MARKER_ANNOTATION: marker}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -131,7 +135,7 @@ def neuron_compile_job(plan: Plan) -> dict[str, Any]:
     # compile silently (aws-neuron-sdk#1222): the pod reserves the profile's host memory, as the
     # serving pod does (kube.helm_values.resources).
     container["resources"] = resources(plan)
-    return _job(plan, name, "neuron-compile", pod_spec, neuron["budget_s"])
+    return _job(plan, name, "neuron-compile", pod_spec, neuron["budget_s"], marker)
 
 
 def fsx_pv_name(claim: str, namespace: str) -> str:
@@ -200,4 +204,5 @@ def stage_weights_job(plan: Plan) -> dict[str, Any]:
         "volumes": [{"name": "fsx", "persistentVolumeClaim": {"claimName": spec["pvc_name"]}}],
     }
     digest = hashlib.sha256(f"{model['hf_repo']}@{model['revision']}".encode()).hexdigest()[:8]
-    return _job(plan, f"{plan['deployment']}-stage-{digest}", "stage-weights", pod_spec, spec["budget_s"])
+    return _job(plan, f"{plan['deployment']}-stage-{digest}", "stage-weights", pod_spec, spec["budget_s"],
+                f"s3://{plan['storage']['artifact_bucket']}/{spec['marker_key']}")

@@ -39,6 +39,8 @@ def register(plan: dict[str, Any], smoke: Any = None, bench: Any = None, *, outl
     """Runs after skipped checks too; a dry run records nothing. What the idle teardown needs to
     find and reach the deployment is in the record; a failed-at mark from an earlier run goes."""
     from llm_on_eks.plan import teardown_params
+    from llm_on_eks.plan_report import deployment_report
+    from llm_on_eks.serving.endpoint import describe_base_url
 
     record = {
         **teardown_params(plan),
@@ -50,13 +52,18 @@ def register(plan: dict[str, Any], smoke: Any = None, bench: Any = None, *, outl
         "cluster": plan["cluster"]["name"],
         "namespace": plan["kubernetes"]["namespace"],
         "endpoint_url": plan["serving"]["base_url"],
+        "endpoint": describe_base_url(plan),
         "port": plan["serving"]["port"],
         "hourly_usd": plan["sizing"]["hourly_usd"],
         "idle_ttl_minutes": plan["lifecycle"]["idle_ttl_minutes"],
+        "protected": plan["lifecycle"]["protected"],
         "dry_run": plan["dry_run"],
         "smoke_test": smoke,
         "benchmark": bench,
     }
+    # The report goes to the task log and, with the record, to the Asset event the UI shows.
+    record["report"] = deployment_report(record)
+    print(record["report"])
     if not plan["dry_run"]:
         record["failed_mark"] = _failed_tag(plan, None)
         outlet_events[DEPLOYMENTS_ASSET].extra = record

@@ -17,9 +17,14 @@ in on the client side through botocore's own event hooks, the mechanism botocore
 It also injects failures (an error code, or a dropped connection) into chosen calls, and counts
 the calls each operation received.
 
-Installed by adding handlers to ``botocore.handlers.BUILTIN_HANDLERS``: every botocore session
-created afterwards (boto3's for the tasks, aiobotocore's for the triggers, the tests' own
-clients) registers them, so the tasks see exactly what the assertions see.
+Installed in one of two ways, with the same answers:
+
+- in a test process, by adding handlers to ``botocore.handlers.BUILTIN_HANDLERS``: every botocore
+  session created afterwards (boto3's for the tasks, aiobotocore's for the triggers, the tests'
+  own clients) registers them, so the tasks see exactly what the assertions see;
+- in front of the moto server (local_stack/aws.py), for Airflow's own processes (scheduler
+  workers, triggerer), which share no memory: ``answer`` and ``complete`` take the request's
+  operation and parameters and give what the handlers would.
 """
 
 from __future__ import annotations
@@ -55,25 +60,41 @@ class AwsGaps:
         self.ids = itertools.count(1)
 
     # -- installation -------------------------------------------------------------------------
+    # Operations moto lacks, answered here; and moto answers completed here, by the handler's name.
+    ANSWERED = {
+        "eks": ("CreateAddon", "DescribeAddon", "DeleteAddon", "ListAddons"),
+        "fsx": ("CreateDataRepositoryAssociation", "DescribeDataRepositoryAssociations",
+                "DeleteDataRepositoryAssociation"),
+    }
+    COMPLETED = {
+        ("fsx", "CreateFileSystem"): "_fs_created", ("fsx", "DescribeFileSystems"): "_fs_described",
+        ("eks", "CreateCluster"): "_eks_created", ("eks", "CreateNodegroup"): "_eks_created",
+        ("eks", "DescribeCluster"): "_eks_described", ("eks", "DescribeNodegroup"): "_eks_described",
+    }
+
     def handlers(self) -> list[tuple[str, Any]]:
-        answered = {
-            "eks": ["CreateAddon", "DescribeAddon", "DeleteAddon", "ListAddons"],
-            "fsx": ["CreateDataRepositoryAssociation", "DescribeDataRepositoryAssociations",
-                    "DeleteDataRepositoryAssociation"],
-        }
         specs: list[tuple[str, Any]] = [("before-parameter-build.*.*", self._remember_params),
                                         ("before-call.*.*", self._before_call)]
-        for service, operations in answered.items():
+        for service, operations in self.ANSWERED.items():
             for operation in operations:
                 specs.append((f"before-call.{service}.{operation}", getattr(self, f"_{service}_{operation}")))
-        specs += [("after-call.*.*", self._after_call),
-                  ("after-call.fsx.CreateFileSystem", self._fs_created),
-                  ("after-call.fsx.DescribeFileSystems", self._fs_described),
-                  ("after-call.eks.CreateCluster", self._eks_created),
-                  ("after-call.eks.CreateNodegroup", self._eks_created),
-                  ("after-call.eks.DescribeCluster", self._eks_described),
-                  ("after-call.eks.DescribeNodegroup", self._eks_described)]
+        specs.append(("after-call.*.*", self._after_call))
+        specs += [(f"after-call.{service}.{operation}", getattr(self, name))
+                  for (service, operation), name in self.COMPLETED.items()]
         return specs
+
+    # -- the same answers for a server in front of moto ---------------------------------------
+    def answer(self, model, params: dict[str, Any], region: str) -> tuple[int, dict[str, Any]]:
+        """The status and parsed answer to an operation in ``ANSWERED``."""
+        service = model.service_model.endpoint_prefix
+        handler = getattr(self, f"_{service}_{model.name}")
+        http, parsed = handler(model=model, context={"gaps_params": params, "client_region": region})
+        return http.status_code, parsed
+
+    def complete(self, model, parsed: dict[str, Any], status: int) -> None:
+        """Complete moto's parsed answer in place, for an operation in ``COMPLETED``."""
+        name = self.COMPLETED[(model.service_model.endpoint_prefix, model.name)]
+        getattr(self, name)(parsed=parsed, http_response=AWSResponse("https://gaps.local", status, {}, None))
 
     def fail(self, operation: str, error: Any, times: int = 1, **match: Any) -> None:
         """Make the next ``times`` calls of ``operation`` ("service.Operation") fail with ``error``:
@@ -235,8 +256,9 @@ class AwsGaps:
                 "FileSystemId": params["FileSystemId"], "Lifecycle": "CREATING",
                 "FileSystemPath": params["FileSystemPath"], "DataRepositoryPath": params["DataRepositoryPath"],
                 "BatchImportMetaDataOnCreate": params.get("BatchImportMetaDataOnCreate", False),
-                "ImportedFileChunkSize": 1024, "S3": params.get("S3", {}), "Tags": params.get("Tags", []),
+                "ImportedFileChunkSize": 1024, "S3": params.get("S3", {}),
                 "CreationTime": datetime.now(UTC), "_region": region,
+                **({"Tags": params["Tags"]} if params.get("Tags") else {}),  # AWS omits an empty list
             }
             self.associations[association_id] = association
             self.creating[("association", association_id)] = 1

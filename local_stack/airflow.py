@@ -1,0 +1,194 @@
+"""A local Airflow 3, as separate processes on 127.0.0.1: api-server, scheduler, dag-processor and
+triggerer, on a SQLite metadata DB with the LocalExecutor (scripts/env.sh: a small parallelism).
+
+The demo runs one in the work tree's ``.airflow``; the tests run one in a temporary home. Its
+configuration is whole here (nothing ``AIRFLOW__*`` is inherited, so a test process's own
+settings do not leak in). Log
+servers are not started (they listen on every interface): the API server reads the task logs from
+the local files. The simple auth manager's one user gets a random password, written to a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local_stack.stack import ROOT, alive, free_port, http_ok, spawn, stop_pid, wait_until
+
+USER = "admin"
+COMPONENTS = {
+    "api-server": ["airflow", "api-server"],
+    "scheduler": ["airflow", "scheduler", "--skip-serve-logs"],
+    "dag-processor": ["airflow", "dag-processor"],
+    "triggerer": ["airflow", "triggerer", "--skip-serve-logs"],
+}
+
+
+def connections(aws_url: str, kubeconfig: str) -> dict[str, Any]:
+    """The ``local`` profile: the connections a deploy reaches AWS, Kubernetes and the token by."""
+    return {
+        "aws_default": {"conn_type": "aws", "login": "testing", "password": "testing", "extra": json.dumps({
+            "endpoint_url": aws_url, "region_name": "us-west-2",
+            # One attempt: moto answers what it lacks with errors botocore would retry for seconds.
+            "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}}})},
+        "kubernetes_default": {"conn_type": "kubernetes", "extra": json.dumps({"kube_config_path": kubeconfig})},
+        "hf_default": {"conn_type": "generic", "password": "hf_local_demo_token_not_real"},
+    }
+
+
+@dataclass
+class LocalAirflow:
+    """``home`` holds the metadata DB, logs and the password file; ``pids`` what was started."""
+
+    home: Path
+    port: int = 0
+    jwt_secret: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+    log_prefix: str = "airflow"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def password_file(self) -> Path:
+        return self.home / "simple_auth_manager_passwords.json"
+
+    @property
+    def password(self) -> str:
+        return json.loads(self.password_file.read_text())[USER]
+
+    def env(self) -> dict[str, str]:
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+        return {
+            **inherited,
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            # LocalExecutor pre-forks `parallelism` workers: a small number on 2 cores.
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.base_url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.password_file),
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            # Every long wait goes to the triggerer, as in a team's deployment.
+            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
+            **self.extra_env,
+        }
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(["airflow", *args], env=self.env(), capture_output=True, text=True, check=check,
+                              timeout=timeout)
+
+    def running(self) -> bool:
+        return all(alive(self.pids.get(name)) for name in COMPONENTS) and http_ok(f"{self.base_url}/api/v2/monitor/health")
+
+    def start(self, connection_profile: dict[str, Any] | None = None, on_start=print) -> None:
+        """Start what is not running (the port is chosen when nothing is); idempotent."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        if not any(alive(pid) for pid in self.pids.values()):
+            self.port = free_port(self.port or 8080)
+        self.jwt_secret = self.jwt_secret or secrets.token_urlsafe(32)
+        if not self.password_file.exists():
+            self.password_file.write_text(json.dumps({USER: secrets.token_urlsafe(12)}))
+            os.chmod(self.password_file, 0o600)
+        self.cli("db", "migrate", timeout=600)
+        if connection_profile:
+            profile = self.home / "connections.json"
+            profile.write_text(json.dumps(connection_profile))
+            os.chmod(profile, 0o600)
+            self.cli("connections", "import", str(profile), "--overwrite")
+        for name, args in COMPONENTS.items():
+            if alive(self.pids.get(name)):
+                on_start(f"  airflow {name:<14} reused   (pid {self.pids[name]})")
+                continue
+            self.pids[name] = spawn(f"{self.log_prefix}-{name}", args, self.env())
+            on_start(f"  airflow {name:<14} started  (pid {self.pids[name]})")
+        wait_until(lambda: http_ok(f"{self.base_url}/api/v2/monitor/health"), 300, "Airflow API server",
+                   self.pids["api-server"])
+
+    def stop(self) -> None:
+        for pid in reversed(list(self.pids.values())):
+            stop_pid(pid)
+
+    def api(self) -> Api:
+        return Api(self.base_url, self.password)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"home": str(self.home), "port": self.port, "jwt_secret": self.jwt_secret, "pids": self.pids}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], **kwargs: Any) -> LocalAirflow:
+        return cls(home=Path(state["home"]), port=state["port"], jwt_secret=state["jwt_secret"],
+                   pids=dict(state["pids"]), **kwargs)
+
+
+class Api:
+    """The Airflow REST API (v2), as the UI uses it, with a token for the local user."""
+
+    def __init__(self, base: str, password: str) -> None:
+        self.base = base
+        self.token = self._call("POST", "/auth/token", {"username": USER, "password": password}, auth=False)[
+            "access_token"]
+
+    def _call(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
+        request = urllib.request.Request(self.base + path, method=method,
+                                         data=None if body is None else json.dumps(body).encode())
+        request.add_header("Content-Type", "application/json")
+        if auth:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+
+    def get(self, path: str) -> Any:
+        return self._call("GET", path)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self._call("PATCH", path, body)
+
+    def found(self, path: str) -> bool:
+        try:
+            self.get(path)
+            return True
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return False
+            raise
+
+    def wait_for_dags(self, *dag_ids: str, timeout_s: float = 300) -> None:
+        """Until the dag-processor has parsed them; then unpaused, as a user would switch them on."""
+        wait_until(lambda: all(self.found(f"/api/v2/dags/{dag_id}") for dag_id in dag_ids), timeout_s,
+                   f"DAGs {', '.join(dag_ids)} parsed by the dag-processor")
+        for dag_id in dag_ids:
+            self.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=200")["task_instances"]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        try:
+            return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/"
+                            "return_value")["value"]
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise

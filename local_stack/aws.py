@@ -1,0 +1,169 @@
+"""The local AWS for a running Airflow: the moto server, with what moto lacks answered in front of it.
+
+Airflow's scheduler workers and triggerer are separate processes, so the client-side gap filler
+the tests install (local_stack/aws_gaps.py) cannot reach them. Here the same ``AwsGaps`` sits in
+the moto server's own process as WSGI middleware: requests for the operations moto lacks (EKS
+add-ons, FSx data repository associations) are answered from it, and moto's answers to the
+operations it completes (a first look that says CREATING, FSx's Lifecycle and MountName) are
+completed by it. Requests are matched to operations with botocore's own service models (the
+``requestUri`` of each EKS operation, the ``X-Amz-Target`` of FSx's JSON protocol), and answers
+are written in each protocol's wire shape, so the tasks' boto3 and aiobotocore clients parse
+them as they would AWS's.
+
+    python -m local_stack.aws --port 5055     # listens on 127.0.0.1 only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from functools import cache
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import botocore.session
+
+from local_stack.aws_gaps import AwsGaps
+
+CREDENTIAL = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
+
+
+@cache
+def _service_model(service: str):
+    return botocore.session.get_session().get_service_model(service)
+
+
+@cache
+def _rest_routes(service: str) -> list[tuple[str, re.Pattern, Any]]:
+    """(method, path pattern, operation model) of each operation the gap filler handles."""
+    model = _service_model(service)
+    routes = []
+    for name in (*AwsGaps.ANSWERED.get(service, ()), *(op for s, op in AwsGaps.COMPLETED if s == service)):
+        operation = model.operation_model(name)
+        path = operation.http["requestUri"].split("?")[0]
+        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path))
+        routes.append((operation.http["method"], re.compile(pattern + "$"), operation))
+    return routes
+
+
+def _operation(service: str, method: str, path: str, target: str | None):
+    """The operation model a request is for, when the gap filler handles it; else None."""
+    model = _service_model(service)
+    if model.protocol == "json":
+        name = (target or "").rpartition(".")[2]
+        handled = {*AwsGaps.ANSWERED.get(service, ()), *(op for s, op in AwsGaps.COMPLETED if s == service)}
+        return (model.operation_model(name), {}) if name in handled else (None, {})
+    for route_method, pattern, operation in _rest_routes(service):
+        match = pattern.match(path)
+        if route_method == method and match:
+            return operation, {k: unquote(v) for k, v in match.groupdict().items()}
+    return None, {}
+
+
+def _params(operation, labels: dict[str, str], query: dict[str, list[str]], body: bytes) -> dict[str, Any]:
+    """The request's parameters by member name, as botocore built them (rest-json or json)."""
+    payload = json.loads(body) if body.strip() else {}
+    if operation.service_model.protocol == "json":
+        return payload
+    params: dict[str, Any] = {}
+    for member, shape in (operation.input_shape.members.items() if operation.input_shape else ()):
+        where = shape.serialization.get("location")
+        wire = shape.serialization.get("name", member)
+        if where == "uri" and wire in labels:
+            params[member] = labels[wire]
+        elif where == "querystring" and wire in query:
+            params[member] = query[wire][0]
+        elif where is None and wire in payload:
+            params[member] = payload[wire]
+    return params
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.timestamp()  # both protocols carry timestamps as epoch seconds
+    if isinstance(value, dict):
+        return {k: _wire(v) for k, v in value.items() if k != "ResponseMetadata"}
+    if isinstance(value, list):
+        return [_wire(v) for v in value]
+    return value
+
+
+def _encode(operation, status: int, parsed: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+    protocol = operation.service_model.protocol
+    content_type = "application/x-amz-json-1.1" if protocol == "json" else "application/json"
+    headers = [("Content-Type", content_type)]
+    if "Error" in parsed:
+        code, message = parsed["Error"]["Code"], parsed["Error"]["Message"]
+        if protocol == "json":
+            body = {"__type": code, "message": message}
+        else:
+            headers.append(("x-amzn-ErrorType", code))
+            body = {"message": message}
+    else:
+        body = _wire(parsed)
+    data = json.dumps(body).encode()
+    return f"{status} {'OK' if status < 300 else 'Error'}", [*headers, ("Content-Length", str(len(data)))], data
+
+
+class GapsMiddleware:
+    """WSGI middleware: answer or complete the gap filler's operations, pass the rest to moto."""
+
+    def __init__(self, moto_app: Callable, gaps: AwsGaps) -> None:
+        self.moto_app, self.gaps = moto_app, gaps
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        credential = CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+        if not credential or credential["service"] not in ("eks", "fsx"):
+            return self.moto_app(environ, start_response)
+        operation, labels = _operation(credential["service"], environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""),
+                                       environ.get("HTTP_X_AMZ_TARGET"))
+        if operation is None:
+            return self.moto_app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        service = operation.service_model.endpoint_prefix
+        if operation.name in AwsGaps.ANSWERED.get(service, ()):
+            params = _params(operation, labels, parse_qs(environ.get("QUERY_STRING", "")), body)
+            status, parsed = self.gaps.answer(operation, params, credential["region"])
+            line, headers, data = _encode(operation, status, parsed)
+            start_response(line, headers)
+            return [data]
+        return self._completed(environ, start_response, operation, body)
+
+    def _completed(self, environ, start_response, operation, body: bytes) -> Iterable[bytes]:
+        import io
+
+        environ["wsgi.input"] = io.BytesIO(body)
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info=None):
+            captured.update(status=status, headers=headers)
+
+        data = b"".join(self.moto_app(environ, capture))
+        code = int(captured["status"].split()[0])
+        if code < 300 and data.strip():
+            parsed = json.loads(data)
+            self.gaps.complete(operation, parsed, code)
+            data = json.dumps(parsed).encode()
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        start_response(captured["status"], [*headers, ("Content-Length", str(len(data)))])
+        return [data]
+
+
+def serve(port: int) -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    app = GapsMiddleware(DomainDispatcherApplication(create_backend_app), AwsGaps())
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+    print(f"local AWS (moto + gap filler) on http://127.0.0.1:{server.server_port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, required=True)
+    serve(parser.parse_args().port)

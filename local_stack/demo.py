@@ -1,0 +1,272 @@
+"""scripts/demo: the whole product on this machine, the way a user meets it, before any AWS account.
+
+Starts (or reuses) the local parts, starts Airflow 3 as separate processes on 127.0.0.1, creates
+the connections of the ``local`` profile, then runs ``airflow dags trigger deploy_llama4`` for
+Llama 4 Scout on GPU and on Trainium2 (real runs, not dry runs), follows them step by step, and
+prints what a person wants to know at the end. ``scripts/demo-stop`` ends every process it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from local_stack import stack
+from local_stack.airflow import USER, Api, LocalAirflow, connections
+from local_stack.stack import ROOT, alive, http_ok, load_state, save_state, spawn, stop_pid, wait_until
+
+STANDINS = """Local stand-ins (everything else is the real thing: Airflow 3's api-server, scheduler,
+dag-processor and triggerer, the helm CLI, a Kubernetes API server, the vLLM server):
+  - AWS is the moto server (local_stack/aws.py), with EKS add-ons and FSx data repository
+    associations, which moto lacks, answered in front of it; no account, nothing billed.
+  - The EKS cluster's nodes are kwok nodes on a local Kubernetes control plane: pods are scheduled
+    and report Running, but no container runs.
+  - So no weight Job really compiles or downloads: local_stack/job_markers.py writes the S3
+    completion marker a succeeded Job would write, and marks it simulated.
+  - The model is a tiny Llama 4 with random weights on vLLM's CPU build, served under the catalog
+    name of Llama 4 Scout; the deploy's smoke test and benchmark reach it by `endpoint_url`."""
+
+AIRFLOW_HOME = ROOT / ".airflow"  # scripts/env.sh's, so the CLI there sees the demo's runs
+DAG_ID = "deploy_llama4"
+IDLE_DAG_ID = "teardown_idle_deployments"
+IDLE_SCHEDULE = "*/2 * * * *"  # the demo's; teams keep the default */10
+NAMESPACE = "llm-demo"
+CLUSTER = "llm-demo"
+SCOUT = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
+# moto accepts any well-formed ARN and subnet id.
+FAKE_AWS = {"cluster_role_arn": "arn:aws:iam::123456789012:role/eks-cluster",
+            "node_role_arn": "arn:aws:iam::123456789012:role/eks-node",
+            "subnet_ids": ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"]}
+# Regions whose instance offerings (moto's copy of AWS's) hold the instance type.
+TARGETS = {"gpu": {"region": "us-west-2", "deployment_name": "scout-gpu"},
+           "neuron": {"region": "us-east-2", "deployment_name": "scout-trn2"}}
+IDLE_TTL_MINUTES = 5  # the form's minimum
+RUN_TIMEOUT_S = 45 * 60
+TERMINAL = {"success", "failed"}
+
+
+def say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+# -- the local parts ----------------------------------------------------------------------------
+def ensure_aws(state: dict) -> str:
+    aws = state.get("aws", {})
+    if alive(aws.get("pid")) and http_ok(f"{aws['url']}/moto-api/"):
+        say(f"  local AWS          reused   {aws['url']}")
+        return aws["url"]
+    port = stack.free_port(5055)
+    pid = spawn("aws", [sys.executable, "-m", "local_stack.aws", "--port", str(port)], os.environ.copy())
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: http_ok(f"{url}/moto-api/"), 60, "local AWS", pid)
+    state["aws"] = {"pid": pid, "url": url}
+    save_state(state)
+    say(f"  local AWS          started  {url} (moto server, pid {pid})")
+    return url
+
+
+def ensure_control_plane(state: dict) -> tuple[str, str]:
+    if stack.sandbox("status", check=False).returncode != 0:
+        started = time.monotonic()
+        stack.sandbox("up")
+        state["control_plane"] = {"started_by_demo": True}
+        save_state(state)
+        say(f"  control plane      started  in {time.monotonic() - started:.0f} s (scripts/sandbox-cluster)")
+    else:
+        state.setdefault("control_plane", {"started_by_demo": False})
+        say("  control plane      reused   (scripts/sandbox-cluster status: up)")
+    return stack.sandbox("kubeconfig").stdout.strip(), stack.sandbox("bin", "helm").stdout.strip()
+
+
+def ensure_vllm(state: dict) -> str:
+    from local_stack.vllm import netns_unavailable_reason, start_server
+
+    vllm = state.get("vllm", {})
+    if alive(vllm.get("pid")) and http_ok(f"{vllm['url']}/health"):
+        say(f"  vLLM (CPU)         reused   {vllm['url']}")
+        return vllm["url"]
+    say("  vLLM (CPU)         starting (40-90 s on 2 cores) ...")
+    no_netns = netns_unavailable_reason()
+    server = start_server("tiny-llama4", [SCOUT, "tiny-llama4"], use_netns=no_netns is None)
+    netns = server.netns
+    state["vllm"] = {"pid": server.process.pid, "url": server.base_url,
+                     "netns": netns and {"name": netns.name, "host_veth": netns.host_veth,
+                                         "inner_veth": netns.inner_veth}}
+    save_state(state)
+    where = f"in network namespace {netns.name}" if netns else f"on 127.0.0.1 ({no_netns})"
+    say(f"  vLLM (CPU)         started  {server.base_url} in {server.startup_s:.0f} s, {where}")
+    return server.base_url
+
+
+def ensure_job_markers(state: dict, kubeconfig: str, aws_url: str) -> None:
+    markers = state.get("job_markers", {})
+    if alive(markers.get("pid")):
+        say(f"  Job marker writer  reused   (pid {markers['pid']})")
+        return
+    pid = spawn("job_markers", [sys.executable, "-m", "local_stack.job_markers", "--kubeconfig", kubeconfig,
+                                "--aws-url", aws_url], os.environ.copy())
+    state["job_markers"] = {"pid": pid}
+    save_state(state)
+    say(f"  Job marker writer  started  (stand-in, pid {pid})")
+
+
+# -- Airflow ------------------------------------------------------------------------------------
+def ensure_airflow(state: dict, aws_url: str, kubeconfig: str, helm: str) -> LocalAirflow:
+    extra_env = {"LLM_ON_EKS_IDLE_TEARDOWN_SCHEDULE": IDLE_SCHEDULE, "HELM_BIN": helm}
+    airflow = (LocalAirflow.from_state(state["airflow"], extra_env=extra_env) if "airflow" in state
+               else LocalAirflow(home=AIRFLOW_HOME, extra_env=extra_env))
+    airflow.start(connections(aws_url, kubeconfig), on_start=say)
+    state["airflow"] = airflow.to_state()
+    save_state(state)
+    say("  connections           aws_default -> local AWS, kubernetes_default -> control plane, "
+        "hf_default (a fake token)")
+    return airflow
+
+
+# -- the runs -----------------------------------------------------------------------------------
+def deploy_conf(accelerator: str, vllm_url: str) -> dict[str, Any]:
+    return {
+        "model": "llama4-scout", "accelerator": accelerator, **TARGETS[accelerator], "namespace": NAMESPACE,
+        "cluster_name": CLUSTER, "create_cluster": True, **FAKE_AWS, "kubernetes_conn_id": "kubernetes_default",
+        # kwok's pod IPs lead nowhere: the checks reach the local vLLM server by URL.
+        "endpoint_url": vllm_url, "images_per_prompt": 0,
+        "benchmark": True, "benchmark_num_prompts": 8, "benchmark_concurrency": 2, "benchmark_input_len": 64,
+        "benchmark_output_len": 16,
+        "idle_ttl_minutes": IDLE_TTL_MINUTES,
+    }
+
+
+def trigger(airflow: LocalAirflow, label: str, conf: dict[str, Any]) -> str:
+    """``airflow dags trigger``, as a user runs it."""
+    run_id = f"demo-{label}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    say(f"  $ airflow dags trigger {DAG_ID} --run-id {run_id} --conf '{{\"accelerator\": \"{conf['accelerator']}\", ...}}'")
+    airflow.cli("dags", "trigger", DAG_ID, "--run-id", run_id, "--conf", json.dumps(conf))
+    return run_id
+
+
+def _doing(ti: dict[str, Any]) -> str:
+    if ti["state"] == "deferred" and ti.get("trigger"):
+        return f"the triggerer polls: {ti['trigger']['classpath'].rpartition('.')[2]}"
+    return {"queued": "waiting for a worker slot", "up_for_retry": "waiting to retry",
+            "scheduled": "waiting for the executor", "running": "in a worker"}.get(ti["state"] or "", "")
+
+
+def follow(api: Api, runs: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """Print every task's state changes with the elapsed time, until every run ends. deploy_llama4
+    runs one run at a time (max_active_runs=1): the second waits queued for the first."""
+    start, seen, tis = time.monotonic(), {}, {}
+    while True:
+        states = {}
+        for label, run_id in runs.items():
+            states[label] = api.run(DAG_ID, run_id)["state"]
+            tis[label] = api.task_instances(DAG_ID, run_id)
+            for ti in sorted(tis[label], key=lambda t: (t["start_date"] or "~", t["task_id"])):
+                key = (label, ti["task_id"], ti["map_index"])
+                if ti["state"] and seen.get(key) != ti["state"]:
+                    seen[key] = ti["state"]
+                    elapsed = int(time.monotonic() - start)
+                    say(f"  [{elapsed // 60:02d}:{elapsed % 60:02d}] {label:<5} {ti['task_id']:<40} {ti['state']:<10} "
+                        f"{_doing(ti)}".rstrip())
+        if all(state in TERMINAL for state in states.values()):
+            return tis
+        if time.monotonic() - start > RUN_TIMEOUT_S:
+            raise TimeoutError(f"runs not finished within {RUN_TIMEOUT_S // 60} min: {states}")
+        time.sleep(3)
+
+
+def report(api: Api, runs: dict[str, str], tis: dict[str, list[dict[str, Any]]]) -> bool:
+    """Each run's task states, then its report (the register step's), or the plan when it failed."""
+    ok = True
+    for label, run_id in runs.items():
+        state = api.run(DAG_ID, run_id)["state"]
+        ok &= state == "success"
+        say(f"\n== {label}: run {run_id}: {state.upper()}")
+        by_state: dict[str, set[str]] = {}
+        for ti in tis[label]:
+            by_state.setdefault(ti["state"] or "none", set()).add(ti["task_id"])
+        for ti_state, tasks in sorted(by_state.items()):
+            say(f"  {ti_state:<9} {len(tasks):>2}: {', '.join(sorted(tasks))}")
+        record = api.xcom(DAG_ID, run_id, "register")
+        plan = api.xcom(DAG_ID, run_id, "plan_deployment")
+        if record:
+            say("\n" + record["report"])
+        elif plan:
+            say(f"  plan: {plan['profile']['nodes']}x {plan['profile']['instance_type']}, "
+                f"${plan['sizing']['hourly_usd']:.2f}/hour; the failed step's log is in the UI")
+    return ok
+
+
+# -- commands -----------------------------------------------------------------------------------
+def up() -> int:
+    say(STANDINS + "\n")
+    state = load_state()
+    say("Starting (or reusing) the local stack:")
+    aws_url = ensure_aws(state)
+    kubeconfig, helm = ensure_control_plane(state)
+    vllm_url = ensure_vllm(state)
+    ensure_job_markers(state, kubeconfig, aws_url)
+    airflow = ensure_airflow(state, aws_url, kubeconfig, helm)
+    api = airflow.api()
+    api.wait_for_dags(DAG_ID, IDLE_DAG_ID)
+    say(f"\nTriggering {DAG_ID} for Llama 4 Scout on GPU and on Trainium2 (real runs on the local stand-ins):")
+    runs = {label: trigger(airflow, label, deploy_conf(accelerator, vllm_url))
+            for label, accelerator in (("gpu", "gpu"), ("trn2", "neuron"))}
+    say("\nFollowing the runs (elapsed mm:ss, run, step, state, what it waits for):")
+    ok = report(api, runs, follow(api, runs))
+    say(f"""
+The Airflow UI: {airflow.base_url}   user {USER}, password {airflow.password}
+  (the password is in {airflow.password_file}; each process logs to {stack.LOGS})
+The CLI, on the same metadata DB: source scripts/env.sh; airflow dags list-runs {DAG_ID}
+
+Idle teardown: {IDLE_DAG_ID} runs every 2 minutes here ({IDLE_SCHEDULE}; teams keep */10). Both
+deployments have an idle TTL of {IDLE_TTL_MINUTES} minutes: about {IDLE_TTL_MINUTES}-{IDLE_TTL_MINUTES + 2} minutes after their last request it
+uninstalls their releases and deletes their node groups on its own. Watch it in the UI (Dags ->
+{IDLE_DAG_ID} -> the latest run -> summarize), or:
+  source scripts/env.sh; airflow dags list-runs {IDLE_DAG_ID}
+A second scripts/demo reuses what is up; scripts/demo-stop stops everything it started.""")
+    return 0 if ok else 1
+
+
+def stop() -> int:
+    from local_stack.vllm import NetNamespace
+
+    state = load_state()
+    if "airflow" in state:
+        LocalAirflow.from_state(state["airflow"]).stop()
+        say(f"  airflow                stopped (pids {sorted(state['airflow']['pids'].values())})")
+    for name in ("job_markers", "aws"):
+        if name in state:
+            stop_pid(state[name]["pid"])
+            say(f"  {name:<22} stopped (pid {state[name]['pid']})")
+    vllm = state.get("vllm")
+    if vllm:
+        stop_pid(vllm["pid"])
+        if vllm.get("netns"):
+            NetNamespace(host_ip="", ip="", **vllm["netns"]).delete()
+        say(f"  vLLM                   stopped (pid {vllm['pid']})")
+    if state.get("control_plane", {}).get("started_by_demo"):
+        stack.sandbox("down")
+        say("  control plane          stopped (scripts/sandbox-cluster down)")
+    elif "control_plane" in state:
+        say("  control plane          left running (it was up before the demo)")
+    ports = [state["airflow"]["port"]] if "airflow" in state else []
+    ports += [int(state["aws"]["url"].rsplit(":", 1)[1])] if "aws" in state else []
+    busy = [port for port in ports if stack.port_open(port)]
+    stack.STATE.unlink(missing_ok=True)
+    say(f"  ports still in use: {busy}" if busy else f"  ports free: {ports}")
+    return 1 if busy else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up", "stop"], nargs="?", default="up")
+    sys.exit(up() if parser.parse_args().command == "up" else stop())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The local AWS a running Airflow uses (local_stack/aws.py): the moto server with the gap filler's
+answers served over HTTP, so clients in any process (a task, the triggerer) see what the tests'
+in-process filler gives. Started as the demo starts it, stopped by PID."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from local_stack.stack import ROOT, free_port, http_ok, stop_pid, wait_until
+
+SUBNET = "subnet-0a1b2c3d4e5f60001"
+
+
+@pytest.fixture(scope="module")
+def local_aws():
+    port = free_port(5056)
+    process = subprocess.Popen([sys.executable, "-m", "local_stack.aws", "--port", str(port)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http_ok(f"{url}/moto-api/"), 60, "local AWS", process.pid)
+        yield url
+    finally:
+        stop_pid(process.pid)
+        process.wait(timeout=10)
+
+
+def _client(url: str, service: str):
+    return boto3.session.Session().client(service, endpoint_url=url, region_name="us-west-2",
+                                          aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def test_eks_first_looks_say_creating_and_addons_are_answered(local_aws):
+    eks = _client(local_aws, "eks")
+    created = eks.create_cluster(name="c1", roleArn="arn:aws:iam::123456789012:role/eks",
+                                 resourcesVpcConfig={"subnetIds": [SUBNET]})
+    assert created["cluster"]["status"] == "CREATING"
+    assert [eks.describe_cluster(name="c1")["cluster"]["status"] for _ in range(2)] == ["CREATING", "ACTIVE"]
+
+    addon = eks.create_addon(clusterName="c1", addonName="vpc-cni", tags={"owner": "test"})["addon"]
+    assert (addon["status"], addon["tags"]) == ("CREATING", {"owner": "test"})
+    assert [eks.describe_addon(clusterName="c1", addonName="vpc-cni")["addon"]["status"]
+            for _ in range(2)] == ["CREATING", "ACTIVE"]
+    assert eks.list_addons(clusterName="c1")["addons"] == ["vpc-cni"]
+    with pytest.raises(eks.exceptions.ResourceNotFoundException):
+        eks.describe_addon(clusterName="c1", addonName="coredns")
+    with pytest.raises(eks.exceptions.ResourceInUseException):
+        eks.create_addon(clusterName="c1", addonName="vpc-cni")
+    assert eks.delete_addon(clusterName="c1", addonName="vpc-cni")["addon"]["status"] == "DELETING"
+    assert eks.list_addons(clusterName="c1")["addons"] == []
+
+
+def test_fsx_lifecycle_mount_name_and_associations_are_answered(local_aws):
+    fsx = _client(local_aws, "fsx")
+    fs = fsx.create_file_system(FileSystemType="LUSTRE", StorageCapacity=1200, SubnetIds=[SUBNET])["FileSystem"]
+    assert fs["Lifecycle"] == "CREATING" and fs["LustreConfiguration"]["MountName"]
+    fs_id = fs["FileSystemId"]
+    looks = [fsx.describe_file_systems(FileSystemIds=[fs_id])["FileSystems"][0]["Lifecycle"] for _ in range(2)]
+    assert looks == ["CREATING", "AVAILABLE"]
+
+    association = fsx.create_data_repository_association(
+        FileSystemId=fs_id, FileSystemPath="/models", DataRepositoryPath="s3://bucket/models",
+        Tags=[{"Key": "owner", "Value": "test"}])["Association"]
+    assert association["Lifecycle"] == "CREATING"
+    with pytest.raises(ClientError, match="already linked"):
+        fsx.create_data_repository_association(FileSystemId=fs_id, FileSystemPath="/models",
+                                               DataRepositoryPath="s3://bucket/models")
+    found = fsx.describe_data_repository_associations(Filters=[{"Name": "file-system-id", "Values": [fs_id]}])
+    assert [a["AssociationId"] for a in found["Associations"]] == [association["AssociationId"]]
+    with pytest.raises(ClientError) as missing:
+        fsx.delete_data_repository_association(AssociationId="dra-0123456789abcdef0")
+    assert missing.value.response["Error"]["Code"] == "DataRepositoryAssociationNotFound"
