@@ -41,7 +41,7 @@ SUBNET_BODY = r"subnet-[0-9a-f]{1,17}"
 # Secrets Manager names: letters, digits and /_+=.@- (Secrets Manager API reference, CreateSecret).
 SECRET_ID_BODY = r"[A-Za-z0-9/_+=.@-]{1,512}"
 
-# Every patterned field of the deploy and teardown forms: field -> (pattern body, refused names).
+# Every patterned field of the deploy and teardown forms, and its pattern's body.
 PATTERNS: dict[str, str] = {
     "deployment_name": DEPLOYMENT_NAME_BODY,
     "cluster_name": CLUSTER_NAME_BODY,
@@ -132,6 +132,9 @@ class Allowed:
 
 def _allowed(value: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(value, p) for p in patterns)
+
+
+ALLOW_LISTED = ("aws_conn_id", "kubernetes_conn_id", "hf_token_conn_id", "hf_token_secret_id", "endpoint_url")
 
 
 def check_allowed(params: Mapping[str, Any], allowed: Allowed) -> None:

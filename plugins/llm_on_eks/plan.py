@@ -400,7 +400,8 @@ def check_inputs(params: dict[str, Any], allowed: inputs.Allowed | None) -> None
     (``allowed``: the Airflow deployment's ``[llm_on_eks]`` settings when None)."""
     try:
         inputs.check_fields(params)
-        inputs.check_allowed(params, allowed or inputs.Allowed.from_config())
+        # The values in force: a default the Airflow deployment does not allow is refused too.
+        inputs.check_allowed({k: param(params, k) for k in inputs.ALLOW_LISTED}, allowed or inputs.Allowed.from_config())
     except inputs.InputError as exc:
         raise PlanError(str(exc)) from None
 
