@@ -19,10 +19,10 @@ from typing import Any
 
 from llm_on_eks.kube.device_plugins import NAMESPACE as PLUGIN_NAMESPACE
 from llm_on_eks.kube.device_plugins import PLUGINS, plugin_name, plugin_objects
+from llm_on_eks.kube.helm import foreign_release
 from llm_on_eks.kube.readiness import serving_selector
 from llm_on_eks.naming import ACCELERATOR_KEY, DEPLOYMENT_KEY, MANAGED_BY_KEY, NAMESPACE_KEY, PROJECT, fsx_pv_name
 
-CHART_NAME = "vllm-serving"
 POLL_S = 2
 
 
@@ -30,10 +30,10 @@ def release_decision(found: dict[str, Any] | None, values: dict[str, Any] | None
     """(uninstall?, why) for the release ``helm list`` found, with its values."""
     if found is None:
         return False, "already gone"
-    chart = found.get("chart", "")
-    if not chart.startswith(f"{CHART_NAME}-") or ((values or {}).get("labels") or {}).get(MANAGED_BY_KEY) != PROJECT:
-        return False, f"kept: made from chart {chart or 'unknown'}, not llm-on-eks's"
-    return True, f"release of chart {chart} ({found.get('status')})"
+    foreign = foreign_release(found, values)
+    if foreign:
+        return False, f"kept: {foreign}"
+    return True, f"release of chart {found['chart']} ({found.get('status')})"
 
 
 def _node_owner(labels: dict[str, str], namespace: str) -> tuple[str, str | None]:

@@ -388,7 +388,10 @@ def _hf_token_source(plan: Plan) -> tuple[bool, str]:
     except (ValueError, AirflowNotFoundException) as exc:
         return False, f"no token: {exc}"
     except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
-            raise
-        return False, f"no token: {token_origin(plan)} does not exist"
+        # Not "unknown": AccessDenied (or a missing key, a failed decryption) means the serving
+        # pods would never get the token, so nothing may be created for them.
+        code = exc.response["Error"]["Code"]
+        if code == "ResourceNotFoundException":
+            return False, f"no token: {token_origin(plan)} does not exist"
+        return False, f"no token: reading {token_origin(plan)} failed with {code}"
     return True, f"token found in {token_origin(plan)}"

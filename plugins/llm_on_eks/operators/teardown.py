@@ -285,7 +285,7 @@ class UninstallReleaseOperator(PlanStepOperator):
         with kubeconfig_path(cluster_access(plan)) as kubeconfig:
             helm = Helm(kubeconfig, namespace)
             found = helm.release(release)
-            values = helm.deployed_values(release) if found else None
+            values = helm.values(release, found["revision"]) if found else None
             delete, why = release_decision(found, values)
             result = {"release": release, "namespace": namespace, "action": why}
             if would := _would(plan, result, delete):
