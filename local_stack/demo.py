@@ -117,7 +117,9 @@ def ensure_job_markers(state: dict, kubeconfig: str, aws_url: str) -> None:
 
 # -- Airflow ------------------------------------------------------------------------------------
 def ensure_airflow(state: dict, aws_url: str, kubeconfig: str, helm: str) -> LocalAirflow:
-    extra_env = {"LLM_ON_EKS_IDLE_TEARDOWN_SCHEDULE": IDLE_SCHEDULE, "HELM_BIN": helm}
+    extra_env = {"LLM_ON_EKS_IDLE_TEARDOWN_SCHEDULE": IDLE_SCHEDULE, "HELM_BIN": helm,
+                 # Where no network namespace can be made, the local vLLM server is on 127.0.0.1.
+                 "AIRFLOW__LLM_ON_EKS__ALLOW_LOOPBACK_ENDPOINT": "True"}
     airflow = (LocalAirflow.from_state(state["airflow"], extra_env=extra_env) if "airflow" in state
                else LocalAirflow(home=AIRFLOW_HOME, extra_env=extra_env))
     airflow.start(connections(aws_url, kubeconfig), on_start=say)

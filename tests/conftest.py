@@ -27,6 +27,9 @@ os.environ.update(
     AIRFLOW__CORE__LOAD_EXAMPLES="False",
     AIRFLOW__CORE__UNIT_TEST_MODE="False",
     AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+    # The local profile: the sandbox cluster's connection, and vLLM servers on 127.0.0.1.
+    AIRFLOW__LLM_ON_EKS__ALLOWED_CONN_IDS="aws_default,kubernetes_default,hf_default,llm_on_eks_*,sandbox_k8s",
+    AIRFLOW__LLM_ON_EKS__ALLOW_LOOPBACK_ENDPOINT="True",
     AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(
         [
             {"name": name, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": str(path)}}

@@ -70,7 +70,8 @@ def test_the_idle_clock_keeps_its_start_and_moves_on_activity():
     (None, None, False, "already gone"),
     ({"chart": "vllm-serving-0.1.0", "status": "deployed"}, {"labels": {MANAGED_BY_KEY: "llm-on-eks"}}, True,
      "release of chart vllm-serving-0.1.0 (deployed)"),
-    ({"chart": "vllm-serving-0.1.0", "status": "failed"}, {"labels": {}}, False, "kept: made from chart"),
+    ({"chart": "vllm-serving-0.1.0", "status": "failed"}, {"labels": {}}, False,
+     "kept: its values lack the label llm-on-eks.io/managed-by=llm-on-eks"),
     ({"chart": "nginx-1.2.3", "status": "deployed"}, {"labels": {MANAGED_BY_KEY: "llm-on-eks"}}, False,
      "kept: made from chart nginx-1.2.3, not llm-on-eks's"),
 ])

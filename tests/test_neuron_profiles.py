@@ -221,3 +221,15 @@ def test_the_dry_run_shows_image_environment_memory_compile_command_and_cache(mo
     assert values["resources"]["limits"]["memory"] == plan["profile"]["host_memory"]["limit"]
     assert neuron["artifacts_uri"] in (values["neuron"]["compileCacheUrl"], values["neuron"]["compiledArtifacts"])
     assert {k: v for k, v in values["env"].items() if k != "AWS_DEFAULT_REGION"} == plan["profile"]["env"]
+
+
+def test_a_tp_override_reaches_the_compile_job_and_its_key():
+    """optimum-neuron compiles at the server's --tensor-parallel-size, so an override is written
+    through (the Job runs the serving command line) and keys a new compile; NxD Inference's neuron
+    config fixes tp_degree, so there it is refused (tests/test_plan.py)."""
+    from llm_on_eks.kube.manifests import neuron_compile_job
+
+    plan = build_plan({**BASE, "model": "llama4-maverick", "profile": "neuron", "tensor_parallel_size": 32})
+    script = neuron_compile_job(plan)["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    assert "--tensor-parallel-size=32" in script
+    assert plan["neuron"]["identity"]["args"]["tensor-parallel-size"] == 32

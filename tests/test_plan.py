@@ -69,7 +69,7 @@ def test_params_schema_refuses_at_trigger_time(conf):
         ({"profile": "neuron-nxdi", "tensor_parallel_size": 32}, "neuron config is written for TP 64"),
         ({"profile": "gpu-p4d", "max_model_len": 500_000}, "exceeds the 196608 that the llama4-scout gpu-p4d profile"),
         ({"profile": "tpu"}, "has no 'tpu' profile"),
-        ({"create_cluster": True}, "create_cluster needs cluster_role_arn and at least two subnet_ids"),
+        ({"create_cluster": True}, "create_cluster needs cluster_role_arn, node_role_arn and at least two subnet_ids"),
         ({"model": "llama-3-8b", "images_per_prompt": 1}, "llama-3-8b does not take images"),
     ],
 )
@@ -114,10 +114,10 @@ def test_overrides_reach_the_vllm_args():
 
 
 def test_plan_holds_no_secret_only_where_to_find_it():
-    plan = build_plan({**BASE, "hf_token_secret_id": "prod/hf-token"})
+    plan = build_plan({**BASE, "hf_token_secret_id": "llm-on-eks/prod/hf-token"})
     assert plan["hf_token"] == {
         "conn_id": "hf_default",
-        "secrets_manager_id": "prod/hf-token",
+        "secrets_manager_id": "llm-on-eks/prod/hf-token",
         "k8s_secret": {"name": "hf-token", "key": "token"},
     }
 

@@ -7,6 +7,7 @@ teardown uses to discover deployments.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime
 
@@ -34,10 +35,27 @@ SYSTEM_ROLE = "system"
 CREATED_BY_RUN_KEY = f"{LABEL_PREFIX}/created-by-run"
 CREATED_AT_KEY = f"{LABEL_PREFIX}/created-at"
 
-# Helm release names are at most 53 characters and node group names 63; the longest suffix
-# we append is "-nodes", and Kubernetes Job names get "-compile-" plus a hash.
-DEPLOYMENT_NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
+# The deployment name becomes the Helm release (at most 53 characters, Helm docs "helm install")
+# and the Service the chart names after it, a DNS-1035 label (Kubernetes docs, "Object Names and
+# IDs"); 40 leaves room for the Job suffixes ("-compile-" and a hash). Pattern bodies are anchored
+# by llm_on_eks.inputs, which checks every input against them.
 DEPLOYMENT_NAME_MAX = 40
+DEPLOYMENT_NAME_BODY = r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?"
+# RFC 1123 label: namespaces, label-safe names (Kubernetes docs, "Object Names and IDs").
+DNS_LABEL_BODY = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+# RFC 1123 subdomain: PersistentVolume and PersistentVolumeClaim names.
+DNS_SUBDOMAIN_BODY = r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+# EKS node group names: 1-63 alphanumerics, '-' and '_', starting alphanumeric (EKS API, CreateNodegroup).
+NODEGROUP_BODY = r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}"
+# S3 general purpose bucket names (S3 User Guide, "General purpose bucket naming rules"): 3-63
+# lowercase letters, digits, '.' and '-', a letter or digit at both ends, no '..', not an IPv4
+# address, none of the reserved prefixes and suffixes.
+S3_BUCKET_BODY = (r"(?!xn--|sthree-|amzn-s3-demo-)(?!.*\.\.)(?![0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$)"
+                  r"(?!.*(-s3alias|--ol-s3|\.mrap|--x-s3|--table-s3)$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# Namespaces that belong to the cluster itself (Kubernetes docs, "Namespaces": the initial ones).
+RESERVED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+# Hex digits of the identity's hash in a name that had to be shortened or altered.
+HASH_LEN = 8
 
 
 def default_deployment_name(model_id: str, accelerator: str) -> str:
@@ -45,30 +63,72 @@ def default_deployment_name(model_id: str, accelerator: str) -> str:
 
 
 def check_deployment_name(name: str) -> None:
-    if not re.fullmatch(DEPLOYMENT_NAME_PATTERN, name):
+    if not re.fullmatch(DEPLOYMENT_NAME_BODY, name):
         raise ValueError(
             f"deployment name {name!r} must be 1-{DEPLOYMENT_NAME_MAX} lowercase letters, digits or '-', "
             "starting with a letter and not ending with '-'"
         )
 
 
-def nodegroup_name(deployment: str) -> str:
-    return f"{deployment}-nodes"
+def identity_hash(*parts: str) -> str:
+    """A short digest of the whole identity; the NUL separator keeps ("a-b", "c") and ("a", "b-c") apart."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:HASH_LEN]
+
+
+def _fit(text: str, identity: tuple[str, ...], max_len: int, *, prefix: str = "", suffix: str = "",
+         lowercase: bool = False, invalid: str = r"[^A-Za-z0-9-]") -> str:
+    """``prefix + text + suffix`` when ``text`` is valid as it is and fits; otherwise ``text``
+    lowercased (if the target wants it), its invalid characters replaced by '-', cut to fit, and
+    followed by the hash of the full identity. A name passed through unchanged differs from every
+    other unchanged one because the text does; an altered one carries its identity's hash, so two
+    identities reach one name only if the input literally ends with another identity's hash."""
+    clean = re.sub(invalid, "-", text.lower() if lowercase else text)
+    if clean == text and len(prefix) + len(text) + len(suffix) <= max_len:
+        return f"{prefix}{text}{suffix}"
+    room = max_len - len(prefix) - len(suffix) - HASH_LEN - 1
+    head = clean[:room].strip("-_.")
+    return f"{prefix}{head}{'-' if head else ''}{identity_hash(*identity)}{suffix}"
+
+
+def nodegroup_name(cluster: str, region: str, namespace: str, deployment: str) -> str:
+    """``<namespace>_<deployment>-nodes``: node groups are per cluster, so the name must tell
+    namespaces apart; '_' is in neither a namespace nor a deployment name, which keeps
+    ("a-b", "c") and ("a", "b-c") apart."""
+    return _fit(f"{namespace}_{deployment}", (cluster, region, namespace, deployment), 63, suffix="-nodes",
+                invalid=r"[^A-Za-z0-9_-]")
+
+
+def system_nodegroup_name(cluster: str, region: str) -> str:
+    """The cluster's one system node group."""
+    return _fit(cluster, (cluster, region), 63, suffix="-system", invalid=r"[^A-Za-z0-9_-]")
 
 
 def fsx_name(cluster: str) -> str:
-    """The cluster's shared FSx file system (its Name tag)."""
+    """The cluster's shared FSx file system (its Name tag: up to 256 characters, any text)."""
     return f"{cluster}-model-weights"
 
 
-def fsx_claim_name(cluster: str) -> str:
-    """The PersistentVolumeClaim each namespace reads the file system through."""
-    return fsx_name(cluster)[:63]
+def fsx_claim_name(cluster: str, region: str) -> str:
+    """The PersistentVolumeClaim each namespace reads the file system through: a DNS label, the
+    cluster name lowercased (with a hash when that changed it)."""
+    return _fit(cluster, (cluster, region), 63, suffix="-model-weights", lowercase=True)
+
+
+def fsx_pv_name(claim: str, namespace: str) -> str:
+    """PersistentVolumes are cluster-wide and bind to one claim: one per namespace using the file
+    system. A DNS subdomain; '.' is in neither part, so (claim, namespace) pairs never meet."""
+    return f"{namespace}.{claim}"
 
 
 def artifact_bucket(cluster: str, region: str) -> str:
-    return f"{PROJECT}-{cluster}-{region}".lower()[:63]
+    """``llm-on-eks-<cluster>-<region>``: the region always kept whole (buckets are global, one
+    per cluster and region), the cluster part lowercased and cut, with a hash, when it must be."""
+    return _fit(cluster, (cluster, region), 63, prefix=f"{PROJECT}-", suffix=f"-{region}", lowercase=True)
 
+
+def fsx_user(namespace: str, deployment: str) -> str:
+    """How a deployment names itself in the file system's used-by tags."""
+    return f"{namespace}/{deployment}"
 
 
 def aws_tags(deployment: str, cluster: str, namespace: str, region: str) -> dict[str, str]:

@@ -12,16 +12,15 @@ from __future__ import annotations
 from airflow.sdk import Param
 
 from llm_on_eks.catalog import profile_names
-from llm_on_eks.naming import DEPLOYMENT_NAME_MAX, DEPLOYMENT_NAME_PATTERN
+from llm_on_eks.inputs import schema
+from llm_on_eks.naming import DEPLOYMENT_NAME_MAX
 from llm_on_eks.plan import DEFAULTS
 
 # The longest context any catalog model has (Llama 4 Scout, 10M tokens).
 MAX_CONTEXT = 10_485_760
 KV_CACHE_DTYPES = ["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]
-REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$"
-CLUSTER_NAME_PATTERN = r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$"
-DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-ARN_PATTERN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"
+ALLOWED_CONNS = ("Only ids the Airflow deployment allows ([llm_on_eks] allowed_conn_ids; default aws_default, "
+                 "kubernetes_default, hf_default, llm_on_eks_*).")
 
 
 def _optional(type_: str, **schema) -> dict:
@@ -42,43 +41,51 @@ def deploy_params(model_ids: list[str], default_model: str, instance_types: list
                          section="Model"),
         "instance_type": Param(None, **_optional("string"), enum=[None, *instance_types], title="Instance type",
                                description="Override the profile's instance type (same accelerator).", section="Model"),
-        "deployment_name": Param(None, **_optional("string", pattern=DEPLOYMENT_NAME_PATTERN, maxLength=DEPLOYMENT_NAME_MAX),
+        "deployment_name": Param(None, **_optional("string", **schema("deployment_name"), maxLength=DEPLOYMENT_NAME_MAX),
                                  title="Deployment name",
                                  description="Names the Helm release, node group and tags. Default: <model>-<profile>.",
                                  section="Model"),
         # -- Cluster
-        "cluster_name": Param(DEFAULTS["cluster_name"], type="string", pattern=CLUSTER_NAME_PATTERN, title="EKS cluster",
+        "cluster_name": Param(DEFAULTS["cluster_name"], type="string", **schema("cluster_name"), title="EKS cluster",
                               section="Cluster"),
-        "region": Param(DEFAULTS["region"], type="string", pattern=REGION_PATTERN, title="AWS region", section="Cluster"),
+        "region": Param(DEFAULTS["region"], type="string", **schema("region"), title="AWS region", section="Cluster"),
         "create_cluster": Param(DEFAULTS["create_cluster"], type="boolean", title="Create the cluster if missing",
                                 description="Off: the cluster must exist (no EKS create permission needed).",
                                 section="Cluster"),
-        "kubernetes_version": Param(None, **_optional("string", pattern=r"^1\.[0-9]+$"), title="Kubernetes version",
+        "kubernetes_version": Param(None, **_optional("string", **schema("kubernetes_version")), title="Kubernetes version",
                                     section="Cluster"),
-        "cluster_role_arn": Param(None, **_optional("string", pattern=ARN_PATTERN), title="Cluster IAM role ARN",
+        "cluster_role_arn": Param(None, **_optional("string", **schema("cluster_role_arn")), title="Cluster IAM role ARN",
                                   section="Cluster"),
-        "node_role_arn": Param(None, **_optional("string", pattern=ARN_PATTERN), title="Node IAM role ARN",
-                               section="Cluster"),
-        "subnet_ids": Param([], type="array", items={"type": "string", "pattern": r"^subnet-[0-9a-f]+$"},
+        "node_role_arn": Param(None, **_optional("string", **schema("node_role_arn")), title="Node IAM role ARN",
+                               description="Needed when the node group has to be created.", section="Cluster"),
+        "subnet_ids": Param([], type="array", items={"type": "string", **schema("subnet_ids")}, uniqueItems=True,
                             title="Subnet ids", description="Default: the cluster's own subnets.", section="Cluster"),
-        "security_group_ids": Param([], type="array", items={"type": "string", "pattern": r"^sg-[0-9a-f]+$"},
+        "security_group_ids": Param([], type="array", items={"type": "string", **schema("security_group_ids")},
+                                    uniqueItems=True,
                                     title="Security group ids", section="Cluster"),
-        "fsx_subnet_id": Param(None, **_optional("string", pattern=r"^subnet-[0-9a-f]+$"), title="FSx subnet id",
+        "fsx_subnet_id": Param(None, **_optional("string", **schema("fsx_subnet_id")), title="FSx subnet id",
                                section="Cluster"),
-        "artifact_bucket": Param(None, **_optional("string", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
+        "artifact_bucket": Param(None, **_optional("string", **schema("artifact_bucket")),
                                  title="S3 bucket for weights and Neuron artifacts",
                                  description="Default: llm-on-eks-<cluster>-<region>.", section="Cluster"),
-        "namespace": Param(DEFAULTS["namespace"], type="string", pattern=DNS_LABEL_PATTERN, title="Kubernetes namespace",
+        "namespace": Param(DEFAULTS["namespace"], type="string", **schema("namespace"), title="Kubernetes namespace",
                            section="Cluster"),
-        "aws_conn_id": Param(DEFAULTS["aws_conn_id"], type="string", title="Airflow AWS connection", section="Cluster"),
-        "kubernetes_conn_id": Param(None, **_optional("string"), title="Airflow Kubernetes connection",
-                                    description="Empty: reach the EKS cluster with the AWS connection.",
+        "aws_conn_id": Param(DEFAULTS["aws_conn_id"], type="string", **schema("aws_conn_id"), title="Airflow AWS connection",
+                             description=ALLOWED_CONNS, section="Cluster"),
+        "kubernetes_conn_id": Param(None, **_optional("string", **schema("kubernetes_conn_id")),
+                                    title="Airflow Kubernetes connection",
+                                    description="Empty: reach the EKS cluster with the AWS connection. " + ALLOWED_CONNS,
                                     section="Cluster"),
-        "hf_token_conn_id": Param(DEFAULTS["hf_token_conn_id"], type="string", title="HF token connection",
-                                  description="Airflow connection whose password is the Hugging Face token.",
+        "hf_token_conn_id": Param(DEFAULTS["hf_token_conn_id"], type="string", **schema("hf_token_conn_id"),
+                                  title="HF token connection",
+                                  description="Airflow connection whose password is the Hugging Face token. "
+                                              + ALLOWED_CONNS,
                                   section="Cluster"),
-        "hf_token_secret_id": Param(None, **_optional("string"), title="HF token Secrets Manager id",
-                                    description="Read the token from this secret instead of the connection.",
+        "hf_token_secret_id": Param(None, **_optional("string", **schema("hf_token_secret_id")),
+                                    title="HF token Secrets Manager id",
+                                    description="Read the token from this secret instead of the connection "
+                                                "(ids the Airflow deployment allows: [llm_on_eks] allowed_secret_ids, "
+                                                "default llm-on-eks/*).",
                                     section="Cluster"),
         # -- Serving overrides
         "max_model_len": Param(None, **_optional("integer", minimum=1, maximum=MAX_CONTEXT), title="max_model_len",
@@ -92,7 +99,7 @@ def deploy_params(model_ids: list[str], default_model: str, instance_types: list
                                    section="Serving overrides"),
         "gpu_memory_utilization": Param(None, **_optional("number", minimum=0.5, maximum=0.98),
                                         title="GPU memory utilisation", section="Serving overrides"),
-        "endpoint_url": Param(None, **_optional("string", pattern=r"^https?://"), title="Endpoint base URL",
+        "endpoint_url": Param(None, **_optional("string", **schema("endpoint_url")), title="Endpoint base URL",
                               description="For clusters exposed through an ingress; default: the API server's "
                                           "service proxy.", section="Serving overrides"),
         # -- Checks
@@ -122,21 +129,22 @@ def deploy_params(model_ids: list[str], default_model: str, instance_types: list
 def teardown_form() -> dict[str, Param]:
     """The params form of teardown_deployment: which deployment, and what goes beyond its release."""
     return {
-        "deployment_name": Param("", type="string", pattern=DEPLOYMENT_NAME_PATTERN, maxLength=DEPLOYMENT_NAME_MAX,
+        "deployment_name": Param("", type="string", **schema("deployment_name"), maxLength=DEPLOYMENT_NAME_MAX,
                                  title="Deployment name", description="As deployed (default there: <model>-<accelerator>).",
                                  section="Deployment"),
-        "namespace": Param(DEFAULTS["namespace"], type="string", pattern=DNS_LABEL_PATTERN, title="Kubernetes namespace",
+        "namespace": Param(DEFAULTS["namespace"], type="string", **schema("namespace"), title="Kubernetes namespace",
                            section="Deployment"),
-        "cluster_name": Param(DEFAULTS["cluster_name"], type="string", pattern=CLUSTER_NAME_PATTERN, title="EKS cluster",
+        "cluster_name": Param(DEFAULTS["cluster_name"], type="string", **schema("cluster_name"), title="EKS cluster",
                               section="Deployment"),
-        "region": Param(DEFAULTS["region"], type="string", pattern=REGION_PATTERN, title="AWS region",
+        "region": Param(DEFAULTS["region"], type="string", **schema("region"), title="AWS region",
                         section="Deployment"),
-        "aws_conn_id": Param(DEFAULTS["aws_conn_id"], type="string", title="Airflow AWS connection",
-                             section="Deployment"),
-        "kubernetes_conn_id": Param(None, **_optional("string"), title="Airflow Kubernetes connection",
-                                    description="Empty: reach the EKS cluster with the AWS connection.",
+        "aws_conn_id": Param(DEFAULTS["aws_conn_id"], type="string", **schema("aws_conn_id"),
+                             title="Airflow AWS connection", description=ALLOWED_CONNS, section="Deployment"),
+        "kubernetes_conn_id": Param(None, **_optional("string", **schema("kubernetes_conn_id")),
+                                    title="Airflow Kubernetes connection",
+                                    description="Empty: reach the EKS cluster with the AWS connection. " + ALLOWED_CONNS,
                                     section="Deployment"),
-        "artifact_bucket": Param(None, **_optional("string", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
+        "artifact_bucket": Param(None, **_optional("string", **schema("artifact_bucket")),
                                  title="Artifact bucket", description="Default: llm-on-eks-<cluster>-<region>.",
                                  section="Deployment"),
         "delete_nodegroup": Param(True, type="boolean", title="Delete the node group",

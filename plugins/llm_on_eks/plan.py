@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any, TypedDict
 
-from llm_on_eks import naming
+from llm_on_eks import inputs, naming
 from llm_on_eks.catalog import Catalog, CatalogError, Model, Profile, default_catalog
 from llm_on_eks.sizing import InfeasiblePlan, SizingRequest, check_feasible
 
@@ -351,7 +351,8 @@ def _neuron_compile(profile: Profile, model: Model, config: dict[str, Any] | Non
     }
 
 
-def _fsx(profile: Profile, model: Model, params: dict[str, Any], cluster: str, bucket: str) -> FsxSection | None:
+def _fsx(profile: Profile, model: Model, params: dict[str, Any], cluster: str, region: str,
+         bucket: str) -> FsxSection | None:
     if profile.weights != "fsx":
         return None
     subnets = params.get("subnet_ids") or []
@@ -369,18 +370,14 @@ def _fsx(profile: Profile, model: Model, params: dict[str, Any], cluster: str, b
         "mount_path": FSX_MOUNT_PATH,
         "model_path": f"{FSX_MOUNT_PATH}/{model_path}",
         "marker_key": f"{model_path}/.llm-on-eks-staged.json",
-        "pvc_name": naming.fsx_claim_name(cluster),
+        "pvc_name": naming.fsx_claim_name(cluster, region),
         "budget_s": FSX_STAGING_BUDGET_S,
     }
 
 
-def system_nodegroup_name(cluster: str) -> str:
-    return f"{cluster[:56]}-system"  # node group names are at most 63 characters
-
-
-def _system_nodegroup(cluster: str, node_role_arn: str | None, subnet_ids: list[str]) -> NodegroupSpec:
+def _system_nodegroup(cluster: str, region: str, node_role_arn: str | None, subnet_ids: list[str]) -> NodegroupSpec:
     return {
-        "name": system_nodegroup_name(cluster),
+        "name": naming.system_nodegroup_name(cluster, region),
         "role": naming.SYSTEM_ROLE,
         "instance_type": SYSTEM_INSTANCE_TYPE,
         "ami_type": "AL2023_x86_64_STANDARD",
@@ -398,8 +395,44 @@ def _system_nodegroup(cluster: str, node_role_arn: str | None, subnet_ids: list[
     }
 
 
-def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> Plan:
+def check_inputs(params: dict[str, Any], allowed: inputs.Allowed | None) -> None:
+    """Every patterned field whole, and the connection and secret ids and endpoint allowed
+    (``allowed``: the Airflow deployment's ``[llm_on_eks]`` settings when None)."""
+    try:
+        inputs.check_fields(params)
+        # The values in force: a default the Airflow deployment does not allow is refused too.
+        inputs.check_allowed({k: param(params, k) for k in inputs.ALLOW_LISTED}, allowed or inputs.Allowed.from_config())
+    except inputs.InputError as exc:
+        raise PlanError(str(exc)) from None
+
+
+def _check_cluster_inputs(params: dict[str, Any], subnet_ids: list[str]) -> None:
+    """What creating the cluster needs, refused before the cluster and file system exist."""
+    duplicates = sorted({s for s in subnet_ids if subnet_ids.count(s) > 1})
+    if duplicates:
+        raise PlanError(f"subnet_ids: {', '.join(duplicates)} listed more than once")
+    if not param(params, "create_cluster"):
+        return
+    missing = [name for name in ("cluster_role_arn", "node_role_arn") if not params.get(name)]
+    if missing or len(subnet_ids) < 2:
+        raise PlanError("create_cluster needs cluster_role_arn, node_role_arn and at least two subnet_ids in "
+                        f"different AZs (missing: {', '.join(missing) or 'a second subnet'})")
+
+
+def _check_benchmark(params: dict[str, Any], max_model_len: int) -> None:
+    """A prompt and its completion must fit the context, or every benchmark request fails at the
+    very end of the run, after the prompts were built in the worker's memory."""
+    if not param(params, "benchmark"):
+        return
+    prompt, completion = param(params, "benchmark_input_len"), param(params, "benchmark_output_len")
+    if prompt + completion > max_model_len:
+        raise PlanError(f"benchmark_input_len {prompt} + benchmark_output_len {completion} exceed max_model_len "
+                        f"{max_model_len}")
+
+
+def build_plan(params: dict[str, Any], catalog: Catalog | None = None, allowed: inputs.Allowed | None = None) -> Plan:
     """Turn a run's params into the plan, or raise PlanError saying what is wrong."""
+    check_inputs(params, allowed)
     catalog = catalog or default_catalog()
     try:
         model = catalog.model(params["model"])
@@ -414,11 +447,11 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> Plan:
         naming.check_deployment_name(deployment)
     except ValueError as exc:
         raise PlanError(str(exc)) from exc
-    cluster, region = param(params, "cluster_name"), param(params, "region")
+    cluster, region, namespace = param(params, "cluster_name"), param(params, "region"), param(params, "namespace")
     create_cluster = bool(param(params, "create_cluster"))
     subnet_ids = list(params.get("subnet_ids") or [])
-    if create_cluster and not (params.get("cluster_role_arn") and len(subnet_ids) >= 2):
-        raise PlanError("create_cluster needs cluster_role_arn and at least two subnet_ids in different AZs")
+    _check_cluster_inputs(params, subnet_ids)
+    _check_benchmark(params, request.max_model_len)
 
     accel = ACCELERATORS[profile.accelerator]
     instance = request.instance
@@ -447,7 +480,7 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> Plan:
         # config.json and vLLM refuses a --quantization that differs from it (vLLM docs, "Quantization").
         vllm_args["quantization"] = profile.quantization
     neuron_config = _neuron_config(profile, request.max_model_len)
-    tags = naming.aws_tags(deployment, cluster, param(params, "namespace"), region)
+    tags = naming.aws_tags(deployment, cluster, namespace, region)
     node_role_arn = params.get("node_role_arn")
     return {
         "plan_version": PLAN_VERSION,
@@ -496,14 +529,15 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> Plan:
             "security_group_ids": list(params.get("security_group_ids") or []),
         },
         "nodegroup": {
-            "name": naming.nodegroup_name(deployment),
+            "name": naming.nodegroup_name(cluster, region, namespace, deployment),
             "role": "accelerator",
             "instance_type": instance.name,
             "ami_type": accel["ami_type"],
             "capacity_type": "ON_DEMAND",
             "disk_size_gib": NODE_DISK_GIB,
             "scaling": {"min_size": request.nodes, "max_size": request.nodes, "desired_size": request.nodes},
-            "labels": {naming.ACCELERATOR_KEY: profile.accelerator, naming.DEPLOYMENT_KEY: deployment},
+            "labels": {naming.ACCELERATOR_KEY: profile.accelerator, naming.DEPLOYMENT_KEY: deployment,
+                       naming.NAMESPACE_KEY: namespace},
             "taints": [{"key": accel["taint_key"], "value": "true", "effect": "NO_SCHEDULE"}],
             "node_role_arn": node_role_arn,
             "subnet_ids": subnet_ids,
@@ -512,10 +546,10 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> Plan:
             "only_on_own_cluster": False,
             "hourly_usd": sizing.hourly_usd,
         },
-        "system_nodegroup": _system_nodegroup(cluster, node_role_arn, subnet_ids),
+        "system_nodegroup": _system_nodegroup(cluster, region, node_role_arn, subnet_ids),
         "storage": {
             "artifact_bucket": bucket,
-            "fsx": _fsx(profile, model, params, cluster, bucket),
+            "fsx": _fsx(profile, model, params, cluster, region, bucket),
         },
         "neuron": _neuron_compile(profile, model, neuron_config, vllm_args, bucket),
         "hf_token": {
@@ -525,7 +559,7 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None) -> Plan:
         },
         "kubernetes": {
             "conn_id": params.get("kubernetes_conn_id"),
-            "namespace": param(params, "namespace"),
+            "namespace": namespace,
             "release": deployment,
             "node_selector": {"node.kubernetes.io/instance-type": instance.name},
             "tolerations": [{"key": accel["taint_key"], "operator": "Exists", "effect": "NoSchedule"}],
@@ -576,28 +610,30 @@ TEARDOWN_KEYS = ("deployment_name", "cluster_name", "region", "namespace", "aws_
                  "artifact_bucket", "dry_run", "reason")
 
 
-def build_teardown_plan(params: dict[str, Any], catalog: Catalog | None = None) -> TeardownPlan:
+def build_teardown_plan(params: dict[str, Any], catalog: Catalog | None = None,
+                        allowed: inputs.Allowed | None = None) -> TeardownPlan:
     """The teardown of ``params["deployment_name"]`` on the params' cluster and namespace."""
+    check_inputs(params, allowed)
     catalog = catalog or default_catalog()
     deployment = params.get("deployment_name") or ""
     try:
         naming.check_deployment_name(deployment)
     except ValueError as exc:
         raise PlanError(f"deployment_name: {exc}") from exc
-    cluster, region = param(params, "cluster_name"), param(params, "region")
+    cluster, region, namespace = param(params, "cluster_name"), param(params, "region"), param(params, "namespace")
     return {
         "deployment": deployment,
         "dry_run": bool(param(params, "dry_run")),
         "reason": params.get("reason") or "requested",
         "aws": {"conn_id": param(params, "aws_conn_id"), "region": region},
         "cluster": {"name": cluster},
-        "nodegroup": {"name": naming.nodegroup_name(deployment), "role": "accelerator",
-                      "tags": naming.aws_tags(deployment, cluster, param(params, "namespace"), region)},
-        "system_nodegroup": {"name": system_nodegroup_name(cluster), "role": naming.SYSTEM_ROLE,
+        "nodegroup": {"name": naming.nodegroup_name(cluster, region, namespace, deployment), "role": "accelerator",
+                      "tags": naming.aws_tags(deployment, cluster, namespace, region)},
+        "system_nodegroup": {"name": naming.system_nodegroup_name(cluster, region), "role": naming.SYSTEM_ROLE,
                              "tags": naming.system_tags(cluster)},
         "storage": {"artifact_bucket": params.get("artifact_bucket") or naming.artifact_bucket(cluster, region),
-                    "fsx": {"name": naming.fsx_name(cluster), "pvc_name": naming.fsx_claim_name(cluster)}},
-        "kubernetes": {"conn_id": params.get("kubernetes_conn_id"), "namespace": param(params, "namespace"),
+                    "fsx": {"name": naming.fsx_name(cluster), "pvc_name": naming.fsx_claim_name(cluster, region)}},
+        "kubernetes": {"conn_id": params.get("kubernetes_conn_id"), "namespace": namespace,
                        "release": deployment, "labels": naming.k8s_labels(deployment)},
         "hf_token": {"k8s_secret": {"name": catalog.hf_token_secret_name, "key": catalog.hf_token_secret_key}},
     }

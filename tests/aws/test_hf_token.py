@@ -42,13 +42,13 @@ def test_hf_token_appears_nowhere(aws_env, capfd, source):
     if source == "secrets_manager":
         token = SECRET_TOKEN
         client(aws_env, "secretsmanager", conf["region"]).create_secret(
-            Name="llm/hf-token", SecretString=json.dumps({"token": SECRET_TOKEN}))
-        conf["hf_token_secret_id"] = "llm/hf-token"
+            Name="llm-on-eks/hf-token", SecretString=json.dumps({"token": SECRET_TOKEN}))
+        conf["hf_token_secret_id"] = "llm-on-eks/hf-token"
     dag = load("aws_provision")
     dag_run = dag.test(run_conf=conf)
     out = capfd.readouterr()
     assert str(dag_run.state) == "success"
-    where = "Secrets Manager secret llm/hf-token" if source == "secrets_manager" else "Airflow connection hf_default"
+    where = "Secrets Manager secret llm-on-eks/hf-token" if source == "secrets_manager" else "Airflow connection hf_default"
     assert f"preflight HF token source: pass (token found in {where}" in out.out  # the logs were captured
     for name, text in {"stdout": out.out, "stderr": out.err, "log files": log_files(),
                        "XComs and rendered fields": everything_recorded(dag.dag_id, dag_run.run_id)}.items():

@@ -70,7 +70,7 @@ def test_provision_twice_makes_one_of_each(aws_env, gaps, accelerator, deferrabl
 
     held = inventory(aws_env, region)
     assert held["clusters"] == ["llm-inference"]
-    assert held["nodegroups"] == [f"llama4-scout-{conf['accelerator']}-nodes", SYSTEM]
+    assert held["nodegroups"] == [SYSTEM, f"llm-serving_llama4-scout-{conf['accelerator']}-nodes"]
     assert held["buckets"] == [f"llm-on-eks-llm-inference-{region}"]
     eks = client(aws_env, "eks", region)
     group = eks.describe_nodegroup(clusterName="llm-inference", nodegroupName=held["nodegroups"][0])["nodegroup"]

@@ -22,7 +22,7 @@ def test_rerun_after_failures_mid_way_leaves_one_of_each(aws_env, gaps, deferrab
     region, dag = conf["region"], load("aws_provision" + ("_deferrable" if deferrable else ""))
 
     # Run 1: the node group and the file system are created, but the answers never arrive.
-    gaps.lose_response("eks.CreateNodegroup", lost("CreateNodegroup"), nodegroupName="llama4-scout-gpu-nodes")
+    gaps.lose_response("eks.CreateNodegroup", lost("CreateNodegroup"), nodegroupName="llm-serving_llama4-scout-gpu-nodes")
     gaps.lose_response("fsx.CreateFileSystem", lost("CreateFileSystem"))
     first = run_dag(dag, conf)
     assert first.states["provision.ensure_cluster"] == "success"
@@ -30,7 +30,7 @@ def test_rerun_after_failures_mid_way_leaves_one_of_each(aws_env, gaps, deferrab
     assert first.states["provision.ensure_addons"] == "upstream_failed"
     assert first.states["storage.ensure_fsx"] == "failed"
     held = inventory(aws_env, region)
-    assert held["nodegroups"] == ["llama4-scout-gpu-nodes", SYSTEM] and len(held["file_systems"]) == 1
+    assert held["nodegroups"] == [SYSTEM, "llm-serving_llama4-scout-gpu-nodes"] and len(held["file_systems"]) == 1
 
     # Run 2: linking FSx to S3 is refused once (after the file system was adopted).
     gaps.fail("fsx.CreateDataRepositoryAssociation", "ServiceLimitExceeded")
@@ -45,7 +45,7 @@ def test_rerun_after_failures_mid_way_leaves_one_of_each(aws_env, gaps, deferrab
     assert third.failed() == [], third.states
     assert third.xcoms["storage.ensure_fsx"]["action"] == "adopted"
     held = inventory(aws_env, region)
-    assert held == {"clusters": ["llm-inference"], "nodegroups": ["llama4-scout-gpu-nodes", SYSTEM],
+    assert held == {"clusters": ["llm-inference"], "nodegroups": [SYSTEM, "llm-serving_llama4-scout-gpu-nodes"],
                     "file_systems": held["file_systems"][:1], "buckets": ["llm-on-eks-llm-inference-us-west-2"]}
     associations = client(aws_env, "fsx", region).describe_data_repository_associations()["Associations"]
     assert len(associations) == 1 and associations[0]["FileSystemId"] == held["file_systems"][0]
@@ -68,7 +68,7 @@ def test_existing_cluster_is_reused_without_create_permission(aws_env, gaps):
     assert gaps.calls["eks.CreateCluster"] == creates_before
     # The node group went into the adopted cluster's subnets.
     group = client(aws_env, "eks", region).describe_nodegroup(clusterName="team-cluster",
-                                                              nodegroupName="llama4-scout-neuron-nodes")["nodegroup"]
+                                                              nodegroupName="llm-serving_llama4-scout-neuron-nodes")["nodegroup"]
     assert group["subnets"] == SUBNETS
 
 
@@ -83,14 +83,14 @@ def test_incompatible_node_group_is_refused_not_duplicated(aws_env, gaps, capfd)
     region = PLANS["gpu"]["region"]
     eks = client(aws_env, "eks", region)
     eks.create_cluster(name="llm-inference", version="1.33", roleArn=ROLE, resourcesVpcConfig={"subnetIds": SUBNETS})
-    eks.create_nodegroup(clusterName="llm-inference", nodegroupName="llama4-scout-gpu-nodes", nodeRole=NODE_ROLE,
+    eks.create_nodegroup(clusterName="llm-inference", nodegroupName="llm-serving_llama4-scout-gpu-nodes", nodeRole=NODE_ROLE,
                          subnets=SUBNETS, instanceTypes=["g5.48xlarge"], amiType="AL2023_x86_64_NVIDIA")
     result = run_dag(load("aws_provision"), {**PLANS["gpu"], **CREATE})
     assert result.states["provision.ensure_nodegroup"] == "failed"
     out = capfd.readouterr().out
     assert "node group llama4-scout-gpu-nodes in llm-inference exists but cannot be adopted" in out
     assert "instance types ['g5.48xlarge'], the plan needs [p5.48xlarge]" in out
-    assert eks.list_nodegroups(clusterName="llm-inference")["nodegroups"] == ["llama4-scout-gpu-nodes"]
+    assert eks.list_nodegroups(clusterName="llm-inference")["nodegroups"] == ["llm-serving_llama4-scout-gpu-nodes"]
     assert gaps.calls["eks.CreateNodegroup"] == 1  # the test's own, above
 
 
@@ -98,7 +98,7 @@ def test_incompatible_node_group_is_refused_not_duplicated(aws_env, gaps, capfd)
 def test_node_group_that_fails_to_start_is_deleted_then_recreated(aws_env, gaps, capfd, deferrable):
     conf = {**PLANS["trn2"], **CREATE}
     dag_id = "aws_provision" + ("_deferrable" if deferrable else "")
-    gaps.fail_creation("llm-inference", "llama4-scout-neuron-nodes")
+    gaps.fail_creation("llm-inference", "llm-serving_llama4-scout-neuron-nodes")
     failed = run_dag(load(dag_id), conf)
     assert failed.states["provision.ensure_nodegroup"] == "failed"
     assert "the node group this run created was deleted" in capfd.readouterr().out
@@ -110,4 +110,4 @@ def test_node_group_that_fails_to_start_is_deleted_then_recreated(aws_env, gaps,
     assert again.failed() == [], again.states
     assert again.xcoms["provision.ensure_nodegroup"]["action"] == "created"
     assert again.xcoms["provision.ensure_system_nodegroup"]["action"] == "adopted"
-    assert inventory(aws_env, conf["region"])["nodegroups"] == ["llama4-scout-neuron-nodes", SYSTEM]
+    assert inventory(aws_env, conf["region"])["nodegroups"] == [SYSTEM, "llm-serving_llama4-scout-neuron-nodes"]

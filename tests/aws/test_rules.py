@@ -13,7 +13,7 @@ from llm_on_eks.aws.teardown import (
     nodegroup_decision,
     system_nodegroup_decision,
 )
-from llm_on_eks.naming import CLUSTER_KEY, DEPLOYMENT_KEY, MANAGED_BY_KEY, ROLE_KEY
+from llm_on_eks.naming import CLUSTER_KEY, DEPLOYMENT_KEY, MANAGED_BY_KEY, ROLE_KEY, fsx_user
 from llm_on_eks.plan import build_plan
 
 OURS = {MANAGED_BY_KEY: "llm-on-eks", DEPLOYMENT_KEY: "scout", CLUSTER_KEY: "c1"}
@@ -144,13 +144,15 @@ def _fs(*users):
 
 @pytest.mark.parametrize(("fs", "opted_in", "delete", "reason"), [
     (None, True, False, "already gone"),
-    (_fs("scout"), False, False, "delete_fsx is off"),
-    (_fs("scout", "maverick"), True, False, "still used by ['maverick']"),
-    (_fs("scout"), True, True, "no other deployment uses it"),
+    (_fs("ns/scout"), False, False, "delete_fsx is off"),
+    (_fs("ns/scout", "ns/maverick"), True, False, "still used by ['ns/maverick']"),
+    # The same deployment name in another namespace is another user.
+    (_fs("ns/scout", "team-b/scout"), True, False, "still used by ['team-b/scout']"),
+    (_fs("ns/scout"), True, True, "no other deployment uses it"),
     (_fs(), True, True, "no other deployment uses it"),
 ])
 def test_fsx_decision(fs, opted_in, delete, reason):
-    decision = fsx_decision(fs, "scout", opted_in)
+    decision = fsx_decision(fs, fsx_user("ns", "scout"), opted_in)
     assert decision.delete is delete and reason in decision.reason
 
 

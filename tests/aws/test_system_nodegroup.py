@@ -25,7 +25,7 @@ def test_existing_cluster_without_untainted_node_group_is_warned_about(aws_env, 
     assert check["action"] == "checked (create_cluster is off: none created)"
     assert check["untainted_nodegroups"] == [] and WARNING in check["warning"]
     assert "EKS cluster team-cluster " + WARNING in capfd.readouterr().out
-    assert inventory(aws_env, region, cluster="team-cluster")["nodegroups"] == ["llama4-scout-neuron-nodes"]
+    assert inventory(aws_env, region, cluster="team-cluster")["nodegroups"] == ["llm-serving_llama4-scout-neuron-nodes"]
 
     # The team adds general-purpose nodes: the check finds them and stays quiet.
     eks.create_nodegroup(clusterName="team-cluster", nodegroupName="workers", nodeRole=NODE_ROLE, subnets=SUBNETS,
@@ -45,7 +45,7 @@ def test_create_cluster_on_someone_elses_cluster_creates_no_system_node_group(aw
     assert result.failed() == [], result.states
     check = result.xcoms["provision.ensure_system_nodegroup"]
     assert check["action"] == "checked (the cluster is not llm-on-eks's: none created)" and check["warning"]
-    assert inventory(aws_env, region)["nodegroups"] == ["llama4-scout-gpu-nodes"]
+    assert inventory(aws_env, region)["nodegroups"] == ["llm-serving_llama4-scout-gpu-nodes"]
 
 
 def test_a_system_node_group_name_that_is_not_ours_or_is_tainted_is_refused(aws_env, gaps, capfd):

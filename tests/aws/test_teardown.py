@@ -62,7 +62,7 @@ def test_shared_cluster_and_fsx_stay_while_another_deployment_uses_them(aws_env,
     # One system node group for the cluster: made by the first deployment, adopted by the second.
     assert [r.xcoms["provision.ensure_system_nodegroup"]["action"] for r in runs.values()] == ["created", "adopted"]
     held = inventory(aws_env, region)
-    assert held["nodegroups"] == [SYSTEM, "scout-a-nodes", "scout-b-nodes"] and len(held["file_systems"]) == 1
+    assert held["nodegroups"] == [SYSTEM, "llm-serving_scout-a-nodes", "llm-serving_scout-b-nodes"] and len(held["file_systems"]) == 1
     assert_system_nodegroup(client(aws_env, "eks", region).describe_nodegroup(
         clusterName="llm-inference", nodegroupName=SYSTEM)["nodegroup"])
     fsx = client(aws_env, "fsx", region)
@@ -75,10 +75,10 @@ def test_shared_cluster_and_fsx_stay_while_another_deployment_uses_them(aws_env,
     assert down_a.failed() == [], down_a.states
     assert down_a.xcoms["teardown_aws.delete_fsx"]["action"] == "kept: still used by ['scout-b']"
     assert down_a.xcoms["teardown_aws.delete_system_nodegroup"]["action"] \
-        == "kept: the cluster still carries node groups ['scout-b-nodes']"
-    assert down_a.xcoms["teardown_aws.delete_cluster"]["action"] == "kept: still carries node groups ['scout-b-nodes']"
+        == "kept: the cluster still carries node groups ['llm-serving_scout-b-nodes']"
+    assert down_a.xcoms["teardown_aws.delete_cluster"]["action"] == "kept: still carries node groups ['llm-serving_scout-b-nodes']"
     held = inventory(aws_env, region)
-    assert held["clusters"] == ["llm-inference"] and held["nodegroups"] == [SYSTEM, "scout-b-nodes"]
+    assert held["clusters"] == ["llm-inference"] and held["nodegroups"] == [SYSTEM, "llm-serving_scout-b-nodes"]
     assert users() == ["scout-b"]
 
     # Without the opt-ins only the node group goes.

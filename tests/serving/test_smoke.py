@@ -50,14 +50,14 @@ def test_wrong_model_name(vllm_server, airflow_db, capfd):
 
 
 def test_server_error_500(vllm_server, scout_conf, capfd):
-    fault = Fault(status=500, body="Internal Server Error: EngineCore encountered an issue (injected)")
+    fault = Fault(status=500, body='{"error": {"message": "EngineCore encountered an issue (injected)"}}')
     with FaultProxy(vllm_server.base_url, fault) as proxy:
         result = run_dag(_dag(), {**scout_conf, "endpoint_url": proxy.base_url})
     assert result.states["smoke_test"] == "failed"
     message = _failure(capfd)
     # /v1/models came from the real server; the chat completion got the 500.
     assert "check 'chat'" in message and "(HTTP 500)" in message
-    assert "body: Internal Server Error: EngineCore encountered an issue (injected)" in message
+    assert "body: EngineCore encountered an issue (injected)" in message
     assert "GET /v1/models" in proxy.hits
 
 

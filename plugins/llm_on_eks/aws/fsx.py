@@ -24,8 +24,10 @@ WAITERS = Path(__file__).with_name("waiters") / "fsx.json"
 USABLE = {"AVAILABLE", "UPDATING"}
 
 
-def used_by_key(deployment: str) -> str:
-    return f"{USED_BY_PREFIX}{deployment}"
+def used_by_key(user: str) -> str:
+    """The tag of one user, ``naming.fsx_user``: namespace and deployment, so the same name in
+    two namespaces is two users."""
+    return f"{USED_BY_PREFIX}{user}"
 
 
 def tags_of(resource: dict[str, Any]) -> dict[str, str]:

@@ -47,8 +47,12 @@ def read_hf_token(plan: Plan) -> str:
         where = source["secrets_manager_id"] or f"connection {source['conn_id']!r} (password field)"
         raise ValueError(f"no Hugging Face token found in {where}")
     # A connection password is masked in task logs already; a Secrets Manager value is not until
-    # it is registered here. Either way, any log line that would carry it shows *** instead.
+    # it is registered here. Either way, any log line that would carry it shows *** instead. The
+    # base64 form too: it is what a Secret's data holds, and what a Kubernetes response carries.
+    import base64
+
     from airflow.sdk.log import mask_secret
 
     mask_secret(token)
+    mask_secret(base64.b64encode(token.encode()).decode())
     return token

@@ -69,10 +69,11 @@ def cluster_decision(cluster: dict[str, Any] | None, remaining_nodegroups: list[
     return Decision(True, "created by llm-on-eks, opted in, no node groups left")
 
 
-def fsx_decision(file_system: dict[str, Any] | None, deployment: str, opted_in: bool) -> Decision:
+def fsx_decision(file_system: dict[str, Any] | None, user: str, opted_in: bool) -> Decision:
+    """``user``: the deployment tearing down, as ``naming.fsx_user`` names it."""
     if file_system is None:
         return Decision(False, "already gone")
-    others = [u for u in users_of(file_system) if u != deployment]
+    others = [u for u in users_of(file_system) if u != user]
     if not opted_in:
         return Decision(False, "kept: delete_fsx is off")
     if others:
@@ -80,8 +81,8 @@ def fsx_decision(file_system: dict[str, Any] | None, deployment: str, opted_in: 
     return Decision(True, "opted in, no other deployment uses it")
 
 
-def own_user_tags(file_system: dict[str, Any], deployment: str) -> list[str]:
-    return [k for k in tags_of(file_system) if k == f"{USED_BY_PREFIX}{deployment}"]
+def own_user_tags(file_system: dict[str, Any], user: str) -> list[str]:
+    return [k for k in tags_of(file_system) if k == f"{USED_BY_PREFIX}{user}"]
 
 
 def bucket_decision(tags: dict[str, str] | None, cluster: str, opted_in: bool) -> Decision:

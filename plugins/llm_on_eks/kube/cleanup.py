@@ -19,11 +19,10 @@ from typing import Any
 
 from llm_on_eks.kube.device_plugins import NAMESPACE as PLUGIN_NAMESPACE
 from llm_on_eks.kube.device_plugins import PLUGINS, plugin_name, plugin_objects
-from llm_on_eks.kube.manifests import fsx_pv_name
+from llm_on_eks.kube.helm import foreign_release
 from llm_on_eks.kube.readiness import serving_selector
-from llm_on_eks.naming import ACCELERATOR_KEY, DEPLOYMENT_KEY, MANAGED_BY_KEY, PROJECT
+from llm_on_eks.naming import ACCELERATOR_KEY, DEPLOYMENT_KEY, MANAGED_BY_KEY, NAMESPACE_KEY, PROJECT, fsx_pv_name
 
-CHART_NAME = "vllm-serving"
 POLL_S = 2
 
 
@@ -31,10 +30,16 @@ def release_decision(found: dict[str, Any] | None, values: dict[str, Any] | None
     """(uninstall?, why) for the release ``helm list`` found, with its values."""
     if found is None:
         return False, "already gone"
-    chart = found.get("chart", "")
-    if not chart.startswith(f"{CHART_NAME}-") or ((values or {}).get("labels") or {}).get(MANAGED_BY_KEY) != PROJECT:
-        return False, f"kept: made from chart {chart or 'unknown'}, not llm-on-eks's"
-    return True, f"release of chart {chart} ({found.get('status')})"
+    foreign = foreign_release(found, values)
+    if foreign:
+        return False, f"kept: {foreign}"
+    return True, f"release of chart {found['chart']} ({found.get('status')})"
+
+
+def _node_owner(labels: dict[str, str], namespace: str) -> tuple[str, str | None]:
+    """(namespace, deployment) of a node; nodes labelled before namespaces were part of the
+    identity count as the namespace being torn down."""
+    return labels.get(NAMESPACE_KEY, namespace), labels.get(DEPLOYMENT_KEY)
 
 
 def _others(items: list[Any], deployment: str) -> list[str]:
@@ -113,7 +118,8 @@ def plan_cleanup(api: Any, namespace: str, deployment: str, secret: str, claim: 
     for accelerator in PLUGINS:
         name = plugin_name(accelerator)
         nodes = core.list_node(label_selector=f"{ACCELERATOR_KEY}={accelerator}").items
-        other_nodes = [n.metadata.name for n in nodes if (n.metadata.labels or {}).get(DEPLOYMENT_KEY) != deployment]
+        other_nodes = [n.metadata.name for n in nodes
+                       if _node_owner(n.metadata.labels or {}, namespace) != (namespace, deployment)]
         delete, why = plugin_decision(_labels(apps.read_namespaced_daemon_set, name, PLUGIN_NAMESPACE), other_nodes,
                                       accelerator)
         actions.append({"kind": "DaemonSet", "name": f"{PLUGIN_NAMESPACE}/{name}", "accelerator": accelerator,

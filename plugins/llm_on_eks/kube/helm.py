@@ -11,14 +11,21 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import yaml
 
-from llm_on_eks.kube.helm_values import helm_command
+from llm_on_eks.kube.helm_values import CHART_NAME, HELM_TIMEOUT_S, helm_command
+from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT
 from llm_on_eks.plan import Plan
 
-HELM_TIMEOUT_S = 300
+# helm stops at its own --timeout and records the revision failed; the subprocess is killed only
+# if helm hangs well past that, since a killed helm leaves the release pending-install/upgrade.
+KILL_AFTER_S = HELM_TIMEOUT_S + 120
+# A pending-* revision older than this has no helm behind it any more (ours would have timed out).
+STUCK_AFTER_S = KILL_AFTER_S + 60
+PENDING = frozenset({"pending-install", "pending-upgrade", "pending-rollback"})
 
 
 class HelmError(RuntimeError):
@@ -42,10 +49,47 @@ def _run(args: list[str]) -> str:
     binary = helm_binary()
     if not binary:
         raise HelmError("helm not found: put it on PATH or set HELM_BIN")
-    result = subprocess.run([binary, *args], capture_output=True, text=True, timeout=HELM_TIMEOUT_S)
+    result = subprocess.run([binary, *args], capture_output=True, text=True, timeout=KILL_AFTER_S)
     if result.returncode:
         raise HelmError(f"helm {args[0]} failed: {result.stderr.strip()}")
     return result.stdout
+
+
+class HelmBusy(HelmError):
+    """Another helm is working on the release right now; retrying later is the answer."""
+
+
+def foreign_release(found: dict[str, Any] | None, values: dict[str, Any] | None) -> str | None:
+    """Why a release of our name is not ours to change (another chart, or our chart without our
+    managed-by label), or None for ours or none."""
+    if found is None:
+        return None
+    chart = found.get("chart", "")
+    if not chart.startswith(f"{CHART_NAME}-"):
+        return f"made from chart {chart or 'unknown'}, not llm-on-eks's {CHART_NAME}"
+    if ((values or {}).get("labels") or {}).get(MANAGED_BY_KEY) != PROJECT:
+        return f"its values lack the label {MANAGED_BY_KEY}={PROJECT}"
+    return None
+
+
+def stuck_recovery(history: list[dict[str, Any]], now: datetime) -> tuple[str, int | None] | None:
+    """What brings a release whose last revision is stuck in a pending state (a killed worker,
+    a killed helm) back to where helm acts on it again: ("rollback", the last deployed revision),
+    or ("uninstall", None) for a first install that never got deployed. None when the last
+    revision is not pending. Raises HelmBusy while the pending revision is younger than
+    STUCK_AFTER_S: some helm may still be working on it."""
+    if not history or history[-1]["status"] not in PENDING:
+        return None
+    last = history[-1]
+    age = (now - datetime.fromisoformat(last["updated"])).total_seconds()
+    if age < STUCK_AFTER_S:
+        raise HelmBusy(f"revision {last['revision']} is {last['status']} since {age:.0f} s: another helm "
+                       f"operation may still run (recovered after {STUCK_AFTER_S} s)")
+    deployed = [h["revision"] for h in history if h["status"] == "deployed"]
+    if deployed:
+        return "rollback", deployed[-1]
+    # Superseded or failed revisions only: nothing to roll back to, so start afresh.
+    return "uninstall", None
 
 
 @dataclass
@@ -65,15 +109,18 @@ class Helm:
                 return []
             raise
 
-    def deployed_values(self, release: str) -> dict[str, Any]:
-        return json.loads(self.run("get", "values", release, "--namespace", self.namespace, "--output", "json")) or {}
+    def values(self, release: str, revision: int) -> dict[str, Any]:
+        """The values of one revision: without --revision helm reads the latest, which after a
+        failed upgrade is the failed one, and a re-run would take it as applied."""
+        return json.loads(self.run("get", "values", release, "--namespace", self.namespace, "--revision",
+                                   str(revision), "--output", "json")) or {}
 
     def upgrade_install(self, plan: Plan, values: dict[str, Any]) -> None:
         with _values_file(values) as path:
             self.run(*helm_command(plan, path)[1:])
 
     def rollback(self, release: str, revision: int) -> None:
-        self.run("rollback", release, str(revision), "--namespace", self.namespace)
+        self.run("rollback", release, str(revision), "--namespace", self.namespace, "--timeout", f"{HELM_TIMEOUT_S}s")
 
     def release(self, release: str) -> dict[str, Any] | None:
         """The release as `helm list --all` shows it (name, chart, status, revision), or None."""

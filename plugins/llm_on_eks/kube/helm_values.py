@@ -13,8 +13,11 @@ from typing import Any
 from llm_on_eks.catalog import INCLUDE_DIR
 from llm_on_eks.plan import Plan
 
-CHART_DIR: Path = INCLUDE_DIR / "charts" / "vllm-serving"
+CHART_NAME = "vllm-serving"
+CHART_DIR: Path = INCLUDE_DIR / "charts" / CHART_NAME
 PROBE_PERIOD_S = 10
+# helm's own limit on each operation (its --timeout); llm_on_eks.kube.helm kills only well after.
+HELM_TIMEOUT_S = 300
 
 
 def _image(reference: str) -> dict[str, str]:
@@ -96,4 +99,4 @@ def helm_values(plan: Plan) -> dict[str, Any]:
 def helm_command(plan: Plan, values_file: str = "<values.yaml>") -> list[str]:
     kube = plan["kubernetes"]
     return ["helm", "upgrade", "--install", kube["release"], str(CHART_DIR), "--namespace", kube["namespace"],
-            "--create-namespace", "--values", values_file, "--history-max", "10"]
+            "--create-namespace", "--values", values_file, "--history-max", "10", "--timeout", f"{HELM_TIMEOUT_S}s"]

@@ -11,7 +11,7 @@ import shlex
 from typing import Any
 
 from llm_on_eks.kube.helm_values import resources, server_args
-from llm_on_eks.naming import COMPLETION_MARKER_ANNOTATION, MANAGED_BY_KEY, PROJECT
+from llm_on_eks.naming import COMPLETION_MARKER_ANNOTATION, MANAGED_BY_KEY, PROJECT, fsx_pv_name
 from llm_on_eks.plan import Plan
 
 REDACTED = "<redacted>"
@@ -136,11 +136,6 @@ def neuron_compile_job(plan: Plan) -> dict[str, Any]:
     # serving pod does (kube.helm_values.resources).
     container["resources"] = resources(plan)
     return _job(plan, name, "neuron-compile", pod_spec, neuron["budget_s"], marker)
-
-
-def fsx_pv_name(claim: str, namespace: str) -> str:
-    """PersistentVolumes are cluster-wide and bind to one claim: one per namespace using the file system."""
-    return f"{claim}-{namespace}"[:253]
 
 
 def fsx_volume(plan: Plan, fsx: dict[str, Any]) -> list[dict[str, Any]]:

@@ -26,18 +26,31 @@ class HelmDeployOperator(PlanStepOperator):
                 "on_failure": "roll back to the last revision that became ready"}
 
     def run(self, plan: Plan, context: Any) -> Any:
-        """Upgrade only when the values differ: a re-run of a finished deployment changes nothing."""
+        """Upgrade only when the values differ from the deployed revision's: a re-run of a finished
+        deployment changes nothing, and one after a failed upgrade applies it again. A release of
+        this name that is not ours is refused; one left pending by a killed helm is recovered."""
+        from airflow.sdk.exceptions import AirflowFailException
+
         from llm_on_eks.kube.access import cluster_access, kubeconfig_path
-        from llm_on_eks.kube.helm import Helm
+        from llm_on_eks.kube.helm import Helm, foreign_release, stuck_recovery
         from llm_on_eks.kube.helm_values import helm_values
 
-        release = plan["kubernetes"]["release"]
+        release, namespace = plan["kubernetes"]["release"], plan["kubernetes"]["namespace"]
         values = helm_values(plan)
         with kubeconfig_path(cluster_access(plan)) as kubeconfig:
-            helm = Helm(kubeconfig, plan["kubernetes"]["namespace"])
+            helm = Helm(kubeconfig, namespace)
+            found = helm.release(release)
+            foreign = foreign_release(found, helm.values(release, found["revision"]) if found else None)
+            if foreign:
+                raise AirflowFailException(f"Helm release {namespace}/{release} exists and is not llm-on-eks's "
+                                           f"({foreign}): choose another deployment_name or namespace, or remove it")
             history = helm.history(release)
+            recovery = stuck_recovery(history, datetime.now(UTC))
+            if recovery:
+                self._recover(helm, release, *recovery, status=history[-1]["status"])
+                history = helm.history(release)
             deployed = [h["revision"] for h in history if h["status"] == "deployed"]
-            if deployed and helm.deployed_values(release) == values:
+            if deployed and helm.values(release, deployed[-1]) == values:
                 self.log.info("release %s revision %s already has these values", release, deployed[-1])
                 return {"release": release, "revision": deployed[-1], "previous": deployed[-1], "changed": False}
             helm.upgrade_install(plan, values)
@@ -45,6 +58,16 @@ class HelmDeployOperator(PlanStepOperator):
         self.log.info("release %s: revision %s installed", release, revision)
         return {"release": release, "revision": revision, "previous": deployed[-1] if deployed else None,
                 "changed": True}
+
+    def _recover(self, helm: Any, release: str, action: str, revision: int | None, *, status: str) -> None:
+        from llm_on_eks.kube.helm_values import HELM_TIMEOUT_S
+
+        self.log.warning("release %s is stuck %s: %s%s", release, status, action,
+                         f" to revision {revision}" if revision else "")
+        if action == "rollback":
+            helm.rollback(release, revision)
+        else:
+            helm.uninstall(release, HELM_TIMEOUT_S)
 
 
 class WaitReadyOperator(PlanStepOperator):

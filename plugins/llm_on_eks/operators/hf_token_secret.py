@@ -22,14 +22,19 @@ class HfTokenSecretOperator(PlanStepOperator):
         return {"token_from": token_origin(plan), "apply": hf_token_secret(plan)}
 
     def run(self, plan: Plan, context: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from llm_on_eks.aws.hf_token import read_hf_token
         from llm_on_eks.kube.access import api_client, cluster_access
-        from llm_on_eks.kube.hf_secret import ensure_secret
+        from llm_on_eks.kube.hf_secret import ForeignSecret, ensure_secret
         from llm_on_eks.kube.namespace import ensure_namespace
 
         secret, namespace = plan["hf_token"]["k8s_secret"], plan["kubernetes"]["namespace"]
         with api_client(cluster_access(plan)) as api:
             ensure_namespace(api, plan)
-            action = ensure_secret(api, plan, read_hf_token(plan))
+            try:
+                action = ensure_secret(api, plan, read_hf_token(plan))
+            except ForeignSecret as exc:
+                raise AirflowFailException(str(exc)) from None
         self.log.info("secret %s/%s (key %s) %s", namespace, secret["name"], secret["key"], action)
         return {"namespace": namespace, "secret": secret["name"], "key": secret["key"], "action": action}

@@ -14,12 +14,14 @@ def plan_deployment(**context: Any) -> dict[str, Any]:
     acts on (``plan["nodegroup"]``). A refusal is final: retrying cannot fix the input."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    from llm_on_eks.inputs import InputError, check_known
     from llm_on_eks.plan import PlanError, build_plan
     from llm_on_eks.plan_report import summarize
 
     try:
+        check_known(context["dag_run"].conf or {}, context["dag"].params)
         plan = build_plan(dict(context["params"]))
-    except PlanError as exc:
+    except (InputError, PlanError) as exc:
         raise AirflowFailException(f"refused before creating anything: {exc}") from None
     print(summarize(plan))
     return dict(plan)

@@ -13,11 +13,13 @@ def plan_teardown(**context: Any) -> dict[str, Any]:
     final: retrying cannot fix the input."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    from llm_on_eks.inputs import InputError, check_known
     from llm_on_eks.plan import PlanError, build_teardown_plan
 
     try:
+        check_known(context["dag_run"].conf or {}, context["dag"].params)
         plan = build_teardown_plan(dict(context["params"]))
-    except PlanError as exc:
+    except (InputError, PlanError) as exc:
         raise AirflowFailException(f"refused before touching anything: {exc}") from None
     print(f"Teardown of {plan['deployment']!r} in {plan['kubernetes']['namespace']} on {plan['cluster']['name']} "
           f"({plan['aws']['region']}){' (DRY RUN: nothing will be removed)' if plan['dry_run'] else ''}")

@@ -199,7 +199,7 @@ class EnsureNodegroupOperator(AwsWaitOperator):
         from airflow.sdk.exceptions import AirflowFailException
 
         from llm_on_eks.aws import eks as rules
-        from llm_on_eks.naming import DEPLOYMENT_KEY
+        from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY
 
         spec = self.nodegroup
         cluster_name, name = plan["cluster"]["name"], spec["name"]
@@ -209,13 +209,14 @@ class EnsureNodegroupOperator(AwsWaitOperator):
             raise AirflowFailException(f"EKS cluster {cluster_name} does not exist (provision.ensure_cluster makes it)")
         if not (self._creates(plan) and rules.is_managed(cluster.get("tags"))) and spec["only_on_own_cluster"]:
             return self._check_untainted(eks, plan)
-        owner = spec["tags"].get(DEPLOYMENT_KEY)
+        # A deployment is its namespace and name: the same name in another namespace is another one.
+        owner = {k: spec["tags"][k] for k in (NAMESPACE_KEY, DEPLOYMENT_KEY) if k in spec["tags"]}
         others = [n for n in rules.list_nodegroups(eks, cluster_name) if n != name
-                  and ((rules.describe_nodegroup(eks, cluster_name, n) or {}).get("tags") or {}).get(DEPLOYMENT_KEY)
-                  == owner] if owner else []
+                  and _owned_by(((rules.describe_nodegroup(eks, cluster_name, n) or {}).get("tags") or {}), owner)
+                  ] if DEPLOYMENT_KEY in owner else []
         if others:
-            raise AirflowFailException(f"deployment {owner} already has node group(s) {others} in "
-                                       f"{cluster_name}; one deployment has one node group: delete them first")
+            raise AirflowFailException(f"deployment {'/'.join(owner.values())} already has node group(s) {others} "
+                                       f"in {cluster_name}; one deployment has one node group: delete them first")
         created_now = updated = False
         group = rules.describe_nodegroup(eks, cluster_name, name)
         if group is None:
@@ -331,6 +332,10 @@ class EnsureAddonsOperator(AwsWaitOperator):
         return {"cluster": cluster_name, "addons": actions}
 
 
+def _owned_by(tags: dict[str, str], owner: dict[str, str]) -> bool:
+    return all(tags.get(k) == v for k, v in owner.items())
+
+
 def _check(name: str, probe) -> dict[str, str]:
     """Run one probe; an API that refuses to answer makes the check unknown, not passed."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -383,7 +388,10 @@ def _hf_token_source(plan: Plan) -> tuple[bool, str]:
     except (ValueError, AirflowNotFoundException) as exc:
         return False, f"no token: {exc}"
     except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
-            raise
-        return False, f"no token: {token_origin(plan)} does not exist"
+        # Not "unknown": AccessDenied (or a missing key, a failed decryption) means the serving
+        # pods would never get the token, so nothing may be created for them.
+        code = exc.response["Error"]["Code"]
+        if code == "ResourceNotFoundException":
+            return False, f"no token: {token_origin(plan)} does not exist"
+        return False, f"no token: reading {token_origin(plan)} failed with {code}"
     return True, f"token found in {token_origin(plan)}"

@@ -103,6 +103,7 @@ class EnsureFsxOperator(AwsWaitOperator):
 
         from llm_on_eks.aws import fsx as fsx_rules
         from llm_on_eks.aws.fsx import FsxHook
+        from llm_on_eks.naming import fsx_user
         from llm_on_eks.triggers.fsx import FsxAssociationAvailableTrigger, FsxFileSystemAvailableTrigger
 
         spec, cluster = plan["storage"]["fsx"], plan["cluster"]["name"]
@@ -126,7 +127,8 @@ class EnsureFsxOperator(AwsWaitOperator):
             fs = self._create_file_system(plan, hook, context)
             created_now = True
         fs_id = fs["FileSystemId"]
-        user_tag = fsx_rules.used_by_key(plan["deployment"])
+        user = fsx_user(plan["kubernetes"]["namespace"], plan["deployment"])
+        user_tag = fsx_rules.used_by_key(user)
         if user_tag not in fsx_rules.tags_of(fs):
             hook.tag(fs["ResourceARN"], {user_tag: "true"})
         if fs.get("Lifecycle") not in fsx_rules.USABLE or created_now:
@@ -149,7 +151,7 @@ class EnsureFsxOperator(AwsWaitOperator):
                       spec["file_system_path"], spec["data_repository_path"])
         return {"file_system_id": fs_id, "dns_name": fs["DNSName"], "mount_name": mount_name,
                 "association_id": association["AssociationId"], "action": action,
-                "users": sorted({*fsx_rules.users_of(fs), plan["deployment"]})}
+                "users": sorted({*fsx_rules.users_of(fs), user})}
 
     def _create_file_system(self, plan: Plan, hook: Any, context: Any) -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.eks import EksHook

@@ -139,6 +139,7 @@ class DeleteFsxOperator(_DeleteOperator):
 
         from llm_on_eks.aws.fsx import FsxHook
         from llm_on_eks.aws.teardown import fsx_decision, own_user_tags
+        from llm_on_eks.naming import fsx_user
         from llm_on_eks.triggers.fsx import FsxFileSystemDeletedTrigger
 
         spec = plan["storage"]["fsx"]
@@ -151,11 +152,12 @@ class DeleteFsxOperator(_DeleteOperator):
             raise AirflowFailException(f"{len(found)} file systems tagged {spec['name']}: "
                                        f"{[f['FileSystemId'] for f in found]}; sort them out by hand")
         fs = found[0] if found else None
-        decision = fsx_decision(fs, plan["deployment"], _flag(self.delete_fsx))
+        user = fsx_user(plan["kubernetes"]["namespace"], plan["deployment"])
+        decision = fsx_decision(fs, user, _flag(self.delete_fsx))
         if would := _would(plan, {"file_system": spec["name"], "action": decision.reason}, decision.delete):
             return would
-        if fs is not None and own_user_tags(fs, plan["deployment"]):
-            hook.untag(fs["ResourceARN"], own_user_tags(fs, plan["deployment"]))
+        if fs is not None and own_user_tags(fs, user):
+            hook.untag(fs["ResourceARN"], own_user_tags(fs, user))
         if not decision.delete:
             self.log.info("FSx %s: %s", spec["name"], decision.reason)
             return {"file_system": spec["name"], "file_system_id": fs and fs["FileSystemId"],
@@ -283,7 +285,7 @@ class UninstallReleaseOperator(PlanStepOperator):
         with kubeconfig_path(cluster_access(plan)) as kubeconfig:
             helm = Helm(kubeconfig, namespace)
             found = helm.release(release)
-            values = helm.deployed_values(release) if found else None
+            values = helm.values(release, found["revision"]) if found else None
             delete, why = release_decision(found, values)
             result = {"release": release, "namespace": namespace, "action": why}
             if would := _would(plan, result, delete):

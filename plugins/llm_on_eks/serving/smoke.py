@@ -3,13 +3,16 @@
 Four checks, in order: ``/v1/models`` lists the served model (retried while the server warms
 up, until a deadline), a chat completion returns content and a finish reason, a streamed one
 measures time to first token, and when the model takes images a prompt with the configured
-number of image parts is answered. A failure names the check, the HTTP status with a body
-excerpt, and the time taken, so the task log alone says what broke.
+number of image parts is answered. A failure names the check, the HTTP status with the
+server's own error message (never another body), and the time taken, so the task log alone
+says what broke.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import struct
 import time
 import zlib
@@ -28,6 +31,8 @@ POLL_INTERVAL_S = 2.0
 REQUEST_TIMEOUT_S = 120.0
 MAX_TOKENS = 16
 BODY_EXCERPT_CHARS = 300
+# Hugging Face user access tokens: "hf_" and letters and digits.
+HF_TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{8,}")
 PROMPT = "Say hello in five words."
 IMAGE_PROMPT = "Describe these images in one sentence."
 # Small, but more than one patch of a vision tower, and each image a different colour.
@@ -47,7 +52,7 @@ class SmokeTestFailed(Exception):
         if status is not None:
             message += f" (HTTP {status})"
         if body:
-            message += f"; body: {excerpt(body)}"
+            message += f"; body: {error_excerpt(body)}"
         super().__init__(message)
 
 
@@ -72,6 +77,23 @@ class SmokeSettings:
 def excerpt(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= BODY_EXCERPT_CHARS else text[:BODY_EXCERPT_CHARS] + "..."
+
+
+def error_excerpt(body: str) -> str:
+    """What a failure message may say of a response body: the server's own error message (an
+    OpenAI-style ``{"error": {"message"}}``, or vLLM's and FastAPI's ``message``/``detail``), cut
+    and with anything shaped like a Hugging Face token scrubbed; any other body only by its size.
+    The smoke test answers to whatever endpoint_url names, whose pages must not reach the logs."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return f"{len(body)} bytes, not a JSON error"
+    error = document.get("error") if isinstance(document, dict) else None
+    message = (error.get("message") if isinstance(error, dict) else None) or (
+        (document.get("message") or document.get("detail")) if isinstance(document, dict) else None)
+    if not isinstance(message, str):
+        return f"{len(body)} bytes of JSON without an error message"
+    return excerpt(HF_TOKEN_SHAPE.sub("hf_***", message))
 
 
 def run_checks(endpoint: Endpoint, settings: SmokeSettings) -> dict[str, Any]:
@@ -108,7 +130,7 @@ def _wait_for_model(client, settings: SmokeSettings, deadline: float) -> dict[st
             if exc.status_code not in WARMING_UP_STATUSES:
                 raise SmokeTestFailed("models", "GET /v1/models was refused", elapsed_s=time.monotonic() - start,
                                       status=exc.status_code, body=exc.response.text) from None
-            last_problem = f"HTTP {exc.status_code}: {excerpt(exc.response.text)}"
+            last_problem = f"HTTP {exc.status_code}: {error_excerpt(exc.response.text)}"
         except openai.APIConnectionError as exc:
             last_problem = f"{type(exc).__name__}: {exc.__cause__ or exc}"
         now = time.monotonic()

@@ -1,0 +1,103 @@
+"""The token Secret step at DEBUG log level, against a minimal stand-in for the API server's
+Secret endpoints on 127.0.0.1 (the real control plane is in the integration tier): neither the
+token nor its base64 form reaches a log line, and a Secret someone else made is never replaced."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from llm_on_eks.kube.hf_secret import ForeignSecret, ensure_secret
+from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT
+from llm_on_eks.plan import build_plan
+
+TOKEN = "hf_debugLevelCanary0123456789"
+ENCODED = base64.b64encode(TOKEN.encode()).decode()
+PLAN = build_plan({"model": "llama4-scout", "namespace": "team-a"})
+
+
+class SecretApi(BaseHTTPRequestHandler):
+    """GET answers the stored Secret (or 404); PUT and POST store what they are sent."""
+
+    stored: dict | None = None
+    writes: list[str] = []
+
+    def _answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if SecretApi.stored is None:
+            self._answer(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+        else:
+            self._answer(200, SecretApi.stored)
+
+    def _write(self):
+        SecretApi.writes.append(self.command)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        data = {k: base64.b64encode(v.encode()).decode() for k, v in body.pop("stringData", {}).items()}
+        SecretApi.stored = {**body, "data": data}
+        self._answer(200, SecretApi.stored)
+
+    do_PUT = do_POST = _write
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def api():
+    from kubernetes import client
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SecretApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    SecretApi.stored, SecretApi.writes = None, []
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{server.server_address[1]}"
+    api = client.ApiClient(configuration)
+    yield api
+    api.close()
+    server.shutdown()
+    server.server_close()
+
+
+def _secret(labels: dict[str, str], token: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf-token", "namespace": "team-a",
+                                                               "labels": labels},
+            "data": {"token": base64.b64encode(token.encode()).decode()}}
+
+
+def test_no_token_in_logs_at_debug(api, caplog):
+    caplog.set_level(logging.DEBUG)
+    for logger in ("kubernetes.client.rest", "urllib3"):
+        logging.getLogger(logger).setLevel(logging.DEBUG)
+    assert ensure_secret(api, PLAN, TOKEN) == "created"
+    assert ensure_secret(api, PLAN, TOKEN) == "unchanged"  # a read answering the token's base64
+    assert ensure_secret(api, PLAN, TOKEN + "x") == "updated"
+    assert SecretApi.writes == ["POST", "PUT"] and SecretApi.stored["data"]["token"] != ENCODED
+    for text in (caplog.text, *(str(r.args) for r in caplog.records)):
+        assert TOKEN not in text and ENCODED not in text
+    assert logging.getLogger("kubernetes.client.rest").level == logging.DEBUG  # restored
+
+
+def test_a_secret_someone_else_made_is_refused_not_replaced(api):
+    SecretApi.stored = _secret({"app": "theirs"}, "hf_theirs")
+    with pytest.raises(ForeignSecret, match=f"team-a/hf-token exists without the label {MANAGED_BY_KEY}={PROJECT}"):
+        ensure_secret(api, PLAN, TOKEN)
+    assert SecretApi.writes == [] and SecretApi.stored["data"]["token"] == base64.b64encode(b"hf_theirs").decode()
+
+
+def test_our_secret_is_updated(api):
+    SecretApi.stored = _secret({MANAGED_BY_KEY: PROJECT}, "hf_old")
+    assert ensure_secret(api, PLAN, TOKEN) == "updated"
+    assert SecretApi.writes == ["PUT"]
