@@ -34,8 +34,9 @@ KV_BYTES = {"fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
 # which FlashAttention keeps (vllm/v1/attention/backend.py, get_preferred_block_size). A backend
 # that prefers larger blocks shifts the answer by less than one block.
 GPU_BLOCK_SIZE = 16
-KV_SOURCE_GPU = "vLLM's KV-cache estimator (vLLM 0.32: blocks, KV-cache groups, the null block)"
-KV_SOURCE_TOKENS = "token arithmetic (the Neuron builds size their KV cache themselves; not checked)"
+# Where max_model_len_fit comes from, for the plan summary.
+KV_SOURCE_GPU = "vLLM's KV-cache estimator, vLLM 0.32"
+KV_SOURCE_TOKENS = "per-token arithmetic; the Neuron builds size their KV cache themselves"
 
 
 class InfeasiblePlan(ValueError):
@@ -105,7 +106,8 @@ class Sizing:
     weights_per_rank_gib: float
     kv_budget_per_rank_gib: float
     kv_budget_per_rank_bytes: int
-    # Activations, CUDA graphs, NCCL: kept out of the KV budget, not checked by the estimator test.
+    # Activations, CUDA graphs / Neuron runtime buffers, NCCL: kept out of the KV budget; the
+    # estimator test cannot check it (vLLM measures it by profiling on the device).
     runtime_reserve_gib: float
     kv_bytes_per_token_per_rank: int
     kv_cache_layout: dict

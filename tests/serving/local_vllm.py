@@ -127,6 +127,15 @@ def netns_unavailable_reason() -> str | None:
     return None
 
 
+class VllmExited(RuntimeError):
+    """The server exited before it was healthy; ``log`` is its whole log (the cause is often
+    further up than the tail the message shows)."""
+
+    def __init__(self, message: str, log: str):
+        super().__init__(message)
+        self.log = log
+
+
 @dataclass
 class VllmServer:
     model: str
@@ -256,8 +265,8 @@ def start_server(model: str = "tiny-llama4", served_names: list[str] | None = No
 def _wait_healthy(server: VllmServer, deadline: float) -> None:
     while True:
         if server.process.poll() is not None:
-            raise RuntimeError(f"vLLM exited with {server.process.returncode} during startup; log tail:\n"
-                               f"{server.log_tail()}")
+            raise VllmExited(f"vLLM exited with {server.process.returncode} during startup; log tail:\n"
+                             f"{server.log_tail()}", server.log_path.read_text(errors="replace"))
         try:
             with urllib.request.urlopen(server.base_url + "/health", timeout=5) as response:
                 if response.status == 200:
