@@ -127,6 +127,15 @@ def netns_unavailable_reason() -> str | None:
     return None
 
 
+class VllmExited(RuntimeError):
+    """The server exited before it was healthy; ``log`` is its whole log (the cause is often
+    further up than the tail the message shows)."""
+
+    def __init__(self, message: str, log: str):
+        super().__init__(message)
+        self.log = log
+
+
 @dataclass
 class VllmServer:
     model: str
@@ -193,8 +202,13 @@ def ensure_tiny_models() -> None:
 
 
 def start_server(model: str = "tiny-llama4", served_names: list[str] | None = None, *, use_netns: bool = True,
-                 deadline_s: float = STARTUP_DEADLINE_S, extra_args: list[str] | None = None) -> VllmServer:
-    """Start the server and wait for ``/health`` to answer 200, at most ``deadline_s``."""
+                 deadline_s: float = STARTUP_DEADLINE_S, extra_args: list[str] | None = None,
+                 max_model_len: int = 2048, kv_cache_bytes: int | None = None) -> VllmServer:
+    """Start the server and wait for ``/health`` to answer 200, at most ``deadline_s``.
+
+    ``kv_cache_bytes`` fixes the KV cache to exactly that many bytes (--kv-cache-memory-bytes)
+    instead of VLLM_CPU_KVCACHE_SPACE's 1 GiB, which would override the flag when set
+    (vllm/platforms/cpu.py, CpuPlatform.check_and_update_config)."""
     if not VLLM_PYTHON.exists():
         raise RuntimeError(f"{VLLM_PYTHON} missing: run scripts/setup-vllm")
     ensure_tiny_models()
@@ -208,10 +222,11 @@ def start_server(model: str = "tiny-llama4", served_names: list[str] | None = No
         "--model", str(MODELS / model), "--served-model-name", *served_names,
         # In its own namespace it listens on every address there (reachable only over the veth
         # pair), so a pod IP added later serves too; otherwise on loopback only.
-        "--host", "0.0.0.0" if netns else host, "--port", str(PORT), "--load-format", "dummy", "--max-model-len", "2048",
+        "--host", "0.0.0.0" if netns else host, "--port", str(PORT), "--load-format", "dummy", "--max-model-len", str(max_model_len),
         # No torch.compile warm-up: at toy size on CPU it only adds ~50 s to every start.
         "--enforce-eager",
         *(extra_args or []),
+        *(["--kv-cache-memory-bytes", str(kv_cache_bytes)] if kv_cache_bytes else []),
     ]
     if model == "tiny-llama4":
         # Its image path hangs or crashes on CPU: text-only, and image requests get a clear 400.
@@ -219,7 +234,6 @@ def start_server(model: str = "tiny-llama4", served_names: list[str] | None = No
     env = {
         **os.environ,
         "VLLM_HOST_IP": "127.0.0.1",
-        "VLLM_CPU_KVCACHE_SPACE": "1",
         "VLLM_CACHE_ROOT": str(CACHE / "vllm"),
         "TORCHINDUCTOR_CACHE_DIR": str(CACHE / "torchinductor"),
         "HF_HOME": str(CACHE / "huggingface"),
@@ -229,6 +243,10 @@ def start_server(model: str = "tiny-llama4", served_names: list[str] | None = No
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("VIRTUAL_ENV", None)
+    if kv_cache_bytes:
+        env.pop("VLLM_CPU_KVCACHE_SPACE", None)
+    else:
+        env["VLLM_CPU_KVCACHE_SPACE"] = "1"
     start = time.monotonic()
     with open(log_path, "wb") as log:
         process = subprocess.Popen((netns.exec_prefix() if netns else []) + args, stdout=log,
@@ -247,8 +265,8 @@ def start_server(model: str = "tiny-llama4", served_names: list[str] | None = No
 def _wait_healthy(server: VllmServer, deadline: float) -> None:
     while True:
         if server.process.poll() is not None:
-            raise RuntimeError(f"vLLM exited with {server.process.returncode} during startup; log tail:\n"
-                               f"{server.log_tail()}")
+            raise VllmExited(f"vLLM exited with {server.process.returncode} during startup; log tail:\n"
+                             f"{server.log_tail()}", server.log_path.read_text(errors="replace"))
         try:
             with urllib.request.urlopen(server.base_url + "/health", timeout=5) as response:
                 if response.status == 200:

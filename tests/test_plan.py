@@ -151,3 +151,13 @@ def test_a_prequantized_checkpoint_gets_no_quantization_flag():
     assert plan["profile"]["checkpoint_quantization"] == "compressed-tensors"
     assert plan["profile"]["quantization"] == "fp8"  # FP8 weights for sizing
     assert "quantization" not in plan["profile"]["vllm_args"]
+
+
+def test_the_plan_summary_says_where_the_longest_context_comes_from():
+    from llm_on_eks.plan_report import summarize
+
+    gpu = summarize(build_plan(validated()))
+    assert "by vLLM's KV-cache estimator, vLLM 0.32)" in gpu
+    assert "after a 2 GiB reserve for activations and graphs" in gpu
+    neuron = summarize(build_plan(validated(accelerator="neuron")))
+    assert "by per-token arithmetic; the Neuron builds size their KV cache themselves)" in neuron

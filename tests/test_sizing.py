@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from llm_on_eks.catalog import default_catalog
-from llm_on_eks.sizing import GIB, InfeasiblePlan, SizingRequest, check_feasible, size, weight_bytes
+from llm_on_eks.sizing import GIB, InfeasiblePlan, SizingRequest, check_feasible, kv_cache_layout, size, weight_bytes
 
 CATALOG = default_catalog()
 GB = 1e9
@@ -117,3 +117,24 @@ def test_every_catalog_profile_fits_at_its_defaults_and_prices_per_node():
 def test_neuron_ranks_must_divide_the_cores():
     sizing = size(request("llama4-scout", "neuron", tensor_parallel_size=24))
     assert "24 ranks per node do not divide the 64 NeuronCores of trn2.48xlarge" in sizing.problems
+
+
+def test_chunked_layers_hold_a_chunk_plus_the_tokens_in_flight():
+    """vLLM 0.32 on an H100: --max-num-batched-tokens 8192 by default, two batches in flight
+    (async scheduling); 36 chunked layers in 3 groups of 12 beside the 12 global ones."""
+    layout = kv_cache_layout(request("llama4-scout"))
+    assert (layout.group_size, layout.block_size, layout.max_in_flight_tokens) == (12, 16, 2 * 8192)
+    bound = 8192 + 2 * 8192
+    assert layout.blocks_for(bound) - layout.blocks_for(bound - 16) == 4  # every group still grows
+    assert layout.blocks_for(bound + 16) - layout.blocks_for(bound) == 1  # only the global group
+    # A profile's own batch size moves the bound; an A100 defaults to 2048.
+    assert kv_cache_layout(request("llama4-scout", max_num_batched_tokens=4096)).max_in_flight_tokens == 8192
+    assert kv_cache_layout(request("llama4-scout", "gpu-p4d")).max_in_flight_tokens == 2 * 2048
+
+
+def test_the_null_block_and_whole_blocks_come_off_the_budget():
+    layout = kv_cache_layout(request("llama-3-8b"))
+    blocks = 100
+    # One block of the pool is vLLM's null block; the other 99 hold 99 x 16 tokens.
+    assert layout.longest_fitting(blocks * layout.bytes_per_block) == (blocks - 1) * 16
+    assert layout.longest_fitting(blocks * layout.bytes_per_block - 1) == (blocks - 2) * 16

@@ -22,9 +22,11 @@ def summarize(plan: Plan) -> str:
         f"  parallelism TP {profile['tensor_parallel_size']} x PP {profile['pipeline_parallel_size']}, "
         f"{precision} weights, KV cache {profile['kv_cache_dtype']}",
         f"  memory      weights {sizing['weights_gib']} GiB ({sizing['weights_per_rank_gib']} GiB per rank of "
-        f"{sizing['usable_per_rank_gib']} GiB usable); KV budget {sizing['kv_budget_per_rank_gib']} GiB per rank",
-        f"  context     max_model_len {profile['max_model_len']} (largest that fits: {sizing['max_model_len_fit']}), "
-        f"images per prompt {profile['images_per_prompt']}",
+        f"{sizing['usable_per_rank_gib']} GiB usable after a {sizing['runtime_reserve_gib']} GiB reserve for "
+        f"activations and graphs, a planning figure only a run on the hardware checks); KV budget "
+        f"{sizing['kv_budget_per_rank_gib']} GiB per rank",
+        f"  context     max_model_len {profile['max_model_len']} (largest that fits: {sizing['max_model_len_fit']}, "
+        f"by {sizing['kv_source']}), images per prompt {profile['images_per_prompt']}",
         f"  weights     {profile['weights']}",
         *([f"  compile     {plan['neuron']['framework']} into {plan['neuron']['artifacts_uri']} "
            f"({plan['neuron']['cache_env']}), once per key {plan['neuron']['hash']}"] if plan.get("neuron") else []),
