@@ -35,7 +35,7 @@ from llm_on_eks.sizing import (
     vllm_default_max_num_batched_tokens,
     vllm_kv_cache_layout,
 )
-from tests.serving.local_vllm import MODELS, VllmExited, ensure_tiny_models, start_server
+from local_stack.vllm import MODELS, VllmExited, ensure_tiny_models, start_server
 from tests.test_vllm_args import model_config, run_checker
 
 pytestmark = pytest.mark.integration
