@@ -16,7 +16,7 @@ def namespace(sandbox_cluster):
 
     name = f"e2e-{uuid.uuid4().hex[:6]}"
     yield name
-    releases = sandbox_cluster.helm_run("list", "--namespace", name, "--all", "--short", check=False).stdout.split()
+    releases = sandbox_cluster.helm_run("list", "--namespace", name, "--short").stdout.split()
     for release in releases:
         sandbox_cluster.helm_run("uninstall", release, "--namespace", name, "--wait", check=False)
     core = k8s.CoreV1Api(sandbox_cluster.api_client())

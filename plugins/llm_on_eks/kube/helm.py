@@ -123,8 +123,9 @@ class Helm:
         self.run("rollback", release, str(revision), "--namespace", self.namespace, "--timeout", f"{HELM_TIMEOUT_S}s")
 
     def release(self, release: str) -> dict[str, Any] | None:
-        """The release as `helm list --all` shows it (name, chart, status, revision), or None."""
-        found = json.loads(self.run("list", "--namespace", self.namespace, "--all", "--output", "json",
+        """The release as `helm list` shows it (name, chart, status, revision), or None. Helm 4 lists
+        every status by default and has no `--all` (helm v4 `helm list --help`)."""
+        found = json.loads(self.run("list", "--namespace", self.namespace, "--output", "json",
                                     "--filter", f"^{release}$"))
         return found[0] if found else None
 
