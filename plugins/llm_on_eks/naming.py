@@ -68,6 +68,10 @@ def artifact_bucket(cluster: str, region: str) -> str:
     return f"{PROJECT}-{cluster}-{region}".lower()[:63]
 
 
+def lease_name(deployment: str) -> str:
+    """The Kubernetes Lease that lets one deploy or teardown of a deployment act at a time."""
+    return f"{PROJECT}-{deployment}"
+
 
 def aws_tags(deployment: str, cluster: str, namespace: str, region: str) -> dict[str, str]:
     """Tags on every AWS resource a deployment creates: how ensure-steps, the teardown and the
