@@ -53,7 +53,8 @@ def seen(**changes) -> Observation:
      "node group without a release for 240 min"),
     # A run holding the deployment's Lease is working on it: a re-deploy after a failure too.
     ({"lease": ("deploy", "deploy_model/manual__1")}, False, "kept: deploy in progress (run deploy_model/manual__1)"),
-    ({"lease": ("deploy", "deploy_llama4/manual__2"), "failed_at": NOW - timedelta(hours=2)}, False,
+    ({"lease": ("deploy", "deploy_llama4/manual__2"), "failed_at": NOW - timedelta(hours=2), "protected": True},
+     False,
      "kept: deploy in progress (run deploy_llama4/manual__2)"),
     ({"lease": ("teardown", "teardown_deployment/manual__3")}, False,
      "kept: teardown in progress (run teardown_deployment/manual__3)"),

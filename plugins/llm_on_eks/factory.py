@@ -170,7 +170,7 @@ def _dag(dag_id: str, *, doc_md: str, schedule: Any, params: dict[str, Any], tag
                render_template_as_native_obj=True, **kwargs)
 
 
-def build_teardown_dag(dag_id: str, *, doc_md: str) -> DAG:
+def build_teardown_dag(dag_id: str, *, doc_md: str, waiter_delay: int | None = None) -> DAG:
     """teardown_deployment: one deployment, with a switch for everything beyond its release."""
     with _dag(dag_id, doc_md=doc_md, schedule=None, params=teardown_form(), tags=["teardown"]):
         plan = plan_teardown()
@@ -178,12 +178,13 @@ def build_teardown_dag(dag_id: str, *, doc_md: str) -> DAG:
         kube, aws = teardown_groups(plan, plan["nodegroup"], plan["system_nodegroup"], lease=LEASE,
                                     delete_nodegroup="{{ params.delete_nodegroup }}",
                                     delete_cluster="{{ params.delete_cluster }}", delete_fsx="{{ params.delete_fsx }}",
-                                    delete_artifacts="{{ params.delete_artifacts }}")
+                                    delete_artifacts="{{ params.delete_artifacts }}", waiter_delay=waiter_delay)
         take >> kube
         release_lease(plan, take, [aws >> register_removal(plan)])
 
 
-def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str) -> DAG:
+def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str | None,
+                            waiter_delay: int | None = None) -> DAG:
     """teardown_idle_deployments: judge every deployment; the idle ones go through the same
     teardown groups as teardown_deployment (release and node group; shared things stay)."""
     with _dag(dag_id, doc_md=doc_md, schedule=schedule, params={}, tags=["teardown"]):
@@ -194,14 +195,16 @@ def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str) -> DAG:
             take = take_lease(plan, TEARDOWN)
             # In a mapped group the XComArg resolves to this map index's Lease; the teardown
             # steps' trigger rules are all all_success.
-            kube, aws = teardown_groups(plan, nodegroup, system_nodegroup, lease=take.output)
+            kube, aws = teardown_groups(plan, nodegroup, system_nodegroup, lease=take.output,
+                                        waiter_delay=waiter_delay)
             release_lease(plan, take, [aws >> register_removal(plan)])
 
         teardown.expand_kwargs(select_idle(verdicts.output)) >> summarize(verdicts.output)
 
 
 def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = None,
-                     default_model: str | None = None, tags: list[str] | None = None) -> DAG:
+                     default_model: str | None = None, tags: list[str] | None = None,
+                     waiter_delay: int | None = None) -> DAG:
     """One deploy DAG offering ``model_ids`` (default: the whole catalog)."""
     all_models, instance_types = catalog_index()
     model_ids = model_ids or all_models
@@ -210,8 +213,8 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         plan = plan_deployment()
         take = take_lease(plan, DEPLOY)
         lease = LEASE
-        provision = provision_group(plan, take=take)
-        storage, fsx = storage_group(plan, lease=lease)
+        provision = provision_group(plan, take=take, waiter_delay=waiter_delay)
+        storage, fsx = storage_group(plan, lease=lease, waiter_delay=waiter_delay)
         devices = DevicePluginOperator(task_id="device_plugin", plan=plan, lease=lease)
         secret = HfTokenSecretOperator(task_id="hf_token_secret", plan=plan, lease=lease)
         weights = prepare_weights_group(plan, fsx, lease=lease)
@@ -232,6 +235,7 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         # teardown_on_failure remove it now (release and node group; shared things stay).
         failed = mark_failed("{{ params.teardown_on_failure }}")
         [devices, secret, weights, deploy, ready, smoke, bench] >> failed
-        _, aws = teardown_groups(failed, failed["nodegroup"], failed["system_nodegroup"], lease=lease)
+        _, aws = teardown_groups(failed, failed["nodegroup"], failed["system_nodegroup"], lease=lease,
+                                 waiter_delay=waiter_delay)
         release_lease(plan, take, [registered, aws])
     return dag

@@ -23,7 +23,7 @@ from llm_on_eks.plan import Plan
 # How long a run waits for another run of the same deployment before failing with its name:
 # a teardown's deletes take minutes, a deploy's waits up to hours (then fail clearly instead).
 # ``[llm_on_eks] lease_wait_s`` changes it.
-LEASE_WAIT_S = conf.getint("llm_on_eks", "lease_wait_s", fallback=600)
+LEASE_WAIT_S = 600
 # What the holder does to the deployment (the Lease's action annotation): the idle judge names it.
 DEPLOY, TEARDOWN = "deploy", "teardown"
 
@@ -33,10 +33,10 @@ class TakeLeaseOperator(PlanStepOperator):
     ``wait_s`` for a run that holds it, then failing with that run's id. Creates the namespace
     the Lease lives in when it is missing."""
 
-    def __init__(self, *, action: str, wait_s: float = LEASE_WAIT_S, **kwargs) -> None:
+    def __init__(self, *, action: str, wait_s: float | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.action = action
-        self.wait_s = wait_s
+        self.wait_s = conf.getint("llm_on_eks", "lease_wait_s", fallback=LEASE_WAIT_S) if wait_s is None else wait_s
 
     def describe(self, plan: Plan) -> Any:
         from llm_on_eks.naming import lease_name

@@ -66,11 +66,11 @@ def parse_state(text: str | None) -> dict[str, Any]:
 
 def judge(seen: Observation) -> Verdict:
     now = seen.now
-    if seen.protected:
-        return Verdict(False, "kept: protected", None)
-    if seen.lease is not None:
+    if seen.lease is not None:  # the most current fact: another run is working on it
         action, holder = seen.lease
         return Verdict(False, f"kept: {action} in progress (run {holder})", None)
+    if seen.protected:
+        return Verdict(False, "kept: protected", None)
     if seen.failed_at is not None:  # a later successful run removes the tag
         waited = (now - seen.failed_at).total_seconds() / 60
         if waited < seen.failed_grace_minutes:
