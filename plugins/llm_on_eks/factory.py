@@ -136,8 +136,8 @@ def teardown_aws_group(plan: Any, nodegroup: Any, system_nodegroup: Any, *, dele
         system = DeleteNodegroupOperator(task_id="delete_system_nodegroup", plan=plan, nodegroup=system_nodegroup,
                                          opted_in=delete_cluster, **waits)
         cluster = DeleteClusterOperator(task_id="delete_cluster", plan=plan, delete_cluster=delete_cluster, **waits)
-        bucket = DeleteArtifactsOperator(task_id="delete_artifacts", plan=plan, delete_artifacts=delete_artifacts,
-                                         **_waits(None, None, lease))
+        # No lease: the cluster that holds it may be gone by now; S3 alone decides.
+        bucket = DeleteArtifactsOperator(task_id="delete_artifacts", plan=plan, delete_artifacts=delete_artifacts)
         nodegroup_task >> fsx >> system >> cluster >> bucket
     return group
 

@@ -1,5 +1,5 @@
 """Test DAGs: deploy_model, teardown_deployment and teardown_idle_deployments as dags/ builds
-them, except that AWS waits poll every second (the test's stand-in AWS turns CREATING into
+them (Airflow finds them by the calls), except that AWS waits poll every second (the test's stand-in AWS turns CREATING into
 ACTIVE, and DELETING into gone, after one look) and the idle teardown runs when triggered."""
 
 from __future__ import annotations

@@ -89,8 +89,9 @@ def test_idle_and_manual_teardown(aws_env, sandbox_cluster, sandbox_k8s_conn, na
     # A deploy run of "guarded" is under way (it holds the Lease, renewed just now).
     assert try_acquire(api, namespace, "guarded", RACING, "deploy", 600)[0].step == "create"
 
-    # Past its TTL, the first reading starts the idle clock; the deploy in progress is kept.
-    _service(sandbox_cluster, namespace, "scout", {TTL: "1"})
+    # Past its TTL (0 min: minutes old already), the first reading starts the idle clock; the
+    # deployment a deploy run is working on is kept.
+    _service(sandbox_cluster, namespace, "scout", {TTL: "0"})
     _, kept = _judge()
     assert kept == {"scout": "kept: first reading, the idle clock starts now",
                     "guarded": f"kept: deploy in progress (run {RACING})"}
@@ -106,7 +107,7 @@ def test_idle_and_manual_teardown(aws_env, sandbox_cluster, sandbox_k8s_conn, na
     # No traffic since, and the last activity two minutes back (TTL 1 min): it goes.
     state = json.loads(_service(sandbox_cluster, namespace, "scout")[STATE])
     state["last_active"] = (datetime.now(UTC) - timedelta(minutes=2)).isoformat(timespec="seconds")
-    _service(sandbox_cluster, namespace, "scout", {STATE: json.dumps(state)})
+    _service(sandbox_cluster, namespace, "scout", {STATE: json.dumps(state), TTL: "1"})
     gone, kept = _judge()
     (removed,) = gone.xcoms["summarize"]["removed"]
     assert removed["deployment"] == "scout" and re.fullmatch(r"idle [2-5] min, TTL 1 min", removed["reason"])
@@ -115,13 +116,13 @@ def test_idle_and_manual_teardown(aws_env, sandbox_cluster, sandbox_k8s_conn, na
     held = inventory(aws_env, REGION)
     assert "scout-nodes" not in held["nodegroups"] and "guarded-nodes" in held["nodegroups"]
     assert sandbox_cluster.helm_run("status", "scout", "--namespace", namespace, check=False).returncode != 0
-    objects = {o["kind"]: o["result"]
+    objects = {o.get("accelerator", o["kind"]): o["result"]
                for o in gone.xcoms["teardown.teardown_kube.delete_cluster_objects"]["objects"]}
     # What the namespace's deployments share stays while another is left; so does the GPU plugin
     # (the sandbox's GPU nodes carry no deployment label: all count as other deployments').
     assert {k: objects[k] for k in ("Secret", "PersistentVolumeClaim", "PersistentVolume")} == dict.fromkeys(
         ("Secret", "PersistentVolumeClaim", "PersistentVolume"), "kept: still used by ['guarded']")
-    assert objects["Job"] == "deleted" and objects["DaemonSet"].startswith("kept: gpu nodes of other deployments")
+    assert objects["Job"] == "deleted" and objects["gpu"].startswith("kept: gpu nodes of other deployments")
     assert read(api, namespace, "scout") is None  # released
 
     # teardown_deployment while the deploy run holds the Lease: fails naming it, touches nothing.
