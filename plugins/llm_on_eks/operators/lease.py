@@ -68,13 +68,8 @@ class TakeLeaseOperator(PlanStepOperator):
 
 
 class ReleaseLeaseOperator(PlanStepOperator):
-    """Free the Lease ``taken`` (take_lease's result) if this run still holds it."""
-
-    template_fields = (*PlanStepOperator.template_fields, "taken")
-
-    def __init__(self, *, taken: Any, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.taken = taken
+    """Free the deployment's Lease if this run still holds it (safe to run whatever happened
+    before: a Lease another run holds, or none, is left alone)."""
 
     def describe(self, plan: Plan) -> Any:
         return {"release": "nothing: a dry run takes no lease"}
@@ -85,12 +80,13 @@ class ReleaseLeaseOperator(PlanStepOperator):
         from llm_on_eks.aws import eks as rules
         from llm_on_eks.kube.access import api_client, cluster_access
         from llm_on_eks.kube.lease import release
+        from llm_on_eks.naming import lease_name
 
         if not plan["kubernetes"]["conn_id"] and rules.describe_cluster(
                 EksHook(aws_conn_id=plan["aws"]["conn_id"], region_name=plan["aws"]["region"]).conn,
                 plan["cluster"]["name"]) is None:
-            return {**self.taken, "action": "gone with the cluster"}  # a teardown deleted it
+            return {"lease": lease_name(plan["deployment"]), "action": "gone with the cluster"}  # torn down
         with api_client(cluster_access(plan)) as api:
             done = release(api, plan["kubernetes"]["namespace"], plan["deployment"], lease_holder(context))
-        self.log.info("lease %s/%s: %s", plan["kubernetes"]["namespace"], self.taken["lease"], done)
-        return {**self.taken, "action": done}
+        self.log.info("lease %s/%s: %s", plan["kubernetes"]["namespace"], lease_name(plan["deployment"]), done)
+        return {"lease": lease_name(plan["deployment"]), "action": done}
