@@ -155,18 +155,12 @@ def take_lease(plan: Any, action: str) -> TakeLeaseOperator:
     return TakeLeaseOperator(task_id="take_lease", plan=plan, action=action)
 
 
-def release_lease(plan: Any, take: TakeLeaseOperator, after: list[Any], *, mapped: bool = False) -> None:
+def release_lease(plan: Any, take: TakeLeaseOperator, after: list[Any]) -> None:
     """Free the Lease once ``after`` are done, whatever their outcome: an Airflow teardown task
-    of ``take``, so it runs after a failure and leaves the run's state to the work. In a mapped
-    task group a plain all_done task instead: there dag.test() never schedules the tasks in a
-    setup's scope (Airflow 3.3); the idle teardown's state is its all_done summary's anyway."""
-    if mapped:
-        release = ReleaseLeaseOperator(task_id="release_lease", plan=plan, trigger_rule=TriggerRule.ALL_DONE)
-        take >> release
-    else:
-        release = ReleaseLeaseOperator(task_id="release_lease", plan=plan)
-        release.as_teardown(setups=take)
+    of ``take``, so it runs after a failure and leaves the run's state to the work."""
+    release = ReleaseLeaseOperator(task_id="release_lease", plan=plan)
     after >> release
+    release.as_teardown(setups=take)
 
 
 def _dag(dag_id: str, *, doc_md: str, schedule: Any, params: dict[str, Any], tags: list[str], **kwargs: Any) -> DAG:
@@ -203,7 +197,7 @@ def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str | None,
             # steps' trigger rules are all all_success.
             kube, aws = teardown_groups(plan, nodegroup, system_nodegroup, lease=take.output,
                                         waiter_delay=waiter_delay)
-            release_lease(plan, take, [aws >> register_removal(plan)], mapped=True)
+            release_lease(plan, take, [aws >> register_removal(plan)])
 
         teardown.expand_kwargs(select_idle(verdicts.output)) >> summarize(verdicts.output)
 
