@@ -8,6 +8,7 @@ from typing import Any
 
 @dataclass
 class DagRunResult:
+    run_id: str
     state: str
     states: dict[str, str]
     xcoms: dict[str, Any]
@@ -40,4 +41,4 @@ def run_dag(dag, conf: dict[str, Any] | None = None) -> DagRunResult:
             XComModel.dag_id == dag.dag_id, XComModel.run_id == dag_run.run_id, XComModel.key == "return_value"
         )
         xcoms = {row.task_id: XComModel.deserialize_value(row) for row in rows}
-    return DagRunResult(state=str(dag_run.state), states=states, xcoms=xcoms)
+    return DagRunResult(run_id=dag_run.run_id, state=str(dag_run.state), states=states, xcoms=xcoms)

@@ -51,9 +51,16 @@ def seen(**changes) -> Observation:
      "kept: node group without a release for 30 min"),
     ({"created_at": None, "ready": None, "load": None, "nodegroup_created_at": NOW - timedelta(hours=4)}, True,
      "node group without a release for 240 min"),
+    # A run holding the deployment's Lease is working on it: a re-deploy after a failure too.
+    ({"lease": ("deploy", "deploy_model/manual__1")}, False, "kept: deploy in progress (run deploy_model/manual__1)"),
+    ({"lease": ("deploy", "deploy_llama4/manual__2"), "failed_at": NOW - timedelta(hours=2), "protected": True},
+     False,
+     "kept: deploy in progress (run deploy_llama4/manual__2)"),
+    ({"lease": ("teardown", "teardown_deployment/manual__3")}, False,
+     "kept: teardown in progress (run teardown_deployment/manual__3)"),
 ], ids=["idle", "idle-not-long-enough", "protected", "too-young", "not-ready", "not-read", "http-error",
         "no-counters", "first-reading", "served", "counters-reset", "in-flight", "failed-in-grace", "failed",
-        "nothing", "orphan-young", "orphan"])
+        "nothing", "orphan-young", "orphan", "deploying", "redeploying-after-failure", "tearing-down"])
 def test_judge(changes, teardown, reason):
     verdict = judge(seen(**changes))
     assert verdict.teardown is teardown and verdict.reason.startswith(reason), verdict

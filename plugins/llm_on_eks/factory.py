@@ -2,13 +2,15 @@
 the catalog, so both come from here and cannot drift apart; the task groups are built here too,
 and test DAGs use the same builders.
 
-    plan_deployment -> provision + storage -> device_plugin -> hf_token_secret -> prepare_weights
+    plan_deployment -> provision (take_lease after the cluster) + storage -> device_plugin -> hf_token_secret -> prepare_weights
     (neuron_compile | stage_to_fsx | weights_from_hub) -> helm_deploy -> wait_ready -> smoke_test
-    -> benchmark -> register
+    -> benchmark -> register -> release_lease
 
 Each task id's code is in ``llm_on_eks.operators.<step>`` (``provision.*`` in provision.py, and
 so on); ``deferrable`` and ``waiter_delay`` pass through to every waiting step (None keeps each
 operator's default: ``[operators] default_deferrable``, and a poll interval sized for AWS).
+``lease`` is take_lease's result (``llm_on_eks.operators.lease``): every step after it renews
+the deployment's Lease when it starts; the builders leave it out for test DAGs of one half.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from llm_on_eks.operators.device_plugin import DevicePluginOperator
 from llm_on_eks.operators.helm_deploy import HelmDeployOperator, WaitReadyOperator
 from llm_on_eks.operators.hf_token_secret import HfTokenSecretOperator
 from llm_on_eks.operators.idle_teardown import JudgeDeploymentOperator, discover_deployments, select_idle, summarize
+from llm_on_eks.operators.lease import DEPLOY, TEARDOWN, ReleaseLeaseOperator, TakeLeaseOperator
 from llm_on_eks.operators.plan_deployment import plan_deployment
 from llm_on_eks.operators.plan_teardown import plan_teardown
 from llm_on_eks.operators.prepare_weights import (
@@ -54,40 +57,50 @@ from llm_on_eks.params import deploy_params, teardown_form
 OWNER = "ml-platform"
 DEFAULT_ARGS = {"owner": OWNER, "retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+# take_lease's result, pulled by template rather than passed as an XComArg: an XComArg would make
+# every step a direct downstream of take_lease, its setup task, which Airflow allows only with
+# trigger rule all_success (helm_deploy and benchmark have others).
+LEASE = "{{ ti.xcom_pull(task_ids='take_lease') }}"
 
 
-def _waits(deferrable: bool | None, waiter_delay: int | None) -> dict[str, Any]:
-    return {k: v for k, v in (("deferrable", deferrable), ("waiter_delay", waiter_delay)) if v is not None}
+def _waits(deferrable: bool | None, waiter_delay: int | None, lease: Any = None) -> dict[str, Any]:
+    return {k: v for k, v in (("deferrable", deferrable), ("waiter_delay", waiter_delay), ("lease", lease))
+            if v is not None}
 
 
-def provision_group(plan: XComArg, *, deferrable: bool | None = None, waiter_delay: int | None = None) -> TaskGroup:
-    """preflight -> cluster -> (system node group, accelerator node group) -> add-ons: nothing is
-    created unless preflight passes; add-ons (coredns) need the untainted system nodes."""
-    waits = _waits(deferrable, waiter_delay)
+def provision_group(plan: XComArg, *, take: TakeLeaseOperator | None = None, deferrable: bool | None = None,
+                    waiter_delay: int | None = None) -> TaskGroup:
+    """preflight -> cluster -> [take_lease ->] (system node group, accelerator node group) ->
+    add-ons: nothing is created unless preflight passes; add-ons (coredns) need the untainted
+    system nodes; the Lease needs the cluster's API server, and guards all the rest."""
+    waits = _waits(deferrable, waiter_delay, LEASE if take else None)
     with TaskGroup(group_id="provision") as group:
-        cluster = EnsureClusterOperator(task_id="ensure_cluster", plan=plan, **waits)
+        cluster = EnsureClusterOperator(task_id="ensure_cluster", plan=plan, **_waits(deferrable, waiter_delay))
         nodegroups = [
             EnsureNodegroupOperator(task_id="ensure_system_nodegroup", plan=plan, nodegroup=plan["system_nodegroup"],
                                     **waits),
             EnsureNodegroupOperator(task_id="ensure_nodegroup", plan=plan, nodegroup=plan["nodegroup"], **waits),
         ]
         PreflightOperator(task_id="preflight", plan=plan) >> cluster >> nodegroups
+        if take is not None:
+            cluster >> take >> nodegroups
         nodegroups >> EnsureAddonsOperator(task_id="ensure_addons", plan=plan, **waits)
     return group
 
 
-def storage_group(plan: XComArg, *, deferrable: bool | None = None,
+def storage_group(plan: XComArg, *, lease: str | None = None, deferrable: bool | None = None,
                   waiter_delay: int | None = None) -> tuple[TaskGroup, XComArg]:
     """Artifact bucket, then FSx linked to it; returns the group and the FSx handles' XCom."""
     with TaskGroup(group_id="storage") as group:
-        fsx = EnsureFsxOperator(task_id="ensure_fsx", plan=plan, **_waits(deferrable, waiter_delay))
-        EnsureArtifactBucketOperator(task_id="ensure_artifact_bucket", plan=plan) >> fsx
+        fsx = EnsureFsxOperator(task_id="ensure_fsx", plan=plan, **_waits(deferrable, waiter_delay, lease))
+        EnsureArtifactBucketOperator(task_id="ensure_artifact_bucket", plan=plan, **_waits(None, None, lease)) >> fsx
     return group, fsx.output
 
 
-def prepare_weights_group(plan: XComArg, fsx: XComArg, *, deferrable: bool | None = None) -> TaskGroup:
+def prepare_weights_group(plan: XComArg, fsx: XComArg, *, lease: str | None = None,
+                          deferrable: bool | None = None) -> TaskGroup:
     """One branch runs: the Neuron compile, FSx staging, or nothing (weights from the hub)."""
-    waits = _waits(deferrable, None)
+    waits = _waits(deferrable, None, lease)
     with TaskGroup(group_id="prepare_weights") as group:
         choose_weight_prep(plan) >> [
             NeuronCompileOperator(task_id="neuron_compile", plan=plan, **waits),
@@ -97,21 +110,22 @@ def prepare_weights_group(plan: XComArg, fsx: XComArg, *, deferrable: bool | Non
     return group
 
 
-def teardown_kube_group(plan: Any) -> TaskGroup:
+def teardown_kube_group(plan: Any, lease: Any = None) -> TaskGroup:
     """The release (its pods gone), then what it leaves: Jobs, shared Secret/claim, device plugin."""
+    leased = _waits(None, None, lease)
     with TaskGroup(group_id="teardown_kube") as group:
-        UninstallReleaseOperator(task_id="uninstall_release", plan=plan) >> DeleteClusterObjectsOperator(
-            task_id="delete_cluster_objects", plan=plan)
+        UninstallReleaseOperator(task_id="uninstall_release", plan=plan, **leased) >> DeleteClusterObjectsOperator(
+            task_id="delete_cluster_objects", plan=plan, **leased)
     return group
 
 
 def teardown_aws_group(plan: Any, nodegroup: Any, system_nodegroup: Any, *, delete_nodegroup: Any = True,
                        delete_cluster: Any = False, delete_fsx: Any = False, delete_artifacts: Any = False,
-                       deferrable: bool | None = None, waiter_delay: int | None = None) -> TaskGroup:
+                       lease: Any = None, deferrable: bool | None = None, waiter_delay: int | None = None) -> TaskGroup:
     """node group (until gone) -> FSx (opt-in, unused) -> system node group and cluster (opt-in,
     ours, no other node group) -> bucket (opt-in). The opt-ins may be templates
     (``"{{ params.delete_cluster }}"``); the node-group specs are the plan's sections."""
-    waits = _waits(deferrable, waiter_delay)
+    waits = _waits(deferrable, waiter_delay, lease)
     with TaskGroup(group_id="teardown_aws") as group:
         nodegroup_task = DeleteNodegroupOperator(task_id="delete_nodegroup", plan=plan, nodegroup=nodegroup,
                                                  opted_in=delete_nodegroup, **waits)
@@ -122,17 +136,31 @@ def teardown_aws_group(plan: Any, nodegroup: Any, system_nodegroup: Any, *, dele
         system = DeleteNodegroupOperator(task_id="delete_system_nodegroup", plan=plan, nodegroup=system_nodegroup,
                                          opted_in=delete_cluster, **waits)
         cluster = DeleteClusterOperator(task_id="delete_cluster", plan=plan, delete_cluster=delete_cluster, **waits)
+        # No lease: the cluster that holds it may be gone by now; S3 alone decides.
         bucket = DeleteArtifactsOperator(task_id="delete_artifacts", plan=plan, delete_artifacts=delete_artifacts)
         nodegroup_task >> fsx >> system >> cluster >> bucket
     return group
 
 
-def teardown_groups(plan: Any, nodegroup: Any, system_nodegroup: Any, **switches: Any) -> tuple[TaskGroup, TaskGroup]:
+def teardown_groups(plan: Any, nodegroup: Any, system_nodegroup: Any, lease: Any = None,
+                    **switches: Any) -> tuple[TaskGroup, TaskGroup]:
     """The whole teardown: Kubernetes first (nothing left running on the nodes), then AWS."""
-    kube = teardown_kube_group(plan)
-    aws = teardown_aws_group(plan, nodegroup, system_nodegroup, **switches)
+    kube = teardown_kube_group(plan, lease)
+    aws = teardown_aws_group(plan, nodegroup, system_nodegroup, lease=lease, **switches)
     kube >> aws
     return kube, aws
+
+
+def take_lease(plan: Any, action: str) -> TakeLeaseOperator:
+    return TakeLeaseOperator(task_id="take_lease", plan=plan, action=action)
+
+
+def release_lease(plan: Any, take: TakeLeaseOperator, after: list[Any]) -> None:
+    """Free the Lease once ``after`` are done, whatever their outcome: an Airflow teardown task
+    of ``take``, so it runs after a failure and leaves the run's state to the work."""
+    release = ReleaseLeaseOperator(task_id="release_lease", plan=plan)
+    after >> release
+    release.as_teardown(setups=take)
 
 
 def _dag(dag_id: str, *, doc_md: str, schedule: Any, params: dict[str, Any], tags: list[str], **kwargs: Any) -> DAG:
@@ -142,19 +170,21 @@ def _dag(dag_id: str, *, doc_md: str, schedule: Any, params: dict[str, Any], tag
                render_template_as_native_obj=True, **kwargs)
 
 
-def build_teardown_dag(dag_id: str, *, doc_md: str) -> DAG:
+def build_teardown_dag(dag_id: str, *, doc_md: str, waiter_delay: int | None = None) -> DAG:
     """teardown_deployment: one deployment, with a switch for everything beyond its release."""
     with _dag(dag_id, doc_md=doc_md, schedule=None, params=teardown_form(), tags=["teardown"]):
         plan = plan_teardown()
-        kube, aws = teardown_groups(plan, plan["nodegroup"], plan["system_nodegroup"],
+        take = take_lease(plan, TEARDOWN)
+        kube, aws = teardown_groups(plan, plan["nodegroup"], plan["system_nodegroup"], lease=LEASE,
                                     delete_nodegroup="{{ params.delete_nodegroup }}",
                                     delete_cluster="{{ params.delete_cluster }}", delete_fsx="{{ params.delete_fsx }}",
-                                    delete_artifacts="{{ params.delete_artifacts }}")
-        plan >> kube
-        aws >> register_removal(plan)
+                                    delete_artifacts="{{ params.delete_artifacts }}", waiter_delay=waiter_delay)
+        take >> kube
+        release_lease(plan, take, [aws >> register_removal(plan)])
 
 
-def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str) -> DAG:
+def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str | None,
+                            waiter_delay: int | None = None) -> DAG:
     """teardown_idle_deployments: judge every deployment; the idle ones go through the same
     teardown groups as teardown_deployment (release and node group; shared things stay)."""
     with _dag(dag_id, doc_md=doc_md, schedule=schedule, params={}, tags=["teardown"]):
@@ -162,40 +192,50 @@ def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str) -> DAG:
 
         @task_group(group_id="teardown")
         def teardown(plan: Any, nodegroup: Any, system_nodegroup: Any) -> None:
-            kube, aws = teardown_groups(plan, nodegroup, system_nodegroup)
-            aws >> register_removal(plan)
+            take = take_lease(plan, TEARDOWN)
+            # In a mapped group the XComArg resolves to this map index's Lease; the teardown
+            # steps' trigger rules are all all_success.
+            kube, aws = teardown_groups(plan, nodegroup, system_nodegroup, lease=take.output,
+                                        waiter_delay=waiter_delay)
+            release_lease(plan, take, [aws >> register_removal(plan)])
 
         teardown.expand_kwargs(select_idle(verdicts.output)) >> summarize(verdicts.output)
 
 
 def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = None,
-                     default_model: str | None = None, tags: list[str] | None = None) -> DAG:
+                     default_model: str | None = None, tags: list[str] | None = None,
+                     waiter_delay: int | None = None) -> DAG:
     """One deploy DAG offering ``model_ids`` (default: the whole catalog)."""
     all_models, instance_types = catalog_index()
     model_ids = model_ids or all_models
     with _dag(dag_id, doc_md=doc_md, schedule=None, tags=["deploy", *(tags or [])],
               params=deploy_params(model_ids, default_model or model_ids[0], instance_types)) as dag:
         plan = plan_deployment()
-        provision = provision_group(plan)
-        storage, fsx = storage_group(plan)
-        devices = DevicePluginOperator(task_id="device_plugin", plan=plan)
-        secret = HfTokenSecretOperator(task_id="hf_token_secret", plan=plan)
-        weights = prepare_weights_group(plan, fsx)
+        take = take_lease(plan, DEPLOY)
+        lease = LEASE
+        provision = provision_group(plan, take=take, waiter_delay=waiter_delay)
+        storage, fsx = storage_group(plan, lease=lease, waiter_delay=waiter_delay)
+        devices = DevicePluginOperator(task_id="device_plugin", plan=plan, lease=lease)
+        secret = HfTokenSecretOperator(task_id="hf_token_secret", plan=plan, lease=lease)
+        weights = prepare_weights_group(plan, fsx, lease=lease)
         deploy = HelmDeployOperator(
-            task_id="helm_deploy", plan=plan, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
+            task_id="helm_deploy", plan=plan, lease=lease, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
         )
-        ready = WaitReadyOperator(task_id="wait_ready", plan=plan, deploy=deploy.output)
-        smoke = SmokeTestOperator(task_id="smoke_test", plan=plan)
+        ready = WaitReadyOperator(task_id="wait_ready", plan=plan, lease=lease, deploy=deploy.output)
+        smoke = SmokeTestOperator(task_id="smoke_test", plan=plan, lease=lease)
         # Runs after a skipped smoke test too: the switches are independent.
-        bench = BenchmarkOperator(task_id="benchmark", plan=plan, trigger_rule=TriggerRule.NONE_FAILED)
-        # Storage needs the cluster (FSx goes into its subnets) but not the node group.
+        bench = BenchmarkOperator(task_id="benchmark", plan=plan, lease=lease, trigger_rule=TriggerRule.NONE_FAILED)
+        # Storage needs the cluster (FSx goes into its subnets) but not the node group; it runs
+        # under the Lease, taken once the cluster answers.
         plan >> provision >> devices >> secret >> weights
-        dag.get_task("provision.ensure_cluster") >> storage >> weights
+        take >> storage >> weights
         weights >> deploy >> ready >> smoke >> bench
-        register(plan, smoke.output, bench.output)
+        registered = register(plan, smoke.output, bench.output)
         # After a failure once billable things may exist: mark it failed, and with
         # teardown_on_failure remove it now (release and node group; shared things stay).
         failed = mark_failed("{{ params.teardown_on_failure }}")
         [devices, secret, weights, deploy, ready, smoke, bench] >> failed
-        teardown_groups(failed, failed["nodegroup"], failed["system_nodegroup"])
+        _, aws = teardown_groups(failed, failed["nodegroup"], failed["system_nodegroup"], lease=lease,
+                                 waiter_delay=waiter_delay)
+        release_lease(plan, take, [registered, aws])
     return dag

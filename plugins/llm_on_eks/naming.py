@@ -131,6 +131,11 @@ def fsx_user(namespace: str, deployment: str) -> str:
     return f"{namespace}/{deployment}"
 
 
+def lease_name(deployment: str) -> str:
+    """The Kubernetes Lease that lets one deploy or teardown of a deployment act at a time."""
+    return f"{PROJECT}-{deployment}"
+
+
 def aws_tags(deployment: str, cluster: str, namespace: str, region: str) -> dict[str, str]:
     """Tags on every AWS resource a deployment creates: how ensure-steps, the teardown and the
     idle teardown's discovery find them and the deployment they belong to."""

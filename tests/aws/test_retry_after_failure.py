@@ -1,12 +1,14 @@
-"""Re-running after failures injected mid-way ends with exactly one of each resource; an
-existing cluster is reused without create permission; an incompatible node group is refused,
-not duplicated. All through dag.test() against the moto server."""
+"""Re-running after failures injected mid-way ends with exactly one of each resource, and a
+teardown recognises and removes what a run made without hearing back; an existing cluster is
+reused without create permission; an incompatible node group is refused, not duplicated. All
+through dag.test() against the moto server."""
 
 from __future__ import annotations
 
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
+from llm_on_eks.naming import CREATED_BY_RUN_KEY
 from tests.aws.conftest import CREATE, NODE_ROLE, ROLE, SUBNETS, client
 from tests.aws.test_provision import PLANS, SYSTEM, inventory, load
 from tests.dag_runs import run_dag
@@ -21,10 +23,14 @@ def test_rerun_after_failures_mid_way_leaves_one_of_each(aws_env, gaps, deferrab
     conf = {**PLANS["gpu"], **CREATE}
     region, dag = conf["region"], load("aws_provision" + ("_deferrable" if deferrable else ""))
 
-    # Run 1: the node group and the file system are created, but the answers never arrive.
+    # Run 1: the node group and the file system are created, but the answers never arrive (as
+    # when the worker dies right after the call): the tags sent with the create say who made them.
     gaps.lose_response("eks.CreateNodegroup", lost("CreateNodegroup"), nodegroupName="llm-serving_llama4-scout-gpu-nodes")
     gaps.lose_response("fsx.CreateFileSystem", lost("CreateFileSystem"))
     first = run_dag(dag, conf)
+    eks = client(aws_env, "eks", region)
+    group = eks.describe_nodegroup(clusterName="llm-inference", nodegroupName="llm-serving_llama4-scout-gpu-nodes")["nodegroup"]
+    assert group["tags"][CREATED_BY_RUN_KEY] == first.run_id
     assert first.states["provision.ensure_cluster"] == "success"
     assert first.states["provision.ensure_nodegroup"] == "failed"
     assert first.states["provision.ensure_addons"] == "upstream_failed"
@@ -51,6 +57,14 @@ def test_rerun_after_failures_mid_way_leaves_one_of_each(aws_env, gaps, deferrab
     assert len(associations) == 1 and associations[0]["FileSystemId"] == held["file_systems"][0]
     assert gaps.calls["eks.CreateCluster"] == 1 and gaps.calls["eks.CreateNodegroup"] == 2
     assert gaps.calls["fsx.CreateFileSystem"] == 1 and gaps.calls["fsx.CreateDataRepositoryAssociation"] == 2
+
+    # The teardown recognises the node group nobody heard created, by its tags, and removes it.
+    down = run_dag(load("aws_teardown" + ("_deferrable" if deferrable else "")), {**conf, "delete_fsx": True})
+    assert down.failed() == [], down.states
+    assert down.xcoms["teardown_aws.delete_nodegroup"]["action"] == "deleted"
+    assert down.xcoms["teardown_aws.delete_fsx"]["action"] == "deleted"
+    held = inventory(aws_env, region)
+    assert (held["nodegroups"], held["file_systems"]) == ([SYSTEM], [])
 
 
 def test_existing_cluster_is_reused_without_create_permission(aws_env, gaps):

@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.sdk.configuration import conf
 
-from llm_on_eks.operators.base import PlanStepOperator
+from llm_on_eks.operators.base import LEASE_MARGIN_S, PlanStepOperator
 from llm_on_eks.plan import Plan
 
 DEFAULT_DEFERRABLE = conf.getboolean("operators", "default_deferrable", fallback=False)
@@ -31,6 +31,9 @@ class AwsWaitOperator(PlanStepOperator):
         self.deferrable = deferrable
         self.waiter_delay = self.WAIT[0] if waiter_delay is None else waiter_delay
         self.waiter_max_attempts = waiter_max_attempts or self.WAIT[1]
+
+    def lease_hold_s(self, plan: Plan) -> int:
+        return self.waiter_delay * self.waiter_max_attempts + 60 + LEASE_MARGIN_S
 
     @staticmethod
     def aws(plan: Plan) -> dict[str, Any]:

@@ -10,6 +10,10 @@ never the plan) and comes back through the one ``execute_complete`` below: the e
 validated, a failure goes to ``wait_failed`` (clean up what this run made, then fail), a
 success to ``resume``. No state rides along: what a step needs after the wait it finds again
 (AWS tags, Kubernetes labels) or reads from the event.
+
+A step given ``lease`` (take_lease's result: the deployment's Lease this run holds) renews it
+when it starts, for as long as the step may take, and refuses to act when the run no longer
+holds it (client-go's leader election: a leader that cannot renew stops leading).
 """
 
 from __future__ import annotations
@@ -21,15 +25,25 @@ from airflow.sdk import BaseOperator, Context
 
 from llm_on_eks.plan import Plan
 
+# A step without a long wait of its own is done well within this.
+LEASE_HOLD_S = 1800
+LEASE_MARGIN_S = 900
+
+
+def lease_holder(context: Context) -> str:
+    """This run as a Lease's holderIdentity: run ids are unique per DAG only."""
+    return f"{context['ti'].dag_id}/{context['run_id']}"
+
 
 class PlanStepOperator(BaseOperator):
     """Base for deployment steps; subclasses implement ``describe`` and ``run``."""
 
-    template_fields: tuple[str, ...] = ("plan",)
+    template_fields: tuple[str, ...] = ("plan", "lease")
 
-    def __init__(self, *, plan: Any, **kwargs) -> None:
+    def __init__(self, *, plan: Any, lease: Any = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.plan = plan
+        self.lease = lease
 
     def execute(self, context: Context) -> Any:
         if not self.enabled(self.plan):
@@ -40,11 +54,31 @@ class PlanStepOperator(BaseOperator):
             description = self.describe(self.plan)
             self.log.info("dry run: %s would do:\n%s", self.task_id, _pretty(description))
             return {"dry_run": True, "step": self.task_id, "would": description}
+        if self.lease:
+            self.renew_lease(self.plan, context)
         return self.run(self.plan, context)
 
     def enabled(self, plan: Plan) -> bool:
         """Optional steps (smoke test, benchmark) are switched by the run's params."""
         return True
+
+    def lease_hold_s(self, plan: Plan) -> int:
+        """How long the Lease must hold when this step starts: its longest wait, plus the time
+        until the next step starts and renews it (retry delays, a busy scheduler)."""
+        return LEASE_HOLD_S + LEASE_MARGIN_S
+
+    def renew_lease(self, plan: Plan, context: Context) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from llm_on_eks.kube.access import api_client, cluster_access
+        from llm_on_eks.kube.lease import LeaseHeld, renew
+
+        with api_client(cluster_access(plan)) as api:
+            try:
+                renew(api, self.lease["namespace"], plan["deployment"], lease_holder(context), self.lease["action"],
+                      self.lease_hold_s(plan))
+            except LeaseHeld as exc:
+                raise AirflowFailException(f"{self.task_id} did nothing: {exc}") from None
 
     def describe(self, plan: Plan) -> Any:
         raise NotImplementedError

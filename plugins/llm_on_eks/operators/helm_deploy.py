@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.sdk.configuration import conf
 
-from llm_on_eks.operators.base import PlanStepOperator
+from llm_on_eks.operators.base import LEASE_MARGIN_S, PlanStepOperator
 from llm_on_eks.plan import Plan
 
 DEFAULT_DEFERRABLE = conf.getboolean("operators", "default_deferrable", fallback=False)
@@ -81,6 +81,9 @@ class WaitReadyOperator(PlanStepOperator):
         super().__init__(**kwargs)
         self.deploy = deploy
         self.deferrable = deferrable
+
+    def lease_hold_s(self, plan: Plan) -> int:
+        return plan["profile"]["startup_budget_s"] + 300 + LEASE_MARGIN_S
 
     def describe(self, plan: Plan) -> Any:
         kind = "LeaderWorkerSet" if plan["profile"]["nodes"] > 1 else "Deployment"

@@ -88,7 +88,7 @@ class JudgeDeploymentOperator(BaseOperator):
         plan = build_teardown_plan({k: record.get(k) for k in TEARDOWN_KEYS} | {"deployment_name": record["deployment"],
                                                                                "cluster_name": record["cluster"]})
         now = datetime.now(UTC)
-        service, ready, load = self._cluster_side(plan, record, now)
+        lease, service, ready, load = self._cluster_side(plan, record, now)
         annotations = (service or {}).get("annotations") or {}
         failed_at, nodegroup_created = self._nodegroup_marks(plan)
         seen = Observation(
@@ -96,7 +96,8 @@ class JudgeDeploymentOperator(BaseOperator):
             idle_ttl_minutes=int(annotations.get(IDLE_TTL_ANNOTATION, record.get("idle_ttl_minutes", 60))),
             protected=annotations.get(PROTECTED_ANNOTATION, "false").lower() == "true",
             created_at=(service or {}).get("created_at"), ready=ready, load=load,
-            state=(service or {}).get("state") or {}, failed_at=failed_at, nodegroup_created_at=nodegroup_created)
+            state=(service or {}).get("state") or {}, failed_at=failed_at, nodegroup_created_at=nodegroup_created,
+            lease=lease)
         verdict = judge(seen)
         if verdict.state is not None and service is not None:
             self._keep_state(plan, verdict.state)
@@ -109,23 +110,27 @@ class JudgeDeploymentOperator(BaseOperator):
         return result
 
     def _cluster_side(self, plan: dict[str, Any], record: dict[str, Any], now: datetime) -> tuple:
-        """(the Service's annotations/creation/state or None, pods ready, vLLM load or None)."""
+        """((action, holder) of a live Lease or None, the Service's annotations/creation/state or
+        None, pods ready, vLLM load or None)."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
         from llm_on_eks.kube import readiness
         from llm_on_eks.kube.access import api_client, cluster_access
+        from llm_on_eks.kube.lease import holder_of
         from llm_on_eks.serving.idleness import STATE_ANNOTATION, parse_state
         from llm_on_eks.serving.metrics import read_deployment_load
 
         kube = plan["kubernetes"]
         with api_client(cluster_access(plan)) as api:
+            held = holder_of(api, kube["namespace"], plan["deployment"], now)
+            lease = (held.action or "unknown action", held.holder) if held else None
             try:
                 found = client.CoreV1Api(api).read_namespaced_service(kube["release"], kube["namespace"])
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-                return None, None, None
+                return lease, None, None, None
             annotations = found.metadata.annotations or {}
             service = {"annotations": annotations, "created_at": found.metadata.creation_timestamp,
                        "state": parse_state(annotations.get(STATE_ANNOTATION))}
@@ -137,7 +142,7 @@ class JudgeDeploymentOperator(BaseOperator):
                     raise
                 ready = False
         endpoint_plan = {**plan, "serving": {"base_url": record.get("endpoint_url"), "port": record.get("port", 8000)}}
-        return service, ready, read_deployment_load(endpoint_plan) if ready else None
+        return lease, service, ready, read_deployment_load(endpoint_plan) if ready else None
 
     def _nodegroup_marks(self, plan: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
         """The node group's failed-at and created-at tags (None when absent or no node group)."""

@@ -14,7 +14,7 @@ from typing import Any
 from airflow.sdk import task
 from airflow.sdk.configuration import conf
 
-from llm_on_eks.operators.base import PlanStepOperator
+from llm_on_eks.operators.base import LEASE_MARGIN_S, PlanStepOperator
 from llm_on_eks.plan import Plan
 
 DEFAULT_DEFERRABLE = conf.getboolean("operators", "default_deferrable", fallback=False)
@@ -56,6 +56,9 @@ class _MarkedJobOperator(PlanStepOperator):
     def marker(self, plan: Plan) -> tuple[str, int]:
         """The marker's S3 key and the Job's budget in seconds (its activeDeadlineSeconds too)."""
         raise NotImplementedError
+
+    def lease_hold_s(self, plan: Plan) -> int:
+        return self.marker(plan)[1] + 300 + LEASE_MARGIN_S
 
     def prepare(self, api: Any, plan: Plan) -> None:
         """Objects the Job needs besides its namespace."""

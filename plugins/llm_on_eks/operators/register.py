@@ -75,7 +75,8 @@ def mark_failed(teardown_on_failure: Any = False, **context: Any) -> dict[str, A
     """After a failed step: tag the node group failed-at, so the idle teardown removes it after
     its grace period unless a later run succeeds; with ``teardown_on_failure``, hand the
     teardown plan to the teardown groups that follow, which remove it now. The plan is pulled,
-    not passed: when the plan itself was refused there is none, and nothing was created."""
+    not passed: when the plan itself was refused there is none, and nothing was created; nor
+    when the run never took the deployment's Lease."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from llm_on_eks.plan import build_teardown_plan, teardown_params
@@ -83,6 +84,9 @@ def mark_failed(teardown_on_failure: Any = False, **context: Any) -> dict[str, A
     plan = context["ti"].xcom_pull(task_ids="plan_deployment")
     if not plan or plan["dry_run"]:
         raise AirflowSkipException("nothing was created: no plan, or a dry run")
+    if not context["ti"].xcom_pull(task_ids="take_lease"):
+        # Another run holds the deployment: what exists is its doing, not to be marked or removed.
+        raise AirflowSkipException("this run never held the deployment's lease: it created nothing of it")
     print(_failed_tag(plan, datetime.now(UTC).isoformat(timespec="seconds")))
     if not teardown_on_failure or str(teardown_on_failure).lower() == "false":
         raise AirflowSkipException("teardown_on_failure is off: the idle teardown removes it after the grace period")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from llm_on_eks.naming import LABEL_PREFIX
-from llm_on_eks.operators.base import PlanStepOperator
+from llm_on_eks.operators.base import LEASE_MARGIN_S, PlanStepOperator
 from llm_on_eks.plan import Plan
 
 BENCHMARK_ANNOTATION = f"{LABEL_PREFIX}/benchmark"
@@ -28,6 +28,9 @@ class SmokeTestOperator(PlanStepOperator):
 
     def enabled(self, plan: Plan) -> bool:
         return plan["smoke_test"]
+
+    def lease_hold_s(self, plan: Plan) -> int:
+        return int(self.deadline_s or plan["profile"]["startup_budget_s"]) + LEASE_MARGIN_S
 
     def describe(self, plan: Plan) -> Any:
         from llm_on_eks.serving.endpoint import describe_base_url

@@ -190,7 +190,7 @@ class DeleteClusterOperator(_DeleteOperator):
         from airflow.providers.amazon.aws.hooks.eks import EksHook
 
         from llm_on_eks.aws import eks as rules
-        from llm_on_eks.aws.teardown import cluster_decision
+        from llm_on_eks.aws.teardown import cluster_decision, system_nodegroup_decision
         from llm_on_eks.triggers.eks import EksClusterDeletedTrigger
 
         name = plan["cluster"]["name"]
@@ -200,7 +200,13 @@ class DeleteClusterOperator(_DeleteOperator):
         # Name what keeps the cluster: another deployment's node group, not the system one left
         # with it (delete_nodegroup of the system spec keeps it exactly while such a group remains).
         remaining = [n for n in remaining if n not in _gone_before(plan, None)]
-        remaining = [n for n in remaining if n != plan["system_nodegroup"]["name"]] or remaining
+        system = plan["system_nodegroup"]["name"]
+        others = [n for n in remaining if n != system]
+        # A dry run has not deleted the system node group the step before would delete.
+        if plan["dry_run"] and system in remaining and system_nodegroup_decision(
+                rules.describe_nodegroup(eks, name, system), cluster, others, _flag(self.delete_cluster)).delete:
+            remaining = others
+        remaining = others or remaining
         decision = cluster_decision(cluster, remaining, _flag(self.delete_cluster))
         if would := _would(plan, {"cluster": name, "action": decision.reason}, decision.delete):
             return would

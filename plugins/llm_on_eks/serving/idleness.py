@@ -8,7 +8,8 @@ counter values and the time they last moved are kept on the release's Service (a
 so a restarted Airflow or another worker loses nothing.
 
 It fails safe: unreadable metrics, pods not ready (a model still loading), a deployment younger
-than its TTL and a protected one are kept, each with its reason. A deploy that failed (its node
+than its TTL, a protected one and one whose Lease another run holds (a deploy or a teardown in
+progress) are kept, each with its reason. A deploy that failed (its node
 group tagged ``failed-at``) is removed after a grace period unless it has served since.
 """
 
@@ -44,6 +45,7 @@ class Observation:
     failed_at: datetime | None = None  # from the node group's tag
     nodegroup_created_at: datetime | None = None  # from the node group's tag
     failed_grace_minutes: int = FAILED_GRACE_MINUTES
+    lease: tuple[str, str] | None = None  # (action, holder) of a live Lease on the deployment
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ def parse_state(text: str | None) -> dict[str, Any]:
 
 def judge(seen: Observation) -> Verdict:
     now = seen.now
+    if seen.lease is not None:  # the most current fact: another run is working on it
+        action, holder = seen.lease
+        return Verdict(False, f"kept: {action} in progress (run {holder})", None)
     if seen.protected:
         return Verdict(False, "kept: protected", None)
     if seen.failed_at is not None:  # a later successful run removes the tag

@@ -1,0 +1,92 @@
+"""The ``take_lease`` and ``release_lease`` steps: one deploy or teardown of a deployment acts at
+a time (``llm_on_eks.kube.lease`` holds the protocol).
+
+A Kubernetes Lease needs the cluster's API server, so a deploy takes it right after
+``provision.ensure_cluster``, before its node group, storage and everything cluster-side; what
+runs before (preflight, the cluster itself) is shared by every deployment on the cluster and
+adopted, never deleted, by another run. Teardowns take it first thing. ``release_lease`` is the
+Airflow teardown task of ``take_lease`` (it runs when the work before it failed too, and does
+not decide the run's state); should it never run, the Lease goes stale once no step has
+renewed it for that step's longest wait (each step renews it when it starts, for as long as it
+may take: ``PlanStepOperator.renew_lease``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.configuration import conf
+
+from llm_on_eks.operators.base import PlanStepOperator, lease_holder
+from llm_on_eks.plan import Plan
+
+# How long a run waits for another run of the same deployment before failing with its name:
+# a teardown's deletes take minutes, a deploy's waits up to hours (then fail clearly instead).
+# ``[llm_on_eks] lease_wait_s`` changes it.
+LEASE_WAIT_S = 600
+# What the holder does to the deployment (the Lease's action annotation): the idle judge names it.
+DEPLOY, TEARDOWN = "deploy", "teardown"
+
+
+class TakeLeaseOperator(PlanStepOperator):
+    """Take the deployment's Lease for this run (``action``: deploy or teardown), waiting up to
+    ``wait_s`` for a run that holds it, then failing with that run's id. Creates the namespace
+    the Lease lives in when it is missing."""
+
+    def __init__(self, *, action: str, wait_s: float | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.action = action
+        self.wait_s = conf.getint("llm_on_eks", "lease_wait_s", fallback=LEASE_WAIT_S) if wait_s is None else wait_s
+
+    def describe(self, plan: Plan) -> Any:
+        from llm_on_eks.naming import lease_name
+
+        return {"lease": f"{plan['kubernetes']['namespace']}/{lease_name(plan['deployment'])}",
+                "holder": "<dag id>/<run id>", "action": self.action, "wait_up_to_s": self.wait_s}
+
+    def run(self, plan: Plan, context: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from llm_on_eks.kube.access import api_client, cluster_access
+        from llm_on_eks.kube.lease import LeaseHeld, acquire
+        from llm_on_eks.kube.namespace import ensure_namespace
+        from llm_on_eks.naming import lease_name
+
+        namespace, me = plan["kubernetes"]["namespace"], lease_holder(context)
+        with api_client(cluster_access(plan)) as api:
+            ensure_namespace(api, plan)
+            try:
+                decision = acquire(api, namespace, plan["deployment"], me, self.action, self.lease_hold_s(plan),
+                                   self.wait_s)
+            except LeaseHeld as exc:
+                # No retry: the wait was the retry.
+                raise AirflowFailException(f"{plan['deployment']}: {exc}; try again once that run has finished") \
+                    from None
+        self.log.info("lease %s/%s taken (%s)", namespace, lease_name(plan["deployment"]), decision.reason)
+        return {"lease": lease_name(plan["deployment"]), "namespace": namespace, "holder": me, "action": self.action,
+                "taken": decision.reason}
+
+
+class ReleaseLeaseOperator(PlanStepOperator):
+    """Free the deployment's Lease if this run still holds it (safe to run whatever happened
+    before: a Lease another run holds, or none, is left alone)."""
+
+    def describe(self, plan: Plan) -> Any:
+        return {"release": "nothing: a dry run takes no lease"}
+
+    def run(self, plan: Plan, context: Any) -> Any:
+        from airflow.providers.amazon.aws.hooks.eks import EksHook
+
+        from llm_on_eks.aws import eks as rules
+        from llm_on_eks.kube.access import api_client, cluster_access
+        from llm_on_eks.kube.lease import release
+        from llm_on_eks.naming import lease_name
+
+        if not plan["kubernetes"]["conn_id"] and rules.describe_cluster(
+                EksHook(aws_conn_id=plan["aws"]["conn_id"], region_name=plan["aws"]["region"]).conn,
+                plan["cluster"]["name"]) is None:
+            return {"lease": lease_name(plan["deployment"]), "action": "gone with the cluster"}  # torn down
+        with api_client(cluster_access(plan)) as api:
+            done = release(api, plan["kubernetes"]["namespace"], plan["deployment"], lease_holder(context))
+        self.log.info("lease %s/%s: %s", plan["kubernetes"]["namespace"], lease_name(plan["deployment"]), done)
+        return {"lease": lease_name(plan["deployment"]), "action": done}

@@ -1,0 +1,158 @@
+"""The teardown DAGs end to end through dag.test(), on the real parts the deploy test uses (moto
+server, local control plane with the helm CLI, the vLLM CPU server), from two real deploys:
+Scout (p5, weights staged on FSx) and a protected Llama 3 8B.
+
+- teardown_idle_deployments: a deployment with traffic inside its TTL stays; the same one idle
+  past its TTL goes with its node group, while the namespace's shared Secret and FSx claim and
+  the GPU device plugin stay for the other deployment; a deployment whose Lease a deploy run
+  holds is kept with that reason.
+- teardown_deployment: while a deploy run holds the Lease it fails naming that run and changes
+  nothing; then its dry run changes nothing and lists exactly what the real run removes; with
+  every switch on, nothing of the deployment is left in moto or the cluster.
+
+The DAGs are those of dags/, built with one-second AWS polls (tests/dags/lifecycle.py), so the
+whole module fits the CI budget. Time is moved the way a clock would move it: the test shortens
+the TTL annotation on the release's Service and moves the idle clock's last-active time back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from local_stack import job_markers
+from tests.aws.conftest import CREATE, client
+from tests.aws.test_provision import inventory
+from tests.dag_runs import load_dag, run_dag
+from tests.integration.test_sandbox_cluster import wait_for
+
+REGION = "us-west-2"
+DAGS = "tests/dags/lifecycle.py"
+STATE = "llm-on-eks.io/idle-state"
+TTL = "llm-on-eks.io/idle-ttl-minutes"
+RACING = "deploy_model/manual__racing"
+
+
+def _deploy(sandbox_cluster, aws_env, namespace, name, endpoint, **extra):
+    """Scout on a p5 node (weights staged on FSx), or, with ``model``, another catalog model."""
+    conf = {"model": "llama4-scout", "accelerator": "gpu", "region": REGION, **CREATE, "deployment_name": name,
+            "namespace": namespace, "kubernetes_conn_id": "sandbox_k8s", "endpoint_url": endpoint, **extra}
+    if conf["model"] == "llama4-scout":
+        conf["images_per_prompt"] = 0
+    with job_markers.while_running(sandbox_cluster.api_client(), client(aws_env, "s3", REGION), namespace,
+                                   deadline_s=600):
+        result = run_dag(load_dag(DAGS, "lifecycle_deploy"), conf)
+    assert result.failed() == [], result.states
+    assert result.xcoms["release_lease"]["action"] == "released"
+    return result
+
+
+def _judge():
+    result = run_dag(load_dag(DAGS, "lifecycle_idle_teardown"))
+    assert result.failed() == [], result.states
+    return result, {k["deployment"]: k["reason"] for k in result.xcoms["summarize"]["kept"]}
+
+
+def _service(sandbox_cluster, namespace, release, annotations=None):
+    from kubernetes import client as k8s
+
+    core = k8s.CoreV1Api(sandbox_cluster.api_client())
+    if annotations:
+        core.patch_namespaced_service(release, namespace, {"metadata": {"annotations": annotations}})
+    return core.read_namespaced_service(release, namespace).metadata.annotations
+
+
+def test_idle_and_manual_teardown(aws_env, sandbox_cluster, sandbox_k8s_conn, namespace, vllm_server, capfd,
+                                  monkeypatch):
+    from kubernetes import client as k8s
+
+    from llm_on_eks.kube.lease import read, release, try_acquire
+
+    monkeypatch.setenv("AIRFLOW__LLM_ON_EKS__LEASE_WAIT_S", "0")  # the loser fails at once, naming the holder
+    api = sandbox_cluster.api_client()
+    _deploy(sandbox_cluster, aws_env, namespace, "scout", vllm_server.base_url)
+    # On the sandbox's g5.2xlarge, a GPU deployment beside Scout.
+    _deploy(sandbox_cluster, aws_env, namespace, "guarded", vllm_server.base_url, model="llama-3-8b",
+            protected=True, smoke_test=False)
+    # A deploy run of "guarded" is under way (it holds the Lease, renewed just now).
+    assert try_acquire(api, namespace, "guarded", RACING, "deploy", 600)[0].step == "create"
+
+    # Past its TTL (0 min: minutes old already), the first reading starts the idle clock; the
+    # deployment a deploy run is working on is kept.
+    _service(sandbox_cluster, namespace, "scout", {TTL: "0"})
+    _, kept = _judge()
+    assert kept == {"scout": "kept: first reading, the idle clock starts now",
+                    "guarded": f"kept: deploy in progress (run {RACING})"}
+    before = json.loads(_service(sandbox_cluster, namespace, "scout")[STATE])
+
+    # Traffic inside the TTL moves the counters: still in use.
+    httpx.post(f"{vllm_server.base_url}/v1/completions", timeout=120,
+               json={"model": vllm_server.model, "prompt": "hello", "max_tokens": 4}).raise_for_status()
+    _, kept = _judge()
+    assert kept["scout"] == "kept: served since the last check"
+    assert json.loads(_service(sandbox_cluster, namespace, "scout")[STATE])["counters"] != before["counters"]
+
+    # No traffic since, and the last activity two minutes back (TTL 1 min): it goes.
+    state = json.loads(_service(sandbox_cluster, namespace, "scout")[STATE])
+    state["last_active"] = (datetime.now(UTC) - timedelta(minutes=2)).isoformat(timespec="seconds")
+    _service(sandbox_cluster, namespace, "scout", {STATE: json.dumps(state), TTL: "1"})
+    gone, kept = _judge()
+    (removed,) = gone.xcoms["summarize"]["removed"]
+    assert removed["deployment"] == "scout" and re.fullmatch(r"idle [2-5] min, TTL 1 min", removed["reason"])
+    assert removed["hourly_usd"] > 50 and removed["idle_cost_usd"] > 0
+    assert kept == {"guarded": f"kept: deploy in progress (run {RACING})"}
+    held = inventory(aws_env, REGION)
+    assert f"{namespace}_scout-nodes" not in held["nodegroups"] and f"{namespace}_guarded-nodes" in held["nodegroups"]
+    assert sandbox_cluster.helm_run("status", "scout", "--namespace", namespace, check=False).returncode != 0
+    objects = {o.get("accelerator", o["kind"]): o["result"]
+               for o in gone.xcoms["teardown.teardown_kube.delete_cluster_objects"]["objects"]}
+    # What the namespace's deployments share stays while another is left; so does the GPU plugin
+    # (the sandbox's GPU nodes carry no deployment label: all count as other deployments').
+    assert {k: objects[k] for k in ("Secret", "PersistentVolumeClaim", "PersistentVolume")} == dict.fromkeys(
+        ("Secret", "PersistentVolumeClaim", "PersistentVolume"), "kept: still used by ['guarded']")
+    assert objects["Job"] == "deleted" and objects["gpu"].startswith("kept: gpu nodes of other deployments")
+    assert read(api, namespace, "scout") is None  # released
+
+    # teardown_deployment while the deploy run holds the Lease: fails naming it, touches nothing.
+    conf = {"deployment_name": "guarded", "namespace": namespace, "region": REGION, "kubernetes_conn_id": "sandbox_k8s",
+            "delete_fsx": True, "delete_cluster": True, "delete_artifacts": True}
+    held = inventory(aws_env, REGION)
+    capfd.readouterr()
+    refused = run_dag(load_dag(DAGS, "lifecycle_teardown"), conf)
+    assert refused.states["take_lease"] == "failed" and refused.states["teardown_kube.uninstall_release"] \
+        == "upstream_failed", refused.states
+    assert f"guarded: lease {namespace}/llm-on-eks-guarded is held by run {RACING} (deploy)" in capfd.readouterr().out
+    assert inventory(aws_env, REGION) == held and read(api, namespace, "guarded").holder == RACING
+    assert release(api, namespace, "guarded", RACING) == "released"  # that deploy run has finished
+
+    dry = run_dag(load_dag(DAGS, "lifecycle_teardown"), {**conf, "dry_run": True})
+    assert dry.failed() == [], dry.states
+    assert inventory(aws_env, REGION) == held
+    assert sandbox_cluster.helm_run("status", "guarded", "--namespace", namespace).returncode == 0
+    real = run_dag(load_dag(DAGS, "lifecycle_teardown"), conf)
+    assert real.failed() == [], real.states
+    steps = ("teardown_aws.delete_nodegroup", "teardown_aws.delete_fsx", "teardown_aws.delete_system_nodegroup",
+             "teardown_aws.delete_cluster", "teardown_aws.delete_artifacts")
+    would = {s: dry.xcoms[s]["would"]["action"] for s in steps}
+    assert all(action.startswith("would delete: ") for action in would.values()), would
+    assert {s: real.xcoms[s]["action"] for s in steps} == dict.fromkeys(steps, "deleted")
+    assert dry.xcoms["teardown_kube.uninstall_release"]["would"]["action"].startswith("would delete: ")
+    assert real.xcoms["teardown_kube.uninstall_release"]["action"] == "uninstalled"
+    planned = {(o["kind"], o["name"]) for o in dry.xcoms["teardown_kube.delete_cluster_objects"]["would"]["objects"]
+               if o["result"].startswith("would delete: ")}
+    deleted = {(o["kind"], o["name"]) for o in real.xcoms["teardown_kube.delete_cluster_objects"]["objects"]
+               if o["result"] == "deleted"}
+    assert planned == deleted and {"Secret", "PersistentVolumeClaim", "PersistentVolume"} <= {k for k, _ in deleted}
+
+    left = inventory(aws_env, REGION)
+    assert (left["clusters"], left["nodegroups"], left["file_systems"], left["buckets"]) == ([], [], [], [])
+    core = k8s.CoreV1Api(api)
+    wait_for(lambda: not core.list_namespaced_pod(namespace).items, what="the release's pods gone")
+    managed = "llm-on-eks.io/managed-by=llm-on-eks"
+    assert core.list_namespaced_secret(namespace, label_selector=managed).items == []
+    assert core.list_namespaced_persistent_volume_claim(namespace).items == []
+    assert k8s.CoordinationV1Api(api).list_namespaced_lease(namespace).items == []
+    assert sandbox_cluster.helm_run("list", "--namespace", namespace, "--short").stdout.strip() == ""
