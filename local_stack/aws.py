@@ -28,6 +28,11 @@ import botocore.session
 
 from local_stack.aws_gaps import AwsGaps
 
+# What is created reports CREATING for this long at least. On AWS a node group takes minutes; here
+# it would be ACTIVE at a trigger's first look, the moment Airflow 3.3's scheduler can take the
+# deferring try's exit for a failure of the resumed one (apache/airflow#72716): a few seconds keep
+# the local stack on AWS's side of that race.
+SETTLE_S = 20.0
 CREDENTIAL = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
 
 
@@ -153,11 +158,11 @@ class GapsMiddleware:
         return [data]
 
 
-def serve(port: int) -> None:
+def serve(port: int, settle_s: float = SETTLE_S) -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
-    app = GapsMiddleware(DomainDispatcherApplication(create_backend_app), AwsGaps())
+    app = GapsMiddleware(DomainDispatcherApplication(create_backend_app), AwsGaps(settle_s=settle_s))
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
     print(f"local AWS (moto + gap filler) on http://127.0.0.1:{server.server_port}", flush=True)
     server.serve_forever()
@@ -166,4 +171,6 @@ def serve(port: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
-    serve(parser.parse_args().port)
+    parser.add_argument("--settle-s", type=float, default=SETTLE_S, help="CREATING at least this long")
+    args = parser.parse_args()
+    serve(args.port, args.settle_s)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -49,7 +50,11 @@ def _error(code: str, message: str, status: int = 400) -> tuple[AWSResponse, dic
 
 
 class AwsGaps:
-    def __init__(self) -> None:
+    def __init__(self, settle_s: float = 0.0) -> None:
+        """``settle_s``: how long a created resource keeps reporting CREATING at least (besides
+        its first look); 0 in the tests, which count looks rather than wait."""
+        self.settle_s = settle_s
+        self.ready_at: dict[tuple[str, ...], float] = {}
         self.lock = threading.Lock()
         self.addons: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.associations: dict[str, dict[str, Any]] = {}
@@ -123,6 +128,17 @@ class AwsGaps:
         """The node group, once created, reports CREATE_FAILED (as a p5 without capacity does)."""
         self.doomed.add(("nodegroup", cluster, nodegroup))
 
+    def _started_creating(self, key: tuple[str, ...]) -> None:
+        self.creating[key] = 1
+        self.ready_at[key] = time.monotonic() + self.settle_s
+
+    def _still_creating(self, key: tuple[str, ...]) -> bool:
+        """Whether this look still sees it CREATING: the first look after the create always does."""
+        if self.creating[key] > 0:
+            self.creating[key] -= 1
+            return True
+        return time.monotonic() < self.ready_at.get(key, 0.0)
+
     # -- plumbing -----------------------------------------------------------------------------
     def _after_call(self, model, context, **_):
         error = self._take(f"after:{model.service_model.endpoint_prefix}.{model.name}", context)
@@ -194,7 +210,7 @@ class AwsGaps:
                 "addonArn": f"arn:aws:eks:{key[0]}:{ACCOUNT}:addon/{key[1]}/{key[2]}/{next(self.ids)}",
                 "tags": dict(params.get("tags") or {}),
             }
-            self.creating[("addon", *key)] = 1
+            self._started_creating(("addon", *key))
             return self._answer(model, {"addon": self.addons[key]})
 
     def _eks_DescribeAddon(self, model, context, **_):
@@ -203,9 +219,7 @@ class AwsGaps:
             if missing:
                 return missing
             addon = self.addons[key]
-            if self.creating[("addon", *key)] > 0:
-                self.creating[("addon", *key)] -= 1
-            elif addon["status"] == "CREATING":
+            if addon["status"] == "CREATING" and not self._still_creating(("addon", *key)):
                 addon["status"] = "ACTIVE"
             return self._answer(model, {"addon": addon})
 
@@ -261,7 +275,7 @@ class AwsGaps:
                 **({"Tags": params["Tags"]} if params.get("Tags") else {}),  # AWS omits an empty list
             }
             self.associations[association_id] = association
-            self.creating[("association", association_id)] = 1
+            self._started_creating(("association", association_id))
             return self._answer(model, {"Association": self._public(association)})
 
     def _fsx_DescribeDataRepositoryAssociations(self, model, context, **_):
@@ -278,9 +292,7 @@ class AwsGaps:
                     found = [a for a in found if a["FileSystemId"] in f["Values"]]
             for association in found:
                 key = ("association", association["AssociationId"])
-                if self.creating[key] > 0:
-                    self.creating[key] -= 1
-                elif association["Lifecycle"] == "CREATING":
+                if association["Lifecycle"] == "CREATING" and not self._still_creating(key):
                     association["Lifecycle"] = "AVAILABLE"
             return self._answer(model, {"Associations": [self._public(a) for a in found]})
 
@@ -303,7 +315,7 @@ class AwsGaps:
         fs = parsed.get("FileSystem")
         if fs:
             with self.lock:
-                self.creating[("fs", fs["FileSystemId"])] = 1
+                self._started_creating(("fs", fs["FileSystemId"]))
             fs["Lifecycle"] = "CREATING"
             fs.setdefault("LustreConfiguration", {})["MountName"] = self._mount_name(fs["FileSystemId"])
 
@@ -311,8 +323,7 @@ class AwsGaps:
         with self.lock:
             for fs in parsed.get("FileSystems", []):
                 key = ("fs", fs["FileSystemId"])
-                if self.creating[key] > 0:
-                    self.creating[key] -= 1
+                if self._still_creating(key):
                     fs["Lifecycle"] = "CREATING"
                 else:
                     fs["Lifecycle"] = "AVAILABLE"
@@ -331,15 +342,14 @@ class AwsGaps:
         key = self._eks_key(parsed)
         if key and http_response.status_code < 300:
             with self.lock:
-                self.creating[key] = 1
+                self._started_creating(key)
             (parsed.get("cluster") or parsed.get("nodegroup"))["status"] = "CREATING"
 
     def _eks_described(self, parsed, http_response, **_):
         key = self._eks_key(parsed)
         if key and http_response.status_code < 300:
             with self.lock:
-                if self.creating[key] > 0:
-                    self.creating[key] -= 1
+                if self._still_creating(key):
                     (parsed.get("cluster") or parsed.get("nodegroup"))["status"] = "CREATING"
                 elif key in self.doomed:
                     parsed["nodegroup"]["status"] = "CREATE_FAILED"

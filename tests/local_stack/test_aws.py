@@ -1,6 +1,7 @@
 """The local AWS a running Airflow uses (local_stack/aws.py): the moto server with the gap filler's
 answers served over HTTP, so clients in any process (a task, the triggerer) see what the tests'
-in-process filler gives. Started as the demo starts it, stopped by PID."""
+in-process filler gives, and what is created stays CREATING for a settling time (a short one here).
+Started as the demo starts it, stopped by PID."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from botocore.exceptions import ClientError
 from local_stack.stack import ROOT, free_port, http_ok, stop_pid, wait_until
 
 SUBNET = "subnet-0a1b2c3d4e5f60001"
+SETTLE_S = 2.0
 
 
 @pytest.fixture(scope="module")
 def local_aws():
     port = free_port(5056)
-    process = subprocess.Popen([sys.executable, "-m", "local_stack.aws", "--port", str(port)], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "local_stack.aws", "--port", str(port),
+                                "--settle-s", str(SETTLE_S)], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -40,12 +43,14 @@ def test_eks_first_looks_say_creating_and_addons_are_answered(local_aws):
     created = eks.create_cluster(name="c1", roleArn="arn:aws:iam::123456789012:role/eks",
                                  resourcesVpcConfig={"subnetIds": [SUBNET]})
     assert created["cluster"]["status"] == "CREATING"
-    assert [eks.describe_cluster(name="c1")["cluster"]["status"] for _ in range(2)] == ["CREATING", "ACTIVE"]
+    assert eks.describe_cluster(name="c1")["cluster"]["status"] == "CREATING"
+    wait_until(lambda: eks.describe_cluster(name="c1")["cluster"]["status"] == "ACTIVE", 10 * SETTLE_S, "cluster ACTIVE")
 
     addon = eks.create_addon(clusterName="c1", addonName="vpc-cni", tags={"owner": "test"})["addon"]
     assert (addon["status"], addon["tags"]) == ("CREATING", {"owner": "test"})
-    assert [eks.describe_addon(clusterName="c1", addonName="vpc-cni")["addon"]["status"]
-            for _ in range(2)] == ["CREATING", "ACTIVE"]
+    assert eks.describe_addon(clusterName="c1", addonName="vpc-cni")["addon"]["status"] == "CREATING"
+    wait_until(lambda: eks.describe_addon(clusterName="c1", addonName="vpc-cni")["addon"]["status"] == "ACTIVE",
+               10 * SETTLE_S, "add-on ACTIVE")
     assert eks.list_addons(clusterName="c1")["addons"] == ["vpc-cni"]
     with pytest.raises(eks.exceptions.ResourceNotFoundException):
         eks.describe_addon(clusterName="c1", addonName="coredns")
@@ -60,8 +65,11 @@ def test_fsx_lifecycle_mount_name_and_associations_are_answered(local_aws):
     fs = fsx.create_file_system(FileSystemType="LUSTRE", StorageCapacity=1200, SubnetIds=[SUBNET])["FileSystem"]
     assert fs["Lifecycle"] == "CREATING" and fs["LustreConfiguration"]["MountName"]
     fs_id = fs["FileSystemId"]
-    looks = [fsx.describe_file_systems(FileSystemIds=[fs_id])["FileSystems"][0]["Lifecycle"] for _ in range(2)]
-    assert looks == ["CREATING", "AVAILABLE"]
+    def lifecycle():
+        return fsx.describe_file_systems(FileSystemIds=[fs_id])["FileSystems"][0]["Lifecycle"]
+
+    assert lifecycle() == "CREATING"
+    wait_until(lambda: lifecycle() == "AVAILABLE", 10 * SETTLE_S, "file system AVAILABLE")
 
     association = fsx.create_data_repository_association(
         FileSystemId=fs_id, FileSystemPath="/models", DataRepositoryPath="s3://bucket/models",
