@@ -97,7 +97,8 @@ class JudgeDeploymentOperator(BaseOperator):
             protected=annotations.get(PROTECTED_ANNOTATION, "false").lower() == "true",
             created_at=(service or {}).get("created_at"), ready=ready, load=load,
             state=(service or {}).get("state") or {}, failed_at=failed_at, nodegroup_created_at=nodegroup_created,
-            lease=lease)
+            lease=lease,
+            deployed_at=datetime.fromisoformat(record["deployed_at"]) if record.get("deployed_at") else None)
         verdict = judge(seen)
         if verdict.state is not None and service is not None:
             self._keep_state(plan, verdict.state)

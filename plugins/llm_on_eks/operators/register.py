@@ -57,6 +57,8 @@ def register(plan: dict[str, Any], smoke: Any = None, bench: Any = None, *, outl
         "hourly_usd": plan["sizing"]["hourly_usd"],
         "idle_ttl_minutes": plan["lifecycle"]["idle_ttl_minutes"],
         "protected": plan["lifecycle"]["protected"],
+        # The idle teardown's clocks start again here (its smoke test and benchmark were work).
+        "deployed_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "dry_run": plan["dry_run"],
         "smoke_test": smoke,
         "benchmark": bench,

@@ -46,6 +46,7 @@ class Observation:
     nodegroup_created_at: datetime | None = None  # from the node group's tag
     failed_grace_minutes: int = FAILED_GRACE_MINUTES
     lease: tuple[str, str] | None = None  # (action, holder) of a live Lease on the deployment
+    deployed_at: datetime | None = None  # when the last successful deploy run registered it
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,10 @@ def judge(seen: Observation) -> Verdict:
             return Verdict(False, f"kept: node group without a release for {alone:.0f} min (a deploy may be on its "
                                   f"way), grace {ORPHAN_GRACE_MINUTES} min", None)
         return Verdict(True, f"node group without a release for {alone:.0f} min", None)
-    age = (now - seen.created_at).total_seconds() / 60
+    # A successful deploy restarts both clocks: its smoke test and benchmark were work, and its
+    # server may be a new process whose counters started again, even at the values last read.
+    started = max(seen.created_at, seen.deployed_at or seen.created_at)
+    age = (now - started).total_seconds() / 60
     if age < seen.idle_ttl_minutes:
         return Verdict(False, f"kept: {age:.0f} min old, younger than its idle TTL of {seen.idle_ttl_minutes} min",
                        None)
@@ -97,15 +101,18 @@ def judge(seen: Observation) -> Verdict:
         return Verdict(False, f"kept: metrics unreadable ({why})", None)
     counters = {c: getattr(load, c) for c in COUNTERS}
     busy = bool(load.in_flight)
+    deploy = {"deployed_at": seen.deployed_at.isoformat(timespec="seconds")} if seen.deployed_at else {}
     previous, last_active = seen.state.get("counters"), seen.state.get("last_active")
+    if seen.state.get("deployed_at") != deploy.get("deployed_at"):
+        previous = None  # read before the last deploy: a new baseline
     if previous is None or last_active is None:
-        state = {"counters": counters, "last_active": now.isoformat(timespec="seconds")}
+        state = {"counters": counters, "last_active": now.isoformat(timespec="seconds"), **deploy}
         return Verdict(False, "kept: first reading, the idle clock starts now", state)
     if busy or previous != counters:
-        state = {"counters": counters, "last_active": now.isoformat(timespec="seconds")}
+        state = {"counters": counters, "last_active": now.isoformat(timespec="seconds"), **deploy}
         return Verdict(False, "kept: served since the last check" if not busy else "kept: requests in flight", state)
     idle = (now - datetime.fromisoformat(last_active)).total_seconds() / 60
-    state = {"counters": counters, "last_active": last_active}
+    state = {"counters": counters, "last_active": last_active, **deploy}
     if idle < seen.idle_ttl_minutes:
         return Verdict(False, f"kept: idle {idle:.0f} of {seen.idle_ttl_minutes} min", state, idle)
     return Verdict(True, f"idle {idle:.0f} min, TTL {seen.idle_ttl_minutes} min", state, idle)
