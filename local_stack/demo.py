@@ -90,7 +90,7 @@ def ensure_vllm(state: dict) -> str:
     if alive(vllm.get("pid")) and http_ok(f"{vllm['url']}/health"):
         say(f"  vLLM (CPU)         reused   {vllm['url']}")
         return vllm["url"]
-    say("  vLLM (CPU)         starting (40-90 s on 2 cores) ...")
+    say("  vLLM (CPU)         starting (1-2 minutes on 2 cores) ...")
     no_netns = netns_unavailable_reason()
     server = start_server("tiny-llama4", [SCOUT, "tiny-llama4"], use_netns=no_netns is None)
     netns = server.netns
