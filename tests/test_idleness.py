@@ -118,3 +118,11 @@ def test_latest_record_per_deployment_and_removed_ones_dropped():
     extras = [record("a", hourly_usd=1), record("b"), record("a", hourly_usd=2), record("b", removed=True),
               record("a", namespace="other"), {"unrelated": True}, record("c", dry_run=True)]
     assert latest_records(extras) == [record("a", hourly_usd=2), record("a", namespace="other")]
+
+
+def test_a_young_deployment_is_read_so_its_idle_clock_starts_at_once():
+    young = judge(seen(created_at=NOW - timedelta(minutes=20), state={}))
+    assert not young.teardown and young.reason.startswith("kept: 20 min old")
+    assert young.state == {"counters": COUNTS, "last_active": NOW.isoformat(timespec="seconds")}
+    # Never removed while young, however long the counters have stood still.
+    assert not judge(seen(created_at=NOW - timedelta(minutes=20))).teardown

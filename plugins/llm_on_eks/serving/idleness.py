@@ -90,9 +90,18 @@ def judge(seen: Observation) -> Verdict:
     # server may be a new process whose counters started again, even at the values last read.
     started = max(seen.created_at, seen.deployed_at or seen.created_at)
     age = (now - started).total_seconds() / 60
+    verdict = _serving(seen, started)
     if age < seen.idle_ttl_minutes:
+        # Too young to go, but read all the same: the idle clock starts at the first reading, so
+        # an unused deployment goes one TTL after its deploy, not two.
         return Verdict(False, f"kept: {age:.0f} min old, younger than its idle TTL of {seen.idle_ttl_minutes} min",
-                       None)
+                       verdict.state)
+    return verdict
+
+
+def _serving(seen: Observation, started: datetime) -> Verdict:
+    """The verdict from readiness and vLLM's counters, for a deployment old enough to judge."""
+    now = seen.now
     if not seen.ready:
         return Verdict(False, "kept: pods not ready (never stopped while loading)", None)
     load = seen.load
