@@ -4,7 +4,9 @@ The environment is set at import time, before any test module imports Airflow, b
 reads its configuration on first import.
 
 `dag.test()` only runs DAGs that a configured DAG bundle holds, so DAGs written for tests live
-in files under tests/dags/ (a second bundle beside dags/) and tests import them from there.
+under tests/dags/, one folder and one bundle per file: every dag.test() parses and serializes its
+DAG's whole bundle again (apache/airflow#64884), which for one bundle of all the test DAGs was
+most of a test's time (the params' schema checks of some twenty DAGs each run).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ os.environ.update(
     AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(
         [
             {"name": name, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": str(path)}}
-            for name, path in (("dags-folder", ROOT / "dags"), ("test-dags", ROOT / "tests" / "dags"))
+            for name, path in (("dags-folder", ROOT / "dags"),
+                               *((f"test-dags-{d.name}", d) for d in sorted((ROOT / "tests" / "dags").iterdir())
+                                 if d.is_dir() and not d.name.startswith("__")))
         ]
     ),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -19,13 +20,23 @@ class DagRunResult:
 
 def load_dag(path: str, dag_id: str):
     """A fresh DAG object from ``path`` (relative to the repository root): the way Airflow loads
-    it, and fresh because ``dag.test()`` leaves a run's conf in the DAG's params."""
-    from airflow.dag_processing.dagbag import DagBag
+    it, and fresh because ``dag.test()`` leaves a run's conf in the DAG's params.
+
+    The file's DAGs are also written to the metadata DB under the bundle that holds them: a
+    dag.test() of a DAG the DB does not know yet walks every bundle, parsing and serializing
+    each, until it finds it (apache/airflow#64884); one it knows re-syncs only its own bundle."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
     from tests.conftest import ROOT
 
-    bag = DagBag(dag_folder=str(ROOT / path))
+    folder = (ROOT / path).parent
+    manager = DagBundlesManager()
+    (bundle,) = [b for b in manager.get_all_dag_bundles() if Path(b.path) == folder]
+    bag = DagBag(dag_folder=str(ROOT / path), bundle_path=folder, bundle_name=bundle.name)
     assert not bag.import_errors, bag.import_errors
+    manager.sync_bundles_to_db()
+    sync_bag_to_db(bag, bundle.name, None)
     return bag.dags[dag_id]
 
 

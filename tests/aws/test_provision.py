@@ -23,7 +23,7 @@ PLANS = {
 
 
 def load(dag_id: str):
-    return load_dag("tests/dags/aws_steps.py", dag_id)
+    return load_dag("tests/dags/aws_steps/aws_steps.py", dag_id)
 
 
 def inventory(moto_url: str, region: str, cluster: str = "llm-inference") -> dict:

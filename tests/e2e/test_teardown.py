@@ -10,7 +10,7 @@ Scout (p5, weights staged on FSx) and a protected Llama 3 8B.
   nothing; then its dry run changes nothing and lists exactly what the real run removes; with
   every switch on, nothing of the deployment is left in moto or the cluster.
 
-The DAGs are those of dags/, built with one-second AWS polls (tests/dags/lifecycle.py), so the
+The DAGs are those of dags/, built with one-second AWS polls (tests/dags/lifecycle/lifecycle.py), so the
 whole module fits the CI budget. Time is moved the way a clock would move it: the test shortens
 the TTL annotation on the release's Service and moves the idle clock's last-active time back.
 """
@@ -30,7 +30,7 @@ from tests.dag_runs import load_dag, run_dag
 from tests.integration.test_sandbox_cluster import wait_for
 
 REGION = "us-west-2"
-DAGS = "tests/dags/lifecycle.py"
+DAGS = "tests/dags/lifecycle/lifecycle.py"
 STATE = "llm-on-eks.io/idle-state"
 TTL = "llm-on-eks.io/idle-ttl-minutes"
 RACING = "deploy_model/manual__racing"

@@ -35,7 +35,7 @@ def cluster_conf(sandbox_cluster, sandbox_k8s_conn, airflow_db, monkeypatch):
 
 @pytest.fixture(params=["", "_deferrable"], ids=["in-worker", "deferred"])
 def dag(request):
-    return load_dag("tests/dags/cluster_steps.py", "test_cluster_steps" + request.param)
+    return load_dag("tests/dags/cluster_steps/cluster_steps.py", "test_cluster_steps" + request.param)
 
 
 def release(sandbox_cluster, namespace: str, *what: str) -> str:

@@ -26,7 +26,7 @@ def conf(sandbox_cluster, sandbox_k8s_conn, airflow_db, monkeypatch):
 
 @pytest.fixture
 def dag():
-    return load_dag("tests/dags/device_plugin_steps.py", "test_device_plugin")
+    return load_dag("tests/dags/device_plugin_steps/device_plugin_steps.py", "test_device_plugin")
 
 
 def our_daemonset(api, accelerator: str):

@@ -46,7 +46,7 @@ def conf(sandbox_cluster, sandbox_k8s_conn, airflow_db, moto_s3, monkeypatch):
 
 @pytest.fixture(params=["", "_deferrable"], ids=["in-worker", "deferred"])
 def dag(request):
-    return load_dag("tests/dags/weight_steps.py", "test_weight_steps" + request.param)
+    return load_dag("tests/dags/weight_steps/weight_steps.py", "test_weight_steps" + request.param)
 
 
 @pytest.mark.parametrize(("profile", "task", "node"), [

@@ -13,7 +13,7 @@ from tests.serving.fault_proxy import Fault, FaultProxy
 
 
 def _dag(suffix: str = ""):
-    return load_dag("tests/dags/serving_steps.py", "test_serving_steps" + suffix)
+    return load_dag("tests/dags/serving_steps/serving_steps.py", "test_serving_steps" + suffix)
 
 
 def _failure(capfd) -> str:
