@@ -3,7 +3,8 @@ logs in, opens deploy_llama4's trigger form, is refused a bad deployment name wi
 (and no run exists), corrects it, and triggers a dry run that then succeeds.
 
 Playwright never downloads a browser here: it launches /usr/bin/chromium (Debian's package
-chromium; .ci/run installs it). The page as it was last is kept in .cache/ui-test/."""
+chromium; .ci/run installs it). Screenshots of the filled form and of the page as it was last (the
+finished run's, when the test passes) are kept in .cache/ui-test/."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 @pytest.fixture
-def page(local_airflow, request):
+def page(local_airflow):
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():
@@ -35,7 +36,7 @@ def page(local_airflow, request):
             yield page
         finally:
             SHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SHOTS / f"{request.node.name}.png"), full_page=True)
+            page.screenshot(path=str(SHOTS / "last-page.png"), full_page=True)
             browser.close()
 
 
@@ -75,10 +76,15 @@ def test_the_form_refuses_a_bad_name_then_triggers_a_dry_run(local_airflow, page
     expect(dry_run).to_be_checked()
     _section(dialog, "Advanced Options")
     page.get_by_label("Run ID").fill("ui-dry-run")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "trigger-form.png"), full_page=True)
     dialog.get_by_role("button", name="Trigger").click()
     expect(dialog).to_be_hidden()
 
     assert wait_for_run(api, "ui-dry-run") == "success"
+    # As a person sees it: the run's page says it succeeded.
+    page.goto(f"{local_airflow.base_url}/dags/{DAG_ID}/runs/ui-dry-run")
+    expect(page.get_by_text("Success").first).to_be_visible()
     run = api.run(DAG_ID, "ui-dry-run")
     assert run["conf"]["deployment_name"] == "ui-dry-run" and run["conf"]["dry_run"] is True
     assert run["conf"]["namespace"] == "llm-ui"
