@@ -59,6 +59,10 @@ def test_the_form_refuses_a_bad_name_then_triggers_a_dry_run(local_airflow, page
         expect(dialog.get_by_text(section, exact=True)).to_be_visible()
 
     _section(dialog, "Model")
+    # Titles and the catalog's choices, as the params declare them.
+    for title in ("Model", "Accelerator", "Catalog profile", "Deployment name"):
+        expect(dialog.get_by_text(title, exact=True).first).to_be_visible()
+    expect(dialog.get_by_text("gpu: NVIDIA (p5/p4d/g5/g6e); neuron: AWS Trainium2 (trn2).")).to_be_visible()
     page.fill("#element_deployment_name", "Bad_Name!")
     _section(dialog, "Advanced Options")
     page.get_by_label("Run ID").fill("ui-bad-name")
