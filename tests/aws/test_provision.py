@@ -73,7 +73,7 @@ def test_provision_twice_makes_one_of_each(aws_env, gaps, accelerator, deferrabl
     assert held["nodegroups"] == [SYSTEM, f"llm-serving_llama4-scout-{conf['accelerator']}-nodes"]
     assert held["buckets"] == [f"llm-on-eks-llm-inference-{region}"]
     eks = client(aws_env, "eks", region)
-    group = eks.describe_nodegroup(clusterName="llm-inference", nodegroupName=held["nodegroups"][0])["nodegroup"]
+    group = eks.describe_nodegroup(clusterName="llm-inference", nodegroupName=held["nodegroups"][1])["nodegroup"]
     assert group["tags"][MANAGED_BY_KEY] == "llm-on-eks" and group["tags"][DEPLOYMENT_KEY] == f"llama4-scout-{conf['accelerator']}"
     system = eks.describe_nodegroup(clusterName="llm-inference", nodegroupName=SYSTEM)["nodegroup"]
     assert_system_nodegroup(system)

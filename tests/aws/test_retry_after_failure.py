@@ -102,7 +102,7 @@ def test_incompatible_node_group_is_refused_not_duplicated(aws_env, gaps, capfd)
     result = run_dag(load("aws_provision"), {**PLANS["gpu"], **CREATE})
     assert result.states["provision.ensure_nodegroup"] == "failed"
     out = capfd.readouterr().out
-    assert "node group llama4-scout-gpu-nodes in llm-inference exists but cannot be adopted" in out
+    assert "node group llm-serving_llama4-scout-gpu-nodes in llm-inference exists but cannot be adopted" in out
     assert "instance types ['g5.48xlarge'], the plan needs [p5.48xlarge]" in out
     assert eks.list_nodegroups(clusterName="llm-inference")["nodegroups"] == ["llm-serving_llama4-scout-gpu-nodes"]
     assert gaps.calls["eks.CreateNodegroup"] == 1  # the test's own, above

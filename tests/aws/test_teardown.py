@@ -69,17 +69,17 @@ def test_shared_cluster_and_fsx_stay_while_another_deployment_uses_them(aws_env,
     users = lambda: sorted(t["Key"].removeprefix(USED_BY_PREFIX)  # noqa: E731
                            for t in fsx.describe_file_systems()["FileSystems"][0]["Tags"]
                            if t["Key"].startswith(USED_BY_PREFIX))
-    assert users() == ["scout-a", "scout-b"]
+    assert users() == ["llm-serving/scout-a", "llm-serving/scout-b"]
 
     down_a = run_dag(teardown(), {**PLANS["gpu"], "deployment_name": "scout-a", **EVERYTHING})
     assert down_a.failed() == [], down_a.states
-    assert down_a.xcoms["teardown_aws.delete_fsx"]["action"] == "kept: still used by ['scout-b']"
+    assert down_a.xcoms["teardown_aws.delete_fsx"]["action"] == "kept: still used by ['llm-serving/scout-b']"
     assert down_a.xcoms["teardown_aws.delete_system_nodegroup"]["action"] \
         == "kept: the cluster still carries node groups ['llm-serving_scout-b-nodes']"
     assert down_a.xcoms["teardown_aws.delete_cluster"]["action"] == "kept: still carries node groups ['llm-serving_scout-b-nodes']"
     held = inventory(aws_env, region)
     assert held["clusters"] == ["llm-inference"] and held["nodegroups"] == [SYSTEM, "llm-serving_scout-b-nodes"]
-    assert users() == ["scout-b"]
+    assert users() == ["llm-serving/scout-b"]
 
     # Without the opt-ins only the node group goes.
     down_b = run_dag(teardown(), {**PLANS["gpu"], "deployment_name": "scout-b"})
