@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -23,11 +24,13 @@ from typing import Any
 from local_stack.stack import ROOT, alive, free_port, http_ok, spawn, stop_pid, wait_until
 
 USER = "admin"
+# The CLI of the interpreter's own environment, found without relying on PATH (an unactivated venv).
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 COMPONENTS = {
-    "api-server": ["airflow", "api-server"],
-    "scheduler": ["airflow", "scheduler", "--skip-serve-logs"],
-    "dag-processor": ["airflow", "dag-processor"],
-    "triggerer": ["airflow", "triggerer", "--skip-serve-logs"],
+    "api-server": [AIRFLOW, "api-server"],
+    "scheduler": [AIRFLOW, "scheduler", "--skip-serve-logs"],
+    "dag-processor": [AIRFLOW, "dag-processor"],
+    "triggerer": [AIRFLOW, "triggerer", "--skip-serve-logs"],
 }
 
 
@@ -93,7 +96,7 @@ class LocalAirflow:
         }
 
     def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(["airflow", *args], env=self.env(), capture_output=True, text=True, check=check,
+        return subprocess.run([AIRFLOW, *args], env=self.env(), capture_output=True, text=True, check=check,
                               timeout=timeout)
 
     def running(self) -> bool:

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote
 
 import botocore.session
 
-from local_stack.aws_gaps import AwsGaps
+from local_stack.aws_gaps import BOTOCORE_NAMES, AwsGaps
 
 # What is created reports CREATING for this long at least. On AWS a node group takes minutes; here
 # it would be ACTIVE at a trigger's first look, the moment Airflow 3.3's scheduler can take the
@@ -38,7 +38,7 @@ CREDENTIAL = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[^/]+)/(?P<service>[
 
 @cache
 def _service_model(service: str):
-    return botocore.session.get_session().get_service_model(service)
+    return botocore.session.get_session().get_service_model(BOTOCORE_NAMES.get(service, service))
 
 
 @cache
@@ -121,7 +121,7 @@ class GapsMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         credential = CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
-        if not credential or credential["service"] not in ("eks", "fsx"):
+        if not credential or credential["service"] not in AwsGaps.ANSWERED:
             return self.moto_app(environ, start_response)
         operation, labels = _operation(credential["service"], environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""),
                                        environ.get("HTTP_X_AMZ_TARGET"))

@@ -9,6 +9,8 @@ in on the client side through botocore's own event hooks, the mechanism botocore
   validated by botocore against the real service model before they reach the handler (as with
   Stubber), and every answer is validated against the operation's output shape (as Stubber's
   add_response does), so a wrong field name on either side fails the test.
+- Service Quotas GetServiceQuota / GetAWSDefaultServiceQuota: moto knows only VPC quotas. The EC2
+  on-demand vCPU quotas of the local account are answered from ``quotas`` (a test may lower one).
 - FSx DescribeFileSystems has no ``Lifecycle`` and no ``LustreConfiguration.MountName`` in moto:
   both are added, CREATING for the first look after a create, then AVAILABLE, as AWS reports.
 - EKS CreateCluster / CreateNodegroup answer ACTIVE at once in moto: the first look after a
@@ -42,6 +44,14 @@ from botocore.exceptions import ParamValidationError
 from botocore.validate import validate_parameters
 
 ACCOUNT = "123456789012"  # moto's default account
+# The local account's on-demand vCPU quotas (Service Quotas, ec2): two 192-vCPU nodes (p5.48xlarge,
+# trn2.48xlarge) of each accelerator family. A new AWS account often starts lower; a stand-in value.
+VCPU_QUOTAS = {"L-417A185B": ("Running On-Demand P instances", 384.0),
+               "L-DB2E81BA": ("Running On-Demand G and VT instances", 384.0),
+               "L-2C3B7624": ("Running On-Demand Trn instances", 384.0),
+               "L-1945791B": ("Running On-Demand Inf instances", 384.0)}
+# botocore's name for a service where it differs from the endpoint prefix a request is signed for.
+BOTOCORE_NAMES = {"servicequotas": "service-quotas"}
 
 
 def _error(code: str, message: str, status: int = 400) -> tuple[AWSResponse, dict[str, Any]]:
@@ -63,6 +73,7 @@ class AwsGaps:
         self.failures: dict[str, list[Any]] = {}
         self.doomed: set[tuple[str, ...]] = set()
         self.ids = itertools.count(1)
+        self.quotas = dict(VCPU_QUOTAS)
 
     # -- installation -------------------------------------------------------------------------
     # Operations moto lacks, answered here; and moto answers completed here, by the handler's name.
@@ -70,6 +81,7 @@ class AwsGaps:
         "eks": ("CreateAddon", "DescribeAddon", "DeleteAddon", "ListAddons"),
         "fsx": ("CreateDataRepositoryAssociation", "DescribeDataRepositoryAssociations",
                 "DeleteDataRepositoryAssociation"),
+        "servicequotas": ("GetServiceQuota", "GetAWSDefaultServiceQuota"),
     }
     COMPLETED = {
         ("fsx", "CreateFileSystem"): "_fs_created", ("fsx", "DescribeFileSystems"): "_fs_described",
@@ -82,7 +94,8 @@ class AwsGaps:
                                         ("before-call.*.*", self._before_call)]
         for service, operations in self.ANSWERED.items():
             for operation in operations:
-                specs.append((f"before-call.{service}.{operation}", getattr(self, f"_{service}_{operation}")))
+                specs.append((f"before-call.{BOTOCORE_NAMES.get(service, service)}.{operation}",
+                              getattr(self, f"_{service}_{operation}")))
         specs.append(("after-call.*.*", self._after_call))
         specs += [(f"after-call.{service}.{operation}", getattr(self, name))
                   for (service, operation), name in self.COMPLETED.items()]
@@ -305,6 +318,21 @@ class AwsGaps:
             self.associations.pop(params["AssociationId"])
             return self._answer(model, {"AssociationId": params["AssociationId"], "Lifecycle": "DELETING",
                                         "DeleteDataInFileSystem": False})
+
+    # -- Service Quotas ------------------------------------------------------------------------
+    def _servicequotas_GetServiceQuota(self, model, context, **_):
+        params = context["gaps_params"]
+        with self.lock:
+            known = self.quotas.get(params["QuotaCode"]) if params["ServiceCode"] == "ec2" else None
+        if known is None:
+            return _error("NoSuchResourceException", f"quota {params['QuotaCode']} of {params['ServiceCode']} "
+                                                     "is not known to the local account")
+        name, value = known
+        return self._answer(model, {"Quota": {"ServiceCode": "ec2", "QuotaCode": params["QuotaCode"],
+                                              "QuotaName": name, "Value": value, "Unit": "None",
+                                              "Adjustable": True, "GlobalQuota": False}})
+
+    _servicequotas_GetAWSDefaultServiceQuota = _servicequotas_GetServiceQuota
 
     # -- moto answers completed ---------------------------------------------------------------
     @staticmethod

@@ -103,6 +103,10 @@ def deploy_params(model_ids: list[str], default_model: str, instance_types: list
                               description="For clusters exposed through an ingress; default: the API server's "
                                           "service proxy.", section="Serving overrides"),
         # -- Checks
+        "preflight_proceed_on_unknown": Param(
+            DEFAULTS["preflight_proceed_on_unknown"], type="boolean", title="Proceed when preflight cannot tell",
+            description="Off: a vCPU quota or HF token check AWS does not answer stops the run before anything "
+                        "is created. On: go ahead anyway.", section="Checks"),
         "smoke_test": Param(DEFAULTS["smoke_test"], type="boolean", title="Smoke test", section="Checks"),
         "benchmark": Param(DEFAULTS["benchmark"], type="boolean", title="Benchmark", section="Checks"),
         "benchmark_concurrency": Param(DEFAULTS["benchmark_concurrency"], type="integer", minimum=1, maximum=256, section="Checks"),

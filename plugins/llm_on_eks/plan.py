@@ -60,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "namespace": "llm-serving",
     "aws_conn_id": "aws_default",
     "hf_token_conn_id": "hf_default",
+    "preflight_proceed_on_unknown": False,
     "smoke_test": True,
     "benchmark": False,
     "benchmark_concurrency": 4,
@@ -217,6 +218,10 @@ class BenchmarkSection(TypedDict):
     slo_p99_ttft_ms: float | None
 
 
+class PreflightSection(TypedDict):
+    proceed_on_unknown: bool
+
+
 class LifecycleSection(TypedDict):
     idle_ttl_minutes: int
     protected: bool
@@ -239,6 +244,7 @@ class Plan(TypedDict):
     hf_token: HfTokenSection
     kubernetes: KubernetesSection
     serving: ServingSection
+    preflight: PreflightSection
     smoke_test: bool
     benchmark: BenchmarkSection
     lifecycle: LifecycleSection
@@ -572,6 +578,7 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None, allowed: 
             "takes_images": model.takes_images and images > 0,
             "base_url": params.get("endpoint_url"),
         },
+        "preflight": {"proceed_on_unknown": bool(param(params, "preflight_proceed_on_unknown"))},
         "smoke_test": bool(param(params, "smoke_test")),
         "benchmark": {
             "enabled": bool(param(params, "benchmark")),

@@ -1,8 +1,10 @@
 """Preflight against the moto server, through deploy_llama4 itself: a plan whose instance type is
 not offered in its region fails before anything is created, GPU and Trainium2 alike.
 
-moto does not implement EKS DescribeClusterVersions or Service Quotas: those checks must come
-back "unknown", never "pass". moto's offering data is AWS's: p5.48xlarge is not offered in
+moto does not implement EKS DescribeClusterVersions: that check must come back "unknown", never
+"pass". Service Quotas (EC2 vCPU quotas, which moto lacks) come from the local account's table in
+local_stack/aws_gaps.py. A quota or HF token check AWS does not answer stops the run unless
+preflight_proceed_on_unknown is set. moto's offering data is AWS's: p5.48xlarge is not offered in
 af-south-1; trn2.48xlarge is offered in us-east-2 (and ap-south-2) but not in us-west-2."""
 
 from __future__ import annotations
@@ -43,7 +45,34 @@ def test_unanswered_checks_are_unknown_never_passed(deploy_llama4):
     assert result.states["provision.preflight"] == "success"
     statuses = {c["check"]: c["status"] for c in result.xcoms["provision.preflight"]["checks"]}
     assert statuses == {"instance type offered": "pass", "cluster version supported": "unknown",
-                        "on-demand vCPU quota": "unknown", "HF token source": "pass"}
+                        "on-demand vCPU quota": "pass", "HF token source": "pass"}
+
+
+def test_quota_below_the_nodes_fails_preflight_with_nothing_created(deploy_llama4, gaps, capfd):
+    gaps.quotas["L-417A185B"] = ("Running On-Demand P instances", 96.0)
+    result = run_dag(deploy_llama4, {"region": "us-west-2", **CREATE})
+    assert result.states["provision.preflight"] == "failed"
+    assert "on-demand vCPU quota: Running On-Demand P instances: 96 vCPUs, 192 needed" in capfd.readouterr().out
+    assert {op: gaps.calls[op] for op in CREATES} == dict.fromkeys(CREATES, 0)
+
+
+def test_unknown_quota_stops_the_run_unless_told_to_proceed(deploy_llama4, gaps, capfd):
+    gaps.fail("servicequotas.GetServiceQuota", "AccessDeniedException")
+    result = run_dag(deploy_llama4, {"region": "us-west-2", **CREATE})
+    assert result.states["provision.preflight"] == "failed"
+    out = capfd.readouterr().out
+    assert "preflight could not tell, nothing was created: on-demand vCPU quota: AWS did not answer" in out
+    assert "preflight_proceed_on_unknown=true" in out
+    assert {op: gaps.calls[op] for op in CREATES} == dict.fromkeys(CREATES, 0)
+
+    # The operator's explicit go-ahead: preflight passes with the check recorded as unknown
+    # (the cluster step after it fails, as create_cluster is off and there is no cluster).
+    gaps.fail("servicequotas.GetServiceQuota", "AccessDeniedException")
+    result = run_dag(deploy_llama4, {"region": "us-west-2", "dry_run": False, "preflight_proceed_on_unknown": True})
+    assert result.states["provision.preflight"] == "success"
+    statuses = {c["check"]: c["status"] for c in result.xcoms["provision.preflight"]["checks"]}
+    assert statuses["on-demand vCPU quota"] == "unknown"
+    assert "preflight on-demand vCPU quota unknown: proceeding" in capfd.readouterr().out
 
 
 def test_missing_hf_token_fails_preflight(deploy_llama4, aws_env, gaps, monkeypatch):

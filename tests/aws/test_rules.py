@@ -166,3 +166,16 @@ def test_fsx_decision(fs, opted_in, delete, reason):
 def test_bucket_decision(tags, opted_in, delete, reason):
     decision = bucket_decision(tags, "c1", opted_in)
     assert decision.delete is delete and reason in decision.reason
+
+
+@pytest.mark.parametrize(("instance_type", "code"), [
+    ("p5.48xlarge", "L-417A185B"), ("p4d.24xlarge", "L-417A185B"), ("g5.2xlarge", "L-DB2E81BA"),
+    ("g6e.12xlarge", "L-DB2E81BA"), ("trn2.48xlarge", "L-2C3B7624"), ("trn1n.32xlarge", "L-2C3B7624"),
+    ("inf2.48xlarge", "L-1945791B"), ("m6i.xlarge", None),
+])
+def test_the_vcpu_quota_is_the_instance_familys(instance_type, code):
+    from llm_on_eks.aws.api_calls import vcpu_quota_request
+
+    request = vcpu_quota_request(instance_type)
+    assert (request and request["QuotaCode"]) == code
+    assert request is None or request["ServiceCode"] == "ec2"

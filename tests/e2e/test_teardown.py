@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -73,7 +74,7 @@ def test_idle_and_manual_teardown(aws_env, sandbox_cluster, sandbox_k8s_conn, na
 
     monkeypatch.setenv("AIRFLOW__LLM_ON_EKS__LEASE_WAIT_S", "0")  # the loser fails at once, naming the holder
     api = sandbox_cluster.api_client()
-    _deploy(sandbox_cluster, aws_env, namespace, "scout", vllm_server.base_url)
+    scout = _deploy(sandbox_cluster, aws_env, namespace, "scout", vllm_server.base_url)
     # On the sandbox's g5.2xlarge, a GPU deployment beside Scout.
     _deploy(sandbox_cluster, aws_env, namespace, "guarded", vllm_server.base_url, model="llama-3-8b",
             protected=True, smoke_test=False)
@@ -95,7 +96,10 @@ def test_idle_and_manual_teardown(aws_env, sandbox_cluster, sandbox_k8s_conn, na
     assert kept["scout"] == "kept: served since the last check"
     assert json.loads(_service(sandbox_cluster, namespace, "scout")[STATE])["counters"] != before["counters"]
 
-    # No traffic since, and the last activity two minutes back (TTL 1 min): it goes.
+    # No traffic since, and the last activity two minutes back (TTL 1 min): it goes, once the
+    # deployment itself is a TTL old (a deploy restarts the clocks; that cannot be moved back).
+    deployed_at = datetime.fromisoformat(scout.xcoms["register"]["deployed_at"])
+    time.sleep(max(0.0, (deployed_at + timedelta(seconds=62) - datetime.now(UTC)).total_seconds()))
     state = json.loads(_service(sandbox_cluster, namespace, "scout")[STATE])
     state["last_active"] = (datetime.now(UTC) - timedelta(minutes=2)).isoformat(timespec="seconds")
     _service(sandbox_cluster, namespace, "scout", {STATE: json.dumps(state), TTL: "1"})

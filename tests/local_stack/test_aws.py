@@ -83,3 +83,12 @@ def test_fsx_lifecycle_mount_name_and_associations_are_answered(local_aws):
     with pytest.raises(ClientError) as missing:
         fsx.delete_data_repository_association(AssociationId="dra-0123456789abcdef0")
     assert missing.value.response["Error"]["Code"] == "DataRepositoryAssociationNotFound"
+
+
+def test_ec2_vcpu_quotas_are_answered(local_aws):
+    quotas = _client(local_aws, "service-quotas")
+    quota = quotas.get_service_quota(ServiceCode="ec2", QuotaCode="L-417A185B")["Quota"]
+    assert (quota["QuotaName"], quota["Value"]) == ("Running On-Demand P instances", 384.0)
+    assert quotas.get_aws_default_service_quota(ServiceCode="ec2", QuotaCode="L-2C3B7624")["Quota"]["Value"] == 384.0
+    with pytest.raises(quotas.exceptions.NoSuchResourceException):
+        quotas.get_service_quota(ServiceCode="ec2", QuotaCode="L-00000000")

@@ -8,6 +8,7 @@ finished run's, when the test passes) are kept in .cache/ui-test/."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 @pytest.fixture
 def page(local_airflow):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)")
@@ -32,6 +33,9 @@ def page(local_airflow):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
+        # The UI renders on a loaded 2-core machine beside four Airflow processes: allow the
+        # assertions the same patience as the actions (Playwright's default is 5 s).
+        expect.set_options(timeout=30_000)
         try:
             yield page
         finally:
@@ -41,8 +45,15 @@ def page(local_airflow):
 
 
 def _section(dialog, name: str):
-    """Open a section of the form (an accordion: opening one may close another)."""
-    dialog.get_by_text(name, exact=True).click()
+    """Open a section of the form and wait until it is open. The sections are an accordion
+    (opening one may close another) whose header toggles, and the form may re-render once the
+    DAG's params arrive, so a blind click can close a section that was already open."""
+    from playwright.sync_api import expect
+
+    header = dialog.get_by_role("button", name=name, exact=True)
+    if header.get_attribute("aria-expanded") != "true":
+        header.click()
+    expect(header).to_have_attribute("aria-expanded", "true")
 
 
 def test_the_form_refuses_a_bad_name_then_triggers_a_dry_run(local_airflow, page):
@@ -59,9 +70,11 @@ def test_the_form_refuses_a_bad_name_then_triggers_a_dry_run(local_airflow, page
         expect(dialog.get_by_text(section, exact=True)).to_be_visible()
 
     _section(dialog, "Model")
-    # Titles and the catalog's choices, as the params declare them.
+    # Titles (a required field's label ends in the form's "*") and the catalog's choices, as the
+    # params declare them.
     for title in ("Model", "Accelerator", "Catalog profile", "Deployment name"):
-        expect(dialog.get_by_text(title, exact=True).first).to_be_visible()
+        expect(dialog.get_by_text(re.compile(rf"^{re.escape(title)}\s*\*?$")).first).to_be_visible()
+    expect(dialog.get_by_role("combobox", name="Accelerator")).to_be_visible()
     expect(dialog.get_by_text("gpu: NVIDIA (p5/p4d/g5/g6e); neuron: AWS Trainium2 (trn2).")).to_be_visible()
     page.fill("#element_deployment_name", "Bad_Name!")
     _section(dialog, "Advanced Options")

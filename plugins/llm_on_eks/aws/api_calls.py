@@ -6,6 +6,7 @@ send them, so what a dry run prints is exactly what a real run asks AWS for.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY, PROJECT
@@ -21,6 +22,21 @@ def instance_offering_request(instance_type: str) -> dict[str, Any]:
     return {"LocationType": "region", "Filters": [{"Name": "instance-type", "Values": [instance_type]}]}
 
 
+# On-demand vCPU quotas by instance family (Service Quotas, service code ec2): the codes an
+# increase is filed against ("Amazon EC2 instance type quotas" in the EC2 user guide).
+VCPU_QUOTA_CODES = {"p": "L-417A185B",    # Running On-Demand P instances
+                    "g": "L-DB2E81BA",    # Running On-Demand G and VT instances
+                    "trn": "L-2C3B7624",  # Running On-Demand Trn instances
+                    "inf": "L-1945791B"}  # Running On-Demand Inf instances
+
+
+def vcpu_quota_request(instance_type: str) -> dict[str, str] | None:
+    """GetServiceQuota's arguments for the instance's family; None for a family not listed."""
+    family = re.match(r"[a-z]*", instance_type).group()
+    code = VCPU_QUOTA_CODES.get(family) or VCPU_QUOTA_CODES.get(family[:1])
+    return {"ServiceCode": "ec2", "QuotaCode": code} if code else None
+
+
 def preflight_requests(plan: Plan) -> list[dict[str, Any]]:
     """Checks that must pass before anything is created: offered, supported, within quota."""
     instance_type = plan["nodegroup"]["instance_type"]
@@ -30,7 +46,8 @@ def preflight_requests(plan: Plan) -> list[dict[str, Any]]:
         {"service": "ec2", "operation": "describe_instance_types", "kwargs": {"InstanceTypes": [instance_type]}},
         {"service": "eks", "operation": "describe_cluster_versions",
          "kwargs": {"clusterVersions": [plan["cluster"]["version"]]}},
-        {"service": "service-quotas", "operation": "list_service_quotas", "kwargs": {"ServiceCode": "ec2"}},
+        {"service": "service-quotas", "operation": "get_service_quota",
+         "kwargs": vcpu_quota_request(instance_type)},
     ]
     if plan["cluster"]["create"]:
         checks.append({"service": "ec2", "operation": "describe_instance_type_offerings",

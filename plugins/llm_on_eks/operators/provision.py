@@ -9,7 +9,6 @@ its ``created-by-run`` tag on every try, never remembered. The waits are the Ama
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from llm_on_eks.aws import api_calls
@@ -24,9 +23,10 @@ ADDONS = {
     "gpu": ["vpc-cni", "coredns", "kube-proxy", "aws-fsx-csi-driver"],
     "neuron": ["vpc-cni", "coredns", "kube-proxy"],
 }
-# On-demand vCPU quotas by instance family, found by name (Service Quotas, service code ec2).
-QUOTA_NAMES = {"p": "Running On-Demand P instances", "g": "Running On-Demand G and VT instances",
-               "trn": "Running On-Demand Trn instances"}
+# Checks whose "unknown" stops the run unless the operator says to proceed: without the token no
+# pod ever gets weights, and without quota the node group never gets nodes; either way the money
+# goes on a cluster, file system and node group that cannot serve.
+MUST_KNOW = ("on-demand vCPU quota", "HF token source")
 
 
 def _eks(plan: Plan) -> Any:
@@ -70,6 +70,14 @@ class PreflightOperator(PlanStepOperator):
         if failed:
             raise AirflowFailException("preflight failed, nothing was created: "
                                        + "; ".join(f"{c['check']}: {c['detail']}" for c in failed))
+        untold = [c for c in checks if c["status"] == "unknown" and c["check"] in MUST_KNOW]
+        if untold and not plan["preflight"]["proceed_on_unknown"]:
+            raise AirflowFailException(
+                "preflight could not tell, nothing was created: "
+                + "; ".join(f"{c['check']}: {c['detail']}" for c in untold)
+                + ". Grant the missing permission, or trigger with preflight_proceed_on_unknown=true to go ahead")
+        for check in untold:
+            self.log.warning("preflight %s unknown: proceeding as preflight_proceed_on_unknown asks", check["check"])
         return {"checks": checks}
 
 
@@ -360,19 +368,21 @@ def _version_supported(eks, plan: Plan) -> tuple[bool, str]:
 
 
 def _quota(quotas, plan: Plan) -> tuple[bool, str]:
+    """The family's on-demand vCPU quota against the plan's nodes. The applied value when the
+    account has one, else AWS's default (GetServiceQuota answers NoSuchResourceException for a
+    quota never adjusted). Instances already running are not subtracted."""
     from llm_on_eks.catalog import default_catalog
 
     instance = default_catalog().instance_type(plan["nodegroup"]["instance_type"])
-    family = re.match(r"[a-z]+", instance.name).group()
-    name = QUOTA_NAMES.get(family) or QUOTA_NAMES.get(family[0])
-    if name is None:
-        raise NotImplementedError(f"no quota known for the {family} family")
-    pages = quotas.get_paginator("list_service_quotas").paginate(ServiceCode="ec2")
-    quota = next((q for page in pages for q in page["Quotas"] if q["QuotaName"] == name), None)
-    if quota is None:
-        raise NotImplementedError(f"quota {name!r} not listed")
+    request = api_calls.vcpu_quota_request(instance.name)
+    if request is None:
+        raise NotImplementedError(f"no vCPU quota known for {instance.name}")
+    try:
+        quota = quotas.get_service_quota(**request)["Quota"]
+    except quotas.exceptions.NoSuchResourceException:
+        quota = quotas.get_aws_default_service_quota(**request)["Quota"]
     needed = (instance.vcpus or 0) * plan["profile"]["nodes"]
-    return quota["Value"] >= needed, f"{name}: {quota['Value']:.0f} vCPUs, {needed} needed"
+    return quota["Value"] >= needed, f"{quota.get('QuotaName', request['QuotaCode'])}: {quota['Value']:.0f} vCPUs, {needed} needed"
 
 
 def _hf_token_source(plan: Plan) -> tuple[bool, str]:
