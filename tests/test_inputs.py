@@ -166,6 +166,8 @@ def test_configured_allow_list_and_loopback(monkeypatch):
     ("http://app.localhost", "loopback"),
     ("http://224.0.0.1", "not a host address"),
     ("file:///etc/passwd", "only http and https"),
+    ("http://[0EG1", "not a valid URL"),
+    ("http://llm.example.com:99999", "not a valid URL"),
 ])
 def test_endpoint_problem(url, problem):
     found = endpoint_problem(url)

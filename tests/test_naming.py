@@ -108,14 +108,21 @@ def test_plans_carry_only_valid_names(identity):
     for field in ("cluster_name", "region", "namespace", "deployment_name"):
         assert _valid(PATTERNS[field], conf[field])
     plan = build_plan(conf, allowed=Allowed())
+    assert_valid_names(plan)
+    assert plan["nodegroup"]["tags"][naming.NAMESPACE_KEY] == namespace
+
+
+def assert_valid_names(plan) -> None:
+    """Every external name in a plan passes its target's own rule."""
     assert _valid(naming.NODEGROUP_BODY, plan["nodegroup"]["name"])
     assert _valid(naming.NODEGROUP_BODY, plan["system_nodegroup"]["name"])
     assert _valid(naming.S3_BUCKET_BODY, plan["storage"]["artifact_bucket"])
-    assert _valid(naming.DNS_LABEL_BODY, plan["storage"]["fsx"]["pvc_name"])
+    if plan["storage"]["fsx"]:  # weights staged on FSx (Scout and Maverick on GPU)
+        assert _valid(naming.DNS_LABEL_BODY, plan["storage"]["fsx"]["pvc_name"])
     assert _valid(naming.DNS_LABEL_BODY, plan["kubernetes"]["release"])
+    assert _valid(naming.DNS_LABEL_BODY, plan["kubernetes"]["namespace"])
     assert all(_valid(naming.DNS_LABEL_BODY, v) for v in plan["kubernetes"]["labels"].values())
-    assert all(_valid(naming.DNS_LABEL_BODY, v) for k, v in plan["nodegroup"]["labels"].items())
-    assert plan["nodegroup"]["tags"][naming.NAMESPACE_KEY] == namespace
+    assert all(_valid(naming.DNS_LABEL_BODY, v) for v in plan["nodegroup"]["labels"].values())
 
 
 def test_generated_identities_cover_the_edges():

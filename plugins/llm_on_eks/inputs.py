@@ -163,7 +163,11 @@ def endpoint_problem(url: str, loopback_allowed: bool = False) -> str | None:
     """Why the smoke test and benchmark must not send requests to ``url``, or None. Only literal
     addresses and localhost names are judged: a name that resolves to a metadata address
     (DNS rebinding) is beyond a check made before the request."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number or out of range
+    except ValueError as exc:  # an unclosed "[" (IPv6 literal), a bad port
+        return f"{url!r} is not a valid URL ({exc})"
     if parts.scheme not in ("http", "https"):
         return f"{url!r}: only http and https are allowed"
     if parts.username or parts.password:

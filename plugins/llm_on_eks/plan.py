@@ -265,7 +265,8 @@ def _resolve_sizing(catalog: Catalog, model: Model, profile: Profile, params: di
     instance_name = params.get("instance_type") or profile.instance_type
     instance = catalog.instance_type(instance_name)
     if instance.accelerator != profile.accelerator:
-        raise PlanError(f"instance type {instance_name} is a {instance.accelerator} instance, not {profile.accelerator}")
+        raise PlanError(f"instance_type: {instance_name} is a {instance.accelerator} instance, not "
+                        f"{profile.accelerator} (the profile's accelerator)")
     max_model_len = params.get("max_model_len") or profile.max_model_len.default
     if max_model_len > profile.max_model_len.max:
         raise PlanError(
@@ -440,6 +441,8 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None, allowed: 
     """Turn a run's params into the plan, or raise PlanError saying what is wrong."""
     check_inputs(params, allowed)
     catalog = catalog or default_catalog()
+    if not params.get("model"):
+        raise PlanError(f"model: required; the catalog has: {', '.join(sorted(catalog.models))}")
     try:
         model = catalog.model(params["model"])
         # A named profile (gpu-p4d, neuron-nxdi) wins over the accelerator, which names its default one.

@@ -3,21 +3,42 @@
 Created once and adopted afterwards. A PV whose claim was deleted (a torn-down namespace) stays
 Released with the old claim's uid and would never bind again: it is freed for the new claim.
 A PV pointing at another file system is refused, not silently reused: the PV's source cannot be
-changed in place and mounting the wrong weights would be worse than failing.
+changed in place and mounting the wrong weights would be worse than failing. A PV or claim of
+the same name without our managed-by label is someone else's: refused, never adopted.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT
+
+
+class ForeignVolume(ValueError):
+    """A PersistentVolume or claim of our name that this project did not make."""
+
+
+def _refuse_foreign(kind: str, name: str, labels: dict[str, str] | None) -> None:
+    if (labels or {}).get(MANAGED_BY_KEY) != PROJECT:
+        raise ForeignVolume(f"{kind} {name} exists without the label {MANAGED_BY_KEY}={PROJECT}: someone else's, "
+                            f"so it is not used. Deploy into another namespace, or hand it over by adding that label")
+
 
 def ensure_static_volume(api, pv: dict[str, Any], pvc: dict[str, Any]) -> dict[str, str]:
-    """Create or adopt the PV and its claim; returns what happened to each."""
+    """Create or adopt the PV and its claim; returns what happened to each. A foreign claim is
+    refused before the PV is made, so a refusal leaves nothing behind."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(api)
-    name = pv["metadata"]["name"]
+    name, claim = pv["metadata"]["name"], pvc["metadata"]
+    claim_name = f"{claim['namespace']}/{claim['name']}"
+    try:
+        existing = core.read_namespaced_persistent_volume_claim(claim["name"], claim["namespace"])
+        _refuse_foreign("PersistentVolumeClaim", claim_name, existing.metadata.labels)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
     try:
         core.create_persistent_volume(pv)
         pv_action = "created"
@@ -26,17 +47,18 @@ def ensure_static_volume(api, pv: dict[str, Any], pvc: dict[str, Any]) -> dict[s
             raise
         pv_action = _adopt(core, name, pv)
     try:
-        core.create_namespaced_persistent_volume_claim(pvc["metadata"]["namespace"], pvc)
+        core.create_namespaced_persistent_volume_claim(claim["namespace"], pvc)
         pvc_action = "created"
     except ApiException as exc:
         if exc.status != 409:
             raise
         pvc_action = "exists"
-    return {"pv": f"{name} {pv_action}", "pvc": f"{pvc['metadata']['namespace']}/{pvc['metadata']['name']} {pvc_action}"}
+    return {"pv": f"{name} {pv_action}", "pvc": f"{claim_name} {pvc_action}"}
 
 
 def _adopt(core, name: str, wanted: dict[str, Any]) -> str:
     existing = core.read_persistent_volume(name)
+    _refuse_foreign("PersistentVolume", name, existing.metadata.labels)
     have = existing.spec.csi.volume_handle if existing.spec.csi else None
     want = wanted["spec"]["csi"]["volumeHandle"]
     if have != want:
