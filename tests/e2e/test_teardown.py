@@ -51,10 +51,13 @@ def _deploy(sandbox_cluster, aws_env, namespace, name, endpoint, **extra):
     return result
 
 
-def _judge():
+def _judge(namespace: str):
+    """One idle-teardown run; what it kept in this test's namespace (the metadata DB also holds
+    the deployments of earlier tests, whose namespaces are gone)."""
     result = run_dag(load_dag(DAGS, "lifecycle_idle_teardown"))
     assert result.failed() == [], result.states
-    return result, {k["deployment"]: k["reason"] for k in result.xcoms["summarize"]["kept"]}
+    return result, {k["deployment"]: k["reason"] for k in result.xcoms["summarize"]["kept"]
+                    if k["namespace"] == namespace}
 
 
 def _service(sandbox_cluster, namespace, release, annotations=None):
@@ -84,7 +87,7 @@ def test_idle_and_manual_teardown(aws_env, sandbox_cluster, sandbox_k8s_conn, na
     # Past its TTL (0 min: minutes old already), the first reading starts the idle clock; the
     # deployment a deploy run is working on is kept.
     _service(sandbox_cluster, namespace, "scout", {TTL: "0"})
-    _, kept = _judge()
+    _, kept = _judge(namespace)
     assert kept == {"scout": "kept: first reading, the idle clock starts now",
                     "guarded": f"kept: deploy in progress (run {RACING})"}
     before = json.loads(_service(sandbox_cluster, namespace, "scout")[STATE])
@@ -92,7 +95,7 @@ def test_idle_and_manual_teardown(aws_env, sandbox_cluster, sandbox_k8s_conn, na
     # Traffic inside the TTL moves the counters: still in use.
     httpx.post(f"{vllm_server.base_url}/v1/completions", timeout=120,
                json={"model": vllm_server.model, "prompt": "hello", "max_tokens": 4}).raise_for_status()
-    _, kept = _judge()
+    _, kept = _judge(namespace)
     assert kept["scout"] == "kept: served since the last check"
     assert json.loads(_service(sandbox_cluster, namespace, "scout")[STATE])["counters"] != before["counters"]
 
@@ -103,8 +106,8 @@ def test_idle_and_manual_teardown(aws_env, sandbox_cluster, sandbox_k8s_conn, na
     state = json.loads(_service(sandbox_cluster, namespace, "scout")[STATE])
     state["last_active"] = (datetime.now(UTC) - timedelta(minutes=2)).isoformat(timespec="seconds")
     _service(sandbox_cluster, namespace, "scout", {STATE: json.dumps(state), TTL: "1"})
-    gone, kept = _judge()
-    (removed,) = gone.xcoms["summarize"]["removed"]
+    gone, kept = _judge(namespace)
+    (removed,) = [r for r in gone.xcoms["summarize"]["removed"] if r["namespace"] == namespace]
     assert removed["deployment"] == "scout" and re.fullmatch(r"idle [2-5] min, TTL 1 min", removed["reason"])
     assert removed["hourly_usd"] > 50 and removed["idle_cost_usd"] > 0
     assert kept == {"guarded": f"kept: deploy in progress (run {RACING})"}

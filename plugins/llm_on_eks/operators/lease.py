@@ -31,7 +31,8 @@ DEPLOY, TEARDOWN = "deploy", "teardown"
 class TakeLeaseOperator(PlanStepOperator):
     """Take the deployment's Lease for this run (``action``: deploy or teardown), waiting up to
     ``wait_s`` for a run that holds it, then failing with that run's id. Creates the namespace
-    the Lease lives in when it is missing."""
+    the Lease lives in when it is missing. A deploy also fails here, before its node group, when
+    the names its chart takes in the namespace belong to someone else's objects."""
 
     def __init__(self, *, action: str, wait_s: float | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -50,6 +51,7 @@ class TakeLeaseOperator(PlanStepOperator):
         from llm_on_eks.kube.access import api_client, cluster_access
         from llm_on_eks.kube.lease import LeaseHeld, acquire
         from llm_on_eks.kube.namespace import ensure_namespace
+        from llm_on_eks.kube.occupancy import foreign_occupants
         from llm_on_eks.naming import lease_name
 
         namespace, me = plan["kubernetes"]["namespace"], lease_holder(context)
@@ -62,6 +64,13 @@ class TakeLeaseOperator(PlanStepOperator):
                 # No retry: the wait was the retry.
                 raise AirflowFailException(f"{plan['deployment']}: {exc}; try again once that run has finished") \
                     from None
+            if self.action == DEPLOY:
+                foreign = foreign_occupants(api, namespace, plan["kubernetes"]["release"])
+                if foreign:
+                    raise AirflowFailException(
+                        f"{plan['deployment']}: {', '.join(foreign)} already exist(s) and are not this deployment's "
+                        f"(no Helm release {plan['kubernetes']['release']} of llm-on-eks made them): choose another "
+                        "deployment_name or namespace, or remove them")
         self.log.info("lease %s/%s taken (%s)", namespace, lease_name(plan["deployment"]), decision.reason)
         return {"lease": lease_name(plan["deployment"]), "namespace": namespace, "holder": me, "action": self.action,
                 "taken": decision.reason}
