@@ -153,6 +153,11 @@ def creation_tags(run_id: str, now: datetime) -> dict[str, str]:
     return {CREATED_BY_RUN_KEY: run_id[:256], CREATED_AT_KEY: now.astimezone(UTC).isoformat(timespec="seconds")}
 
 
+def is_managed(labels_or_tags: dict[str, str] | None) -> bool:
+    """Whether an AWS resource's tags or a Kubernetes object's labels say this project made it."""
+    return (labels_or_tags or {}).get(MANAGED_BY_KEY) == PROJECT
+
+
 def created_by_run(tags: dict[str, str] | None, run_id: str) -> bool:
     return (tags or {}).get(CREATED_BY_RUN_KEY) == run_id[:256]
 

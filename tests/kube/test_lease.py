@@ -5,7 +5,6 @@ whose Lease was taken over cannot renew it."""
 from __future__ import annotations
 
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,17 +15,6 @@ from llm_on_eks.naming import lease_name
 DEPLOYMENT = "scout"
 DEPLOYER, TEARER = "deploy_llama4/manual__a", "teardown_deployment/manual__b"
 DEPLOY, TEARDOWN = "deploy", "teardown"
-
-
-@pytest.fixture
-def namespace(sandbox_cluster):
-    from kubernetes import client
-
-    core = client.CoreV1Api(sandbox_cluster.api_client())
-    name = f"lease-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
 
 
 def test_two_runs_race_and_exactly_one_wins(sandbox_cluster, namespace):

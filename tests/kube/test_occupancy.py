@@ -3,23 +3,8 @@ Helm release), or someone else's, which the deploy refuses at take_lease, naming
 
 from __future__ import annotations
 
-import uuid
-
-import pytest
-
 from llm_on_eks.kube.occupancy import HELM_RELEASE_ANNOTATION, foreign_occupants
 from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT
-
-
-@pytest.fixture
-def namespace(sandbox_cluster):
-    from kubernetes import client
-
-    core = client.CoreV1Api(sandbox_cluster.api_client())
-    name = f"occ-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
 
 
 def _service(name: str, labels: dict | None = None, annotations: dict | None = None):

@@ -5,7 +5,6 @@ with nothing created by the refused attempt."""
 from __future__ import annotations
 
 import copy
-import uuid
 
 import pytest
 
@@ -18,20 +17,17 @@ FSX = {"file_system_id": "fs-0123456789abcdef0", "mount_name": "abcdefgh",
 
 
 @pytest.fixture
-def core(sandbox_cluster):
+def core(api):
     from kubernetes import client
 
-    return client.CoreV1Api(sandbox_cluster.api_client())
+    return client.CoreV1Api(api)
 
 
 @pytest.fixture
-def volume(core):
+def volume(core, namespace):
     """Scout's PV and claim in a fresh namespace; whatever PV of that name exists is deleted after."""
-    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    namespace = f"vol-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     plan = build_plan({"cluster_name": "c1", "region": "us-west-2", "model": "llama4-scout", "accelerator": "gpu",
                        "namespace": namespace, "deployment_name": "scout"})
     pv, pvc = fsx_volume(plan, FSX)
@@ -41,7 +37,6 @@ def volume(core):
     except ApiException as exc:
         if exc.status != 404:
             raise
-    core.delete_namespace(namespace)
 
 
 def _unlabelled(manifest: dict) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from llm_on_eks.aws.api_calls import scaling_config
-from llm_on_eks.naming import DEPLOYMENT_KEY, MANAGED_BY_KEY, PROJECT, ROLE_KEY
+from llm_on_eks.naming import DEPLOYMENT_KEY, MANAGED_BY_KEY, ROLE_KEY
 from llm_on_eks.plan import NodegroupSpec
 
 # An inference-ready cluster runs EKS 1.30 or newer (the AL2023 accelerated AMIs the device
@@ -56,10 +56,6 @@ def list_nodegroups(eks, cluster: str) -> list[str]:
     for page in eks.get_paginator("list_nodegroups").paginate(clusterName=cluster):
         names.extend(page["nodegroups"])
     return names
-
-
-def is_managed(tags: dict[str, str] | None) -> bool:
-    return (tags or {}).get(MANAGED_BY_KEY) == PROJECT
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -21,7 +21,15 @@ from llm_on_eks.kube.device_plugins import NAMESPACE as PLUGIN_NAMESPACE
 from llm_on_eks.kube.device_plugins import PLUGINS, plugin_name, plugin_objects
 from llm_on_eks.kube.helm import foreign_release
 from llm_on_eks.kube.readiness import serving_selector
-from llm_on_eks.naming import ACCELERATOR_KEY, DEPLOYMENT_KEY, MANAGED_BY_KEY, NAMESPACE_KEY, PROJECT, fsx_pv_name
+from llm_on_eks.naming import (
+    ACCELERATOR_KEY,
+    DEPLOYMENT_KEY,
+    MANAGED_BY_KEY,
+    NAMESPACE_KEY,
+    PROJECT,
+    fsx_pv_name,
+    is_managed,
+)
 
 POLL_S = 2
 
@@ -69,7 +77,7 @@ def shared_decision(labels: dict[str, str] | None, others: list[str]) -> tuple[b
     """For what a namespace's deployments share (token Secret, FSx claim)."""
     if labels is None:
         return False, "already gone"
-    if labels.get(MANAGED_BY_KEY) != PROJECT:
+    if not is_managed(labels):
         return False, "kept: not made by llm-on-eks"
     if others:
         return False, f"kept: still used by {others}"
@@ -79,7 +87,7 @@ def shared_decision(labels: dict[str, str] | None, others: list[str]) -> tuple[b
 def plugin_decision(labels: dict[str, str] | None, other_nodes: list[str], accelerator: str) -> tuple[bool, str]:
     if labels is None:
         return False, "not installed"
-    if labels.get(MANAGED_BY_KEY) != PROJECT:
+    if not is_managed(labels):
         return False, "kept: not installed by llm-on-eks"
     if other_nodes:
         return False, f"kept: {accelerator} nodes of other deployments remain ({', '.join(other_nodes[:3])})"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from llm_on_eks.naming import ACCELERATOR_KEY, MANAGED_BY_KEY, PROJECT
+from llm_on_eks.naming import ACCELERATOR_KEY, MANAGED_BY_KEY, PROJECT, is_managed
 from llm_on_eks.plan import ACCELERATORS, Plan
 
 NAMESPACE = "kube-system"
@@ -121,7 +121,7 @@ def foreign_plugin(api, accelerator: str) -> str | None:
 
     repo = image_repo(accelerator)
     for ds in client.AppsV1Api(api).list_daemon_set_for_all_namespaces().items:
-        if (ds.metadata.labels or {}).get(MANAGED_BY_KEY) == PROJECT:
+        if is_managed(ds.metadata.labels):
             continue
         if any(_repository(c.image) == repo for c in ds.spec.template.spec.containers):
             return f"{ds.metadata.namespace}/{ds.metadata.name}"

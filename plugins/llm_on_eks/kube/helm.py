@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from llm_on_eks.kube.helm_values import CHART_NAME, HELM_TIMEOUT_S, helm_command
-from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT
+from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT, is_managed
 from llm_on_eks.plan import Plan
 
 # helm stops at its own --timeout and records the revision failed; the subprocess is killed only
@@ -67,7 +67,7 @@ def foreign_release(found: dict[str, Any] | None, values: dict[str, Any] | None)
     chart = found.get("chart", "")
     if not chart.startswith(f"{CHART_NAME}-"):
         return f"made from chart {chart or 'unknown'}, not llm-on-eks's {CHART_NAME}"
-    if ((values or {}).get("labels") or {}).get(MANAGED_BY_KEY) != PROJECT:
+    if not is_managed((values or {}).get("labels")):
         return f"its values lack the label {MANAGED_BY_KEY}={PROJECT}"
     return None
 

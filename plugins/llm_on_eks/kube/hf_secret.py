@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from llm_on_eks.kube.manifests import hf_token_secret
-from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT
+from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT, is_managed
 from llm_on_eks.plan import Plan
 
 # The kubernetes client logs every response body at DEBUG ("response body: ..."), and urllib3
@@ -58,7 +58,7 @@ def ensure_secret(api, plan: Plan, token: str) -> str:
                 raise
             core.create_namespaced_secret(namespace, body)
             return "created"
-        if (current.metadata.labels or {}).get(MANAGED_BY_KEY) != PROJECT:
+        if not is_managed(current.metadata.labels):
             raise ForeignSecret(f"Secret {namespace}/{secret['name']} exists without the label {MANAGED_BY_KEY}="
                                 f"{PROJECT}: someone else's, so it is not replaced. Deploy into another namespace, "
                                 f"or hand it over by adding that label")

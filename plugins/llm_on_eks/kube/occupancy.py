@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT
+from llm_on_eks.naming import is_managed
 
 # Helm writes this annotation on every object of a release (Helm docs, "Adopting existing resources").
 HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"
@@ -45,8 +45,7 @@ def foreign_occupants(api, namespace: str, release: str) -> list[str]:
         meta = _metadata(api, kind, namespace, release)
         if meta is None:
             continue
-        ours = ((meta.get("labels") or {}).get(MANAGED_BY_KEY) == PROJECT
-                and (meta.get("annotations") or {}).get(HELM_RELEASE_ANNOTATION) == release)
+        ours = is_managed(meta.get("labels")) and (meta.get("annotations") or {}).get(HELM_RELEASE_ANNOTATION) == release
         if not ours:
             foreign.append(f"{kind} {namespace}/{release}")
     return foreign

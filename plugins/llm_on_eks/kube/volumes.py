@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT
+from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT, is_managed
 
 
 class ForeignVolume(ValueError):
@@ -19,7 +19,7 @@ class ForeignVolume(ValueError):
 
 
 def _refuse_foreign(kind: str, name: str, labels: dict[str, str] | None) -> None:
-    if (labels or {}).get(MANAGED_BY_KEY) != PROJECT:
+    if not is_managed(labels):
         raise ForeignVolume(f"{kind} {name} exists without the label {MANAGED_BY_KEY}={PROJECT}: someone else's, "
                             f"so it is not used. Deploy into another namespace, or hand it over by adding that label")
 

@@ -38,7 +38,7 @@ def _orphans(records: list[dict[str, Any]], known: set[tuple]) -> list[dict[str,
     from airflow.providers.amazon.aws.hooks.eks import EksHook
 
     from llm_on_eks.aws import eks as rules
-    from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY
+    from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY, is_managed
     from llm_on_eks.plan import DEFAULTS
 
     found = []
@@ -49,7 +49,7 @@ def _orphans(records: list[dict[str, Any]], known: set[tuple]) -> list[dict[str,
             continue
         for name in rules.list_nodegroups(eks, cluster):
             tags = (rules.describe_nodegroup(eks, cluster, name) or {}).get("tags") or {}
-            if not rules.is_managed(tags) or DEPLOYMENT_KEY not in tags:
+            if not is_managed(tags) or DEPLOYMENT_KEY not in tags:
                 continue
             record = {"deployment": tags[DEPLOYMENT_KEY], "cluster": cluster, "region": region,
                       "namespace": tags.get(NAMESPACE_KEY, DEFAULTS["namespace"]), "aws_conn_id": conn_id,

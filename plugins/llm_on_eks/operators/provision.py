@@ -13,6 +13,7 @@ from typing import Any
 
 from llm_on_eks.aws import api_calls
 from llm_on_eks.aws.hf_token import token_origin
+from llm_on_eks.naming import is_managed
 from llm_on_eks.operators.aws_wait import AwsWaitOperator, clean_up, creating_run_tags
 from llm_on_eks.operators.base import PlanStepOperator
 from llm_on_eks.plan import Plan
@@ -133,7 +134,7 @@ class EnsureClusterOperator(AwsWaitOperator):
         if cluster["version"] != plan["cluster"]["version"]:
             self.log.warning("EKS cluster %s runs Kubernetes %s, the plan names %s: using it as it is", name,
                              cluster["version"], plan["cluster"]["version"])
-        managed = rules.is_managed(cluster.get("tags"))
+        managed = is_managed(cluster.get("tags"))
         action = "created" if _created_here(cluster, context) else "adopted"
         self.log.info("EKS cluster %s %s (%s, Kubernetes %s, %s)", name, action, cluster["status"],
                       cluster["version"], "made by llm-on-eks" if managed else "not made by llm-on-eks")
@@ -215,7 +216,7 @@ class EnsureNodegroupOperator(AwsWaitOperator):
         cluster = rules.describe_cluster(eks, cluster_name)
         if cluster is None:
             raise AirflowFailException(f"EKS cluster {cluster_name} does not exist (provision.ensure_cluster makes it)")
-        if not (self._creates(plan) and rules.is_managed(cluster.get("tags"))) and spec["only_on_own_cluster"]:
+        if not (self._creates(plan) and is_managed(cluster.get("tags"))) and spec["only_on_own_cluster"]:
             return self._check_untainted(eks, plan)
         # A deployment is its namespace and name: the same name in another namespace is another one.
         owner = {k: spec["tags"][k] for k in (NAMESPACE_KEY, DEPLOYMENT_KEY) if k in spec["tags"]}
