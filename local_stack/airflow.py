@@ -34,14 +34,15 @@ COMPONENTS = {
 }
 
 
-def connections(aws_url: str, kubeconfig: str) -> dict[str, Any]:
-    """The ``local`` profile: the connections a deploy reaches AWS, Kubernetes and the token by."""
+def connections(aws_url: str, identity: dict[str, str]) -> dict[str, Any]:
+    """The ``local`` profile: the connections a deploy reaches AWS (and through it, EKS) and the
+    token by. ``identity``: the access key of the IAM user Airflow is."""
     return {
-        "aws_default": {"conn_type": "aws", "login": "testing", "password": "testing", "extra": json.dumps({
-            "endpoint_url": aws_url, "region_name": "us-west-2",
-            # One attempt: moto answers what it lacks with errors botocore would retry for seconds.
-            "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}}})},
-        "kubernetes_default": {"conn_type": "kubernetes", "extra": json.dumps({"kube_config_path": kubeconfig})},
+        "aws_default": {"conn_type": "aws", "login": identity["access_key_id"],
+                        "password": identity["secret_access_key"], "extra": json.dumps({
+                            "endpoint_url": aws_url, "region_name": "us-west-2",
+                            # One attempt: moto answers what it lacks with errors botocore would retry for seconds.
+                            "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}}})},
         "hf_default": {"conn_type": "generic", "password": "hf_local_demo_token_not_real"},
     }
 

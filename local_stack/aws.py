@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, unquote
 import botocore.session
 
 from local_stack.aws_gaps import BOTOCORE_NAMES, AwsGaps
+from local_stack.sts_presigned import PresignedCallerIdentity
 
 # What is created reports CREATING for this long at least. On AWS a node group takes minutes; here
 # it would be ACTIVE at a trigger's first look, the moment Airflow 3.3's scheduler can take the
@@ -158,12 +159,31 @@ class GapsMiddleware:
         return [data]
 
 
-def serve(port: int, settle_s: float = SETTLE_S) -> None:
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-    from werkzeug.serving import make_server
+def iam_user(aws_url: str, name: str) -> dict[str, str]:
+    """An IAM user of the local account and a new access key of its: an identity the local STS
+    can check a token's signature for (moto knows the secret), as the Airflow identity."""
+    import boto3
 
-    app = GapsMiddleware(DomainDispatcherApplication(create_backend_app), AwsGaps(settle_s=settle_s))
-    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+    iam = boto3.client("iam", endpoint_url=aws_url, region_name="us-east-1", aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    if name not in {user["UserName"] for user in iam.list_users()["Users"]}:
+        iam.create_user(UserName=name)
+    return iam.create_access_key(UserName=name)["AccessKey"]
+
+
+def make_server(port: int, gaps: AwsGaps | None):
+    """The moto server on 127.0.0.1 with the EKS token's STS check in front (local_stack/
+    sts_presigned.py) and, when given, the gap filler (the tests install theirs client-side)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server as werkzeug_server
+
+    app = DomainDispatcherApplication(create_backend_app)
+    app = PresignedCallerIdentity(GapsMiddleware(app, gaps) if gaps else app)
+    return werkzeug_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+
+
+def serve(port: int, settle_s: float = SETTLE_S, control_plane: str | None = None) -> None:
+    server = make_server(port, AwsGaps(settle_s=settle_s, control_plane=control_plane))
     print(f"local AWS (moto + gap filler) on http://127.0.0.1:{server.server_port}", flush=True)
     server.serve_forever()
 
@@ -172,5 +192,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--settle-s", type=float, default=SETTLE_S, help="CREATING at least this long")
+    parser.add_argument("--control-plane", help="kubeconfig of the API server EKS clusters are served by")
     args = parser.parse_args()
-    serve(args.port, args.settle_s)
+    serve(args.port, args.settle_s, args.control_plane)

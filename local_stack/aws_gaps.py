@@ -15,6 +15,10 @@ in on the client side through botocore's own event hooks, the mechanism botocore
   both are added, CREATING for the first look after a create, then AVAILABLE, as AWS reports.
 - EKS CreateCluster / CreateNodegroup answer ACTIVE at once in moto: the first look after a
   create says CREATING, so the waits (in the worker and in the triggerer) really poll.
+- moto's EKS clusters have an endpoint and certificate authority that lead nowhere: given the
+  kubeconfig of the local control plane (``control_plane``), every cluster is served by it, so
+  the steps reach it the way they reach EKS (EksHook's kubeconfig, an IAM token checked by the
+  control plane's token authenticator, local_stack/eks_authenticator.py).
 
 It also injects failures (an error code, or a dropped connection) into chosen calls, and counts
 the calls each operation received.
@@ -54,16 +58,31 @@ VCPU_QUOTAS = {"L-417A185B": ("Running On-Demand P instances", 384.0),
 BOTOCORE_NAMES = {"servicequotas": "service-quotas"}
 
 
+def cluster_endpoint(kubeconfig: str) -> dict[str, Any]:
+    """The API server's URL and CA (base64 PEM) from a kubeconfig, as EKS describes a cluster's."""
+    import base64
+    from pathlib import Path
+
+    import yaml
+
+    cluster = yaml.safe_load(Path(kubeconfig).read_text())["clusters"][0]["cluster"]
+    ca = cluster.get("certificate-authority-data") or base64.b64encode(
+        (Path(kubeconfig).parent / cluster["certificate-authority"]).read_bytes()).decode()
+    return {"endpoint": cluster["server"], "certificateAuthority": {"data": ca}}
+
+
 def _error(code: str, message: str, status: int = 400) -> tuple[AWSResponse, dict[str, Any]]:
     return (AWSResponse("https://gaps.local", status, {}, None),
             {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}})
 
 
 class AwsGaps:
-    def __init__(self, settle_s: float = 0.0) -> None:
+    def __init__(self, settle_s: float = 0.0, control_plane: str | None = None) -> None:
         """``settle_s``: how long a created resource keeps reporting CREATING at least (besides
-        its first look); 0 in the tests, which count looks rather than wait."""
+        its first look); 0 in the tests, which count looks rather than wait. ``control_plane``:
+        the kubeconfig of the API server that serves every EKS cluster."""
         self.settle_s = settle_s
+        self.cluster_endpoint = cluster_endpoint(control_plane) if control_plane else None
         self.ready_at: dict[tuple[str, ...], float] = {}
         self.lock = threading.Lock()
         self.addons: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -372,10 +391,16 @@ class AwsGaps:
             with self.lock:
                 self._started_creating(key)
             (parsed.get("cluster") or parsed.get("nodegroup"))["status"] = "CREATING"
+            self._served_here(parsed)
+
+    def _served_here(self, parsed) -> None:
+        if self.cluster_endpoint and "cluster" in parsed:
+            parsed["cluster"].update(self.cluster_endpoint)
 
     def _eks_described(self, parsed, http_response, **_):
         key = self._eks_key(parsed)
         if key and http_response.status_code < 300:
+            self._served_here(parsed)
             with self.lock:
                 if self._still_creating(key):
                     (parsed.get("cluster") or parsed.get("nodegroup"))["status"] = "CREATING"

@@ -18,14 +18,18 @@ from typing import Any
 
 from local_stack import stack
 from local_stack.airflow import USER, Api, LocalAirflow, connections
+from local_stack.aws import iam_user
+from local_stack.eks_authenticator import map_identity
 from local_stack.stack import ROOT, alive, http_ok, load_state, save_state, spawn, stop_pid, wait_until
 
 STANDINS = """Local stand-ins (everything else is the real thing: Airflow 3's api-server, scheduler,
 dag-processor and triggerer, the helm CLI, a Kubernetes API server, the vLLM server):
   - AWS is the moto server (local_stack/aws.py), with EKS add-ons and FSx data repository
     associations, which moto lacks, answered in front of it; no account, nothing billed.
-  - The EKS cluster's nodes are kwok nodes on a local Kubernetes control plane: pods are scheduled
-    and report Running, but no container runs.
+  - Every EKS cluster of that AWS is served by a local Kubernetes control plane, reached as EKS is
+    reached (EksHook's kubeconfig, a token from the AWS identity); its webhook checks the token
+    against the local STS, as EKS's aws-iam-authenticator does (local_stack/eks_authenticator.py).
+  - The cluster's nodes are kwok nodes: pods are scheduled and report Running, but no container runs.
   - So no weight Job really compiles or downloads: local_stack/job_markers.py writes the S3
     completion marker a succeeded Job would write, and marks it simulated.
   - The model is a tiny Llama 4 with random weights on vLLM's CPU build, served under the catalog
@@ -37,6 +41,7 @@ IDLE_DAG_ID = "teardown_idle_deployments"
 IDLE_SCHEDULE = "*/2 * * * *"  # the demo's; teams keep the default */10
 NAMESPACE = "llm-demo"
 CLUSTER = "llm-demo"
+AIRFLOW_USER = "airflow"  # the IAM user the local Airflow is
 SCOUT = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
 # moto accepts any well-formed ARN and subnet id.
 FAKE_AWS = {"cluster_role_arn": "arn:aws:iam::123456789012:role/eks-cluster",
@@ -55,19 +60,27 @@ def say(message: str = "") -> None:
 
 
 # -- the local parts ----------------------------------------------------------------------------
-def ensure_aws(state: dict) -> str:
+def ensure_aws(state: dict, kubeconfig: str) -> tuple[str, dict[str, str]]:
+    """The local AWS, its EKS clusters served by the control plane, and the Airflow identity: an
+    IAM user whose ARN the control plane maps to a cluster admin, as EKS maps a cluster's creator."""
     aws = state.get("aws", {})
-    if alive(aws.get("pid")) and http_ok(f"{aws['url']}/moto-api/"):
+    if alive(aws.get("pid")) and http_ok(f"{aws['url']}/moto-api/") and aws.get("control_plane") == kubeconfig:
         say(f"  local AWS          reused   {aws['url']}")
-        return aws["url"]
+        return aws["url"], aws["identity"]
+    if alive(aws.get("pid")):
+        stop_pid(aws["pid"])  # started for another control plane
     port = stack.free_port(5055)
-    pid = spawn("aws", [sys.executable, "-m", "local_stack.aws", "--port", str(port)], os.environ.copy())
+    pid = spawn("aws", [sys.executable, "-m", "local_stack.aws", "--port", str(port), "--control-plane", kubeconfig],
+                os.environ.copy())
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: http_ok(f"{url}/moto-api/"), 60, "local AWS", pid)
-    state["aws"] = {"pid": pid, "url": url}
+    key = iam_user(url, AIRFLOW_USER)
+    map_identity(kubeconfig, f"arn:aws:iam::123456789012:user/{AIRFLOW_USER}", AIRFLOW_USER, ["system:masters"])
+    identity = {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+    state["aws"] = {"pid": pid, "url": url, "control_plane": kubeconfig, "identity": identity}
     save_state(state)
-    say(f"  local AWS          started  {url} (moto server, pid {pid})")
-    return url
+    say(f"  local AWS          started  {url} (moto server, pid {pid}); Airflow is IAM user {AIRFLOW_USER}")
+    return url, identity
 
 
 def ensure_control_plane(state: dict) -> tuple[str, str]:
@@ -116,16 +129,16 @@ def ensure_job_markers(state: dict, kubeconfig: str, aws_url: str) -> None:
 
 
 # -- Airflow ------------------------------------------------------------------------------------
-def ensure_airflow(state: dict, aws_url: str, kubeconfig: str, helm: str) -> LocalAirflow:
+def ensure_airflow(state: dict, aws_url: str, identity: dict[str, str], helm: str) -> LocalAirflow:
     extra_env = {"LLM_ON_EKS_IDLE_TEARDOWN_SCHEDULE": IDLE_SCHEDULE, "HELM_BIN": helm,
                  # Where no network namespace can be made, the local vLLM server is on 127.0.0.1.
                  "AIRFLOW__LLM_ON_EKS__ALLOW_LOOPBACK_ENDPOINT": "True"}
     airflow = (LocalAirflow.from_state(state["airflow"], extra_env=extra_env) if "airflow" in state
                else LocalAirflow(home=AIRFLOW_HOME, extra_env=extra_env))
-    airflow.start(connections(aws_url, kubeconfig), on_start=say)
+    airflow.start(connections(aws_url, identity), on_start=say)
     state["airflow"] = airflow.to_state()
     save_state(state)
-    say("  connections           aws_default -> local AWS, kubernetes_default -> control plane, "
+    say("  connections           aws_default -> local AWS (the only way in to the cluster too), "
         "hf_default (a fake token)")
     return airflow
 
@@ -134,7 +147,7 @@ def ensure_airflow(state: dict, aws_url: str, kubeconfig: str, helm: str) -> Loc
 def deploy_conf(accelerator: str, vllm_url: str) -> dict[str, Any]:
     return {
         "model": "llama4-scout", "accelerator": accelerator, **TARGETS[accelerator], "namespace": NAMESPACE,
-        "cluster_name": CLUSTER, "create_cluster": True, **FAKE_AWS, "kubernetes_conn_id": "kubernetes_default",
+        "cluster_name": CLUSTER, "create_cluster": True, **FAKE_AWS,
         # kwok's pod IPs lead nowhere: the checks reach the local vLLM server by URL.
         "endpoint_url": vllm_url, "images_per_prompt": 0,
         "benchmark": True, "benchmark_num_prompts": 8, "benchmark_concurrency": 2, "benchmark_input_len": 64,
@@ -208,11 +221,11 @@ def up() -> int:
     say(STANDINS + "\n")
     state = load_state()
     say("Starting (or reusing) the local stack:")
-    aws_url = ensure_aws(state)
     kubeconfig, helm = ensure_control_plane(state)
+    aws_url, identity = ensure_aws(state, kubeconfig)
     vllm_url = ensure_vllm(state)
     ensure_job_markers(state, kubeconfig, aws_url)
-    airflow = ensure_airflow(state, aws_url, kubeconfig, helm)
+    airflow = ensure_airflow(state, aws_url, identity, helm)
     api = airflow.api()
     api.wait_for_dags(DAG_ID, IDLE_DAG_ID)
     say(f"\nTriggering {DAG_ID} for Llama 4 Scout on GPU and on Trainium2 (real runs on the local stand-ins):")

@@ -1,6 +1,8 @@
-"""The AWS half's test setup: one moto server on 127.0.0.1 for the module, reset before each
-test; the Airflow AWS and HF connections pointing at it (through AIRFLOW_CONN_* env vars); the
-client-side gap filler for what moto lacks (local_stack/aws_gaps.py)."""
+"""The AWS half's test setup: one moto server on 127.0.0.1 for the session (with the EKS token's
+STS check in front, local_stack/sts_presigned.py), reset before each test; the Airflow AWS and HF
+connections pointing at it (through AIRFLOW_CONN_* env vars), the AWS one as an IAM user with its
+own access key, as a real Airflow identity is; the client-side gap filler for what moto lacks
+(local_stack/aws_gaps.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import boto3
 import botocore.handlers
 import pytest
 
+from local_stack.aws import iam_user
 from local_stack.aws_gaps import AwsGaps
 
 HF_TOKEN = "hf_TEST_d0n0tl3ak_8c1f5e0b7a9243f6b1e4"
@@ -20,15 +23,22 @@ SUBNETS = ["subnet-0a1b2c3d", "subnet-0e5f6a7b"]
 CREATE = {"create_cluster": True, "cluster_role_arn": ROLE, "node_role_arn": NODE_ROLE, "subnet_ids": SUBNETS}
 
 
+AIRFLOW_USER = "airflow"
+AIRFLOW_ARN = f"arn:aws:iam::123456789012:user/{AIRFLOW_USER}"
+
+
 @pytest.fixture(scope="session")
 def moto_url():
-    from moto.server import ThreadedMotoServer
+    import threading
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    from local_stack.aws import make_server
+
+    server = make_server(0, gaps=None)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -42,8 +52,9 @@ def gaps(monkeypatch) -> AwsGaps:
 def aws_env(airflow_db, moto_url, gaps, monkeypatch):
     """A clean moto, connections to it, and the gap filler: what every AWS test starts from."""
     urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=30).read()
+    key = iam_user(moto_url, AIRFLOW_USER)
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
-        "conn_type": "aws", "login": "testing", "password": "testing",
+        "conn_type": "aws", "login": key["AccessKeyId"], "password": key["SecretAccessKey"],
         # One attempt: moto answers the APIs it lacks with errors botocore would retry for
         # seconds; a real account gets the provider's default retries.
         "extra": {"endpoint_url": moto_url, "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}}}}))
@@ -57,3 +68,4 @@ def client(moto_url: str, service: str, region: str):
     """A client of a fresh session (boto3's default one may predate the gap filler's handlers)."""
     return boto3.session.Session().client(service, endpoint_url=moto_url, region_name=region,
                                           aws_access_key_id="testing", aws_secret_access_key="testing")
+

@@ -2,9 +2,10 @@
 cluster-side steps on the local control plane with the helm CLI, the smoke test against the real
 vLLM CPU server, for Scout on GPU (FP8-free FSx staging path) and on Trainium2 (Neuron compile).
 
-Stand-ins, each because nothing else can run here: moto's EKS cluster has no API server, so the
-Kubernetes steps reach the local control plane through a Kubernetes connection (as for an
-existing cluster); kwok runs no containers, so a thread writes the S3 completion marker once
+The Kubernetes steps reach the cluster the way a user's run reaches EKS, with the AWS connection
+only: moto's EKS cluster is served by the local control plane, whose webhook authenticates the
+token EksHook's kubeconfig mints (local_stack/eks_authenticator.py, a stand-in for EKS's
+aws-iam-authenticator). Stand-ins, each because nothing else can run here: kwok runs no containers, so a thread writes the S3 completion marker once
 the staging or compile Job has succeeded, where the Job's last command would; the smoke test
 reaches vLLM by the `endpoint_url` param (the service-proxy path is tested in tests/serving).
 """
@@ -32,7 +33,7 @@ TARGETS = {
 
 
 @pytest.fixture
-def deploy_llama4(aws_env, sandbox_cluster, sandbox_k8s_conn):
+def deploy_llama4(aws_env, eks_access):
     def load():  # a fresh DAG object per run: dag.test() leaves a run's conf in its params
         return load_dag("dags/deploy_llama4.py", "deploy_llama4")
 
@@ -48,7 +49,7 @@ def test_scout_from_nothing_to_a_tested_endpoint_and_again(aws_env, deploy_llama
 
     place, weights_task, weights_node, instance_type = TARGETS[target]
     conf = {"model": "llama4-scout", **place, **CREATE, "deployment_name": "scout", "namespace": namespace,
-            "kubernetes_conn_id": "sandbox_k8s", "endpoint_url": vllm_server.base_url, "images_per_prompt": 0}
+            "endpoint_url": vllm_server.base_url, "images_per_prompt": 0}
     params = deploy_llama4().params
     for name, value in conf.items():
         params[name] = value

@@ -40,7 +40,7 @@ RACING = "deploy_model/manual__racing"
 def _deploy(sandbox_cluster, aws_env, namespace, name, endpoint, **extra):
     """Scout on a p5 node (weights staged on FSx), or, with ``model``, another catalog model."""
     conf = {"model": "llama4-scout", "accelerator": "gpu", "region": REGION, **CREATE, "deployment_name": name,
-            "namespace": namespace, "kubernetes_conn_id": "sandbox_k8s", "endpoint_url": endpoint, **extra}
+            "namespace": namespace, "endpoint_url": endpoint, **extra}
     if conf["model"] == "llama4-scout":
         conf["images_per_prompt"] = 0
     with job_markers.while_running(sandbox_cluster.api_client(), client(aws_env, "s3", REGION), namespace,
@@ -69,7 +69,7 @@ def _service(sandbox_cluster, namespace, release, annotations=None):
     return core.read_namespaced_service(release, namespace).metadata.annotations
 
 
-def test_idle_and_manual_teardown(aws_env, sandbox_cluster, sandbox_k8s_conn, namespace, vllm_server, capfd,
+def test_idle_and_manual_teardown(aws_env, sandbox_cluster, eks_access, namespace, vllm_server, capfd,
                                   monkeypatch):
     from kubernetes import client as k8s
 
@@ -124,7 +124,7 @@ def test_idle_and_manual_teardown(aws_env, sandbox_cluster, sandbox_k8s_conn, na
     assert read(api, namespace, "scout") is None  # released
 
     # teardown_deployment while the deploy run holds the Lease: fails naming it, touches nothing.
-    conf = {"deployment_name": "guarded", "namespace": namespace, "region": REGION, "kubernetes_conn_id": "sandbox_k8s",
+    conf = {"deployment_name": "guarded", "namespace": namespace, "region": REGION,
             "delete_fsx": True, "delete_cluster": True, "delete_artifacts": True}
     held = inventory(aws_env, REGION)
     capfd.readouterr()

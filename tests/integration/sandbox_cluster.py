@@ -59,3 +59,18 @@ def sandbox_k8s_conn(sandbox_cluster, monkeypatch) -> str:
         {"conn_type": "kubernetes", "extra": {"kube_config_path": sandbox_cluster.kubeconfig}}))
     monkeypatch.setenv("HELM_BIN", sandbox_cluster.helm)
     return SANDBOX_CONN_ID
+
+
+@pytest.fixture
+def eks_access(sandbox_cluster, aws_env, gaps, monkeypatch):
+    """The tasks reach the local control plane the way they reach EKS: every moto EKS cluster is
+    served by it (its endpoint and CA), and the Airflow identity is mapped as the cluster's
+    creator is on EKS (system:masters, the bootstrap admin of CONFIG_MAP mode)."""
+    from local_stack.aws_gaps import cluster_endpoint
+    from local_stack.eks_authenticator import map_identity
+    from tests.aws.conftest import AIRFLOW_ARN, AIRFLOW_USER
+
+    gaps.cluster_endpoint = cluster_endpoint(sandbox_cluster.kubeconfig)
+    map_identity(sandbox_cluster.kubeconfig, AIRFLOW_ARN, AIRFLOW_USER, ["system:masters"])
+    monkeypatch.setenv("HELM_BIN", sandbox_cluster.helm)
+    return sandbox_cluster

@@ -104,8 +104,9 @@ def service_proxy_endpoint(kubeconfig: str, namespace: str, service: str, port: 
 
     configuration = client.Configuration()
     config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    # Runs the exec plugin / refresh hook, so an EKS token is fresh when the check starts.
-    authorization = configuration.get_api_key_with_prefix("authorization")
+    # Runs the exec plugin / refresh hook, so an EKS token is fresh when the check starts. The
+    # client keeps a kubeconfig's token under "BearerToken" ("authorization" is its old name).
+    authorization = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
     path = proxy_path(namespace, service, port)
     client_cert = (configuration.cert_file, configuration.key_file) if configuration.cert_file else None
     return Endpoint(

@@ -1,10 +1,11 @@
 """Deferrable waits on the cluster: a Job's completion, a release's readiness.
 
 Both can take hours (Neuron compiles, Maverick's start-up), so the task gives back its worker
-slot and the triggerer polls. Each poll opens a fresh connection through the same access path
-as the tasks (``llm_on_eks.kube.access``), so an EKS token never outlives its ~15 minutes
-(apache/airflow#63020), and runs the same probe the in-worker wait uses. The deadline is an
-absolute time fixed when the task defers: a triggerer restart does not restart the budget.
+slot and the triggerer polls. A run opens one client through the same access path as the tasks
+(``llm_on_eks.kube.access``), which renews the AWS credentials and the EKS token as they age, so a
+two-hour wait never holds an expired one (apache/airflow#63020), and each poll runs the same
+probe the in-worker wait uses. The deadline is an absolute time fixed when the task defers: a
+triggerer restart does not restart the budget.
 
 Every event has one shape, which ``ClusterWaitOperator.execute_complete`` validates:
 ``{"status": "success", "result": ...}`` or ``{"status": "error", "message": ..., "result": ...}``.
@@ -15,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from llm_on_eks.kube.access import ClusterAccess
+from llm_on_eks.kube.access import ClusterAccess, api_client
 
 POLL_S = 10
 
@@ -47,20 +49,16 @@ class _ClusterPollTrigger(BaseTrigger):
     def look(self, api: Any, last: bool) -> dict[str, Any] | None:
         raise NotImplementedError
 
-    def _probe(self, last: bool) -> dict[str, Any] | None:
-        """One look, blocking (the kubernetes client is synchronous): run in a thread."""
-        from llm_on_eks.kube.access import api_client
-
-        with api_client(self.access) as api:
-            return self.look(api, last)
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        while True:
-            event = await asyncio.to_thread(self._probe, time.time() > self.deadline)
-            if event is not None:
-                yield TriggerEvent(event)
-                return
-            await asyncio.sleep(self.poll_s)
+        # The kubernetes client is synchronous: opening it and each look run in a thread.
+        with ExitStack() as stack:
+            api = await asyncio.to_thread(stack.enter_context, api_client(self.access))
+            while True:
+                event = await asyncio.to_thread(self.look, api, time.time() > self.deadline)
+                if event is not None:
+                    yield TriggerEvent(event)
+                    return
+                await asyncio.sleep(self.poll_s)
 
 
 class JobCompleteTrigger(_ClusterPollTrigger):
