@@ -104,7 +104,9 @@ def test_a_wait_outlives_an_assumed_role_session(aws_env, cluster, eks_access, n
     key = iam_user(aws_env, AIRFLOW_USER)
     monkeypatch.setenv("AIRFLOW_CONN_AWS_SHORT", json.dumps({
         "conn_type": "aws", "login": key["AccessKeyId"], "password": key["SecretAccessKey"],
-        "extra": {"endpoint_url": aws_env, "role_arn": role["Role"]["Arn"],
+        # The provider assumes a role at service_config's STS endpoint, never at endpoint_url.
+        "extra": {"endpoint_url": aws_env, "service_config": {"sts": {"endpoint_url": aws_env}},
+                  "role_arn": role["Role"]["Arn"],
                   "assume_role_kwargs": {"DurationSeconds": SESSION_S},
                   # botocore refuses DurationSeconds under 900 before sending; STS's minimum.
                   "config_kwargs": {"parameter_validation": False}}}))
