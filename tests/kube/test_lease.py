@@ -36,6 +36,27 @@ def test_two_runs_race_and_exactly_one_wins(sandbox_cluster, namespace):
     assert read(sandbox_cluster.api_client(), namespace, DEPLOYMENT).holder == winner
 
 
+def test_parallel_steps_of_the_holding_run_all_renew(sandbox_cluster, namespace):
+    """Steps of one run that start together (the node groups, the bucket) each renew the Lease;
+    the writes that lose to a sibling's are tried again (seen on the demo: a 409 failed one)."""
+    acquire(sandbox_cluster.api_client(), namespace, DEPLOYMENT, DEPLOYER, DEPLOY, 300, wait_s=0)
+    steps = 4
+    start, outcomes = threading.Barrier(steps), []
+
+    def step() -> None:
+        api = sandbox_cluster.api_client()
+        start.wait()
+        outcomes.append(renew(api, namespace, DEPLOYMENT, DEPLOYER, DEPLOY, 600).step)
+
+    threads = [threading.Thread(target=step) for _ in range(steps)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == ["renew"] * steps
+    assert read(sandbox_cluster.api_client(), namespace, DEPLOYMENT).holder == DEPLOYER
+
+
 def test_the_loser_fails_naming_the_holder_until_it_is_released(sandbox_cluster, namespace):
     api = sandbox_cluster.api_client()
     assert acquire(api, namespace, DEPLOYMENT, DEPLOYER, DEPLOY, 300, wait_s=0).step == "create"

@@ -26,6 +26,8 @@ from llm_on_eks.naming import LABEL_PREFIX, k8s_labels, lease_name
 # What the holder is doing to the deployment: the idle judge keeps one a deploy is working on.
 ACTION_ANNOTATION = f"{LABEL_PREFIX}/lease-action"
 POLL_S = 5
+# Renewals lost to a sibling step of the same run writing at the same moment, tried again.
+RENEW_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -161,15 +163,18 @@ def acquire(api: Any, namespace: str, deployment: str, me: str, action: str, dur
 
 def renew(api: Any, namespace: str, deployment: str, me: str, action: str, duration_s: int) -> LeaseDecision:
     """Extend the Lease this run holds; LeaseHeld when it does not hold it any more (it went stale
-    and another run took it over, or it was deleted): the step must not act then."""
-    found = read(api, namespace, deployment)
-    if found is None or found.holder != me:
-        raise LeaseHeld(f"this run ({me}) no longer holds lease {namespace}/{lease_name(deployment)}: "
-                        + (found.describe() if found else "it is gone"))
-    decision, _ = try_acquire(api, namespace, deployment, me, action, duration_s)
-    if decision.step != "renew":
-        raise LeaseHeld(f"lease {namespace}/{lease_name(deployment)} could not be renewed: {decision.reason}")
-    return decision
+    and another run took it over, or it was deleted): the step must not act then. A write lost to
+    a sibling step of the same run renewing at the same moment (parallel steps each renew as they
+    start: a 409 with the holder unchanged) is read and tried again."""
+    for _ in range(RENEW_ATTEMPTS):
+        found = read(api, namespace, deployment)
+        if found is None or found.holder != me:
+            raise LeaseHeld(f"this run ({me}) no longer holds lease {namespace}/{lease_name(deployment)}: "
+                            + (found.describe() if found else "it is gone"))
+        decision, _ = try_acquire(api, namespace, deployment, me, action, duration_s)
+        if decision.step == "renew":
+            return decision
+    raise LeaseHeld(f"lease {namespace}/{lease_name(deployment)} could not be renewed: {decision.reason}")
 
 
 def release(api: Any, namespace: str, deployment: str, me: str) -> str:
