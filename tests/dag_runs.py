@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 
 @dataclass
@@ -18,26 +22,60 @@ class DagRunResult:
         return sorted(task for task, state in self.states.items() if state in ("failed", "upstream_failed"))
 
 
+# One parse, one metadata-DB sync and one serialization per test DAG file and pytest run: each
+# was about a third of an AWS test's time (the deploy DAGs carry 38 params into each of their
+# operators, and serializing validates every copy).
+_BAGS: dict[str, Any] = {}
+_SERIALIZED: dict[tuple[str, str], dict[str, Any]] = {}
+
+
 def load_dag(path: str, dag_id: str):
-    """A fresh DAG object from ``path`` (relative to the repository root): the way Airflow loads
-    it, and fresh because ``dag.test()`` leaves a run's conf in the DAG's params.
+    """A fresh copy of DAG ``dag_id`` from ``path`` (relative to the repository root): parsed the
+    way Airflow loads it, once per pytest run, and copied because ``dag.test()`` leaves a run's
+    conf in the DAG's params.
 
-    The file's DAGs are also written to the metadata DB under the bundle that holds them: a
+    The file's DAGs are also written to the metadata DB under the bundle that holds them, once: a
     dag.test() of a DAG the DB does not know yet walks every bundle, parsing and serializing
-    each, until it finds it (apache/airflow#64884); one it knows re-syncs only its own bundle."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    each, until it finds it (apache/airflow#64884)."""
+    bag = _BAGS.get(path)
+    if bag is None:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
-    from tests.conftest import ROOT
+        from tests.conftest import ROOT
 
-    folder = (ROOT / path).parent
-    manager = DagBundlesManager()
-    (bundle,) = [b for b in manager.get_all_dag_bundles() if Path(b.path) == folder]
-    bag = DagBag(dag_folder=str(ROOT / path), bundle_path=folder, bundle_name=bundle.name)
-    assert not bag.import_errors, bag.import_errors
-    manager.sync_bundles_to_db()
-    sync_bag_to_db(bag, bundle.name, None)
-    return bag.dags[dag_id]
+        folder = (ROOT / path).parent
+        manager = DagBundlesManager()
+        (bundle,) = [b for b in manager.get_all_dag_bundles() if Path(b.path) == folder]
+        bag = DagBag(dag_folder=str(ROOT / path), bundle_path=folder, bundle_name=bundle.name)
+        assert not bag.import_errors, bag.import_errors
+        manager.sync_bundles_to_db()
+        sync_bag_to_db(bag, bundle.name, None)
+        _BAGS[path] = bag
+    return copy.deepcopy(bag.dags[dag_id])
+
+
+@contextmanager
+def _synced_once() -> Iterator[None]:
+    """dag.test() as it runs, without what load_dag already did once for the file: it re-parses
+    and re-syncs the DAG's whole bundle on every call (for sibling DAGs a TriggerDagRunOperator
+    may start, apache/airflow#64884; ours start none) and serializes the DAG again (every copy
+    of a file's DAG serializes the same)."""
+    from airflow.dag_processing import dagbag
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    serialize = DagSerialization.serialize_dag
+
+    def serialize_once(dag):
+        key = (dag.fileloc, dag.dag_id)
+        if key not in _SERIALIZED:
+            _SERIALIZED[key] = serialize(dag)
+        return copy.deepcopy(_SERIALIZED[key])
+
+    with (mock.patch.object(dagbag, "BundleDagBag", lambda **_: None),
+          mock.patch.object(dagbag, "sync_bag_to_db", lambda *_: None),
+          mock.patch.object(DagSerialization, "serialize_dag", serialize_once)):
+        yield
 
 
 def run_dag(dag, conf: dict[str, Any] | None = None) -> DagRunResult:
@@ -45,7 +83,8 @@ def run_dag(dag, conf: dict[str, Any] | None = None) -> DagRunResult:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    dag_run = dag.test(run_conf=conf or {})
+    with _synced_once():
+        dag_run = dag.test(run_conf=conf or {})
     with create_session() as session:
         states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
         rows = session.query(XComModel).filter(

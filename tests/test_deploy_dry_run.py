@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.dag_runs import run_dag
+from tests.dag_runs import load_dag, run_dag
 
 LLAMA4 = [(m, a) for m in ("llama4-scout", "llama4-maverick") for a in ("gpu", "neuron")]
 WEIGHT_STEP = {"gpu": "prepare_weights.stage_to_fsx", "neuron": "prepare_weights.neuron_compile"}
@@ -14,14 +14,7 @@ WEIGHT_STEP = {"gpu": "prepare_weights.stage_to_fsx", "neuron": "prepare_weights
 
 @pytest.fixture
 def deploy_llama4(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tests.conftest import ROOT
-
-    # A fresh parse per test: a DAG object keeps the params of its last dag.test() run.
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "deploy_llama4.py"))
-    assert not bag.import_errors
-    return bag.dags["deploy_llama4"]
+    return load_dag("dags/deploy_llama4.py", "deploy_llama4")
 
 
 @pytest.mark.parametrize(("model", "accelerator"), LLAMA4)
