@@ -15,6 +15,8 @@ the deployment's Lease when it starts; the builders leave it out for test DAGs o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -163,16 +165,25 @@ def release_lease(plan: Any, take: TakeLeaseOperator, after: list[Any]) -> None:
     release.as_teardown(setups=take)
 
 
-def _dag(dag_id: str, *, doc_md: str, schedule: Any, params: dict[str, Any], tags: list[str], **kwargs: Any) -> DAG:
-    """Every DAG of the project: manual or scheduled, never catching up, one run at a time."""
-    return DAG(dag_id=dag_id, doc_md=doc_md, schedule=schedule, start_date=START_DATE, catchup=False,
-               max_active_runs=1, default_args=DEFAULT_ARGS, tags=["llm", "eks", "vllm", *tags], params=params,
-               render_template_as_native_obj=True, **kwargs)
+@contextmanager
+def _dag(dag_id: str, *, doc_md: str, schedule: Any, params: dict[str, Any], tags: list[str],
+         **kwargs: Any) -> Iterator[DAG]:
+    """Every DAG of the project: manual or scheduled, never catching up, one run at a time.
+
+    Its params are set once its tasks are built: an operator built inside a DAG deep-copies the
+    DAG's params (BaseOperator's default merging), half of a warm parse of the deploy DAGs (38
+    params into each of 29 operators), and serializing validates every copy. A task gets the
+    DAG's params at run time all the same (``process_params`` merges the DAG's first)."""
+    with DAG(dag_id=dag_id, doc_md=doc_md, schedule=schedule, start_date=START_DATE, catchup=False,
+             max_active_runs=1, default_args=DEFAULT_ARGS, tags=["llm", "eks", "vllm", *tags],
+             render_template_as_native_obj=True, **kwargs) as dag:
+        yield dag
+    dag.params = params
 
 
 def build_teardown_dag(dag_id: str, *, doc_md: str, waiter_delay: int | None = None) -> DAG:
     """teardown_deployment: one deployment, with a switch for everything beyond its release."""
-    with _dag(dag_id, doc_md=doc_md, schedule=None, params=teardown_form(), tags=["teardown"]):
+    with _dag(dag_id, doc_md=doc_md, schedule=None, params=teardown_form(), tags=["teardown"]) as dag:
         plan = plan_teardown()
         take = take_lease(plan, TEARDOWN)
         kube, aws = teardown_groups(plan, plan["nodegroup"], plan["system_nodegroup"], lease=LEASE,
@@ -181,13 +192,14 @@ def build_teardown_dag(dag_id: str, *, doc_md: str, waiter_delay: int | None = N
                                     delete_artifacts="{{ params.delete_artifacts }}", waiter_delay=waiter_delay)
         take >> kube
         release_lease(plan, take, [aws >> register_removal(plan)])
+    return dag
 
 
 def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str | None,
                             waiter_delay: int | None = None) -> DAG:
     """teardown_idle_deployments: judge every deployment; the idle ones go through the same
     teardown groups as teardown_deployment (release and node group; shared things stay)."""
-    with _dag(dag_id, doc_md=doc_md, schedule=schedule, params={}, tags=["teardown"]):
+    with _dag(dag_id, doc_md=doc_md, schedule=schedule, params={}, tags=["teardown"]) as dag:
         verdicts = JudgeDeploymentOperator.partial(task_id="judge_deployment").expand(record=discover_deployments())
 
         @task_group(group_id="teardown")
@@ -200,6 +212,7 @@ def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str | None,
             release_lease(plan, take, [aws >> register_removal(plan)])
 
         teardown.expand_kwargs(select_idle(verdicts.output)) >> summarize(verdicts.output)
+    return dag
 
 
 def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = None,
