@@ -52,7 +52,12 @@ def load_dag(path: str, dag_id: str):
         manager.sync_bundles_to_db()
         sync_bag_to_db(bag, bundle.name, None)
         _BAGS[path] = bag
-    return copy.deepcopy(bag.dags[dag_id])
+    dag = copy.deepcopy(bag.dags[dag_id])
+    for task in dag.tasks:
+        # BaseOperator's deepcopy shares the Param objects (params is a shallow-copy attribute),
+        # and a run writes its conf into them: each copy gets its own.
+        task.params = copy.deepcopy(task.params)
+    return dag
 
 
 @contextmanager

@@ -29,6 +29,7 @@ def test_the_shipped_catalog_has_no_unexplained_drift():
     result = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 drifted" in result.stdout
+    assert "pinned     nxdi       SDK 2.28.0" in result.stdout  # the Neuron SDK window is checked too
 
 
 def test_every_transcription_says_what_it_is_and_where_it_came_from():
@@ -58,3 +59,16 @@ def test_a_changed_public_file_is_drift():
     assert rows["max_model_len"] == ("DRIFT", 8192, 4096)
     assert rows["image"][0] == "DRIFT"
     assert rows["env.NEURON_RT_VIRTUAL_CORE_SIZE"] == ("DRIFT", "2", "(not set)")
+
+
+def test_neuron_images_are_checked_against_the_sdks_that_run_llama4():
+    from llm_on_eks.catalog import NeuronFramework
+
+    def framework(tag: str) -> NeuronFramework:
+        return NeuronFramework(name=tag, image=f"public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:{tag}", env={},
+                               cache="compiled_artifacts", images_supported=True)
+
+    tags = ["0.13.0-neuronx-py312-sdk2.28.0-ubuntu24.04", "0.16.0-neuronx-py312-sdk2.31.1-ubuntu24.04",
+            "0.16.0-neuronx-py312-sdk2.32.0-ubuntu24.04", "0.9.1-neuronx-py310-sdk2.21.0-ubuntu22.04", "latest"]
+    window = {name: status for status, name, _ in drift.sdk_window({tag: framework(tag) for tag in tags})}
+    assert window == dict(zip(tags, ["pinned", "unpinned", "outside", "outside", "outside"], strict=True))
