@@ -80,6 +80,7 @@ def test_tokens_are_let_in_only_as_eks_lets_them_in(aws_env, cluster):
         "another cluster": _token(aws_env, key, cluster="not-this-one"),
         "not an EKS token": "k8s-aws-v1.aGVsbG8",
     }
+    # A token signed 16 minutes ago, by the test's own signer: botocore signs at its clock's now.
     signed_long_ago = datetime.now(UTC) - timedelta(minutes=16)
     with mock.patch("botocore.auth.get_current_datetime", return_value=signed_long_ago.replace(tzinfo=None)):
         refused["expired"] = _token(aws_env, key)
