@@ -52,12 +52,17 @@ def load_dag(path: str, dag_id: str):
         manager.sync_bundles_to_db()
         sync_bag_to_db(bag, bundle.name, None)
         _BAGS[path] = bag
-    dag = copy.deepcopy(bag.dags[dag_id])
-    for task in dag.tasks:
-        # BaseOperator's deepcopy shares the Param objects (params is a shallow-copy attribute),
-        # and a run writes its conf into them: each copy gets its own.
+    return _fresh(bag.dags[dag_id])
+
+
+def _fresh(dag):
+    """A copy of ``dag`` that shares no Param object with it: dag.test() writes a run's conf into
+    the Param objects it resolves (the DAG's and its tasks'), and BaseOperator's deepcopy shares
+    a task's (``params`` is one of its shallow-copy attributes)."""
+    copied = copy.deepcopy(dag)
+    for task in copied.tasks:
         task.params = copy.deepcopy(task.params)
-    return dag
+    return copied
 
 
 @contextmanager
@@ -89,7 +94,8 @@ def run_dag(dag, conf: dict[str, Any] | None = None) -> DagRunResult:
     from airflow.utils.session import create_session
 
     with _synced_once():
-        dag_run = dag.test(run_conf=conf or {})
+        # On a copy: a second run of the same DAG object would start from the first one's conf.
+        dag_run = _fresh(dag).test(run_conf=conf or {})
     with create_session() as session:
         states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
         rows = session.query(XComModel).filter(

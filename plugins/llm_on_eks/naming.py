@@ -23,9 +23,10 @@ FAILED_AT_KEY = f"{LABEL_PREFIX}/failed-at"
 ACCELERATOR_KEY = f"{LABEL_PREFIX}/accelerator"
 IDLE_TTL_ANNOTATION = f"{LABEL_PREFIX}/idle-ttl-minutes"
 PROTECTED_ANNOTATION = f"{LABEL_PREFIX}/protected"
-MODEL_ANNOTATION = f"{LABEL_PREFIX}/model"
 # The S3 object a weight Job writes last: its presence means the Job's artifacts are whole.
 COMPLETION_MARKER_ANNOTATION = f"{LABEL_PREFIX}/completion-marker"
+# The LeaderWorkerSet API a multi-node release is made of: group, version, plural (LWS v0.7).
+LWS_GROUP, LWS_VERSION, LWS_PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
 # The cluster's shared system node group carries a role instead of a deployment.
 ROLE_KEY = f"{LABEL_PREFIX}/role"
 SYSTEM_ROLE = "system"

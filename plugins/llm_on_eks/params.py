@@ -134,7 +134,7 @@ def teardown_form() -> dict[str, Param]:
     """The params form of teardown_deployment: which deployment, and what goes beyond its release."""
     return {
         "deployment_name": Param("", type="string", **schema("deployment_name"), maxLength=DEPLOYMENT_NAME_MAX,
-                                 title="Deployment name", description="As deployed (default there: <model>-<accelerator>).",
+                                 title="Deployment name", description="As deployed (default there: <model>-<profile>).",
                                  section="Deployment"),
         "namespace": Param(DEFAULTS["namespace"], type="string", **schema("namespace"), title="Kubernetes namespace",
                            section="Deployment"),

@@ -24,6 +24,9 @@ from llm_on_eks.kube.readiness import serving_selector
 from llm_on_eks.naming import (
     ACCELERATOR_KEY,
     DEPLOYMENT_KEY,
+    LWS_GROUP,
+    LWS_PLURAL,
+    LWS_VERSION,
     MANAGED_BY_KEY,
     NAMESPACE_KEY,
     PROJECT,
@@ -64,7 +67,7 @@ def other_deployments(api: Any, namespace: str, deployment: str) -> list[str]:
                     deployment)
     try:
         sets = client.CustomObjectsApi(api).list_namespaced_custom_object(
-            "leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets", label_selector=selector)["items"]
+            LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, label_selector=selector)["items"]
     except ApiException as exc:
         if exc.status != 404:  # no LeaderWorkerSet CRD: no multi-node deployments
             raise

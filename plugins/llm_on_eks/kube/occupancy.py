@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_on_eks.naming import is_managed
+from llm_on_eks.naming import LWS_GROUP, LWS_PLURAL, LWS_VERSION, is_managed
 
 # Helm writes this annotation on every object of a release (Helm docs, "Adopting existing resources").
 HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"
-LWS = ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets")
 
 
 def _metadata(api, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -28,7 +27,7 @@ def _metadata(api, kind: str, namespace: str, name: str) -> dict[str, Any] | Non
         elif kind == "Service":
             meta = client.CoreV1Api(api).read_namespaced_service(name, namespace).metadata
         else:
-            found = client.CustomObjectsApi(api).get_namespaced_custom_object(*LWS[:2], namespace, LWS[2], name)
+            found = client.CustomObjectsApi(api).get_namespaced_custom_object(LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, name)
             return found.get("metadata") or {}
     except ApiException as exc:
         if exc.status == 404:  # no such object, or a cluster without the LeaderWorkerSet CRD

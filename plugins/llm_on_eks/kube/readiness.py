@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llm_on_eks.naming import LWS_GROUP, LWS_PLURAL, LWS_VERSION
+
 # A pod the scheduler cannot place for this long will not be placed: node groups have a fixed
 # size and scaling them is the provision step's business, not the scheduler's.
 UNSCHEDULABLE_GRACE_S = 20
@@ -72,7 +74,7 @@ def check(api, namespace: str, release: str, multi_node: bool, now) -> Readiness
     stuck = unschedulable(pods, now)
     if multi_node:
         lws = client.CustomObjectsApi(api).get_namespaced_custom_object(
-            "leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets", release)
+            LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, release)
         status, wanted = lws.get("status", {}), lws["spec"]["replicas"]
         # LWS status has no observedGeneration: an update in flight shows as a condition.
         updating = any(c["type"] == "UpdateInProgress" and c["status"] == "True" for c in status.get("conditions", []))

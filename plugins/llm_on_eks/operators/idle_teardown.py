@@ -81,7 +81,7 @@ class JudgeDeploymentOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from llm_on_eks.naming import IDLE_TTL_ANNOTATION, PROTECTED_ANNOTATION
-        from llm_on_eks.plan import TEARDOWN_KEYS, build_teardown_plan
+        from llm_on_eks.plan import DEFAULTS, TEARDOWN_KEYS, build_teardown_plan
         from llm_on_eks.serving.idleness import Observation, idle_cost, judge
 
         record = self.record
@@ -93,7 +93,8 @@ class JudgeDeploymentOperator(BaseOperator):
         failed_at, nodegroup_created = self._nodegroup_marks(plan)
         seen = Observation(
             now=now,
-            idle_ttl_minutes=int(annotations.get(IDLE_TTL_ANNOTATION, record.get("idle_ttl_minutes", 60))),
+            idle_ttl_minutes=int(annotations.get(IDLE_TTL_ANNOTATION,
+                                                 record.get("idle_ttl_minutes", DEFAULTS["idle_ttl_minutes"]))),
             protected=annotations.get(PROTECTED_ANNOTATION, "false").lower() == "true",
             created_at=(service or {}).get("created_at"), ready=ready, load=load,
             state=(service or {}).get("state") or {}, failed_at=failed_at, nodegroup_created_at=nodegroup_created,
@@ -119,6 +120,7 @@ class JudgeDeploymentOperator(BaseOperator):
         from llm_on_eks.kube import readiness
         from llm_on_eks.kube.access import api_client, cluster_access
         from llm_on_eks.kube.lease import holder_of
+        from llm_on_eks.plan import SERVING_PORT
         from llm_on_eks.serving.idleness import STATE_ANNOTATION, parse_state
         from llm_on_eks.serving.metrics import read_deployment_load
 
@@ -142,7 +144,8 @@ class JudgeDeploymentOperator(BaseOperator):
                 if exc.status != 404:
                     raise
                 ready = False
-        endpoint_plan = {**plan, "serving": {"base_url": record.get("endpoint_url"), "port": record.get("port", 8000)}}
+        endpoint_plan = {**plan, "serving": {"base_url": record.get("endpoint_url"),
+                                             "port": record.get("port", SERVING_PORT)}}
         return lease, service, ready, read_deployment_load(endpoint_plan) if ready else None
 
     def _nodegroup_marks(self, plan: dict[str, Any]) -> tuple[datetime | None, datetime | None]:

@@ -7,7 +7,7 @@ two-hour wait never holds an expired one (apache/airflow#63020), and each poll r
 probe the in-worker wait uses. The deadline is an absolute time fixed when the task defers: a
 triggerer restart does not restart the budget.
 
-Every event has one shape, which ``ClusterWaitOperator.execute_complete`` validates:
+Every event has one shape, which ``PlanStepOperator.execute_complete`` validates:
 ``{"status": "success", "result": ...}`` or ``{"status": "error", "message": ..., "result": ...}``.
 """
 
