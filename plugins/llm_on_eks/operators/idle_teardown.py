@@ -80,13 +80,45 @@ class JudgeDeploymentOperator(BaseOperator):
         self.record = record
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from llm_on_eks.naming import IDLE_TTL_ANNOTATION, PROTECTED_ANNOTATION
-        from llm_on_eks.plan import DEFAULTS, TEARDOWN_KEYS, build_teardown_plan
-        from llm_on_eks.serving.idleness import Observation, idle_cost, judge
+        from llm_on_eks.plan import TEARDOWN_KEYS, build_teardown_plan
+        from llm_on_eks.serving.idleness import Verdict, idle_cost
 
         record = self.record
         plan = build_teardown_plan({k: record.get(k) for k in TEARDOWN_KEYS} | {"deployment_name": record["deployment"],
                                                                                "cluster_name": record["cluster"]})
+        if self._cluster_gone(plan):
+            # Removed with its cluster (outside a teardown run): nothing of it is left to read or remove.
+            verdict, load = Verdict(teardown=False, reason=f"gone: EKS cluster {record['cluster']} no longer "
+                                                           f"exists in {record['region']}", state=None), None
+        else:
+            verdict, load = self._judge(plan, record)
+        hourly = float(record.get("hourly_usd") or 0)
+        result = {"deployment": record["deployment"], "cluster": record["cluster"], "region": record["region"],
+                  "namespace": record["namespace"], "teardown": verdict.teardown, "reason": verdict.reason,
+                  "hourly_usd": hourly, "idle_cost_usd": idle_cost(hourly, verdict.idle_minutes),
+                  "load": load.as_dict() if load else None, "plan": dict(plan) | {"reason": verdict.reason}}
+        self.log.info("%s/%s on %s: %s", record["namespace"], record["deployment"], record["cluster"], verdict.reason)
+        return result
+
+    @staticmethod
+    def _cluster_gone(plan: dict[str, Any]) -> bool:
+        """Reached through EKS, and EKS has no such cluster (a Kubernetes connection may name a
+        cluster EKS never knew)."""
+        from airflow.providers.amazon.aws.hooks.eks import EksHook
+
+        from llm_on_eks.aws import eks as rules
+
+        if plan["kubernetes"]["conn_id"]:
+            return False
+        eks = EksHook(aws_conn_id=plan["aws"]["conn_id"], region_name=plan["aws"]["region"]).conn
+        return rules.describe_cluster(eks, plan["cluster"]["name"]) is None
+
+    def _judge(self, plan: dict[str, Any], record: dict[str, Any]) -> tuple[Any, Any]:
+        """The idleness rules' verdict on what the cluster and AWS say of the deployment, and its load."""
+        from llm_on_eks.naming import IDLE_TTL_ANNOTATION, PROTECTED_ANNOTATION
+        from llm_on_eks.plan import DEFAULTS
+        from llm_on_eks.serving.idleness import Observation, judge
+
         now = datetime.now(UTC)
         lease, service, ready, load = self._cluster_side(plan, record, now)
         annotations = (service or {}).get("annotations") or {}
@@ -103,13 +135,7 @@ class JudgeDeploymentOperator(BaseOperator):
         verdict = judge(seen)
         if verdict.state is not None and service is not None:
             self._keep_state(plan, verdict.state)
-        hourly = float(record.get("hourly_usd") or 0)
-        result = {"deployment": record["deployment"], "cluster": record["cluster"], "region": record["region"],
-                  "namespace": record["namespace"], "teardown": verdict.teardown, "reason": verdict.reason,
-                  "hourly_usd": hourly, "idle_cost_usd": idle_cost(hourly, verdict.idle_minutes),
-                  "load": load.as_dict() if load else None, "plan": dict(plan) | {"reason": verdict.reason}}
-        self.log.info("%s/%s on %s: %s", record["namespace"], record["deployment"], record["cluster"], verdict.reason)
-        return result
+        return verdict, load
 
     def _cluster_side(self, plan: dict[str, Any], record: dict[str, Any], now: datetime) -> tuple:
         """((action, holder) of a live Lease or None, the Service's annotations/creation/state or
