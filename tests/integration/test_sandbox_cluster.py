@@ -200,8 +200,9 @@ def test_down_leaves_no_process_and_no_port(tmp_path):
                                     text=True).stdout.strip()
         named = {p.stem: int(p.read_text()) for p in (Path(kubeconfig).parent / "pids").glob("*.pid")}
         assert set(named) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-                              "kwok-controller", "lws-controller-manager"}
+                              "kwok-controller", "lws-controller-manager", "eks-authenticator"}
         assert len(_listening_ports({named["lws-controller-manager"]})) == 3  # webhooks, probes, metrics
+        assert len(_listening_ports({named["eks-authenticator"]})) == 1
         pids = set(named.values())
         ports = _listening_ports(pids)
     finally:
