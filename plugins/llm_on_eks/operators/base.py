@@ -108,6 +108,19 @@ class PlanStepOperator(BaseOperator):
         raise AirflowFailException(why)
 
 
+def eks_cluster_gone(plan: Any) -> bool:
+    """Reached through EKS, and EKS has no such cluster: what was in it went with it (a Kubernetes
+    connection may name a cluster EKS never knew)."""
+    from airflow.providers.amazon.aws.hooks.eks import EksHook
+
+    from llm_on_eks.aws import eks as rules
+
+    if plan["kubernetes"]["conn_id"]:
+        return False
+    eks = EksHook(aws_conn_id=plan["aws"]["conn_id"], region_name=plan["aws"]["region"]).conn
+    return rules.describe_cluster(eks, plan["cluster"]["name"]) is None
+
+
 def _pretty(value: Any) -> str:
     import yaml
 

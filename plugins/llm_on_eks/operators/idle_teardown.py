@@ -80,13 +80,14 @@ class JudgeDeploymentOperator(BaseOperator):
         self.record = record
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from llm_on_eks.operators.base import eks_cluster_gone
         from llm_on_eks.plan import TEARDOWN_KEYS, build_teardown_plan
         from llm_on_eks.serving.idleness import Verdict, idle_cost
 
         record = self.record
         plan = build_teardown_plan({k: record.get(k) for k in TEARDOWN_KEYS} | {"deployment_name": record["deployment"],
                                                                                "cluster_name": record["cluster"]})
-        if self._cluster_gone(plan):
+        if eks_cluster_gone(plan):
             # Removed with its cluster (outside a teardown run): nothing of it is left to read or remove.
             verdict, load = Verdict(teardown=False, reason=f"gone: EKS cluster {record['cluster']} no longer "
                                                            f"exists in {record['region']}", state=None), None
@@ -99,19 +100,6 @@ class JudgeDeploymentOperator(BaseOperator):
                   "load": load.as_dict() if load else None, "plan": dict(plan) | {"reason": verdict.reason}}
         self.log.info("%s/%s on %s: %s", record["namespace"], record["deployment"], record["cluster"], verdict.reason)
         return result
-
-    @staticmethod
-    def _cluster_gone(plan: dict[str, Any]) -> bool:
-        """Reached through EKS, and EKS has no such cluster (a Kubernetes connection may name a
-        cluster EKS never knew)."""
-        from airflow.providers.amazon.aws.hooks.eks import EksHook
-
-        from llm_on_eks.aws import eks as rules
-
-        if plan["kubernetes"]["conn_id"]:
-            return False
-        eks = EksHook(aws_conn_id=plan["aws"]["conn_id"], region_name=plan["aws"]["region"]).conn
-        return rules.describe_cluster(eks, plan["cluster"]["name"]) is None
 
     def _judge(self, plan: dict[str, Any], record: dict[str, Any]) -> tuple[Any, Any]:
         """The idleness rules' verdict on what the cluster and AWS say of the deployment, and its load."""

@@ -84,16 +84,12 @@ class ReleaseLeaseOperator(PlanStepOperator):
         return {"release": "nothing: a dry run takes no lease"}
 
     def run(self, plan: Plan, context: Any) -> Any:
-        from airflow.providers.amazon.aws.hooks.eks import EksHook
-
-        from llm_on_eks.aws import eks as rules
         from llm_on_eks.kube.access import api_client, cluster_access
         from llm_on_eks.kube.lease import release
         from llm_on_eks.naming import lease_name
+        from llm_on_eks.operators.base import eks_cluster_gone
 
-        if not plan["kubernetes"]["conn_id"] and rules.describe_cluster(
-                EksHook(aws_conn_id=plan["aws"]["conn_id"], region_name=plan["aws"]["region"]).conn,
-                plan["cluster"]["name"]) is None:
+        if eks_cluster_gone(plan):
             return {"lease": lease_name(plan["deployment"]), "action": "gone with the cluster"}  # torn down
         with api_client(cluster_access(plan)) as api:
             done = release(api, plan["kubernetes"]["namespace"], plan["deployment"], lease_holder(context))
