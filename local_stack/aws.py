@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote
 
 import botocore.session
 
-from local_stack.aws_gaps import BOTOCORE_NAMES, AwsGaps
+from local_stack.aws_gaps import ACCOUNT, BOTOCORE_NAMES, AwsGaps
 from local_stack.sts_presigned import PresignedCallerIdentity
 
 # What is created reports CREATING for this long at least. On AWS a node group takes minutes; here
@@ -34,6 +34,9 @@ from local_stack.sts_presigned import PresignedCallerIdentity
 # deferring try's exit for a failure of the resumed one (apache/airflow#72716): a few seconds keep
 # the local stack on AWS's side of that race.
 SETTLE_S = 20.0
+# The IAM user a local Airflow is: the demo's and the tests' AWS connection, mapped to a cluster admin.
+AIRFLOW_USER = "airflow"
+AIRFLOW_ARN = f"arn:aws:iam::{ACCOUNT}:user/{AIRFLOW_USER}"
 CREDENTIAL = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
 
 

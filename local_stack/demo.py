@@ -18,7 +18,7 @@ from typing import Any
 
 from local_stack import stack
 from local_stack.airflow import USER, Api, LocalAirflow, connections
-from local_stack.aws import iam_user
+from local_stack.aws import AIRFLOW_ARN, AIRFLOW_USER, iam_user
 from local_stack.eks_authenticator import map_identity
 from local_stack.stack import ROOT, alive, http_ok, load_state, save_state, spawn, stop_pid, wait_until
 
@@ -41,7 +41,6 @@ IDLE_DAG_ID = "teardown_idle_deployments"
 IDLE_SCHEDULE = "*/2 * * * *"  # the demo's; teams keep the default */10
 NAMESPACE = "llm-demo"
 CLUSTER = "llm-demo"
-AIRFLOW_USER = "airflow"  # the IAM user the local Airflow is
 SCOUT = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
 # moto accepts any well-formed ARN and subnet id.
 FAKE_AWS = {"cluster_role_arn": "arn:aws:iam::123456789012:role/eks-cluster",
@@ -75,7 +74,7 @@ def ensure_aws(state: dict, kubeconfig: str) -> tuple[str, dict[str, str]]:
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: http_ok(f"{url}/moto-api/"), 60, "local AWS", pid)
     key = iam_user(url, AIRFLOW_USER)
-    map_identity(kubeconfig, f"arn:aws:iam::123456789012:user/{AIRFLOW_USER}", AIRFLOW_USER, ["system:masters"])
+    map_identity(kubeconfig, AIRFLOW_ARN, AIRFLOW_USER, ["system:masters"])
     identity = {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
     state["aws"] = {"pid": pid, "url": url, "control_plane": kubeconfig, "identity": identity}
     save_state(state)

@@ -32,7 +32,8 @@ from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.utils import percent_encode_sequence
 
-ACCOUNT = "123456789012"  # moto's default account
+from local_stack.aws_gaps import ACCOUNT
+
 PARTITION = "aws"
 
 

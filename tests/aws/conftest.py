@@ -13,7 +13,7 @@ import boto3
 import botocore.handlers
 import pytest
 
-from local_stack.aws import iam_user
+from local_stack.aws import AIRFLOW_ARN, AIRFLOW_USER, iam_user  # noqa: F401 - the tests' too
 from local_stack.aws_gaps import AwsGaps
 
 HF_TOKEN = "hf_TEST_d0n0tl3ak_8c1f5e0b7a9243f6b1e4"
@@ -23,8 +23,6 @@ SUBNETS = ["subnet-0a1b2c3d", "subnet-0e5f6a7b"]
 CREATE = {"create_cluster": True, "cluster_role_arn": ROLE, "node_role_arn": NODE_ROLE, "subnet_ids": SUBNETS}
 
 
-AIRFLOW_USER = "airflow"
-AIRFLOW_ARN = f"arn:aws:iam::123456789012:user/{AIRFLOW_USER}"
 
 
 @pytest.fixture(scope="session")
