@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECK = ROOT / "scripts" / "compose-check.sh"
 COMPOSE = ROOT / "docker-compose.yaml"
 
+# Not a server, but out of the fast tier all the same: the first run builds the checker from Go modules
+# (fetched through the module proxy: about a minute on a fresh machine), more than the edit loop's 90 s.
 pytestmark = pytest.mark.integration
 
 # The official Airflow 3 stack's services (apache/airflow: airflow-core/docs/howto/docker-compose).

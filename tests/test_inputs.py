@@ -9,7 +9,7 @@ from airflow.sdk.exceptions import ParamValidationError
 
 from llm_on_eks.catalog import catalog_index
 from llm_on_eks.inputs import PATTERNS, Allowed, InputError, check_known, endpoint_problem
-from llm_on_eks.params import deploy_params, teardown_form
+from llm_on_eks.params import deploy_form, teardown_form
 from llm_on_eks.plan import PlanError, build_plan, build_teardown_plan
 
 MODELS, INSTANCE_TYPES = catalog_index()
@@ -106,7 +106,7 @@ PLAN_ONLY = [
 
 def form(fields: dict | None = None, **conf) -> dict:
     """The form's validation: each assignment is checked, then the whole."""
-    params = ParamsDict(fields or deploy_params(MODELS, "llama4-scout", INSTANCE_TYPES))
+    params = ParamsDict(fields or deploy_form(MODELS, "llama4-scout", INSTANCE_TYPES))
     for key, value in conf.items():
         params[key] = value
     return params.validate()
@@ -175,7 +175,7 @@ def test_endpoint_problem(url, problem):
 
 
 def test_unknown_conf_keys_are_refused_with_the_known_ones():
-    known = deploy_params(MODELS, "llama4-scout", INSTANCE_TYPES)
+    known = deploy_form(MODELS, "llama4-scout", INSTANCE_TYPES)
     with pytest.raises(InputError) as excinfo:
         check_known({"model": "llama4-scout", "max_model_length": 8192}, known)
     assert "unknown conf key(s) max_model_length" in str(excinfo.value)

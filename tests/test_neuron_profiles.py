@@ -24,7 +24,7 @@ def plan_for(model: str, profile: str = "neuron", **params):
 
 
 def compile_container(plan) -> dict:
-    return neuron_compile_job(plan)["spec"]["template"]["spec"]["containers"][0]
+    return neuron_compile_job(plan["release"], plan["model"], plan["neuron"], plan["storage"]["artifact_bucket"])["spec"]["template"]["spec"]["containers"][0]
 
 
 @pytest.mark.parametrize(("model", "memory"), [("llama4-scout", "384Gi"), ("llama4-maverick", "1024Gi")])
@@ -119,7 +119,7 @@ def test_the_nxdi_compile_job_traces_locally_and_syncs_the_artifacts():
                                                            ("neuron-nxdi", "nxdi", "compiledArtifacts")])
 def test_chart_values_name_the_framework_and_its_cache(profile, framework, key):
     plan = plan_for("llama4-scout", profile)
-    values = helm_values(plan)
+    values = helm_values(plan["release"])
     assert values["neuron"]["framework"] == framework
     assert values["neuron"][key] == plan["neuron"]["artifacts_uri"]
     assert [k for k in ("compileCacheUrl", "compiledArtifacts") if values["neuron"][k]] == [key]
@@ -130,7 +130,7 @@ def test_chart_values_name_the_framework_and_its_cache(profile, framework, key):
 
 
 def test_gpu_chart_values_carry_no_neuron_settings():
-    values = helm_values(build_plan({**BASE, "model": "llama4-scout"}))
+    values = helm_values(build_plan({**BASE, "model": "llama4-scout"})["release"])
     assert values["neuron"] == {"framework": "", "compiledArtifacts": "", "compileCacheUrl": ""}
     assert "memory" not in values["resources"]["requests"]
 
@@ -205,7 +205,9 @@ def test_the_dry_run_shows_image_environment_memory_compile_command_and_cache(mo
 
     plan = plan_for(model, profile, dry_run=True)
     neuron = plan["neuron"]
-    compile_step = NeuronCompileOperator(task_id="neuron_compile", plan=plan).execute({})
+    compile_step = NeuronCompileOperator(
+        task_id="neuron_compile", **{k: plan[k] for k in ("target", "aws", "release", "model", "storage", "neuron")}
+    ).execute({})
     assert compile_step["dry_run"] is True
     job = compile_step["would"]["create"]
     container = job["spec"]["template"]["spec"]["containers"][0]
@@ -215,7 +217,7 @@ def test_the_dry_run_shows_image_environment_memory_compile_command_and_cache(mo
     assert container["resources"]["requests"]["memory"] == plan["profile"]["host_memory"]["request"]
     assert "python3 -m vllm.entrypoints.openai.api_server" in container["command"][2]
     assert compile_step["would"]["skip_if_exists"] == f"s3://{plan['storage']['artifact_bucket']}/{neuron['marker_key']}"
-    helm_step = HelmDeployOperator(task_id="helm_deploy", plan=plan).execute({})
+    helm_step = HelmDeployOperator(task_id="helm_deploy", target=plan["target"], release=plan["release"]).execute({})
     values = helm_step["would"]["values"]
     assert f"{values['image']['repository']}:{values['image']['tag']}" == plan["profile"]["image"]
     assert values["resources"]["limits"]["memory"] == plan["profile"]["host_memory"]["limit"]
@@ -230,6 +232,6 @@ def test_a_tp_override_reaches_the_compile_job_and_its_key():
     from llm_on_eks.kube.manifests import neuron_compile_job
 
     plan = build_plan({**BASE, "model": "llama4-maverick", "profile": "neuron", "tensor_parallel_size": 32})
-    script = neuron_compile_job(plan)["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    script = neuron_compile_job(plan["release"], plan["model"], plan["neuron"], plan["storage"]["artifact_bucket"])["spec"]["template"]["spec"]["containers"][0]["command"][-1]
     assert "--tensor-parallel-size=32" in script
     assert plan["neuron"]["identity"]["args"]["tensor-parallel-size"] == 32

@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from llm_on_eks.inputs import Allowed
-from llm_on_eks.params import deploy_params
+from llm_on_eks.params import deploy_form
 from llm_on_eks.plan import PlanError, build_plan
 from tests.test_inputs import INSTANCE_TYPES, MODELS
 from tests.test_naming import RULES, _names, assert_valid_names
 
-FORM = deploy_params(MODELS, "llama4-scout", INSTANCE_TYPES)
+FORM = deploy_form(MODELS, "llama4-scout", INSTANCE_TYPES)
 IDENTITY = ("cluster_name", "region", "namespace", "deployment_name")
 # Reproducible in CI (the same examples every run), many more than the hand-made tables.
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None,

@@ -7,15 +7,16 @@ from airflow.sdk import ParamsDict
 from airflow.sdk.exceptions import ParamValidationError
 
 from llm_on_eks.catalog import catalog_index
-from llm_on_eks.params import deploy_params
+from llm_on_eks.params import deploy_form
 from llm_on_eks.plan import PlanError, build_plan
+from llm_on_eks.plan_report import SECTIONS, summarize
 
 MODELS, INSTANCE_TYPES = catalog_index()
 BASE = {"model": "llama4-scout", "accelerator": "gpu", "cluster_name": "llm-inference", "region": "us-west-2"}
 
 
 def validated(**conf) -> dict:
-    params = ParamsDict(deploy_params(["llama4-scout", "llama4-maverick"], "llama4-scout", INSTANCE_TYPES))
+    params = ParamsDict(deploy_form(["llama4-scout", "llama4-maverick"], "llama4-scout", INSTANCE_TYPES))
     for key, value in conf.items():
         params[key] = value
     return params.validate()
@@ -122,12 +123,15 @@ def test_plan_holds_no_secret_only_where_to_find_it():
     }
 
 
-def test_the_plan_summary_prices_a_cluster_only_when_the_run_may_create_it():
-    from llm_on_eks.plan_report import summarize
+def summary(plan) -> str:
+    """The summary plan_deployment prints, from the sections it takes."""
+    return summarize(**{k: plan[k] for k in SECTIONS})
 
-    existing = summarize(build_plan(validated()))
+
+def test_the_plan_summary_prices_a_cluster_only_when_the_run_may_create_it():
+    existing = summary(build_plan(validated()))
     assert "$55.04/hour on demand; idle teardown" in existing  # 1x p5.48xlarge, the cluster is someone's
-    created = summarize(build_plan(validated(create_cluster=True, cluster_role_arn="arn:aws:iam::123456789012:role/eks",
+    created = summary(build_plan(validated(create_cluster=True, cluster_role_arn="arn:aws:iam::123456789012:role/eks",
                                              node_role_arn="arn:aws:iam::123456789012:role/node",
                                              subnet_ids=["subnet-a", "subnet-b"])))
     assert "$55.04/hour on demand (+$0.48/hour if the cluster is created: EKS control plane and 2x m6i.xlarge" in created
@@ -140,9 +144,7 @@ def test_the_cheaper_scout_gpu_profile_is_named_and_sized_by_the_planner():
     # BF16 Scout leaves 8.6 GiB of each A100's 40 for KV cache; the context limit is shown.
     assert plan["sizing"]["kv_budget_per_rank_gib"] == pytest.approx(8.62, abs=0.05)
     assert plan["profile"]["max_model_len"] <= plan["sizing"]["max_model_len_fit"]
-    from llm_on_eks.plan_report import summarize
-
-    assert "(largest that fits: " in summarize(plan) and "profile gpu-p4d" in summarize(plan)
+    assert "(largest that fits: " in summary(plan) and "profile gpu-p4d" in summary(plan)
 
 
 def test_a_prequantized_checkpoint_gets_no_quantization_flag():
@@ -154,10 +156,8 @@ def test_a_prequantized_checkpoint_gets_no_quantization_flag():
 
 
 def test_the_plan_summary_says_where_the_longest_context_comes_from():
-    from llm_on_eks.plan_report import summarize
-
-    gpu = summarize(build_plan(validated()))
+    gpu = summary(build_plan(validated()))
     assert "by vLLM's KV-cache estimator, vLLM 0.32)" in gpu
     assert "after a 2 GiB reserve for activations and graphs" in gpu
-    neuron = summarize(build_plan(validated(accelerator="neuron")))
+    neuron = summary(build_plan(validated(accelerator="neuron")))
     assert "by per-token arithmetic; the Neuron builds size their KV cache themselves)" in neuron

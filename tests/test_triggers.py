@@ -8,14 +8,13 @@ import json
 
 import pytest
 
-from llm_on_eks.kube.access import cluster_access
 from llm_on_eks.plan import build_plan
 from llm_on_eks.triggers.kube import JobCompleteTrigger, ReleaseReadyTrigger
 
 
 @pytest.fixture(scope="module")
 def access():
-    return cluster_access(build_plan({"model": "llama4-scout", "accelerator": "neuron", "region": "us-east-2"}))
+    return build_plan({"model": "llama4-scout", "accelerator": "neuron", "region": "us-east-2"})["target"]["access"]
 
 
 @pytest.mark.parametrize("make", [

@@ -111,7 +111,7 @@ def helm() -> str:
 def container_args(helm: str, plan: Plan, tmp_path) -> list[str]:
     """The server container's args as the chart renders them for this plan."""
     values = tmp_path / f"{plan['deployment']}.yaml"
-    values.write_text(yaml.safe_dump(helm_values(plan)))
+    values.write_text(yaml.safe_dump(helm_values(plan["release"])))
     rendered = subprocess.run([helm, "template", plan["deployment"], str(CHART_DIR), "--namespace", "llm-serving",
                                "--values", str(values)], capture_output=True, text=True, timeout=60)
     assert rendered.returncode == 0, rendered.stderr
@@ -126,7 +126,7 @@ def container_args(helm: str, plan: Plan, tmp_path) -> list[str]:
 
 def compile_args(plan: Plan) -> list[str]:
     """The server arguments of the Neuron compile Job's script (the line that starts the server)."""
-    script = neuron_compile_job(plan)["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    script = neuron_compile_job(plan["release"], plan["model"], plan["neuron"], plan["storage"]["artifact_bucket"])["spec"]["template"]["spec"]["containers"][0]["command"][2]
     line = next(line for line in script.splitlines() if line.startswith(" ".join(SERVER_COMMAND)))
     argv = shlex.split(line.removesuffix("&").strip())
     return argv[len(SERVER_COMMAND):]

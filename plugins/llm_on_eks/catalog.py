@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 INCLUDE_DIR = Path(__file__).resolve().parents[2] / "include"
@@ -199,8 +200,6 @@ class Catalog:
 
 
 def _schema_errors(document: Any) -> list[str]:
-    import jsonschema
-
     schema = json.loads(SCHEMA_PATH.read_text())
     validator = jsonschema.Draft202012Validator(schema)
     return [

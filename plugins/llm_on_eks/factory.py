@@ -54,7 +54,7 @@ from llm_on_eks.operators.teardown import (
     DeleteNodegroupOperator,
     UninstallReleaseOperator,
 )
-from llm_on_eks.params import deploy_params, teardown_form
+from llm_on_eks.params import deploy_form, teardown_form
 
 OWNER = "ml-platform"
 DEFAULT_ARGS = {"owner": OWNER, "retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
@@ -63,6 +63,9 @@ START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 # every step a direct downstream of take_lease, its setup task, which Airflow allows only with
 # trigger rule all_success (helm_deploy and benchmark have others).
 LEASE = "{{ ti.xcom_pull(task_ids='take_lease') }}"
+# A plan task's output (one XCom per section), or a mapped group's sections: each step is handed
+# the sections it acts on (``plan["cluster"]``), never the whole plan.
+Sections = Any
 
 
 def _waits(deferrable: bool | None, waiter_delay: int | None, lease: Any = None) -> dict[str, Any]:
@@ -76,91 +79,104 @@ def provision_group(plan: XComArg, *, take: TakeLeaseOperator | None = None, def
     add-ons: nothing is created unless preflight passes; add-ons (coredns) need the untainted
     system nodes; the Lease needs the cluster's API server, and guards all the rest."""
     waits = _waits(deferrable, waiter_delay, LEASE if take else None)
+    aws = {"target": plan["target"], "aws": plan["aws"], "cluster": plan["cluster"]}
     with TaskGroup(group_id="provision") as group:
-        cluster = EnsureClusterOperator(task_id="ensure_cluster", plan=plan, **_waits(deferrable, waiter_delay))
+        cluster = EnsureClusterOperator(task_id="ensure_cluster", tags=plan["tags"], **aws,
+                                        **_waits(deferrable, waiter_delay))
         nodegroups = [
-            EnsureNodegroupOperator(task_id="ensure_system_nodegroup", plan=plan, nodegroup=plan["system_nodegroup"],
+            EnsureNodegroupOperator(task_id="ensure_system_nodegroup", nodegroup=plan["system_nodegroup"], **aws,
                                     **waits),
-            EnsureNodegroupOperator(task_id="ensure_nodegroup", plan=plan, nodegroup=plan["nodegroup"], **waits),
+            EnsureNodegroupOperator(task_id="ensure_nodegroup", nodegroup=plan["nodegroup"], **aws, **waits),
         ]
-        PreflightOperator(task_id="preflight", plan=plan) >> cluster >> nodegroups
+        preflight = PreflightOperator(task_id="preflight", nodegroup=plan["nodegroup"],
+                                      system_nodegroup=plan["system_nodegroup"], hf_token=plan["hf_token"],
+                                      preflight=plan["preflight"], **aws)
+        preflight >> cluster >> nodegroups
         if take is not None:
             cluster >> take >> nodegroups
-        nodegroups >> EnsureAddonsOperator(task_id="ensure_addons", plan=plan, **waits)
+        nodegroups >> EnsureAddonsOperator(task_id="ensure_addons", tags=plan["tags"], **aws, **waits)
     return group
 
 
 def storage_group(plan: XComArg, *, lease: str | None = None, deferrable: bool | None = None,
                   waiter_delay: int | None = None) -> tuple[TaskGroup, XComArg]:
     """Artifact bucket, then FSx linked to it; returns the group and the FSx handles' XCom."""
+    aws = {"target": plan["target"], "aws": plan["aws"], "storage": plan["storage"], "tags": plan["tags"]}
     with TaskGroup(group_id="storage") as group:
-        fsx = EnsureFsxOperator(task_id="ensure_fsx", plan=plan, **_waits(deferrable, waiter_delay, lease))
-        EnsureArtifactBucketOperator(task_id="ensure_artifact_bucket", plan=plan, **_waits(None, None, lease)) >> fsx
+        fsx = EnsureFsxOperator(task_id="ensure_fsx", cluster=plan["cluster"], **aws,
+                                **_waits(deferrable, waiter_delay, lease))
+        EnsureArtifactBucketOperator(task_id="ensure_artifact_bucket", **aws, **_waits(None, None, lease)) >> fsx
     return group, fsx.output
 
 
 def prepare_weights_group(plan: XComArg, fsx: XComArg, *, lease: str | None = None,
                           deferrable: bool | None = None) -> TaskGroup:
     """One branch runs: the Neuron compile, FSx staging, or nothing (weights from the hub)."""
-    waits = _waits(deferrable, None, lease)
+    job = {"target": plan["target"], "aws": plan["aws"], "release": plan["release"], "model": plan["model"],
+           "storage": plan["storage"], **_waits(deferrable, None, lease)}
     with TaskGroup(group_id="prepare_weights") as group:
-        choose_weight_prep(plan) >> [
-            NeuronCompileOperator(task_id="neuron_compile", plan=plan, **waits),
-            StageWeightsToFsxOperator(task_id="stage_to_fsx", plan=plan, fsx=fsx, **waits),
-            weights_from_hub(plan),
+        choose_weight_prep(plan["profile"]) >> [
+            NeuronCompileOperator(task_id="neuron_compile", neuron=plan["neuron"], **job),
+            StageWeightsToFsxOperator(task_id="stage_to_fsx", fsx=fsx, **job),
+            weights_from_hub(plan["model"]),
         ]
     return group
 
 
-def teardown_kube_group(plan: Any, lease: Any = None) -> TaskGroup:
+def teardown_kube_group(plan: Sections, lease: Any = None) -> TaskGroup:
     """The release (its pods gone), then what it leaves: Jobs, shared Secret/claim, device plugin."""
-    leased = _waits(None, None, lease)
+    leased = {"target": plan["target"], **_waits(None, None, lease)}
     with TaskGroup(group_id="teardown_kube") as group:
-        UninstallReleaseOperator(task_id="uninstall_release", plan=plan, **leased) >> DeleteClusterObjectsOperator(
-            task_id="delete_cluster_objects", plan=plan, **leased)
+        UninstallReleaseOperator(task_id="uninstall_release", **leased) >> DeleteClusterObjectsOperator(
+            task_id="delete_cluster_objects", kubernetes=plan["kubernetes"], storage=plan["storage"],
+            hf_token=plan["hf_token"], **leased)
     return group
 
 
-def teardown_aws_group(plan: Any, nodegroup: Any, system_nodegroup: Any, *, delete_nodegroup: Any = True,
+def teardown_aws_group(plan: Sections, *, delete_nodegroup: Any = True,
                        delete_cluster: Any = False, delete_fsx: Any = False, delete_artifacts: Any = False,
                        lease: Any = None, deferrable: bool | None = None, waiter_delay: int | None = None) -> TaskGroup:
     """node group (until gone) -> FSx (opt-in, unused) -> system node group and cluster (opt-in,
     ours, no other node group) -> bucket (opt-in). The opt-ins may be templates
-    (``"{{ params.delete_cluster }}"``); the node-group specs are the plan's sections."""
-    waits = _waits(deferrable, waiter_delay, lease)
+    (``"{{ params.delete_cluster }}"``)."""
+    waits = {"target": plan["target"], "aws": plan["aws"], "cluster": plan["cluster"],
+             **_waits(deferrable, waiter_delay, lease)}
     with TaskGroup(group_id="teardown_aws") as group:
-        nodegroup_task = DeleteNodegroupOperator(task_id="delete_nodegroup", plan=plan, nodegroup=nodegroup,
+        nodegroup_task = DeleteNodegroupOperator(task_id="delete_nodegroup", nodegroup=plan["nodegroup"],
                                                  opted_in=delete_nodegroup, **waits)
-        fsx = DeleteFsxOperator(task_id="delete_fsx", plan=plan, delete_fsx=delete_fsx, **waits)
+        fsx = DeleteFsxOperator(task_id="delete_fsx", storage=plan["storage"], delete_fsx=delete_fsx, **waits)
         # FSx goes before the bucket it exports to; the cluster only once no node group is left.
         # Each step runs only when the one before succeeded: nothing shared goes after a failed
         # delete, and a teardown that is off as a whole (mark_failed skipped) stays off.
-        system = DeleteNodegroupOperator(task_id="delete_system_nodegroup", plan=plan, nodegroup=system_nodegroup,
-                                         opted_in=delete_cluster, **waits)
-        cluster = DeleteClusterOperator(task_id="delete_cluster", plan=plan, delete_cluster=delete_cluster, **waits)
+        system = DeleteNodegroupOperator(task_id="delete_system_nodegroup", nodegroup=plan["system_nodegroup"],
+                                         deployment_nodegroup=plan["nodegroup"], opted_in=delete_cluster, **waits)
+        cluster = DeleteClusterOperator(task_id="delete_cluster", nodegroup=plan["nodegroup"],
+                                        system_nodegroup=plan["system_nodegroup"], delete_cluster=delete_cluster,
+                                        **waits)
         # No lease: the cluster that holds it may be gone by now; S3 alone decides.
-        bucket = DeleteArtifactsOperator(task_id="delete_artifacts", plan=plan, delete_artifacts=delete_artifacts)
+        bucket = DeleteArtifactsOperator(task_id="delete_artifacts", target=plan["target"], aws=plan["aws"],
+                                         storage=plan["storage"], delete_artifacts=delete_artifacts)
         nodegroup_task >> fsx >> system >> cluster >> bucket
     return group
 
 
-def teardown_groups(plan: Any, nodegroup: Any, system_nodegroup: Any, lease: Any = None,
-                    **switches: Any) -> tuple[TaskGroup, TaskGroup]:
+def teardown_groups(plan: Sections, lease: Any = None, **switches: Any) -> tuple[TaskGroup, TaskGroup]:
     """The whole teardown: Kubernetes first (nothing left running on the nodes), then AWS."""
     kube = teardown_kube_group(plan, lease)
-    aws = teardown_aws_group(plan, nodegroup, system_nodegroup, lease=lease, **switches)
+    aws = teardown_aws_group(plan, lease=lease, **switches)
     kube >> aws
     return kube, aws
 
 
-def take_lease(plan: Any, action: str) -> TakeLeaseOperator:
-    return TakeLeaseOperator(task_id="take_lease", plan=plan, action=action)
+def take_lease(plan: Sections, action: str) -> TakeLeaseOperator:
+    return TakeLeaseOperator(task_id="take_lease", target=plan["target"], kubernetes=plan["kubernetes"],
+                             action=action)
 
 
-def release_lease(plan: Any, take: TakeLeaseOperator, after: list[Any]) -> None:
+def release_lease(plan: Sections, take: TakeLeaseOperator, after: list[Any]) -> None:
     """Free the Lease once ``after`` are done, whatever their outcome: an Airflow teardown task
     of ``take``, so it runs after a failure and leaves the run's state to the work."""
-    release = ReleaseLeaseOperator(task_id="release_lease", plan=plan)
+    release = ReleaseLeaseOperator(task_id="release_lease", target=plan["target"])
     after >> release
     release.as_teardown(setups=take)
 
@@ -186,12 +202,11 @@ def build_teardown_dag(dag_id: str, *, doc_md: str, waiter_delay: int | None = N
     with _dag(dag_id, doc_md=doc_md, schedule=None, params=teardown_form(), tags=["teardown"]) as dag:
         plan = plan_teardown()
         take = take_lease(plan, TEARDOWN)
-        kube, aws = teardown_groups(plan, plan["nodegroup"], plan["system_nodegroup"], lease=LEASE,
-                                    delete_nodegroup="{{ params.delete_nodegroup }}",
+        kube, aws = teardown_groups(plan, lease=LEASE, delete_nodegroup="{{ params.delete_nodegroup }}",
                                     delete_cluster="{{ params.delete_cluster }}", delete_fsx="{{ params.delete_fsx }}",
                                     delete_artifacts="{{ params.delete_artifacts }}", waiter_delay=waiter_delay)
         take >> kube
-        release_lease(plan, take, [aws >> register_removal(plan)])
+        release_lease(plan, take, [aws >> register_removal(plan["target"], plan["reason"])])
     return dag
 
 
@@ -203,13 +218,18 @@ def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str | None,
         verdicts = JudgeDeploymentOperator.partial(task_id="judge_deployment").expand(record=discover_deployments())
 
         @task_group(group_id="teardown")
-        def teardown(plan: Any, nodegroup: Any, system_nodegroup: Any) -> None:
+        def teardown(target: Any, aws: Any, cluster: Any, nodegroup: Any, system_nodegroup: Any, storage: Any,
+                     kubernetes: Any, hf_token: Any, reason: Any) -> None:
+            """One idle deployment's teardown: ``select_idle`` gives each section of its teardown
+            plan as a keyword, because a mapped group's argument cannot be subscripted."""
+            plan = {"target": target, "aws": aws, "cluster": cluster, "nodegroup": nodegroup,
+                    "system_nodegroup": system_nodegroup, "storage": storage, "kubernetes": kubernetes,
+                    "hf_token": hf_token}
             take = take_lease(plan, TEARDOWN)
             # In a mapped group the XComArg resolves to this map index's Lease; the teardown
             # steps' trigger rules are all all_success.
-            kube, aws = teardown_groups(plan, nodegroup, system_nodegroup, lease=take.output,
-                                        waiter_delay=waiter_delay)
-            release_lease(plan, take, [aws >> register_removal(plan)])
+            kube, aws = teardown_groups(plan, lease=take.output, waiter_delay=waiter_delay)
+            release_lease(plan, take, [aws >> register_removal(target, reason)])
 
         teardown.expand_kwargs(select_idle(verdicts.output)) >> summarize(verdicts.output)
     return dag
@@ -222,22 +242,26 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
     all_models, instance_types = catalog_index()
     model_ids = model_ids or all_models
     with _dag(dag_id, doc_md=doc_md, schedule=None, tags=["deploy", *(tags or [])],
-              params=deploy_params(model_ids, default_model or model_ids[0], instance_types)) as dag:
+              params=deploy_form(model_ids, default_model or model_ids[0], instance_types)) as dag:
         plan = plan_deployment()
         take = take_lease(plan, DEPLOY)
         lease = LEASE
         provision = provision_group(plan, take=take, waiter_delay=waiter_delay)
         storage, fsx = storage_group(plan, lease=lease, waiter_delay=waiter_delay)
-        devices = DevicePluginOperator(task_id="device_plugin", plan=plan, lease=lease)
-        secret = HfTokenSecretOperator(task_id="hf_token_secret", plan=plan, lease=lease)
+        step = {"target": plan["target"], "lease": lease}
+        devices = DevicePluginOperator(task_id="device_plugin", profile=plan["profile"], kubernetes=plan["kubernetes"],
+                                       **step)
+        secret = HfTokenSecretOperator(task_id="hf_token_secret", aws=plan["aws"], hf_token=plan["hf_token"], **step)
         weights = prepare_weights_group(plan, fsx, lease=lease)
-        deploy = HelmDeployOperator(
-            task_id="helm_deploy", plan=plan, lease=lease, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
-        )
-        ready = WaitReadyOperator(task_id="wait_ready", plan=plan, lease=lease, deploy=deploy.output)
-        smoke = SmokeTestOperator(task_id="smoke_test", plan=plan, lease=lease)
+        deploy = HelmDeployOperator(task_id="helm_deploy", release=plan["release"], **step,
+                                    trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+        ready = WaitReadyOperator(task_id="wait_ready", release=plan["release"], deploy=deploy.output, **step)
+        serving = {"serving": plan["serving"], **step}
+        smoke = SmokeTestOperator(task_id="smoke_test", release=plan["release"], smoke_test=plan["smoke_test"],
+                                  **serving)
         # Runs after a skipped smoke test too: the switches are independent.
-        bench = BenchmarkOperator(task_id="benchmark", plan=plan, lease=lease, trigger_rule=TriggerRule.NONE_FAILED)
+        bench = BenchmarkOperator(task_id="benchmark", benchmark=plan["benchmark"], **serving,
+                                  trigger_rule=TriggerRule.NONE_FAILED)
         # Storage needs the cluster (FSx goes into its subnets) but not the node group; it runs
         # under the Lease, taken once the cluster answers.
         plan >> provision >> devices >> secret >> weights
@@ -248,7 +272,6 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         # teardown_on_failure remove it now (release and node group; shared things stay).
         failed = mark_failed("{{ params.teardown_on_failure }}")
         [devices, secret, weights, deploy, ready, smoke, bench] >> failed
-        _, aws = teardown_groups(failed, failed["nodegroup"], failed["system_nodegroup"], lease=lease,
-                                 waiter_delay=waiter_delay)
+        _, aws = teardown_groups(failed, lease=lease, waiter_delay=waiter_delay)
         release_lease(plan, take, [registered, aws])
     return dag

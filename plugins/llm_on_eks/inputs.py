@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow.sdk.configuration import conf
+
 from llm_on_eks.naming import DEPLOYMENT_NAME_BODY, DNS_LABEL_BODY, RESERVED_NAMESPACES, S3_BUCKET_BODY
 
 
@@ -119,8 +121,6 @@ class Allowed:
     def from_config(cls) -> Allowed:
         """``[llm_on_eks] allowed_conn_ids``, ``allowed_secret_ids`` (comma-separated globs) and
         ``allow_loopback_endpoint``; the defaults above where unset."""
-        from airflow.sdk.configuration import conf
-
         def globs(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
             value = conf.get("llm_on_eks", key, fallback=None)
             return default if value is None else tuple(p.strip() for p in value.split(",") if p.strip())

@@ -27,10 +27,29 @@ def _optional(type_: str, **schema) -> dict:
     return {"type": ["null", type_], **schema}
 
 
-def deploy_params(model_ids: list[str], default_model: str, instance_types: list[str]) -> dict[str, Param]:
-    """The params form of a deploy DAG offering ``model_ids``."""
+def _where(section: str) -> dict[str, Param]:
+    """Where a deployment is and how to reach it: the same fields, defaults and rules in the deploy
+    and the teardown form, so a teardown finds what a deploy made."""
     return {
-        # -- Model
+        "cluster_name": Param(DEFAULTS["cluster_name"], type="string", **schema("cluster_name"), title="EKS cluster",
+                              section=section),
+        "region": Param(DEFAULTS["region"], type="string", **schema("region"), title="AWS region", section=section),
+        "namespace": Param(DEFAULTS["namespace"], type="string", **schema("namespace"), title="Kubernetes namespace",
+                           section=section),
+        "aws_conn_id": Param(DEFAULTS["aws_conn_id"], type="string", **schema("aws_conn_id"), title="Airflow AWS connection",
+                             description=ALLOWED_CONNS, section=section),
+        "kubernetes_conn_id": Param(None, **_optional("string", **schema("kubernetes_conn_id")),
+                                    title="Airflow Kubernetes connection",
+                                    description="Empty: reach the EKS cluster with the AWS connection. " + ALLOWED_CONNS,
+                                    section=section),
+        "artifact_bucket": Param(None, **_optional("string", **schema("artifact_bucket")),
+                                 title="S3 bucket for weights and Neuron artifacts",
+                                 description="Default: llm-on-eks-<cluster>-<region>.", section=section),
+    }
+
+
+def _model(model_ids: list[str], default_model: str, instance_types: list[str]) -> dict[str, Param]:
+    return {
         "model": Param(default_model, type="string", enum=model_ids, title="Model",
                        description="Catalog id of the model to serve.", section="Model"),
         "accelerator": Param(DEFAULTS["accelerator"], type="string", enum=["gpu", "neuron"], title="Accelerator",
@@ -45,10 +64,11 @@ def deploy_params(model_ids: list[str], default_model: str, instance_types: list
                                  title="Deployment name",
                                  description="Names the Helm release, node group and tags. Default: <model>-<profile>.",
                                  section="Model"),
-        # -- Cluster
-        "cluster_name": Param(DEFAULTS["cluster_name"], type="string", **schema("cluster_name"), title="EKS cluster",
-                              section="Cluster"),
-        "region": Param(DEFAULTS["region"], type="string", **schema("region"), title="AWS region", section="Cluster"),
+    }
+
+
+def _cluster() -> dict[str, Param]:
+    return {
         "create_cluster": Param(DEFAULTS["create_cluster"], type="boolean", title="Create the cluster if missing",
                                 description="Off: the cluster must exist (no EKS create permission needed).",
                                 section="Cluster"),
@@ -65,17 +85,6 @@ def deploy_params(model_ids: list[str], default_model: str, instance_types: list
                                     title="Security group ids", section="Cluster"),
         "fsx_subnet_id": Param(None, **_optional("string", **schema("fsx_subnet_id")), title="FSx subnet id",
                                section="Cluster"),
-        "artifact_bucket": Param(None, **_optional("string", **schema("artifact_bucket")),
-                                 title="S3 bucket for weights and Neuron artifacts",
-                                 description="Default: llm-on-eks-<cluster>-<region>.", section="Cluster"),
-        "namespace": Param(DEFAULTS["namespace"], type="string", **schema("namespace"), title="Kubernetes namespace",
-                           section="Cluster"),
-        "aws_conn_id": Param(DEFAULTS["aws_conn_id"], type="string", **schema("aws_conn_id"), title="Airflow AWS connection",
-                             description=ALLOWED_CONNS, section="Cluster"),
-        "kubernetes_conn_id": Param(None, **_optional("string", **schema("kubernetes_conn_id")),
-                                    title="Airflow Kubernetes connection",
-                                    description="Empty: reach the EKS cluster with the AWS connection. " + ALLOWED_CONNS,
-                                    section="Cluster"),
         "hf_token_conn_id": Param(DEFAULTS["hf_token_conn_id"], type="string", **schema("hf_token_conn_id"),
                                   title="HF token connection",
                                   description="Airflow connection whose password is the Hugging Face token. "
@@ -87,7 +96,11 @@ def deploy_params(model_ids: list[str], default_model: str, instance_types: list
                                                 "(ids the Airflow deployment allows: [llm_on_eks] allowed_secret_ids, "
                                                 "default llm-on-eks/*).",
                                     section="Cluster"),
-        # -- Serving overrides
+    }
+
+
+def _serving_overrides() -> dict[str, Param]:
+    return {
         "max_model_len": Param(None, **_optional("integer", minimum=1, maximum=MAX_CONTEXT), title="max_model_len",
                                description="Default: the profile's. Checked against memory by the plan.",
                                section="Serving overrides"),
@@ -102,7 +115,11 @@ def deploy_params(model_ids: list[str], default_model: str, instance_types: list
         "endpoint_url": Param(None, **_optional("string", **schema("endpoint_url")), title="Endpoint base URL",
                               description="For clusters exposed through an ingress; default: the API server's "
                                           "service proxy.", section="Serving overrides"),
-        # -- Checks
+    }
+
+
+def _checks() -> dict[str, Param]:
+    return {
         "preflight_proceed_on_unknown": Param(
             DEFAULTS["preflight_proceed_on_unknown"], type="boolean", title="Proceed when preflight cannot tell",
             description="Off: a vCPU quota or HF token check AWS does not answer stops the run before anything "
@@ -116,12 +133,16 @@ def deploy_params(model_ids: list[str], default_model: str, instance_types: list
         "benchmark_slo_p99_ttft_ms": Param(None, **_optional("number", exclusiveMinimum=0),
                                            title="SLO: p99 TTFT (ms)", description="Fail the run when missed.",
                                            section="Checks"),
-        # -- Lifecycle
+    }
+
+
+def _lifecycle() -> dict[str, Param]:
+    return {
         "idle_ttl_minutes": Param(DEFAULTS["idle_ttl_minutes"], type="integer", minimum=5, maximum=43_200, title="Idle TTL (minutes)",
                                   description="The idle teardown removes the deployment after this long unused.",
                                   section="Lifecycle"),
         "protected": Param(DEFAULTS["protected"], type="boolean", title="Protect from idle teardown", section="Lifecycle"),
-        "teardown_on_failure": Param(False, type="boolean", title="Tear down on failure",
+        "teardown_on_failure": Param(DEFAULTS["teardown_on_failure"], type="boolean", title="Tear down on failure",
                                      description="Off: a failed deploy's node group is marked failed and the idle "
                                                  "teardown removes it after a grace period. On: removed at once.",
                                      section="Lifecycle"),
@@ -130,27 +151,19 @@ def deploy_params(model_ids: list[str], default_model: str, instance_types: list
     }
 
 
+def deploy_form(model_ids: list[str], default_model: str, instance_types: list[str]) -> dict[str, Param]:
+    """The params form of a deploy DAG offering ``model_ids``, section by section."""
+    return {**_model(model_ids, default_model, instance_types), **_where("Cluster"), **_cluster(),
+            **_serving_overrides(), **_checks(), **_lifecycle()}
+
+
 def teardown_form() -> dict[str, Param]:
     """The params form of teardown_deployment: which deployment, and what goes beyond its release."""
     return {
         "deployment_name": Param("", type="string", **schema("deployment_name"), maxLength=DEPLOYMENT_NAME_MAX,
                                  title="Deployment name", description="As deployed (default there: <model>-<profile>).",
                                  section="Deployment"),
-        "namespace": Param(DEFAULTS["namespace"], type="string", **schema("namespace"), title="Kubernetes namespace",
-                           section="Deployment"),
-        "cluster_name": Param(DEFAULTS["cluster_name"], type="string", **schema("cluster_name"), title="EKS cluster",
-                              section="Deployment"),
-        "region": Param(DEFAULTS["region"], type="string", **schema("region"), title="AWS region",
-                        section="Deployment"),
-        "aws_conn_id": Param(DEFAULTS["aws_conn_id"], type="string", **schema("aws_conn_id"),
-                             title="Airflow AWS connection", description=ALLOWED_CONNS, section="Deployment"),
-        "kubernetes_conn_id": Param(None, **_optional("string", **schema("kubernetes_conn_id")),
-                                    title="Airflow Kubernetes connection",
-                                    description="Empty: reach the EKS cluster with the AWS connection. " + ALLOWED_CONNS,
-                                    section="Deployment"),
-        "artifact_bucket": Param(None, **_optional("string", **schema("artifact_bucket")),
-                                 title="Artifact bucket", description="Default: llm-on-eks-<cluster>-<region>.",
-                                 section="Deployment"),
+        **_where("Deployment"),
         "delete_nodegroup": Param(True, type="boolean", title="Delete the node group",
                                   description="The deployment's accelerator nodes: what costs money.",
                                   section="What goes"),

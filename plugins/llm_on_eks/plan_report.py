@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from llm_on_eks.plan import CLUSTER_HOURLY_USD, SYSTEM_INSTANCE_TYPE, SYSTEM_SCALING, Plan
+from llm_on_eks.plan.defaults import CLUSTER_HOURLY_USD, SYSTEM_INSTANCE_TYPE, SYSTEM_SCALING
+from llm_on_eks.plan.types import (
+    ClusterSection,
+    ModelSection,
+    NeuronSection,
+    NodegroupSpec,
+    ProfileSection,
+    ReleaseSpec,
+    Target,
+)
+from llm_on_eks.sizing import SizingSection
+
+# The plan's sections ``summarize`` reads, by keyword: ``summarize(**{k: plan[k] for k in SECTIONS})``.
+SECTIONS = ("target", "model", "profile", "sizing", "cluster", "nodegroup", "neuron", "release")
 
 
-def summarize(plan: Plan) -> str:
-    profile, sizing, model = plan["profile"], plan["sizing"], plan["model"]
+def summarize(*, target: Target, model: ModelSection, profile: ProfileSection, sizing: SizingSection,
+              cluster: ClusterSection, nodegroup: NodegroupSpec, neuron: NeuronSection | None,
+              release: ReleaseSpec) -> str:
     cluster_cost = (f" (+${CLUSTER_HOURLY_USD:.2f}/hour if the cluster is created: EKS control plane and "
                     f"{SYSTEM_SCALING['desired_size']}x {SYSTEM_INSTANCE_TYPE} system nodes)"
-                    if plan["cluster"]["create"] else "")
+                    if cluster["create"] else "")
     precision = profile["quantization"] or profile["dtype"]
     lines = [
-        f"Deployment {plan['deployment']!r}{' (DRY RUN: nothing will be created)' if plan['dry_run'] else ''}",
+        f"Deployment {target['deployment']!r}{' (DRY RUN: nothing will be created)' if target['dry_run'] else ''}",
         f"  model       {model['display_name']} = {model['hf_repo']}@{model['revision']}"
         + ("" if model["revision_pinned"] else "  (revision not pinned to a commit)"),
         f"  hardware    {profile['nodes']}x {profile['instance_type']} ({profile['accelerator']}, profile "
@@ -28,15 +42,15 @@ def summarize(plan: Plan) -> str:
         f"  context     max_model_len {profile['max_model_len']} (largest that fits: {sizing['max_model_len_fit']}, "
         f"by {sizing['kv_source']}), images per prompt {profile['images_per_prompt']}",
         f"  weights     {profile['weights']}",
-        *([f"  compile     {plan['neuron']['framework']} into {plan['neuron']['artifacts_uri']} "
-           f"({plan['neuron']['cache_env']}), once per key {plan['neuron']['hash']}"] if plan.get("neuron") else []),
-        f"  cluster     {plan['cluster']['name']} in {plan['aws']['region']} "
-        f"({'created if missing' if plan['cluster']['create'] else 'must exist'}), "
-        f"node group {plan['nodegroup']['name']}",
-        f"  serving     release {plan['kubernetes']['release']} in namespace {plan['kubernetes']['namespace']}, "
+        *([f"  compile     {neuron['framework']} into {neuron['artifacts_uri']} "
+           f"({neuron['cache_env']}), once per key {neuron['hash']}"] if neuron else []),
+        f"  cluster     {cluster['name']} in {target['access']['region']} "
+        f"({'created if missing' if cluster['create'] else 'must exist'}), "
+        f"node group {nodegroup['name']}",
+        f"  serving     release {release['name']} in namespace {release['namespace']}, "
         f"image {profile['image']}",
         f"  cost        ${sizing['hourly_usd']:.2f}/hour on demand{cluster_cost}; idle teardown after "
-        f"{plan['lifecycle']['idle_ttl_minutes']} min" + (" (protected)" if plan["lifecycle"]["protected"] else ""),
+        f"{release['idle_ttl_minutes']} min" + (" (protected)" if release["protected"] else ""),
     ]
     return "\n".join(lines)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
+from typing import TypedDict
 
 from llm_on_eks.catalog import Architecture, Catalog, InstanceType, Model, Profile
 
@@ -124,8 +125,12 @@ class Sizing:
     def feasible(self) -> bool:
         return not self.problems
 
-    def as_dict(self) -> dict:
-        return {**asdict(self), "feasible": self.feasible}
+    def as_dict(self) -> SizingSection:
+        return {**asdict(self), "feasible": self.feasible}  # type: ignore[typeddict-item]
+
+
+# ``Sizing`` as the plan carries it (``as_dict``): its fields, and whether it is feasible.
+SizingSection = TypedDict("SizingSection", {**Sizing.__annotations__, "feasible": "bool"})  # type: ignore[misc]
 
 
 def weight_bytes(model: Model, dtype: str, quantization: str | None) -> float:

@@ -32,7 +32,9 @@ def offline(monkeypatch):
 
 def test_association_calls_fit_the_fsx_model(gpu_plan, offline):
     hook = FsxHook(aws_conn_id=None, region_name="us-west-2")
-    request = api_calls.create_data_repository_association_request(gpu_plan, FS_ID, token="llm-on-eks-0123456789abcdef")
+    request = api_calls.create_data_repository_association_request(gpu_plan["storage"]["fsx"], FS_ID,
+                                                                   token="llm-on-eks-0123456789abcdef",
+                                                                   tags=gpu_plan["tags"])
     association = {"AssociationId": "dra-0123456789abcdef0", "FileSystemId": FS_ID, "Lifecycle": "CREATING",
                    "FileSystemPath": "/models", "DataRepositoryPath": "s3://llm-on-eks-llm-inference-us-west-2/models/",
                    "CreationTime": datetime.now(UTC)}
@@ -51,8 +53,8 @@ def test_association_calls_fit_the_fsx_model(gpu_plan, offline):
 
 def test_file_system_request_fits_the_fsx_model(gpu_plan, offline):
     hook = FsxHook(aws_conn_id=None, region_name="us-west-2")
-    request = api_calls.create_file_system_request(gpu_plan, subnet_id=SUBNETS[0], security_group_ids=["sg-0abc1234def5678"],
-                                                   token="llm-on-eks-token")
+    request = api_calls.create_file_system_request(gpu_plan["storage"]["fsx"], gpu_plan["tags"], subnet_id=SUBNETS[0],
+                                                   security_group_ids=["sg-0abc1234def5678"], token="llm-on-eks-token")
     with Stubber(hook.conn) as stub:
         stub.add_response("create_file_system", {"FileSystem": {"FileSystemId": FS_ID}}, request)
         stub.add_response("delete_file_system", {"FileSystemId": FS_ID, "Lifecycle": "DELETING"},
@@ -71,7 +73,7 @@ def test_addon_calls_fit_the_eks_model(gpu_plan, offline):
     from llm_on_eks.aws.eks import describe_addon
 
     eks = EksHook(aws_conn_id=None, region_name="us-west-2").conn
-    request = api_calls.create_addon_request(gpu_plan, "aws-fsx-csi-driver")
+    request = api_calls.create_addon_request(gpu_plan["cluster"]["name"], "aws-fsx-csi-driver", gpu_plan["tags"])
     with Stubber(eks) as stub:
         stub.add_client_error("describe_addon", "ResourceNotFoundException", http_status_code=404,
                               expected_params={"clusterName": "llm-inference", "addonName": "aws-fsx-csi-driver"})

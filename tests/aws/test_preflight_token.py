@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from llm_on_eks.operators import provision
+from llm_on_eks.aws import preflight
 from llm_on_eks.plan import build_plan
 
 PLAN = build_plan({"model": "llama4-scout", "hf_token_secret_id": "llm-on-eks/hf"})
@@ -18,9 +18,9 @@ PLAN = build_plan({"model": "llama4-scout", "hf_token_secret_id": "llm-on-eks/hf
     ("ResourceNotFoundException", "llm-on-eks/hf does not exist"),
 ])
 def test_unreadable_token_fails(monkeypatch, code, detail):
-    def refuse(plan):
+    def refuse(aws, hf_token):
         raise ClientError({"Error": {"Code": code, "Message": "no"}}, "GetSecretValue")
 
-    monkeypatch.setattr("llm_on_eks.aws.hf_token.read_hf_token", refuse)
-    check = provision._check("HF token source", lambda: provision._hf_token_source(PLAN))
+    monkeypatch.setattr("llm_on_eks.aws.preflight.read_hf_token", refuse)
+    check = preflight.check("HF token source", lambda: preflight.hf_token_source(PLAN["aws"], PLAN["hf_token"]))
     assert check["status"] == "fail" and detail in check["detail"]

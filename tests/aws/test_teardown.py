@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from llm_on_eks.aws.fsx import USED_BY_PREFIX
+from llm_on_eks.aws.fsx_rules import USED_BY_PREFIX
 from tests.aws.conftest import CREATE, client
 from tests.aws.test_provision import PLANS, SYSTEM, assert_system_nodegroup, inventory, load
 from tests.dag_runs import run_dag

@@ -113,7 +113,7 @@ def fsx_volume(api, namespace):
     from llm_on_eks.kube.volumes import ensure_static_volume
 
     def create(plan):
-        pv, pvc = fsx_volume(plan, {"file_system_id": "fs-0123456789abcdef0", "mount_name": "abcdefgh",
+        pv, pvc = fsx_volume(plan["storage"]["fsx"], namespace, {"file_system_id": "fs-0123456789abcdef0", "mount_name": "abcdefgh",
                                     "dns_name": "fs-0123456789abcdef0.fsx.us-west-2.amazonaws.com"})
         ensure_static_volume(api, pv, pvc)
         created.append(pv["metadata"]["name"])
@@ -131,8 +131,8 @@ def install_chart(sandbox_cluster, namespace, fsx_volume, tmp_path, nodes: int) 
 
     plan = build_plan({"cluster_name": "c1", "region": "us-west-2", "model": "llama4-scout", "accelerator": "gpu",
                        "namespace": namespace, "deployment_name": "scout"})
-    plan["profile"]["nodes"] = nodes  # no catalog profile is multi-node yet: as tests/kube/test_chart.py renders them
-    values = helm_values(plan)
+    plan["release"]["nodes"] = nodes  # no catalog profile is multi-node yet: as tests/kube/test_chart.py renders them
+    values = helm_values(plan["release"])
     assert values["nodes"] == nodes and values["model"]["source"].startswith("pvc://")
     fsx_volume(plan)
     path = tmp_path / "values.yaml"
@@ -146,7 +146,7 @@ def readiness_now(api, plan):
     from llm_on_eks.kube import readiness
 
     kube = plan["kubernetes"]
-    return readiness.check(api, kube["namespace"], kube["release"], plan["profile"]["nodes"] > 1,
+    return readiness.check(api, kube["namespace"], kube["release"], plan["release"]["nodes"] > 1,
                            datetime.datetime.now(datetime.UTC))
 
 

@@ -32,7 +32,7 @@ def helm() -> str:
 
 
 def values_for(model_id: str, accelerator: str, **changes) -> dict:
-    values = helm_values(build_plan({**BASE, "model": model_id, "accelerator": accelerator}))
+    values = helm_values(build_plan({**BASE, "model": model_id, "accelerator": accelerator})["release"])
     values.update(changes)
     return values
 
@@ -147,9 +147,9 @@ def test_names_and_selectors_agree_with_what_the_pipeline_looks_up(helm, tmp_pat
     Deployment's selector, the Service's selector and readiness.py's pod selector match the
     pods' labels; a multi-node Service selects only the leaders, which serve the API."""
     plan = build_plan({**BASE, "model": "llama4-scout", "accelerator": "gpu"})
-    plan["profile"]["nodes"] = nodes
-    values = helm_values(plan)
-    release = helm_command(plan)[3]  # helm upgrade --install <release> ...
+    plan["release"]["nodes"] = nodes
+    values = helm_values(plan["release"])
+    release = helm_command(plan["release"])[3]  # helm upgrade --install <release> ...
     assert release == values["deploymentName"]
     objects = rendered_objects(helm, values, tmp_path)
     assert [o["metadata"]["name"] for o in objects] == [release, release]

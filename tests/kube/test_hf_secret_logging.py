@@ -19,6 +19,7 @@ from llm_on_eks.plan import build_plan
 TOKEN = "hf_debugLevelCanary0123456789"
 ENCODED = base64.b64encode(TOKEN.encode()).decode()
 PLAN = build_plan({"model": "llama4-scout", "namespace": "team-a"})
+SECRET = (PLAN["target"], PLAN["hf_token"]["k8s_secret"])
 
 
 class SecretApi(BaseHTTPRequestHandler):
@@ -81,9 +82,9 @@ def test_no_token_in_logs_at_debug(api, caplog):
     caplog.set_level(logging.DEBUG)
     for logger in ("kubernetes.client.rest", "urllib3"):
         logging.getLogger(logger).setLevel(logging.DEBUG)
-    assert ensure_secret(api, PLAN, TOKEN) == "created"
-    assert ensure_secret(api, PLAN, TOKEN) == "unchanged"  # a read answering the token's base64
-    assert ensure_secret(api, PLAN, TOKEN + "x") == "updated"
+    assert ensure_secret(api, *SECRET, TOKEN) == "created"
+    assert ensure_secret(api, *SECRET, TOKEN) == "unchanged"  # a read answering the token's base64
+    assert ensure_secret(api, *SECRET, TOKEN + "x") == "updated"
     assert SecretApi.writes == ["POST", "PUT"] and SecretApi.stored["data"]["token"] != ENCODED
     for text in (caplog.text, *(str(r.args) for r in caplog.records)):
         assert TOKEN not in text and ENCODED not in text
@@ -93,11 +94,11 @@ def test_no_token_in_logs_at_debug(api, caplog):
 def test_a_secret_someone_else_made_is_refused_not_replaced(api):
     SecretApi.stored = _secret({"app": "theirs"}, "hf_theirs")
     with pytest.raises(ForeignSecret, match=f"team-a/hf-token exists without the label {MANAGED_BY_KEY}={PROJECT}"):
-        ensure_secret(api, PLAN, TOKEN)
+        ensure_secret(api, *SECRET, TOKEN)
     assert SecretApi.writes == [] and SecretApi.stored["data"]["token"] == base64.b64encode(b"hf_theirs").decode()
 
 
 def test_our_secret_is_updated(api):
     SecretApi.stored = _secret({MANAGED_BY_KEY: PROJECT}, "hf_old")
-    assert ensure_secret(api, PLAN, TOKEN) == "updated"
+    assert ensure_secret(api, *SECRET, TOKEN) == "updated"
     assert SecretApi.writes == ["PUT"]

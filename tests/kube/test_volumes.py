@@ -30,7 +30,7 @@ def volume(core, namespace):
 
     plan = build_plan({"cluster_name": "c1", "region": "us-west-2", "model": "llama4-scout", "accelerator": "gpu",
                        "namespace": namespace, "deployment_name": "scout"})
-    pv, pvc = fsx_volume(plan, FSX)
+    pv, pvc = fsx_volume(plan["storage"]["fsx"], namespace, FSX)
     yield pv, pvc
     try:
         core.delete_persistent_volume(pv["metadata"]["name"])

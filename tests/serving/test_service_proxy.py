@@ -96,7 +96,10 @@ def test_smoke_benchmark_and_metrics_through_the_service_proxy(vllm_server, sand
         assert result.xcoms["benchmark"]["requests"] == 4
         assert result.xcoms["benchmark"]["recorded_on"] == f"service/{sandbox_namespace}/scout"
 
-        load = read_deployment_load(result.xcoms["plan_deployment"])
+        plan = result.xcoms["plan_deployment"]
+        serving = plan["serving"]
+        load = read_deployment_load(plan["target"]["access"], base_url=serving["base_url"],
+                                    namespace=serving["namespace"], release=serving["release"], port=serving["port"])
         assert load.error is None and load.source.endswith(proxy)
         assert load.requests_succeeded >= 4 + 2 and load.in_flight == 0
     finally:

@@ -1,4 +1,4 @@
-"""The AWS API requests a deployment makes, built from the plan.
+"""The AWS API requests a deployment makes, built from the plan's sections.
 
 One function per request, used both by the dry run (which shows them) and by the steps that
 send them, so what a dry run prints is exactly what a real run asks AWS for.
@@ -10,12 +10,12 @@ import re
 from typing import Any
 
 from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY, PROJECT
-from llm_on_eks.plan import NodegroupSpec, Plan
+from llm_on_eks.plan.types import ClusterSection, FsxSection, NodegroupSpec
 
 
-def _tags(plan: Plan, created: dict[str, str] | None = None) -> dict[str, str]:
+def _tags(tags: dict[str, str], created: dict[str, str] | None = None) -> dict[str, str]:
     """The plan's owner tags, plus the creating run's (``naming.creation_tags``) on a create."""
-    return {**plan["tags"], **(created or {})}
+    return {**tags, **(created or {})}
 
 
 def instance_offering_request(instance_type: str) -> dict[str, Any]:
@@ -37,26 +37,25 @@ def vcpu_quota_request(instance_type: str) -> dict[str, str] | None:
     return {"ServiceCode": "ec2", "QuotaCode": code} if code else None
 
 
-def preflight_requests(plan: Plan) -> list[dict[str, Any]]:
-    """Checks that must pass before anything is created: offered, supported, within quota."""
-    instance_type = plan["nodegroup"]["instance_type"]
+def preflight_requests(cluster: ClusterSection, nodegroups: list[NodegroupSpec]) -> list[dict[str, Any]]:
+    """Checks that must pass before anything is created: offered, supported, within quota.
+    ``nodegroups``: the ones the run may create, the accelerator group (whose quota counts) first."""
+    instance_type = nodegroups[0]["instance_type"]
     checks = [
         {"service": "ec2", "operation": "describe_instance_type_offerings",
          "kwargs": instance_offering_request(instance_type)},
         {"service": "ec2", "operation": "describe_instance_types", "kwargs": {"InstanceTypes": [instance_type]}},
         {"service": "eks", "operation": "describe_cluster_versions",
-         "kwargs": {"clusterVersions": [plan["cluster"]["version"]]}},
+         "kwargs": {"clusterVersions": [cluster["version"]]}},
         {"service": "service-quotas", "operation": "get_service_quota",
          "kwargs": vcpu_quota_request(instance_type)},
     ]
-    if plan["cluster"]["create"]:
-        checks.append({"service": "ec2", "operation": "describe_instance_type_offerings",
-                       "kwargs": instance_offering_request(plan["system_nodegroup"]["instance_type"])})
-    return checks
+    return checks + [{"service": "ec2", "operation": "describe_instance_type_offerings",
+                      "kwargs": instance_offering_request(group["instance_type"])} for group in nodegroups[1:]]
 
 
-def create_cluster_request(plan: Plan, created: dict[str, str] | None = None) -> dict[str, Any]:
-    cluster = plan["cluster"]
+def create_cluster_request(cluster: ClusterSection, tags: dict[str, str],
+                           created: dict[str, str] | None = None) -> dict[str, Any]:
     vpc_config: dict[str, Any] = {"subnetIds": cluster["subnet_ids"], "endpointPublicAccess": True,
                                   "endpointPrivateAccess": True}
     if cluster["security_group_ids"]:
@@ -67,7 +66,7 @@ def create_cluster_request(plan: Plan, created: dict[str, str] | None = None) ->
         "roleArn": cluster["role_arn"],
         "resourcesVpcConfig": vpc_config,
         "accessConfig": {"authenticationMode": "API_AND_CONFIG_MAP", "bootstrapClusterCreatorAdminPermissions": True},
-        "tags": _tags(plan, created),
+        "tags": _tags(tags, created),
     }
 
 
@@ -87,7 +86,7 @@ def create_nodegroup_request(cluster: str, group: NodegroupSpec, subnet_ids: lis
         "nodeRole": group["node_role_arn"],
         "labels": dict(group["labels"]),
         "taints": [dict(t) for t in group["taints"]],
-        "tags": {**group["tags"], **(created or {})},
+        "tags": _tags(group["tags"], created),
     }
 
 
@@ -96,38 +95,37 @@ def scaling_config(group: NodegroupSpec) -> dict[str, int]:
     return {"minSize": scaling["min_size"], "maxSize": scaling["max_size"], "desiredSize": scaling["desired_size"]}
 
 
-def create_addon_request(plan: Plan, addon: str, created: dict[str, str] | None = None) -> dict[str, Any]:
+def create_addon_request(cluster_name: str, addon: str, tags: dict[str, str],
+                         created: dict[str, str] | None = None) -> dict[str, Any]:
     """EKS picks the add-on version that matches the cluster; PRESERVE keeps settings someone
     changed on a self-managed copy instead of overwriting them."""
-    return {"clusterName": plan["cluster"]["name"], "addonName": addon, "resolveConflicts": "PRESERVE",
-            "tags": _tags(plan, created)}
+    return {"clusterName": cluster_name, "addonName": addon, "resolveConflicts": "PRESERVE",
+            "tags": _tags(tags, created)}
 
 
-def create_bucket_request(plan: Plan) -> dict[str, Any]:
-    request: dict[str, Any] = {"Bucket": plan["storage"]["artifact_bucket"]}
-    if plan["aws"]["region"] != "us-east-1":
-        request["CreateBucketConfiguration"] = {"LocationConstraint": plan["aws"]["region"]}
+def create_bucket_request(bucket: str, region: str) -> dict[str, Any]:
+    request: dict[str, Any] = {"Bucket": bucket}
+    if region != "us-east-1":
+        request["CreateBucketConfiguration"] = {"LocationConstraint": region}
     return request
 
 
-def bucket_tagging_request(plan: Plan, created: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"Bucket": plan["storage"]["artifact_bucket"],
-            "Tagging": {"TagSet": [{"Key": k, "Value": v} for k, v in _tags(plan, created).items()]}}
+def bucket_tagging_request(bucket: str, tags: dict[str, str], created: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"Bucket": bucket, "Tagging": {"TagSet": [{"Key": k, "Value": v} for k, v in _tags(tags, created).items()]}}
 
 
-def fsx_tags(plan: Plan, created: dict[str, str] | None = None) -> list[dict[str, str]]:
+def fsx_tags(fsx: FsxSection, tags: dict[str, str], created: dict[str, str] | None = None) -> list[dict[str, str]]:
     """FSx is shared by a cluster's deployments: tagged with the cluster, not one deployment."""
-    fsx = plan["storage"]["fsx"]
-    tags = {k: v for k, v in _tags(plan, created).items() if k not in (DEPLOYMENT_KEY, NAMESPACE_KEY)}
-    return [{"Key": "Name", "Value": fsx["name"]}, *({"Key": k, "Value": v} for k, v in tags.items())]
+    shared = {k: v for k, v in _tags(tags, created).items() if k not in (DEPLOYMENT_KEY, NAMESPACE_KEY)}
+    return [{"Key": "Name", "Value": fsx["name"]}, *({"Key": k, "Value": v} for k, v in shared.items())]
 
 
-def create_file_system_request(plan: Plan, subnet_id: str | None = None, security_group_ids: list[str] | None = None,
-                               token: str | None = None, created: dict[str, str] | None = None) -> dict[str, Any]:
+def create_file_system_request(fsx: FsxSection, tags: dict[str, str], subnet_id: str | None = None,
+                               security_group_ids: list[str] | None = None, token: str | None = None,
+                               created: dict[str, str] | None = None) -> dict[str, Any]:
     """``token`` makes a resent request idempotent. A fixed one would also be reused after a
     teardown, and FSx could answer with the deleted file system, so the step passes one per try.
     Subnet and security groups default to the cluster's, looked up at run time."""
-    fsx = plan["storage"]["fsx"]
     security_group_ids = fsx["security_group_ids"] or security_group_ids
     request: dict[str, Any] = {
         "ClientRequestToken": (token or f"{PROJECT}-{fsx['name']}")[:63],
@@ -140,17 +138,17 @@ def create_file_system_request(plan: Plan, subnet_id: str | None = None, securit
             "PerUnitStorageThroughput": fsx["throughput_per_tib"],
             "DataCompressionType": "LZ4",
         },
-        "Tags": fsx_tags(plan, created),
+        "Tags": fsx_tags(fsx, tags, created),
     }
     if security_group_ids:
         request["SecurityGroupIds"] = list(security_group_ids)
     return request
 
 
-def create_data_repository_association_request(plan: Plan, file_system_id: str,
-                                                token: str | None = None) -> dict[str, Any]:
-    """Links the file system to the S3 prefix both ways: staged weights and markers show in S3."""
-    fsx = plan["storage"]["fsx"]
+def create_data_repository_association_request(fsx: FsxSection, file_system_id: str, token: str | None = None,
+                                                tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """Links the file system to the S3 prefix both ways: staged weights and markers show in S3.
+    ``tags``: the plan's owner tags, of which the association carries the cluster's."""
     request: dict[str, Any] = {"ClientRequestToken": token[:63]} if token else {}
     return {
         **request,
@@ -162,15 +160,15 @@ def create_data_repository_association_request(plan: Plan, file_system_id: str,
             "AutoImportPolicy": {"Events": ["NEW", "CHANGED", "DELETED"]},
             "AutoExportPolicy": {"Events": ["NEW", "CHANGED", "DELETED"]},
         },
-        "Tags": fsx_tags(plan),
+        "Tags": fsx_tags(fsx, tags or {}),
     }
 
 
-# Prefixes the later steps write under: the Neuron compile cache (plan["neuron"]) and the
-# weights FSx imports from and exports staged-weight markers to (plan["storage"]["fsx"]).
+# Prefixes the later steps write under: the Neuron compile cache (the neuron section) and the
+# weights FSx imports from and exports staged-weight markers to (the storage section's fsx).
 ARTIFACT_PREFIXES = ("neuron-cache/", "models/")
 
 
-def artifact_prefix_requests(plan: Plan) -> list[dict[str, Any]]:
+def artifact_prefix_requests(bucket: str) -> list[dict[str, Any]]:
     """An empty object per prefix, so the prefixes show (and FSx has something to link to)."""
-    return [{"Bucket": plan["storage"]["artifact_bucket"], "Key": prefix} for prefix in ARTIFACT_PREFIXES]
+    return [{"Bucket": bucket, "Key": prefix} for prefix in ARTIFACT_PREFIXES]

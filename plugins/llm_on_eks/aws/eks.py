@@ -11,7 +11,7 @@ from typing import Any
 
 from llm_on_eks.aws.api_calls import scaling_config
 from llm_on_eks.naming import DEPLOYMENT_KEY, MANAGED_BY_KEY, ROLE_KEY
-from llm_on_eks.plan import NodegroupSpec
+from llm_on_eks.plan.types import NodegroupSpec
 
 # An inference-ready cluster runs EKS 1.30 or newer (the AL2023 accelerated AMIs the device
 # plugins rely on; AWS docs, "Amazon EKS optimized accelerated Amazon Linux AMIs").

@@ -3,9 +3,8 @@ boto3 client, with waiters described in JSON (``waiters/fsx.json``) so the worke
 waiter) and the triggerer (an aiobotocore waiter) wait by the same rules.
 
 The provider has no FSx hook, operator or trigger; this module and ``llm_on_eks.triggers.fsx``
-are the smallest pieces the storage step needs. A file system belongs to a cluster (shared by its
-deployments, tagged with the cluster, not one deployment); each deployment using it adds a
-``used-by`` tag, which is how the teardown knows whether anyone else still needs it.
+are the smallest pieces the storage step needs; how it judges what it finds is in
+``llm_on_eks.aws.fsx_rules``.
 """
 
 from __future__ import annotations
@@ -15,28 +14,10 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-from llm_on_eks.naming import CLUSTER_KEY, LABEL_PREFIX, MANAGED_BY_KEY, PROJECT
+from llm_on_eks.aws.fsx_rules import tags_of
+from llm_on_eks.naming import CLUSTER_KEY, is_managed
 
-USED_BY_PREFIX = f"{LABEL_PREFIX}/used-by/"
 WAITERS = Path(__file__).with_name("waiters") / "fsx.json"
-# Lifecycle states a file system or association can be used or waited out in; anything else
-# (FAILED, MISCONFIGURED, DELETING) needs a human.
-USABLE = {"AVAILABLE", "UPDATING"}
-
-
-def used_by_key(user: str) -> str:
-    """The tag of one user, ``naming.fsx_user``: namespace and deployment, so the same name in
-    two namespaces is two users."""
-    return f"{USED_BY_PREFIX}{user}"
-
-
-def tags_of(resource: dict[str, Any]) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in resource.get("Tags") or []}
-
-
-def users_of(file_system: dict[str, Any]) -> list[str]:
-    """Deployments that said they use this file system (their ``used-by`` tags)."""
-    return sorted(k.removeprefix(USED_BY_PREFIX) for k in tags_of(file_system) if k.startswith(USED_BY_PREFIX))
 
 
 class FsxHook(AwsBaseHook):
@@ -67,8 +48,8 @@ class FsxHook(AwsBaseHook):
         for page in self.conn.get_paginator("describe_file_systems").paginate():
             for fs in page["FileSystems"]:
                 tags = tags_of(fs)
-                if (fs.get("FileSystemType") == "LUSTRE" and tags.get("Name") == name
-                        and tags.get(MANAGED_BY_KEY) == PROJECT and tags.get(CLUSTER_KEY) == cluster):
+                if (fs.get("FileSystemType") == "LUSTRE" and tags.get("Name") == name and is_managed(tags)
+                        and tags.get(CLUSTER_KEY) == cluster):
                     found.append(fs)
         return found
 

@@ -4,24 +4,27 @@ the Kubernetes API: never returned from a task, logged, templated or pushed to X
 
 from __future__ import annotations
 
+import base64
 import json
 
-from llm_on_eks.plan import Plan
+from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
+
+from llm_on_eks.plan.types import AwsSection, HfTokenSection
 
 TOKEN_KEYS = ("token", "HF_TOKEN", "hf_token")
 
 
-def token_origin(plan: Plan) -> str:
+def token_origin(hf_token: HfTokenSection) -> str:
     """Where the token is read from, for logs and dry runs: never the value."""
-    source = plan["hf_token"]
-    return (f"Secrets Manager secret {source['secrets_manager_id']}" if source["secrets_manager_id"]
-            else f"Airflow connection {source['conn_id']} (password)")
+    return (f"Secrets Manager secret {hf_token['secrets_manager_id']}" if hf_token["secrets_manager_id"]
+            else f"Airflow connection {hf_token['conn_id']} (password)")
 
 
-def _from_secrets_manager(plan: Plan, secret_id: str) -> str:
+def _from_secrets_manager(aws: AwsSection, secret_id: str) -> str:
     from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
 
-    hook = SecretsManagerHook(aws_conn_id=plan["aws"]["conn_id"], region_name=plan["aws"]["region"])
+    hook = SecretsManagerHook(aws_conn_id=aws["conn_id"], region_name=aws["region"])
     value = hook.get_secret(secret_id)
     try:
         document = json.loads(value)
@@ -35,24 +38,18 @@ def _from_secrets_manager(plan: Plan, secret_id: str) -> str:
     return value.strip()
 
 
-def read_hf_token(plan: Plan) -> str:
-    source = plan["hf_token"]
-    if source["secrets_manager_id"]:
-        token = _from_secrets_manager(plan, source["secrets_manager_id"])
+def read_hf_token(aws: AwsSection, hf_token: HfTokenSection) -> str:
+    """The token, registered with the log masker; ``aws`` reaches Secrets Manager."""
+    if hf_token["secrets_manager_id"]:
+        token = _from_secrets_manager(aws, hf_token["secrets_manager_id"])
     else:
-        from airflow.sdk import BaseHook
-
-        token = (BaseHook.get_connection(source["conn_id"]).password or "").strip()
+        token = (BaseHook.get_connection(hf_token["conn_id"]).password or "").strip()
     if not token:
-        where = source["secrets_manager_id"] or f"connection {source['conn_id']!r} (password field)"
+        where = hf_token["secrets_manager_id"] or f"connection {hf_token['conn_id']!r} (password field)"
         raise ValueError(f"no Hugging Face token found in {where}")
     # A connection password is masked in task logs already; a Secrets Manager value is not until
     # it is registered here. Either way, any log line that would carry it shows *** instead. The
     # base64 form too: it is what a Secret's data holds, and what a Kubernetes response carries.
-    import base64
-
-    from airflow.sdk.log import mask_secret
-
     mask_secret(token)
     mask_secret(base64.b64encode(token.encode()).decode())
     return token

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llm_on_eks.aws.fsx import USED_BY_PREFIX, tags_of, users_of
+from llm_on_eks.aws.fsx_rules import USED_BY_PREFIX, tags_of, users_of
 from llm_on_eks.naming import CLUSTER_KEY, DEPLOYMENT_KEY, ROLE_KEY, SYSTEM_ROLE, is_managed
 
 

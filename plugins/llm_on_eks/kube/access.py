@@ -17,7 +17,8 @@ Long waits outlive both credentials (an assumed role's session, 1 hour by defaul
 - the helm CLI (client-go) runs the same exec plugin whenever its token expires, and each helm
   call starts after a renewal (``Kubeconfig.renew``).
 
-``ClusterAccess`` is the few ids that takes: what a trigger serializes instead of the plan.
+``ClusterAccess`` (the plan's ``target["access"]``) is the few ids that takes: what a trigger
+serializes instead of the plan.
 """
 
 from __future__ import annotations
@@ -29,23 +30,9 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any
 
-from llm_on_eks.plan import Plan
-
-
-class ClusterAccess(TypedDict):
-    kubernetes_conn_id: str | None
-    aws_conn_id: str
-    region: str
-    cluster: str
-    namespace: str
-
-
-def cluster_access(plan: Plan) -> ClusterAccess:
-    return {"kubernetes_conn_id": plan["kubernetes"]["conn_id"], "aws_conn_id": plan["aws"]["conn_id"],
-            "region": plan["aws"]["region"], "cluster": plan["cluster"]["name"],
-            "namespace": plan["kubernetes"]["namespace"]}
+from llm_on_eks.plan.types import ClusterAccess
 
 
 @dataclass

@@ -20,13 +20,11 @@ from typing import Any
 from llm_on_eks.kube.device_plugins import NAMESPACE as PLUGIN_NAMESPACE
 from llm_on_eks.kube.device_plugins import PLUGINS, plugin_name, plugin_objects
 from llm_on_eks.kube.helm import foreign_release
+from llm_on_eks.kube.lws import list_lws
 from llm_on_eks.kube.readiness import serving_selector
 from llm_on_eks.naming import (
     ACCELERATOR_KEY,
     DEPLOYMENT_KEY,
-    LWS_GROUP,
-    LWS_PLURAL,
-    LWS_VERSION,
     MANAGED_BY_KEY,
     NAMESPACE_KEY,
     PROJECT,
@@ -66,8 +64,7 @@ def other_deployments(api: Any, namespace: str, deployment: str) -> list[str]:
     found = _others(client.AppsV1Api(api).list_namespaced_deployment(namespace, label_selector=selector).items,
                     deployment)
     try:
-        sets = client.CustomObjectsApi(api).list_namespaced_custom_object(
-            LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, label_selector=selector)["items"]
+        sets = list_lws(api, namespace, selector)
     except ApiException as exc:
         if exc.status != 404:  # no LeaderWorkerSet CRD: no multi-node deployments
             raise

@@ -19,11 +19,14 @@ Neuron values hard-code ``schedulerName: my-scheduler``).
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
+from llm_on_eks.kube.readiness import last_events
 from llm_on_eks.naming import ACCELERATOR_KEY, MANAGED_BY_KEY, PROJECT, is_managed
-from llm_on_eks.plan import ACCELERATORS, Plan
+from llm_on_eks.plan.defaults import ACCELERATORS
+from llm_on_eks.plan.types import KubernetesSection, ProfileSection
 
 NAMESPACE = "kube-system"
 FIELD_MANAGER = PROJECT
@@ -181,19 +184,19 @@ def ensure_device_plugin(api, accelerator: str) -> dict[str, Any]:
     return {"daemonset": f"{NAMESPACE}/{plugin_name(accelerator)}", "action": action}
 
 
-def _node_selector(plan: Plan) -> str:
-    labels = {**plan["kubernetes"]["node_selector"], ACCELERATOR_KEY: plan["profile"]["accelerator"]}
+def _node_selector(profile: ProfileSection, kubernetes: KubernetesSection) -> str:
+    labels = {**kubernetes["node_selector"], ACCELERATOR_KEY: profile["accelerator"]}
     return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
 
 
-def advertising(api, plan: Plan) -> tuple[list[str], list[str]]:
+def advertising(api, profile: ProfileSection, kubernetes: KubernetesSection) -> tuple[list[str], list[str]]:
     """Nodes of the deployment's kind that advertise all the devices a pod asks for, and a line
     per node for the error message."""
     from kubernetes import client
 
-    resource, wanted = plan["kubernetes"]["accelerator_resource"], int(plan["profile"]["accelerators_per_node"])
+    resource, wanted = kubernetes["accelerator_resource"], int(profile["accelerators_per_node"])
     ready, lines = [], []
-    for node in client.CoreV1Api(api).list_node(label_selector=_node_selector(plan)).items:
+    for node in client.CoreV1Api(api).list_node(label_selector=_node_selector(profile, kubernetes)).items:
         count = int((node.status.allocatable or {}).get(resource, "0"))
         if count >= wanted:
             ready.append(node.metadata.name)
@@ -203,7 +206,6 @@ def advertising(api, plan: Plan) -> tuple[list[str], list[str]]:
 
 def denied_message(exc) -> str:
     """The API server's own words for a 403, which name the user, verb and resource."""
-    import json
 
     try:
         return json.loads(exc.body)["message"]
@@ -214,8 +216,6 @@ def denied_message(exc) -> str:
 def _plugin_pods(api, accelerator: str) -> list[str]:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
-
-    from llm_on_eks.kube.readiness import last_events
 
     core = client.CoreV1Api(api)
     selector = f"app.kubernetes.io/name={PLUGINS[accelerator]['name']}"
@@ -230,23 +230,23 @@ def _plugin_pods(api, accelerator: str) -> list[str]:
             for pod in pods]
 
 
-def wait_for_devices(api, plan: Plan, budget_s: float) -> list[str]:
-    """Wait until as many nodes as the plan needs advertise their devices; their names.
+def wait_for_devices(api, profile: ProfileSection, kubernetes: KubernetesSection, budget_s: float) -> list[str]:
+    """Wait until as many nodes as the profile needs advertise their devices; their names.
 
     The node group is ACTIVE by now, so this is the plugin's image pull and registration:
     minutes, waited for in the worker. Credentials that may not list nodes get the API
     server's 403, for the caller to report as unknown."""
-    needed, deadline = plan["profile"]["nodes"], time.monotonic() + budget_s
+    needed, deadline = profile["nodes"], time.monotonic() + budget_s
     while True:
-        ready, lines = advertising(api, plan)
+        ready, lines = advertising(api, profile, kubernetes)
         if len(ready) >= needed:
             return sorted(ready)
         if time.monotonic() > deadline:
             break
         time.sleep(POLL_S)
-    accelerator = plan["profile"]["accelerator"]
-    nodes = "\n".join(lines) or f"  no node is labelled {_node_selector(plan)}: have the node group's nodes joined?"
-    pods = "\n".join(_plugin_pods(api, accelerator)) or "  no pods of our device plugin (another plugin may be in use)"
+    nodes = "\n".join(lines) or (f"  no node is labelled {_node_selector(profile, kubernetes)}: have the node "
+                                 "group's nodes joined?")
+    pods = "\n".join(_plugin_pods(api, profile["accelerator"])) or "  no pods of our device plugin (another plugin may be in use)"
     raise DevicesMissing(
-        f"{len(ready)} of {needed} node(s) advertise {plan['kubernetes']['accelerator_resource']} after {budget_s:.0f} s;"
+        f"{len(ready)} of {needed} node(s) advertise {kubernetes['accelerator_resource']} after {budget_s:.0f} s;"
         f" serving pods would stay Pending.\n{nodes}\n{pods}")

@@ -18,7 +18,7 @@ import yaml
 
 from llm_on_eks.kube.helm_values import CHART_NAME, HELM_TIMEOUT_S, helm_command
 from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT, is_managed
-from llm_on_eks.plan import Plan
+from llm_on_eks.plan.types import ReleaseSpec
 
 # helm stops at its own --timeout and records the revision failed; the subprocess is killed only
 # if helm hangs well past that, since a killed helm leaves the release pending-install/upgrade.
@@ -115,9 +115,9 @@ class Helm:
         return json.loads(self.run("get", "values", release, "--namespace", self.namespace, "--revision",
                                    str(revision), "--output", "json")) or {}
 
-    def upgrade_install(self, plan: Plan, values: dict[str, Any]) -> None:
+    def upgrade_install(self, release: ReleaseSpec, values: dict[str, Any]) -> None:
         with _values_file(values) as path:
-            self.run(*helm_command(plan, path)[1:])
+            self.run(*helm_command(release, path)[1:])
 
     def rollback(self, release: str, revision: int) -> None:
         self.run("rollback", release, str(revision), "--namespace", self.namespace, "--timeout", f"{HELM_TIMEOUT_S}s")

@@ -1,6 +1,6 @@
 """The HF token Secret, kept equal to the token source without ever showing the value.
 
-One key (``plan["hf_token"]["k8s_secret"]["key"]``, "token" by default, as the public chart
+One key (the plan's ``hf_token["k8s_secret"]["key"]``, "token" by default, as the public chart
 reads it), written through ``stringData`` so the API server encodes it exactly once (the ai-on-eks
 Trainium2 Llama 4 guide's command encoded it twice). Unchanged values are left alone, so a re-run makes no
 write and no new resourceVersion. A Secret of that name that llm-on-eks did not make is refused,
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from llm_on_eks.kube.manifests import hf_token_secret
 from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT, is_managed
-from llm_on_eks.plan import Plan
+from llm_on_eks.plan.types import SecretRef, Target
 
 # The kubernetes client logs every response body at DEBUG ("response body: ..."), and urllib3
 # logs requests: a Secret read carries the token base64-encoded, which masking the raw token
@@ -42,14 +42,15 @@ def quiet_bodies() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def ensure_secret(api, plan: Plan, token: str) -> str:
-    """Create, update or leave the Secret; returns "created", "updated" or "unchanged"."""
+def ensure_secret(api, target: Target, secret: SecretRef, token: str) -> str:
+    """Create, update or leave the Secret ``secret`` names in ``target``'s namespace; returns
+    "created", "updated" or "unchanged"."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(api)
-    secret, namespace = plan["hf_token"]["k8s_secret"], plan["kubernetes"]["namespace"]
-    body = hf_token_secret(plan, token)
+    namespace = target["access"]["namespace"]
+    body = hf_token_secret(target, secret, token)
     with quiet_bodies():
         try:
             current = core.read_namespaced_secret(secret["name"], namespace)

@@ -7,6 +7,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from llm_on_eks.kube.readiness import last_events, unschedulable
+
 POLL_S = 5
 LOG_TAIL_LINES = 40
 # A failed Job is deleted before its replacement is created; deletion is quick (Background).
@@ -61,8 +63,6 @@ def _diagnose(api, namespace: str, name: str) -> str:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    from llm_on_eks.kube.readiness import last_events
-
     core = client.CoreV1Api(api)
     lines = []
     for pod in core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items:
@@ -83,8 +83,6 @@ def job_status(api, namespace: str, name: str) -> tuple[str, dict[str, Any] | st
     otherwise wait out the whole budget (hours for a Neuron compile) for nothing.
     """
     from kubernetes import client
-
-    from llm_on_eks.kube.readiness import unschedulable
 
     job = client.BatchV1Api(api).read_namespaced_job(name, namespace)
     conditions = {c.type: c for c in job.status.conditions or [] if c.status == "True"}

@@ -7,14 +7,13 @@ already exists (made by a person, or by another tool) is used as it is and never
 from __future__ import annotations
 
 from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT
-from llm_on_eks.plan import Plan
 
 
-def ensure_namespace(api, plan: Plan) -> None:
+def ensure_namespace(api, namespace: str) -> None:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    body = client.V1Namespace(metadata=client.V1ObjectMeta(name=plan["kubernetes"]["namespace"],
+    body = client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace,
                                                            labels={MANAGED_BY_KEY: PROJECT}))
     try:
         client.CoreV1Api(api).create_namespace(body)

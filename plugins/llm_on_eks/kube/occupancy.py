@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_on_eks.naming import LWS_GROUP, LWS_PLURAL, LWS_VERSION, is_managed
+from llm_on_eks.kube.lws import read_lws
+from llm_on_eks.naming import is_managed
 
 # Helm writes this annotation on every object of a release (Helm docs, "Adopting existing resources").
 HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"
@@ -27,8 +28,7 @@ def _metadata(api, kind: str, namespace: str, name: str) -> dict[str, Any] | Non
         elif kind == "Service":
             meta = client.CoreV1Api(api).read_namespaced_service(name, namespace).metadata
         else:
-            found = client.CustomObjectsApi(api).get_namespaced_custom_object(LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, name)
-            return found.get("metadata") or {}
+            return read_lws(api, namespace, name).get("metadata") or {}
     except ApiException as exc:
         if exc.status == 404:  # no such object, or a cluster without the LeaderWorkerSet CRD
             return None

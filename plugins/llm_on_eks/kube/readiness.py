@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llm_on_eks.naming import LWS_GROUP, LWS_PLURAL, LWS_VERSION
+from llm_on_eks.kube.lws import read_lws
 
 # A pod the scheduler cannot place for this long will not be placed: node groups have a fixed
 # size and scaling them is the provision step's business, not the scheduler's.
@@ -73,8 +73,7 @@ def check(api, namespace: str, release: str, multi_node: bool, now) -> Readiness
     pods = _pods(core, namespace, release)
     stuck = unschedulable(pods, now)
     if multi_node:
-        lws = client.CustomObjectsApi(api).get_namespaced_custom_object(
-            LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, release)
+        lws = read_lws(api, namespace, release)
         status, wanted = lws.get("status", {}), lws["spec"]["replicas"]
         # LWS status has no observedGeneration: an update in flight shows as a condition.
         updating = any(c["type"] == "UpdateInProgress" and c["status"] == "True" for c in status.get("conditions", []))

@@ -5,54 +5,65 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_on_eks.operators.base import PlanStepOperator
-from llm_on_eks.plan import Plan
+from airflow.sdk.exceptions import AirflowFailException
+
+from llm_on_eks.kube.access import api_client
+from llm_on_eks.kube.device_plugins import (
+    DevicesMissing,
+    denied_message,
+    ensure_device_plugin,
+    image_repo,
+    plugin_objects,
+    wait_for_devices,
+)
+from llm_on_eks.operators.base import DeploymentStepOperator
+from llm_on_eks.plan.types import KubernetesSection, ProfileSection
 
 # The node group is ACTIVE before this step: what is left is pulling the plugin and registering.
 DEVICE_WAIT_S = 600
 
 
-class DevicePluginOperator(PlanStepOperator):
+class DevicePluginOperator(DeploymentStepOperator):
     """Make the accelerator nodes advertise their devices (llm_on_eks.kube.device_plugins), and
-    fail here, naming the nodes and plugin pods, rather than leave serving pods Pending later."""
+    fail here, naming the nodes and plugin pods, rather than leave serving pods Pending later.
 
-    def __init__(self, *, wait_s: float = DEVICE_WAIT_S, **kwargs) -> None:
+    :param profile: the accelerator, how many nodes and how many devices each must advertise
+    :param kubernetes: the nodes' selector and the extended resource they advertise
+    :param wait_s: how long the nodes may take to advertise their devices
+    """
+
+    template_fields = (*DeploymentStepOperator.template_fields, "profile", "kubernetes")
+
+    def __init__(self, *, profile: ProfileSection, kubernetes: KubernetesSection, wait_s: float = DEVICE_WAIT_S,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
+        self.profile = profile
+        self.kubernetes = kubernetes
         self.wait_s = wait_s
 
-    def describe(self, plan: Plan) -> Any:
-        from llm_on_eks.kube.device_plugins import image_repo, plugin_objects
-
-        accelerator = plan["profile"]["accelerator"]
+    def describe(self) -> Any:
+        accelerator = self.profile["accelerator"]
         return {"unless_a_daemonset_runs_image": image_repo(accelerator), "apply": plugin_objects(accelerator),
                 "then_wait_up_to_s": self.wait_s,
-                "until": f"{plan['profile']['nodes']} node(s) advertise {plan['profile']['accelerators_per_node']} "
-                         f"{plan['kubernetes']['accelerator_resource']}"}
+                "until": f"{self.profile['nodes']} node(s) advertise {self.profile['accelerators_per_node']} "
+                         f"{self.kubernetes['accelerator_resource']}"}
 
-    def run(self, plan: Plan, context: Any) -> Any:
-        from airflow.sdk.exceptions import AirflowFailException
+    def run(self, context: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
 
-        from llm_on_eks.kube.access import api_client, cluster_access
-        from llm_on_eks.kube.device_plugins import (
-            DevicesMissing,
-            denied_message,
-            ensure_device_plugin,
-            wait_for_devices,
-        )
 
-        with api_client(cluster_access(plan)) as api:
-            result = ensure_device_plugin(api, plan["profile"]["accelerator"])
+        with api_client(self.access) as api:
+            result = ensure_device_plugin(api, self.profile["accelerator"])
             self.log.info("device plugin %s: %s", result["daemonset"] or "unknown", result["action"])
             try:
-                nodes = wait_for_devices(api, plan, self.wait_s)
+                nodes = wait_for_devices(api, self.profile, self.kubernetes, self.wait_s)
             except DevicesMissing as exc:
                 raise AirflowFailException(str(exc)) from None
             except ApiException as exc:
                 if exc.status != 403:
                     raise
                 self.log.warning("whether the nodes advertise %s is unknown (%s); wait_ready will name "
-                                 "pods that cannot be scheduled", plan["kubernetes"]["accelerator_resource"],
+                                 "pods that cannot be scheduled", self.kubernetes["accelerator_resource"],
                                  denied_message(exc))
                 nodes = "unknown"
         return {**result, "nodes": nodes}

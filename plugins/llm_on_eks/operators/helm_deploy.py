@@ -7,37 +7,43 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk.configuration import conf
+from airflow.sdk.exceptions import AirflowFailException
 
-from llm_on_eks.operators.base import LEASE_MARGIN_S, PlanStepOperator
-from llm_on_eks.plan import Plan
+from llm_on_eks.kube import readiness
+from llm_on_eks.kube.access import api_client, kubeconfig_path
+from llm_on_eks.kube.helm import Helm, foreign_release, stuck_recovery
+from llm_on_eks.kube.helm_values import HELM_TIMEOUT_S, helm_command, helm_values
+from llm_on_eks.operators.base import LEASE_MARGIN_S, DeploymentStepOperator, WaitingStepOperator
+from llm_on_eks.plan.types import ReleaseSpec
 
-DEFAULT_DEFERRABLE = conf.getboolean("operators", "default_deferrable", fallback=False)
 READY_POLL_S = 5
 
 
-class HelmDeployOperator(PlanStepOperator):
-    """`helm upgrade --install` of the release named after the deployment."""
+class HelmDeployOperator(DeploymentStepOperator):
+    """`helm upgrade --install` of the release named after the deployment.
 
-    def describe(self, plan: Plan) -> Any:
-        from llm_on_eks.kube.helm_values import helm_command, helm_values
+    :param release: what the serving pods run (the plan's ``release`` section), renamed to the
+        chart's values
+    """
 
-        return {"command": helm_command(plan), "values": helm_values(plan),
+    template_fields = (*DeploymentStepOperator.template_fields, "release")
+
+    def __init__(self, *, release: ReleaseSpec, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.release = release
+
+    def describe(self) -> Any:
+        return {"command": helm_command(self.release), "values": helm_values(self.release),
                 "on_failure": "roll back to the last revision that became ready"}
 
-    def run(self, plan: Plan, context: Any) -> Any:
+    def run(self, context: Any) -> Any:
         """Upgrade only when the values differ from the deployed revision's: a re-run of a finished
         deployment changes nothing, and one after a failed upgrade applies it again. A release of
         this name that is not ours is refused; one left pending by a killed helm is recovered."""
-        from airflow.sdk.exceptions import AirflowFailException
 
-        from llm_on_eks.kube.access import cluster_access, kubeconfig_path
-        from llm_on_eks.kube.helm import Helm, foreign_release, stuck_recovery
-        from llm_on_eks.kube.helm_values import helm_values
-
-        release, namespace = plan["kubernetes"]["release"], plan["kubernetes"]["namespace"]
-        values = helm_values(plan)
-        with kubeconfig_path(cluster_access(plan)) as kubeconfig:
+        release, namespace = self.release["name"], self.release["namespace"]
+        values = helm_values(self.release)
+        with kubeconfig_path(self.access) as kubeconfig:
             helm = Helm(kubeconfig, namespace)
             found = helm.release(release)
             foreign = foreign_release(found, helm.values(release, found["revision"]) if found else None)
@@ -53,15 +59,13 @@ class HelmDeployOperator(PlanStepOperator):
             if deployed and helm.values(release, deployed[-1]) == values:
                 self.log.info("release %s revision %s already has these values", release, deployed[-1])
                 return {"release": release, "revision": deployed[-1], "previous": deployed[-1], "changed": False}
-            helm.upgrade_install(plan, values)
+            helm.upgrade_install(self.release, values)
             revision = helm.history(release)[-1]["revision"]
         self.log.info("release %s: revision %s installed", release, revision)
         return {"release": release, "revision": revision, "previous": deployed[-1] if deployed else None,
                 "changed": True}
 
     def _recover(self, helm: Any, release: str, action: str, revision: int | None, *, status: str) -> None:
-        from llm_on_eks.kube.helm_values import HELM_TIMEOUT_S
-
         self.log.warning("release %s is stuck %s: %s%s", release, status, action,
                          f" to revision {revision}" if revision else "")
         if action == "rollback":
@@ -70,69 +74,73 @@ class HelmDeployOperator(PlanStepOperator):
             helm.uninstall(release, HELM_TIMEOUT_S)
 
 
-class WaitReadyOperator(PlanStepOperator):
+class WaitReadyOperator(WaitingStepOperator):
     """Wait for the serving pods to be ready within the catalog's start-up budget; roll the
-    release back to its previous revision when the new one cannot become ready. ``deploy`` is
-    helm_deploy's result (revision, previous revision, whether it changed anything)."""
+    release back to its previous revision when the new one cannot become ready.
 
-    template_fields = (*PlanStepOperator.template_fields, "deploy")
+    :param release: the release to wait for: its name, node count and start-up budget
+    :param deploy: helm_deploy's result (revision, previous revision, whether it changed
+        anything): what to roll back to
+    """
 
-    def __init__(self, *, deploy: Any = None, deferrable: bool = DEFAULT_DEFERRABLE, **kwargs) -> None:
+    template_fields = (*WaitingStepOperator.template_fields, "release", "deploy")
+
+    def __init__(self, *, release: ReleaseSpec, deploy: Any = None, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.release = release
         self.deploy = deploy
-        self.deferrable = deferrable
 
-    def lease_hold_s(self, plan: Plan) -> int:
-        return plan["profile"]["startup_budget_s"] + 300 + LEASE_MARGIN_S
+    @property
+    def multi_node(self) -> bool:
+        return self.release["nodes"] > 1
 
-    def describe(self, plan: Plan) -> Any:
-        kind = "LeaderWorkerSet" if plan["profile"]["nodes"] > 1 else "Deployment"
-        return {"wait_for": f"{kind} {plan['kubernetes']['namespace']}/{plan['kubernetes']['release']} ready",
-                "budget_s": plan["profile"]["startup_budget_s"], "deferrable": self.deferrable}
+    def lease_hold_s(self) -> int:
+        return self.release["startup_budget_s"] + 300 + LEASE_MARGIN_S
 
-    def run(self, plan: Plan, context: Any) -> Any:
-        from llm_on_eks.kube import readiness
-        from llm_on_eks.kube.access import api_client, cluster_access
+    def describe(self) -> Any:
+        kind = "LeaderWorkerSet" if self.multi_node else "Deployment"
+        return {"wait_for": f"{kind} {self.release['namespace']}/{self.release['name']} ready",
+                "budget_s": self.release["startup_budget_s"], "deferrable": self.deferrable}
+
+    def run(self, context: Any) -> Any:
         from llm_on_eks.triggers.kube import ReleaseReadyTrigger
 
-        budget, kube = plan["profile"]["startup_budget_s"], plan["kubernetes"]
-        multi_node = plan["profile"]["nodes"] > 1
-        if self.deferrable:
-            self.defer_to(ReleaseReadyTrigger(access=cluster_access(plan), release=kube["release"],
-                                              multi_node=multi_node, deadline=time.time() + budget, budget_s=budget),
-                          timeout_s=budget + 300)
+        budget = self.release["startup_budget_s"]
+        return self.defer_or_poll(
+            trigger=lambda: ReleaseReadyTrigger(access=self.access, release=self.release["name"],
+                                                multi_node=self.multi_node, deadline=time.time() + budget,
+                                                budget_s=budget),
+            timeout_s=budget + 300, poll=lambda: self._poll(context, budget))
+
+    def _poll(self, context: Any, budget: int) -> Any:
         deadline = time.monotonic() + budget
-        with api_client(cluster_access(plan)) as api:
+        with api_client(self.access) as api:
             while True:
-                state = readiness.check(api, kube["namespace"], kube["release"], multi_node, datetime.now(UTC))
+                state = readiness.check(api, self.release["namespace"], self.release["name"], self.multi_node,
+                                        datetime.now(UTC))
                 if state.ready:
-                    return self.resume(plan, context, {})
+                    return self.resume(context, {})
                 if state.unschedulable or time.monotonic() > deadline:
-                    self._fail(plan, state.unschedulable, state.detail)
+                    self._fail(state.unschedulable, state.detail)
                 time.sleep(READY_POLL_S)
 
-    def resume(self, plan: Plan, context: Any, event: dict[str, Any]) -> Any:
+    def resume(self, context: Any, event: dict[str, Any]) -> Any:
         return {"ready": True, "revision": (self.deploy or {}).get("revision")}
 
-    def wait_failed(self, plan: Plan, context: Any, why: str, event: dict[str, Any] | None = None) -> None:
-        self._fail(plan, ((event or {}).get("result") or {}).get("unschedulable") or [], why)
+    def wait_failed(self, context: Any, why: str, event: dict[str, Any] | None = None) -> None:
+        self._fail(((event or {}).get("result") or {}).get("unschedulable") or [], why)
 
-    def _fail(self, plan: Plan, unschedulable: list[str], detail: str) -> None:
-        from airflow.sdk.exceptions import AirflowFailException
-
+    def _fail(self, unschedulable: list[str], detail: str) -> None:
         why = (f"pods cannot be scheduled: {', '.join(unschedulable)}" if unschedulable
-               else f"not ready within the {plan['profile']['startup_budget_s']} s start-up budget")
-        rolled_back = self._roll_back(plan)
-        raise AirflowFailException(f"release {plan['kubernetes']['release']} {why}{rolled_back}\n{detail}")
+               else f"not ready within the {self.release['startup_budget_s']} s start-up budget")
+        rolled_back = self._roll_back()
+        raise AirflowFailException(f"release {self.release['name']} {why}{rolled_back}\n{detail}")
 
-    def _roll_back(self, plan: Plan) -> str:
-        from llm_on_eks.kube.access import cluster_access, kubeconfig_path
-        from llm_on_eks.kube.helm import Helm
-
+    def _roll_back(self) -> str:
         previous = (self.deploy or {}).get("previous")
         if not (self.deploy or {}).get("changed") or previous is None:
             return ""
-        with kubeconfig_path(cluster_access(plan)) as kubeconfig:
-            Helm(kubeconfig, plan["kubernetes"]["namespace"]).rollback(plan["kubernetes"]["release"], previous)
-        self.log.warning("rolled release %s back to revision %s", plan["kubernetes"]["release"], previous)
+        with kubeconfig_path(self.access) as kubeconfig:
+            Helm(kubeconfig, self.release["namespace"]).rollback(self.release["name"], previous)
+        self.log.warning("rolled release %s back to revision %s", self.release["name"], previous)
         return f"; rolled back to revision {previous}"

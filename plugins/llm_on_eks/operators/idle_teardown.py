@@ -9,12 +9,34 @@ killed between creating its node group and registering).
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, TriggerRule, task
 
+from llm_on_eks.aws import eks as rules
+from llm_on_eks.kube import readiness
+from llm_on_eks.kube.access import api_client
+from llm_on_eks.kube.lease import holder_of
+from llm_on_eks.naming import (
+    CREATED_AT_KEY,
+    DEPLOYMENT_KEY,
+    FAILED_AT_KEY,
+    IDLE_TTL_ANNOTATION,
+    NAMESPACE_KEY,
+    PROTECTED_ANNOTATION,
+    is_managed,
+)
+from llm_on_eks.operators.base import eks_cluster_gone
 from llm_on_eks.operators.register import DEPLOYMENTS_ASSET
+from llm_on_eks.plan import DEFAULTS, SERVING_PORT, TEARDOWN_KEYS, TeardownPlan, build_teardown_plan
+from llm_on_eks.serving.idleness import STATE_ANNOTATION, Observation, Verdict, idle_cost, judge, parse_state
+from llm_on_eks.serving.metrics import read_deployment_load
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.eks import EksHook
 
 # How many recent deploy/teardown events are read: far more than any team runs deployments.
 EVENTS_READ = 2000
@@ -36,10 +58,6 @@ def latest_records(extras: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _orphans(records: list[dict[str, Any]], known: set[tuple]) -> list[dict[str, Any]]:
     """Managed accelerator node groups on the records' clusters that no live record accounts for."""
     from airflow.providers.amazon.aws.hooks.eks import EksHook
-
-    from llm_on_eks.aws import eks as rules
-    from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY, is_managed
-    from llm_on_eks.plan import DEFAULTS
 
     found = []
     clusters = {(r["aws_conn_id"], r["region"], r["cluster"]): r for r in records}
@@ -71,7 +89,11 @@ def discover_deployments(*, inlet_events=None) -> list[dict[str, Any]]:
 
 class JudgeDeploymentOperator(BaseOperator):
     """Read one deployment (its release's Service, readiness, vLLM counters, node group tags),
-    judge it, keep the idle clock on the Service, and say whether it goes and why."""
+    judge it, keep the idle clock on the Service, and say whether it goes and why.
+
+    :param record: the deployment as its last Asset event (or its orphaned node group) names it:
+        its identity, how to reach it, its endpoint and price
+    """
 
     template_fields = ("record",)
 
@@ -79,38 +101,44 @@ class JudgeDeploymentOperator(BaseOperator):
         super().__init__(**kwargs)
         self.record = record
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        from llm_on_eks.operators.base import eks_cluster_gone
-        from llm_on_eks.plan import TEARDOWN_KEYS, build_teardown_plan
-        from llm_on_eks.serving.idleness import Verdict, idle_cost
-
+    @cached_property
+    def teardown_plan(self) -> TeardownPlan:
+        """The deployment's teardown plan: what the judge reads, and the idle teardown removes."""
         record = self.record
-        plan = build_teardown_plan({k: record.get(k) for k in TEARDOWN_KEYS} | {"deployment_name": record["deployment"],
-                                                                               "cluster_name": record["cluster"]})
-        if eks_cluster_gone(plan):
+        return build_teardown_plan({k: record.get(k) for k in TEARDOWN_KEYS}
+                                   | {"deployment_name": record["deployment"], "cluster_name": record["cluster"]})
+
+    @cached_property
+    def hook(self) -> EksHook:
+        """The deployment's EKS, for its node group's tags."""
+        from airflow.providers.amazon.aws.hooks.eks import EksHook
+
+        aws = self.teardown_plan["aws"]
+        return EksHook(aws_conn_id=aws["conn_id"], region_name=aws["region"])
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        record = self.record
+        if eks_cluster_gone(self.teardown_plan["target"]["access"]):
             # Removed with its cluster (outside a teardown run): nothing of it is left to read or remove.
             verdict, load = Verdict(teardown=False, reason=f"gone: EKS cluster {record['cluster']} no longer "
                                                            f"exists in {record['region']}", state=None), None
         else:
-            verdict, load = self._judge(plan, record)
+            verdict, load = self._judge(record)
         hourly = float(record.get("hourly_usd") or 0)
         result = {"deployment": record["deployment"], "cluster": record["cluster"], "region": record["region"],
                   "namespace": record["namespace"], "teardown": verdict.teardown, "reason": verdict.reason,
                   "hourly_usd": hourly, "idle_cost_usd": idle_cost(hourly, verdict.idle_minutes),
-                  "load": load.as_dict() if load else None, "plan": dict(plan) | {"reason": verdict.reason}}
+                  "load": load.as_dict() if load else None,
+                  "plan": dict(self.teardown_plan) | {"reason": verdict.reason}}
         self.log.info("%s/%s on %s: %s", record["namespace"], record["deployment"], record["cluster"], verdict.reason)
         return result
 
-    def _judge(self, plan: dict[str, Any], record: dict[str, Any]) -> tuple[Any, Any]:
+    def _judge(self, record: dict[str, Any]) -> tuple[Any, Any]:
         """The idleness rules' verdict on what the cluster and AWS say of the deployment, and its load."""
-        from llm_on_eks.naming import IDLE_TTL_ANNOTATION, PROTECTED_ANNOTATION
-        from llm_on_eks.plan import DEFAULTS
-        from llm_on_eks.serving.idleness import Observation, judge
-
         now = datetime.now(UTC)
-        lease, service, ready, load = self._cluster_side(plan, record, now)
+        lease, service, ready, load = self._cluster_side(record, now)
         annotations = (service or {}).get("annotations") or {}
-        failed_at, nodegroup_created = self._nodegroup_marks(plan)
+        failed_at, nodegroup_created = self._nodegroup_marks()
         seen = Observation(
             now=now,
             idle_ttl_minutes=int(annotations.get(IDLE_TTL_ANNOTATION,
@@ -122,25 +150,18 @@ class JudgeDeploymentOperator(BaseOperator):
             deployed_at=datetime.fromisoformat(record["deployed_at"]) if record.get("deployed_at") else None)
         verdict = judge(seen)
         if verdict.state is not None and service is not None:
-            self._keep_state(plan, verdict.state)
+            self._keep_state(verdict.state)
         return verdict, load
 
-    def _cluster_side(self, plan: dict[str, Any], record: dict[str, Any], now: datetime) -> tuple:
+    def _cluster_side(self, record: dict[str, Any], now: datetime) -> tuple:
         """((action, holder) of a live Lease or None, the Service's annotations/creation/state or
         None, pods ready, vLLM load or None)."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
-        from llm_on_eks.kube import readiness
-        from llm_on_eks.kube.access import api_client, cluster_access
-        from llm_on_eks.kube.lease import holder_of
-        from llm_on_eks.plan import SERVING_PORT
-        from llm_on_eks.serving.idleness import STATE_ANNOTATION, parse_state
-        from llm_on_eks.serving.metrics import read_deployment_load
-
-        kube = plan["kubernetes"]
-        with api_client(cluster_access(plan)) as api:
-            held = holder_of(api, kube["namespace"], plan["deployment"], now)
+        kube, access = self.teardown_plan["kubernetes"], self.teardown_plan["target"]["access"]
+        with api_client(access) as api:
+            held = holder_of(api, kube["namespace"], self.teardown_plan["target"]["deployment"], now)
             lease = (held.action or "unknown action", held.holder) if held else None
             try:
                 found = client.CoreV1Api(api).read_namespaced_service(kube["release"], kube["namespace"])
@@ -158,43 +179,40 @@ class JudgeDeploymentOperator(BaseOperator):
                 if exc.status != 404:
                     raise
                 ready = False
-        endpoint_plan = {**plan, "serving": {"base_url": record.get("endpoint_url"),
-                                             "port": record.get("port", SERVING_PORT)}}
-        return lease, service, ready, read_deployment_load(endpoint_plan) if ready else None
+        if not ready:
+            return lease, service, ready, None
+        load = read_deployment_load(access, base_url=record.get("endpoint_url"), namespace=kube["namespace"],
+                                    release=kube["release"], port=record.get("port", SERVING_PORT))
+        return lease, service, ready, load
 
-    def _nodegroup_marks(self, plan: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+    def _nodegroup_marks(self) -> tuple[datetime | None, datetime | None]:
         """The node group's failed-at and created-at tags (None when absent or no node group)."""
-        from airflow.providers.amazon.aws.hooks.eks import EksHook
-
-        from llm_on_eks.aws import eks as rules
-        from llm_on_eks.naming import CREATED_AT_KEY, FAILED_AT_KEY
-
-        eks = EksHook(aws_conn_id=plan["aws"]["conn_id"], region_name=plan["aws"]["region"]).conn
-        if rules.describe_cluster(eks, plan["cluster"]["name"]) is None:
+        eks, cluster = self.hook.conn, self.teardown_plan["cluster"]["name"]
+        if rules.describe_cluster(eks, cluster) is None:
             return None, None
-        tags = (rules.describe_nodegroup(eks, plan["cluster"]["name"], plan["nodegroup"]["name"]) or {}).get("tags") or {}
+        group = rules.describe_nodegroup(eks, cluster, self.teardown_plan["nodegroup"]["name"]) or {}
+        tags = group.get("tags") or {}
         marks = [tags.get(FAILED_AT_KEY), tags.get(CREATED_AT_KEY)]
         return tuple(datetime.fromisoformat(m) if m else None for m in marks)
 
-    def _keep_state(self, plan: dict[str, Any], state: dict[str, Any]) -> None:
-        import json
-
+    def _keep_state(self, state: dict[str, Any]) -> None:
         from kubernetes import client
 
-        from llm_on_eks.kube.access import api_client, cluster_access
-        from llm_on_eks.serving.idleness import STATE_ANNOTATION
-
-        kube = plan["kubernetes"]
+        kube = self.teardown_plan["kubernetes"]
         body = {"metadata": {"annotations": {STATE_ANNOTATION: json.dumps(state, sort_keys=True)}}}
-        with api_client(cluster_access(plan)) as api:
+        with api_client(self.teardown_plan["target"]["access"]) as api:
             client.CoreV1Api(api).patch_namespaced_service(kube["release"], kube["namespace"], body)
+
+
+# The teardown group's keywords (factory.build_idle_teardown_dag): the teardown plan's sections.
+TEARDOWN_SECTIONS = ("target", "aws", "cluster", "nodegroup", "system_nodegroup", "storage", "kubernetes", "hf_token")
 
 
 @task
 def select_idle(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The teardown group's arguments for each deployment that goes."""
-    return [{"plan": v["plan"], "nodegroup": v["plan"]["nodegroup"], "system_nodegroup": v["plan"]["system_nodegroup"]}
-            for v in verdicts if v["teardown"]]
+    """The teardown group's keywords for each deployment that goes: its teardown plan's sections
+    and the reason."""
+    return [{**{k: v["plan"][k] for k in TEARDOWN_SECTIONS}, "reason": v["reason"]} for v in verdicts if v["teardown"]]
 
 
 @task(trigger_rule=TriggerRule.ALL_DONE)

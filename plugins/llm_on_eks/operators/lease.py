@@ -8,7 +8,7 @@ adopted, never deleted, by another run. Teardowns take it first thing. ``release
 Airflow teardown task of ``take_lease`` (it runs when the work before it failed too, and does
 not decide the run's state); should it never run, the Lease goes stale once no step has
 renewed it for that step's longest wait (each step renews it when it starts, for as long as it
-may take: ``PlanStepOperator.renew_lease``).
+may take: ``DeploymentStepOperator.renew_lease``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,15 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk.configuration import conf
+from airflow.sdk.exceptions import AirflowFailException
 
-from llm_on_eks.operators.base import PlanStepOperator, lease_holder
-from llm_on_eks.plan import Plan
+from llm_on_eks.kube.access import api_client
+from llm_on_eks.kube.lease import LeaseHeld, acquire, release
+from llm_on_eks.kube.namespace import ensure_namespace
+from llm_on_eks.kube.occupancy import foreign_occupants
+from llm_on_eks.naming import lease_name
+from llm_on_eks.operators.base import DeploymentStepOperator, eks_cluster_gone, lease_holder
+from llm_on_eks.plan.types import KubernetesSection
 
 # How long a run waits for another run of the same deployment before failing with its name:
 # a teardown's deletes take minutes, a deploy's waits up to hours (then fail clearly instead).
@@ -28,70 +34,67 @@ LEASE_WAIT_S = 600
 DEPLOY, TEARDOWN = "deploy", "teardown"
 
 
-class TakeLeaseOperator(PlanStepOperator):
+class TakeLeaseOperator(DeploymentStepOperator):
     """Take the deployment's Lease for this run (``action``: deploy or teardown), waiting up to
     ``wait_s`` for a run that holds it, then failing with that run's id. Creates the namespace
     the Lease lives in when it is missing. A deploy also fails here, before its node group, when
-    the names its chart takes in the namespace belong to someone else's objects."""
+    the names its chart takes in the namespace belong to someone else's objects.
 
-    def __init__(self, *, action: str, wait_s: float | None = None, **kwargs) -> None:
+    :param kubernetes: the namespace the Lease lives in, and the release whose names a deploy checks
+    :param action: deploy or teardown: what the holder does, which the idle judge names
+    :param wait_s: how long to wait for another run's Lease (default ``[llm_on_eks] lease_wait_s``)
+    """
+
+    template_fields = (*DeploymentStepOperator.template_fields, "kubernetes")
+
+    def __init__(self, *, kubernetes: KubernetesSection, action: str, wait_s: float | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.kubernetes = kubernetes
         self.action = action
         self.wait_s = conf.getint("llm_on_eks", "lease_wait_s", fallback=LEASE_WAIT_S) if wait_s is None else wait_s
 
-    def describe(self, plan: Plan) -> Any:
-        from llm_on_eks.naming import lease_name
-
-        return {"lease": f"{plan['kubernetes']['namespace']}/{lease_name(plan['deployment'])}",
+    def describe(self) -> Any:
+        return {"lease": f"{self.kubernetes['namespace']}/{lease_name(self.target['deployment'])}",
                 "holder": "<dag id>/<run id>", "action": self.action, "wait_up_to_s": self.wait_s}
 
-    def run(self, plan: Plan, context: Any) -> Any:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from llm_on_eks.kube.access import api_client, cluster_access
-        from llm_on_eks.kube.lease import LeaseHeld, acquire
-        from llm_on_eks.kube.namespace import ensure_namespace
-        from llm_on_eks.kube.occupancy import foreign_occupants
-        from llm_on_eks.naming import lease_name
-
-        namespace, me = plan["kubernetes"]["namespace"], lease_holder(context)
-        with api_client(cluster_access(plan)) as api:
-            ensure_namespace(api, plan)
+    def run(self, context: Any) -> Any:
+        deployment, namespace, me = self.target["deployment"], self.kubernetes["namespace"], lease_holder(context)
+        with api_client(self.access) as api:
+            ensure_namespace(api, namespace)
             try:
-                decision = acquire(api, namespace, plan["deployment"], me, self.action, self.lease_hold_s(plan),
-                                   self.wait_s)
+                decision = acquire(api, namespace, deployment, me, self.action, self.lease_hold_s(), self.wait_s)
             except LeaseHeld as exc:
                 # No retry: the wait was the retry.
-                raise AirflowFailException(f"{plan['deployment']}: {exc}; try again once that run has finished") \
-                    from None
+                raise AirflowFailException(f"{deployment}: {exc}; try again once that run has finished") from None
             if self.action == DEPLOY:
-                foreign = foreign_occupants(api, namespace, plan["kubernetes"]["release"])
-                if foreign:
-                    raise AirflowFailException(
-                        f"{plan['deployment']}: {', '.join(foreign)} already exist(s) and are not this deployment's "
-                        f"(no Helm release {plan['kubernetes']['release']} of llm-on-eks made them): choose another "
-                        "deployment_name or namespace, or remove them")
-        self.log.info("lease %s/%s taken (%s)", namespace, lease_name(plan["deployment"]), decision.reason)
-        return {"lease": lease_name(plan["deployment"]), "namespace": namespace, "holder": me, "action": self.action,
+                self._refuse_foreign(api, namespace)
+        self.log.info("lease %s/%s taken (%s)", namespace, lease_name(deployment), decision.reason)
+        return {"lease": lease_name(deployment), "namespace": namespace, "holder": me, "action": self.action,
                 "taken": decision.reason}
 
+    def _refuse_foreign(self, api: Any, namespace: str) -> None:
+        release = self.kubernetes["release"]
+        foreign = foreign_occupants(api, namespace, release)
+        if foreign:
+            raise AirflowFailException(
+                f"{self.target['deployment']}: {', '.join(foreign)} already exist(s) and are not this deployment's "
+                f"(no Helm release {release} of llm-on-eks made them): choose another deployment_name or namespace, "
+                "or remove them")
 
-class ReleaseLeaseOperator(PlanStepOperator):
+
+class ReleaseLeaseOperator(DeploymentStepOperator):
     """Free the deployment's Lease if this run still holds it (safe to run whatever happened
-    before: a Lease another run holds, or none, is left alone)."""
+    before: a Lease another run holds, or none, is left alone). The Lease's namespace is the one
+    ``target`` reaches the cluster in."""
 
-    def describe(self, plan: Plan) -> Any:
+    def describe(self) -> Any:
         return {"release": "nothing: a dry run takes no lease"}
 
-    def run(self, plan: Plan, context: Any) -> Any:
-        from llm_on_eks.kube.access import api_client, cluster_access
-        from llm_on_eks.kube.lease import release
-        from llm_on_eks.naming import lease_name
-        from llm_on_eks.operators.base import eks_cluster_gone
-
-        if eks_cluster_gone(plan):
-            return {"lease": lease_name(plan["deployment"]), "action": "gone with the cluster"}  # torn down
-        with api_client(cluster_access(plan)) as api:
-            done = release(api, plan["kubernetes"]["namespace"], plan["deployment"], lease_holder(context))
-        self.log.info("lease %s/%s: %s", plan["kubernetes"]["namespace"], lease_name(plan["deployment"]), done)
-        return {"lease": lease_name(plan["deployment"]), "action": done}
+    def run(self, context: Any) -> Any:
+        deployment, namespace = self.target["deployment"], self.access["namespace"]
+        if eks_cluster_gone(self.access):
+            return {"lease": lease_name(deployment), "action": "gone with the cluster"}  # torn down
+        with api_client(self.access) as api:
+            done = release(api, namespace, deployment, lease_holder(context))
+        self.log.info("lease %s/%s: %s", namespace, lease_name(deployment), done)
+        return {"lease": lease_name(deployment), "action": done}

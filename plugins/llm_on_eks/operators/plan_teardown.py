@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import task
+from airflow.sdk.exceptions import AirflowFailException
+
+from llm_on_eks.inputs import InputError, check_known
+from llm_on_eks.plan import PlanError, build_teardown_plan
 
 
 @task(multiple_outputs=True)
 def plan_teardown(**context: Any) -> dict[str, Any]:
     """The teardown plan, whole and one XCom per section (``plan["nodegroup"]``). A refusal is
     final: retrying cannot fix the input."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from llm_on_eks.inputs import InputError, check_known
-    from llm_on_eks.plan import PlanError, build_teardown_plan
 
     try:
         check_known(context["dag_run"].conf or {}, context["dag"].params)

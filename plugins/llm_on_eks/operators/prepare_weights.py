@@ -9,15 +9,30 @@ required after the Job succeeds (the Job writes it last).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import task
-from airflow.sdk.configuration import conf
+from airflow.sdk.exceptions import AirflowFailException
 
-from llm_on_eks.operators.base import LEASE_MARGIN_S, PlanStepOperator
-from llm_on_eks.plan import Plan
+from llm_on_eks.kube.access import api_client
+from llm_on_eks.kube.jobs import JobFailed, ensure_job, stop_unfinished, wait_for_job
+from llm_on_eks.kube.manifests import fsx_volume, neuron_compile_job, stage_weights_job
+from llm_on_eks.kube.namespace import ensure_namespace
+from llm_on_eks.kube.volumes import ensure_static_volume
+from llm_on_eks.operators.aws_wait import S3_HOOK, AwsStepOperator
+from llm_on_eks.operators.base import LEASE_MARGIN_S, WaitingStepOperator
+from llm_on_eks.plan.types import (
+    FsxSection,
+    ModelSection,
+    NeuronSection,
+    ProfileSection,
+    ReleaseSpec,
+    StorageSection,
+)
 
-DEFAULT_DEFERRABLE = conf.getboolean("operators", "default_deferrable", fallback=False)
+if TYPE_CHECKING:  # the hook's type, named as a string below: imported at run time only
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # noqa: F401
+
 # The marker is written by the Job's last command; through FSx's data repository association it
 # reaches S3 only after the export, which can lag the Job's completion.
 MARKER_WAIT_S = 300
@@ -30,97 +45,94 @@ WEIGHT_PREP_TASKS = {
 
 
 @task.branch
-def choose_weight_prep(plan: Plan) -> str:
+def choose_weight_prep(profile: ProfileSection) -> str:
     """Neuron profiles compile, FSx profiles stage weights, small models load from the hub."""
-    return WEIGHT_PREP_TASKS[plan["profile"]["weights"]]
+    return WEIGHT_PREP_TASKS[profile["weights"]]
 
 
 @task
-def weights_from_hub(plan: Plan) -> dict[str, Any]:
+def weights_from_hub(model: ModelSection) -> dict[str, Any]:
     """Nothing to prepare: vLLM downloads the weights at start-up with the HF token."""
-    return {"weights": "hub", "hf_repo": plan["model"]["hf_repo"], "revision": plan["model"]["revision"]}
+    return {"weights": "hub", "hf_repo": model["hf_repo"], "revision": model["revision"]}
 
 
-class _MarkedJobOperator(PlanStepOperator):
+class _MarkedJobOperator(AwsStepOperator["S3Hook"], WaitingStepOperator):
     """A Job whose completion marker in S3 makes it a no-op: skip when the marker exists, else run
     the Job (adopting one an earlier try created), wait (deferred or in the worker) and require
-    the marker the Job writes last."""
+    the marker the Job writes last.
 
-    def __init__(self, *, deferrable: bool = DEFAULT_DEFERRABLE, **kwargs) -> None:
+    :param release: what the serving pods run: the Job runs their image, flags and token
+    :param model: the model repository and revision the Job fetches
+    :param storage: the artifact bucket the marker is written to (and the FSx file system)
+    """
+
+    aws_hook_class = S3_HOOK
+    template_fields = (*AwsStepOperator.template_fields, "release", "model", "storage")
+
+    def __init__(self, *, release: ReleaseSpec, model: ModelSection, storage: StorageSection, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.deferrable = deferrable
+        self.release = release
+        self.model = model
+        self.storage = storage
 
-    def job(self, plan: Plan) -> dict[str, Any]:
+    def job(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def marker(self, plan: Plan) -> tuple[str, int]:
+    def marker(self) -> tuple[str, int]:
         """The marker's S3 key and the Job's budget in seconds (its activeDeadlineSeconds too)."""
         raise NotImplementedError
 
-    def lease_hold_s(self, plan: Plan) -> int:
-        return self.marker(plan)[1] + 300 + LEASE_MARGIN_S
+    def lease_hold_s(self) -> int:
+        return self.marker()[1] + 300 + LEASE_MARGIN_S
 
-    def prepare(self, api: Any, plan: Plan) -> None:
+    def prepare(self, api: Any) -> None:
         """Objects the Job needs besides its namespace."""
-
-    def _s3(self, plan: Plan) -> Any:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        return S3Hook(aws_conn_id=plan["aws"]["conn_id"], region_name=plan["aws"]["region"])
-
-    def describe_job(self, plan: Plan) -> dict[str, Any]:
-        key, budget = self.marker(plan)
-        return {"skip_if_exists": f"s3://{plan['storage']['artifact_bucket']}/{key}", "create": self.job(plan),
+    def describe_job(self) -> dict[str, Any]:
+        key, budget = self.marker()
+        return {"skip_if_exists": f"s3://{self.storage['artifact_bucket']}/{key}", "create": self.job(),
                 "wait_up_to_s": budget, "deferrable": self.deferrable}
 
-    def run(self, plan: Plan, context: Any) -> Any:
-        from llm_on_eks.kube.access import api_client, cluster_access
-        from llm_on_eks.kube.jobs import JobFailed, ensure_job, wait_for_job
-        from llm_on_eks.kube.namespace import ensure_namespace
+    def run(self, context: Any) -> Any:
         from llm_on_eks.triggers.kube import JobCompleteTrigger
 
-        bucket, (key, budget) = plan["storage"]["artifact_bucket"], self.marker(plan)
-        if self._s3(plan).check_for_key(key, bucket):
+        bucket, (key, budget) = self.storage["artifact_bucket"], self.marker()
+        if self.hook.check_for_key(key, bucket):
             self.log.info("s3://%s/%s exists: nothing to do", bucket, key)
             return {"skipped": True, "marker": f"s3://{bucket}/{key}"}
-        job = self.job(plan)
+        job = self.job()
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        with api_client(cluster_access(plan)) as api:
-            ensure_namespace(api, plan)
-            self.prepare(api, plan)
+        with api_client(self.access) as api:
+            ensure_namespace(api, namespace)
+            self.prepare(api)
             action = ensure_job(api, job)
             self.log.info("job %s/%s %s; waiting up to %s s", namespace, name, action, budget)
-            if self.deferrable:
-                self.defer_to(JobCompleteTrigger(access=cluster_access(plan), job_name=name,
-                                                 deadline=time.time() + budget, budget_s=budget),
-                              timeout_s=budget + 300)
-            try:
-                result = wait_for_job(api, namespace, name, budget)
-            except JobFailed as exc:
-                self.wait_failed(plan, context, str(exc))
-        return self._finish(plan, result)
+            result = self.defer_or_poll(
+                trigger=lambda: JobCompleteTrigger(access=self.access, job_name=name, deadline=time.time() + budget,
+                                                   budget_s=budget),
+                timeout_s=budget + 300, poll=lambda: self._wait(api, context, namespace, name, budget))
+        return self._finish(result)
 
-    def resume(self, plan: Plan, context: Any, event: dict[str, Any]) -> Any:
-        return self._finish(plan, event["result"])
+    def _wait(self, api: Any, context: Any, namespace: str, name: str, budget: int) -> dict[str, Any]:
+        try:
+            return wait_for_job(api, namespace, name, budget)
+        except JobFailed as exc:
+            self.wait_failed(context, str(exc))
+            raise  # wait_failed always raises
 
-    def wait_failed(self, plan: Plan, context: Any, why: str, event: dict[str, Any] | None = None) -> None:
+    def resume(self, context: Any, event: dict[str, Any]) -> Any:
+        return self._finish(event["result"])
+
+    def wait_failed(self, context: Any, why: str, event: dict[str, Any] | None = None) -> None:
         """Fail the task, stopping a Job still pending or running: nobody would watch it."""
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from llm_on_eks.kube.access import api_client, cluster_access
-        from llm_on_eks.kube.jobs import stop_unfinished
-
-        with api_client(cluster_access(plan)) as api:
-            if stop_unfinished(api, plan["kubernetes"]["namespace"], self.job(plan)["metadata"]["name"]):
+        with api_client(self.access) as api:
+            if stop_unfinished(api, self.release["namespace"], self.job()["metadata"]["name"]):
                 why += "\n(the unfinished job was deleted)"
         raise AirflowFailException(why)
 
-    def _finish(self, plan: Plan, result: dict[str, Any]) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        bucket, (key, _) = plan["storage"]["artifact_bucket"], self.marker(plan)
-        s3, deadline = self._s3(plan), time.monotonic() + MARKER_WAIT_S
-        while not s3.check_for_key(key, bucket):
+    def _finish(self, result: dict[str, Any]) -> dict[str, Any]:
+        bucket, (key, _) = self.storage["artifact_bucket"], self.marker()
+        deadline = time.monotonic() + MARKER_WAIT_S
+        while not self.hook.check_for_key(key, bucket):
             if time.monotonic() > deadline:
                 raise AirflowFailException(f"job {result['job']} succeeded but s3://{bucket}/{key} never appeared")
             time.sleep(MARKER_POLL_S)
@@ -128,25 +140,37 @@ class _MarkedJobOperator(PlanStepOperator):
 
 
 class NeuronCompileOperator(_MarkedJobOperator):
-    """Compile for Neuron once per content hash (model, revision, Neuron config, image)."""
+    """Compile for Neuron once per content hash (model, revision, Neuron config, image).
 
-    def enabled(self, plan: Plan) -> bool:
-        return plan["neuron"] is not None
+    :param neuron: the compile settings and the content-addressed S3 prefix (None off Neuron:
+        the step skips)
+    """
 
-    def describe(self, plan: Plan) -> Any:
-        return self.describe_job(plan)
+    template_fields = (*_MarkedJobOperator.template_fields, "neuron")
 
-    def job(self, plan: Plan) -> dict[str, Any]:
-        from llm_on_eks.kube.manifests import neuron_compile_job
+    def __init__(self, *, neuron: NeuronSection | None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.neuron = neuron
 
-        return neuron_compile_job(plan)
+    def enabled(self) -> bool:
+        return self.neuron is not None
 
-    def marker(self, plan: Plan) -> tuple[str, int]:
-        return plan["neuron"]["marker_key"], plan["neuron"]["budget_s"]
+    def describe(self) -> Any:
+        return self.describe_job()
+
+    def job(self) -> dict[str, Any]:
+        return neuron_compile_job(self.release, self.model, self.neuron, self.storage["artifact_bucket"])
+
+    def marker(self) -> tuple[str, int]:
+        return self.neuron["marker_key"], self.neuron["budget_s"]
 
 
 class StageWeightsToFsxOperator(_MarkedJobOperator):
-    """Download the weights onto FSx once per repo and revision, through a static PV/PVC."""
+    """Download the weights onto FSx once per repo and revision, through a static PV/PVC.
+
+    :param fsx: the file system's handles (id, DNS name, mount name): storage.ensure_fsx's result,
+        for the static volume
+    """
 
     template_fields = (*_MarkedJobOperator.template_fields, "fsx")
 
@@ -154,27 +178,24 @@ class StageWeightsToFsxOperator(_MarkedJobOperator):
         super().__init__(**kwargs)
         self.fsx = fsx
 
-    def enabled(self, plan: Plan) -> bool:
-        return plan["storage"]["fsx"] is not None
+    @property
+    def spec(self) -> FsxSection:
+        return self.storage["fsx"]
 
-    def describe(self, plan: Plan) -> Any:
-        from llm_on_eks.kube.manifests import fsx_volume
+    def enabled(self) -> bool:
+        return self.spec is not None
 
+    def describe(self) -> Any:
         handles = {"file_system_id": "<from storage.ensure_fsx>", "dns_name": "<from storage.ensure_fsx>",
                    "mount_name": "<from storage.ensure_fsx>"}
-        return {**self.describe_job(plan), "apply": fsx_volume(plan, handles)}
+        return {**self.describe_job(), "apply": fsx_volume(self.spec, self.release["namespace"], handles)}
 
-    def job(self, plan: Plan) -> dict[str, Any]:
-        from llm_on_eks.kube.manifests import stage_weights_job
+    def job(self) -> dict[str, Any]:
+        return stage_weights_job(self.release, self.model, self.spec, self.storage["artifact_bucket"])
 
-        return stage_weights_job(plan)
+    def marker(self) -> tuple[str, int]:
+        return self.spec["marker_key"], self.spec["budget_s"]
 
-    def marker(self, plan: Plan) -> tuple[str, int]:
-        return plan["storage"]["fsx"]["marker_key"], plan["storage"]["fsx"]["budget_s"]
-
-    def prepare(self, api: Any, plan: Plan) -> None:
-        from llm_on_eks.kube.manifests import fsx_volume
-        from llm_on_eks.kube.volumes import ensure_static_volume
-
-        pv, pvc = fsx_volume(plan, self.fsx)
+    def prepare(self, api: Any) -> None:
+        pv, pvc = fsx_volume(self.spec, self.release["namespace"], self.fsx)
         self.log.info("FSx volume: %s", ensure_static_volume(api, pv, pvc))

@@ -13,99 +13,134 @@ from its params.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llm_on_eks.operators.aws_wait import AwsWaitOperator, retry_in_use
-from llm_on_eks.operators.base import PlanStepOperator
-from llm_on_eks.plan import Plan
+from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowFailException
+
+from llm_on_eks.aws import eks as rules
+from llm_on_eks.aws.teardown import (
+    Decision,
+    bucket_decision,
+    cluster_decision,
+    fsx_decision,
+    nodegroup_decision,
+    own_user_tags,
+    system_nodegroup_decision,
+)
+from llm_on_eks.kube.access import api_client, kubeconfig_path
+from llm_on_eks.kube.cleanup import carry_out, plan_cleanup, release_decision, wait_pods_gone
+from llm_on_eks.kube.helm import Helm
+from llm_on_eks.naming import DEPLOYMENT_KEY, SYSTEM_ROLE, fsx_user
+from llm_on_eks.operators.aws_wait import (
+    EKS_HOOK,
+    FSX_HOOK,
+    S3_HOOK,
+    AwsStepOperator,
+    AwsWaitOperator,
+    HookT,
+    retry_in_use,
+)
+from llm_on_eks.operators.base import DeploymentStepOperator
+from llm_on_eks.plan import is_true
+from llm_on_eks.plan.types import ClusterRef, HfTokenRef, KubernetesRef, NodegroupRef, StorageRef, Target
+
+if TYPE_CHECKING:  # the hooks' types, named as strings below: imported at run time only
+    from airflow.providers.amazon.aws.hooks.eks import EksHook  # noqa: F401
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # noqa: F401
+
+    from llm_on_eks.aws.fsx import FsxHook  # noqa: F401
 
 # helm's own --timeout for the uninstall; then the pods get this long to go.
 UNINSTALL_TIMEOUT_S = 600
 PODS_GONE_S = 300
 
 
-def _flag(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes", "on")
-    return bool(value)
-
-
-def _would(plan: Plan, result: dict[str, Any], delete: bool) -> dict[str, Any] | None:
+def _would(target: Target, result: dict[str, Any], delete: bool) -> dict[str, Any] | None:
     """In a dry run, what the step would do instead of doing it."""
-    if not plan["dry_run"]:
+    if not target["dry_run"]:
         return None
     return {**result, "action": ("would delete: " if delete else "") + result["action"]}
 
 
-def _gone_before(plan: Plan, this: str | None) -> set[str]:
+def _gone_before(target: Target, deployment_nodegroup: str, this: str | None) -> set[str]:
     """Node groups an earlier step of this teardown has deleted by the time a later one looks:
     none yet in a real run (they are gone), the deployment's own in a dry run, so that the dry
     run lists what the real run, in its order, would delete."""
-    return {this} - {None} | ({plan["nodegroup"]["name"]} if plan["dry_run"] else set())
+    return {this} - {None} | ({deployment_nodegroup} if target["dry_run"] else set())
 
 
-class _DeleteOperator(AwsWaitOperator):
+class _DeleteOperator(AwsWaitOperator[HookT]):
     """A delete that waits until its resource is gone: after a deferred wait, it is. A dry run
-    makes the same read-only calls and decision and stops before the delete."""
+    makes the same read-only calls and decision and stops before the delete.
 
-    def describe(self, plan: Plan) -> Any:
-        return self.run(plan, None)
+    :param cluster: the EKS cluster the deleted resource belongs to
+    """
 
-    def resume(self, plan: Plan, context: Any, event: dict[str, Any]) -> Any:
-        self.log.info("%s: deleted", self.gone(plan))
-        return {**self.gone(plan), "action": "deleted"}
+    template_fields = (*AwsWaitOperator.template_fields, "cluster")
 
-    def gone(self, plan: Plan) -> dict[str, Any]:
+    def __init__(self, *, cluster: ClusterRef, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.cluster = cluster
+
+    def describe(self) -> Any:
+        return self.run(None)
+
+    def resume(self, context: Context, event: dict[str, Any]) -> Any:
+        self.log.info("%s: deleted", self.gone())
+        return {**self.gone(), "action": "deleted"}
+
+    def gone(self) -> dict[str, Any]:
         """What this step deletes, as its result names it."""
         raise NotImplementedError
 
 
-class DeleteNodegroupOperator(_DeleteOperator):
+class DeleteNodegroupOperator(_DeleteOperator["EksHook"]):
     """Delete the node group ``nodegroup`` describes (the spec its ensure step created it from)
     and wait until it is gone: the deployment's accelerator group when it carries the
     deployment's tags; the cluster's system group only with the cluster (``delete_cluster``, the
-    cluster is llm-on-eks's, no other node group left on it)."""
+    cluster is llm-on-eks's, no other node group left on it).
 
-    template_fields = (*AwsWaitOperator.template_fields, "nodegroup", "opted_in")
+    :param nodegroup: the node group to delete: its name, and the tags that say it is ours
+    :param opted_in: the teardown's switch for this group (delete_nodegroup for the accelerator
+        group, delete_cluster for the system group); may be a rendered template
+    :param deployment_nodegroup: for the system group, the deployment's node group, which the
+        step before deletes (a dry run counts it gone); default ``nodegroup``
+    """
+
+    template_fields = (*_DeleteOperator.template_fields, "nodegroup", "opted_in", "deployment_nodegroup")
+    aws_hook_class = EKS_HOOK
     WAIT = (30, 60)
 
-    def __init__(self, *, nodegroup: Any, opted_in: Any = True, **kwargs) -> None:
-        """``opted_in``: the teardown's switch for this group (delete_nodegroup for the
-        accelerator group, delete_cluster for the system group)."""
+    def __init__(self, *, nodegroup: NodegroupRef, opted_in: Any = True,
+                 deployment_nodegroup: NodegroupRef | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.nodegroup = nodegroup
         self.opted_in = opted_in
+        self.deployment_nodegroup = deployment_nodegroup or nodegroup
 
-    def gone(self, plan: Plan) -> dict[str, Any]:
+    def gone(self) -> dict[str, Any]:
         return {"nodegroup": self.nodegroup["name"]}
 
-    def decide(self, eks: Any, plan: Plan, found: dict[str, Any] | None) -> Any:
-        from llm_on_eks.aws import eks as rules
-        from llm_on_eks.aws.teardown import Decision, nodegroup_decision, system_nodegroup_decision
-        from llm_on_eks.naming import DEPLOYMENT_KEY, SYSTEM_ROLE
-
+    def decide(self, found: dict[str, Any] | None) -> Any:
         if self.nodegroup["role"] != SYSTEM_ROLE:
             decision = nodegroup_decision(found, self.nodegroup["tags"][DEPLOYMENT_KEY])
-            if decision.delete and not _flag(self.opted_in):
+            if decision.delete and not is_true(self.opted_in):
                 return Decision(False, "kept: delete_nodegroup is off")
             return decision
-        cluster_name, name = plan["cluster"]["name"], self.nodegroup["name"]
+        eks, cluster_name = self.hook.conn, self.cluster["name"]
         cluster = rules.describe_cluster(eks, cluster_name) if found else None
-        others = [n for n in rules.list_nodegroups(eks, cluster_name) if n not in _gone_before(plan, name)] \
-            if cluster else []
-        return system_nodegroup_decision(found, cluster, others, _flag(self.opted_in))
+        gone = _gone_before(self.target, self.deployment_nodegroup["name"], self.nodegroup["name"])
+        others = [n for n in rules.list_nodegroups(eks, cluster_name) if n not in gone] if cluster else []
+        return system_nodegroup_decision(found, cluster, others, is_true(self.opted_in))
 
-    def run(self, plan: Plan, context: Any) -> Any:
-        from airflow.providers.amazon.aws.hooks.eks import EksHook
+    def run(self, context: Context) -> Any:
         from airflow.providers.amazon.aws.triggers.eks import EksDeleteNodegroupTrigger
 
-        from llm_on_eks.aws import eks as rules
-
-        cluster, name = plan["cluster"]["name"], self.nodegroup["name"]
-        eks = EksHook(**self.aws(plan)).conn
+        eks, cluster, name = self.hook.conn, self.cluster["name"], self.nodegroup["name"]
         found = rules.describe_nodegroup(eks, cluster, name)
-        decision = self.decide(eks, plan, found)
-        if would := _would(plan, {"nodegroup": name, "action": decision.reason}, decision.delete):
+        decision = self.decide(found)
+        if would := _would(self.target, {"nodegroup": name, "action": decision.reason}, decision.delete):
             return would
         if not decision.delete:
             self.log.info("node group %s/%s: %s", cluster, name, decision.reason)
@@ -114,47 +149,48 @@ class DeleteNodegroupOperator(_DeleteOperator):
             self.log.info("deleting node group %s/%s", cluster, name)
             retry_in_use(self.log, lambda: eks.delete_nodegroup(clusterName=cluster, nodegroupName=name),
                          eks.exceptions.ResourceNotFoundException)
-        self.wait(plan, context, trigger=EksDeleteNodegroupTrigger, ids={"cluster_name": cluster, "nodegroup_name": name},
+        self.wait(context, trigger=EksDeleteNodegroupTrigger, ids={"cluster_name": cluster, "nodegroup_name": name},
                   waiter=eks.get_waiter("nodegroup_deleted"), args={"clusterName": cluster, "nodegroupName": name},
                   what="node group gone", status_args=["nodegroup.status"])
-        return self.resume(plan, context, {})
+        return self.resume(context, {})
 
 
-class DeleteFsxOperator(_DeleteOperator):
+class DeleteFsxOperator(_DeleteOperator["FsxHook"]):
     """Withdraw the deployment from the cluster's FSx file system; delete the file system when
-    opted in and nobody else uses it."""
+    opted in and nobody else uses it.
 
-    template_fields = (*AwsWaitOperator.template_fields, "delete_fsx")
+    :param storage: the storage section: the file system's name (None: the plan has none)
+    :param delete_fsx: the teardown's switch for the file system; may be a rendered template
+    """
+
+    template_fields = (*_DeleteOperator.template_fields, "storage", "delete_fsx")
+    aws_hook_class = FSX_HOOK
     WAIT = (30, 60)
 
-    def __init__(self, *, delete_fsx: Any = False, **kwargs) -> None:
+    def __init__(self, *, storage: StorageRef, delete_fsx: Any = False, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.storage = storage
         self.delete_fsx = delete_fsx
 
-    def gone(self, plan: Plan) -> dict[str, Any]:
-        return {"file_system": plan["storage"]["fsx"]["name"]}
+    def gone(self) -> dict[str, Any]:
+        return {"file_system": self.storage["fsx"]["name"]}
 
-    def run(self, plan: Plan, context: Any) -> Any:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from llm_on_eks.aws.fsx import FsxHook
-        from llm_on_eks.aws.teardown import fsx_decision, own_user_tags
-        from llm_on_eks.naming import fsx_user
+    def run(self, context: Context) -> Any:
         from llm_on_eks.triggers.fsx import FsxFileSystemDeletedTrigger
 
-        spec = plan["storage"]["fsx"]
+        spec = self.storage["fsx"]
         if spec is None:
             # Not a skip: the steps after this one run only when every step before succeeded.
             return {"file_system": None, "action": "none in this plan"}
-        hook = FsxHook(**self.aws(plan))
-        found = hook.find_file_systems(spec["name"], plan["cluster"]["name"])
+        hook = self.hook
+        found = hook.find_file_systems(spec["name"], self.cluster["name"])
         if len(found) > 1:
             raise AirflowFailException(f"{len(found)} file systems tagged {spec['name']}: "
                                        f"{[f['FileSystemId'] for f in found]}; sort them out by hand")
         fs = found[0] if found else None
-        user = fsx_user(plan["kubernetes"]["namespace"], plan["deployment"])
-        decision = fsx_decision(fs, user, _flag(self.delete_fsx))
-        if would := _would(plan, {"file_system": spec["name"], "action": decision.reason}, decision.delete):
+        user = fsx_user(self.access["namespace"], self.target["deployment"])
+        decision = fsx_decision(fs, user, is_true(self.delete_fsx))
+        if would := _would(self.target, {"file_system": spec["name"], "action": decision.reason}, decision.delete):
             return would
         if fs is not None and own_user_tags(fs, user):
             hook.untag(fs["ResourceARN"], own_user_tags(fs, user))
@@ -166,82 +202,88 @@ class DeleteFsxOperator(_DeleteOperator):
         if fs.get("Lifecycle") != "DELETING":
             self.log.info("deleting FSx %s (%s), no final backup: the weights live in S3", fs_id, spec["name"])
             hook.delete_file_system(fs_id)
-        self.wait(plan, context, trigger=FsxFileSystemDeletedTrigger, ids={"file_system_id": fs_id},
+        self.wait(context, trigger=FsxFileSystemDeletedTrigger, ids={"file_system_id": fs_id},
                   waiter=hook.get_waiter("file_system_deleted"), args={"FileSystemIds": [fs_id]},
                   what="file system gone", status_args=["FileSystems[0].Lifecycle"])
-        return {**self.resume(plan, context, {}), "file_system_id": fs_id}
+        return {**self.resume(context, {}), "file_system_id": fs_id}
 
 
-class DeleteClusterOperator(_DeleteOperator):
+class DeleteClusterOperator(_DeleteOperator["EksHook"]):
     """Delete the cluster only if llm-on-eks created it, the caller opted in, and no node group
-    remains on it. Add-ons go with it."""
+    remains on it. Add-ons go with it.
 
-    template_fields = (*AwsWaitOperator.template_fields, "delete_cluster")
+    :param nodegroup: the deployment's node group, deleted by an earlier step (a dry run counts it gone)
+    :param system_nodegroup: the cluster's system node group, deleted just before the cluster
+    :param delete_cluster: the teardown's switch for the cluster; may be a rendered template
+    """
+
+    template_fields = (*_DeleteOperator.template_fields, "nodegroup", "system_nodegroup", "delete_cluster")
+    aws_hook_class = EKS_HOOK
     WAIT = (30, 60)
 
-    def __init__(self, *, delete_cluster: Any = False, **kwargs) -> None:
+    def __init__(self, *, nodegroup: NodegroupRef, system_nodegroup: NodegroupRef, delete_cluster: Any = False,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
+        self.nodegroup = nodegroup
+        self.system_nodegroup = system_nodegroup
         self.delete_cluster = delete_cluster
 
-    def gone(self, plan: Plan) -> dict[str, Any]:
-        return {"cluster": plan["cluster"]["name"]}
+    def gone(self) -> dict[str, Any]:
+        return {"cluster": self.cluster["name"]}
 
-    def run(self, plan: Plan, context: Any) -> Any:
-        from airflow.providers.amazon.aws.hooks.eks import EksHook
-
-        from llm_on_eks.aws import eks as rules
-        from llm_on_eks.aws.teardown import cluster_decision, system_nodegroup_decision
+    def run(self, context: Context) -> Any:
         from llm_on_eks.triggers.eks import EksClusterDeletedTrigger
 
-        name = plan["cluster"]["name"]
-        eks = EksHook(**self.aws(plan)).conn
+        eks, name, opted_in = self.hook.conn, self.cluster["name"], is_true(self.delete_cluster)
         cluster = rules.describe_cluster(eks, name)
         remaining = rules.list_nodegroups(eks, name) if cluster else []
         # Name what keeps the cluster: another deployment's node group, not the system one left
         # with it (delete_nodegroup of the system spec keeps it exactly while such a group remains).
-        remaining = [n for n in remaining if n not in _gone_before(plan, None)]
-        system = plan["system_nodegroup"]["name"]
+        remaining = [n for n in remaining if n not in _gone_before(self.target, self.nodegroup["name"], None)]
+        system = self.system_nodegroup["name"]
         others = [n for n in remaining if n != system]
         # A dry run has not deleted the system node group the step before would delete.
-        if plan["dry_run"] and system in remaining and system_nodegroup_decision(
-                rules.describe_nodegroup(eks, name, system), cluster, others, _flag(self.delete_cluster)).delete:
+        if self.target["dry_run"] and system in remaining and system_nodegroup_decision(
+                rules.describe_nodegroup(eks, name, system), cluster, others, opted_in).delete:
             remaining = others
         remaining = others or remaining
-        decision = cluster_decision(cluster, remaining, _flag(self.delete_cluster))
-        if would := _would(plan, {"cluster": name, "action": decision.reason}, decision.delete):
+        decision = cluster_decision(cluster, remaining, opted_in)
+        if would := _would(self.target, {"cluster": name, "action": decision.reason}, decision.delete):
             return would
         if not decision.delete:
             self.log.info("EKS cluster %s: %s", name, decision.reason)
             return {"cluster": name, "action": decision.reason}
         self.log.info("deleting EKS cluster %s (%s)", name, decision.reason)
         retry_in_use(self.log, lambda: eks.delete_cluster(name=name), eks.exceptions.ResourceNotFoundException)
-        self.wait(plan, context, trigger=EksClusterDeletedTrigger, ids={"cluster_name": name},
+        self.wait(context, trigger=EksClusterDeletedTrigger, ids={"cluster_name": name},
                   waiter=eks.get_waiter("cluster_deleted"), args={"name": name}, what="cluster gone",
                   status_args=["cluster.status"])
-        return self.resume(plan, context, {})
+        return self.resume(context, {})
 
 
-class DeleteArtifactsOperator(PlanStepOperator):
+class DeleteArtifactsOperator(AwsStepOperator["S3Hook"]):
     """Keep the artifact bucket unless opted in; then empty and delete it if llm-on-eks made it
-    for this cluster."""
+    for this cluster (the target's).
 
-    template_fields = (*PlanStepOperator.template_fields, "delete_artifacts")
+    :param storage: the storage section: the artifact bucket's name
+    :param delete_artifacts: the teardown's switch for the bucket; may be a rendered template
+    """
 
-    def __init__(self, *, delete_artifacts: Any = False, **kwargs) -> None:
+    template_fields = (*AwsStepOperator.template_fields, "storage", "delete_artifacts")
+    aws_hook_class = S3_HOOK
+
+    def __init__(self, *, storage: StorageRef, delete_artifacts: Any = False, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.storage = storage
         self.delete_artifacts = delete_artifacts
 
-    def describe(self, plan: Plan) -> Any:
-        return self.run(plan, None)
+    def describe(self) -> Any:
+        return self.run(None)
 
-    def run(self, plan: Plan, context: Any) -> Any:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    def run(self, context: Context) -> Any:
         from botocore.exceptions import ClientError
 
-        from llm_on_eks.aws.teardown import bucket_decision
-
-        bucket = plan["storage"]["artifact_bucket"]
-        s3 = S3Hook(**AwsWaitOperator.aws(plan)).get_conn()
+        bucket, s3 = self.storage["artifact_bucket"], self.hook.conn
         try:
             tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]}
         except ClientError as exc:
@@ -252,8 +294,8 @@ class DeleteArtifactsOperator(PlanStepOperator):
                 tags = {}
             else:
                 raise
-        decision = bucket_decision(tags, plan["cluster"]["name"], _flag(self.delete_artifacts))
-        if would := _would(plan, {"bucket": bucket, "action": decision.reason}, decision.delete):
+        decision = bucket_decision(tags, self.access["cluster"], is_true(self.delete_artifacts))
+        if would := _would(self.target, {"bucket": bucket, "action": decision.reason}, decision.delete):
             return would
         if not decision.delete:
             self.log.info("S3 bucket %s: %s", bucket, decision.reason)
@@ -271,37 +313,31 @@ class DeleteArtifactsOperator(PlanStepOperator):
         return {"bucket": bucket, "action": "deleted", "objects": deleted}
 
 
-class UninstallReleaseOperator(PlanStepOperator):
+class UninstallReleaseOperator(DeploymentStepOperator):
     """Uninstall the deployment's Helm release (only one made from our chart, with our label),
     with helm waiting for its resources, then wait until its pods are gone: the node group must
-    not go while a pod still writes to it."""
+    not go while a pod still writes to it. The release is named after the target's deployment,
+    in the target's namespace."""
 
-    def describe(self, plan: Plan) -> Any:
-        return self.run(plan, None)
+    def describe(self) -> Any:
+        return self.run(None)
 
-    def run(self, plan: Plan, context: Any) -> Any:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from llm_on_eks.kube.access import api_client, cluster_access, kubeconfig_path
-        from llm_on_eks.kube.cleanup import release_decision, wait_pods_gone
-        from llm_on_eks.kube.helm import Helm
-
-        kube = plan["kubernetes"]
-        release, namespace = kube["release"], kube["namespace"]
-        with kubeconfig_path(cluster_access(plan)) as kubeconfig:
+    def run(self, context: Context) -> Any:
+        release, namespace = self.target["deployment"], self.access["namespace"]
+        with kubeconfig_path(self.access) as kubeconfig:
             helm = Helm(kubeconfig, namespace)
             found = helm.release(release)
             values = helm.values(release, found["revision"]) if found else None
             delete, why = release_decision(found, values)
             result = {"release": release, "namespace": namespace, "action": why}
-            if would := _would(plan, result, delete):
+            if would := _would(self.target, result, delete):
                 return would
             if not delete:
                 self.log.info("release %s/%s: %s", namespace, release, why)
                 return result
             self.log.info("uninstalling release %s/%s (%s)", namespace, release, why)
             helm.uninstall(release, UNINSTALL_TIMEOUT_S)
-        with api_client(cluster_access(plan)) as api:
+        with api_client(self.access) as api:
             left = wait_pods_gone(api, namespace, release, PODS_GONE_S)
         if left:
             raise AirflowFailException(f"release {release} uninstalled but pods {left} are still there after "
@@ -309,33 +345,43 @@ class UninstallReleaseOperator(PlanStepOperator):
         return {**result, "action": "uninstalled"}
 
 
-class DeleteClusterObjectsOperator(PlanStepOperator):
+class DeleteClusterObjectsOperator(DeploymentStepOperator):
     """What the release leaves in the cluster: its Jobs; the token Secret and FSx claim when no
     other deployment in the namespace uses them; our device plugin when no other deployment's
-    nodes of that accelerator remain (``llm_on_eks.kube.cleanup`` decides)."""
+    nodes of that accelerator remain (``llm_on_eks.kube.cleanup`` decides).
 
-    def describe(self, plan: Plan) -> Any:
-        return self.run(plan, None)
+    :param kubernetes: the deployment's namespace
+    :param storage: the storage section: the FSx claim's name
+    :param hf_token: the HF token's Kubernetes Secret
+    """
 
-    def run(self, plan: Plan, context: Any) -> Any:
+    template_fields = (*DeploymentStepOperator.template_fields, "kubernetes", "storage", "hf_token")
+
+    def __init__(self, *, kubernetes: KubernetesRef, storage: StorageRef, hf_token: HfTokenRef, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.kubernetes = kubernetes
+        self.storage = storage
+        self.hf_token = hf_token
+
+    def describe(self) -> Any:
+        return self.run(None)
+
+    def run(self, context: Context) -> Any:
         from kubernetes.client.exceptions import ApiException
 
-        from llm_on_eks.kube.access import api_client, cluster_access
-        from llm_on_eks.kube.cleanup import carry_out, plan_cleanup
-
-        kube = plan["kubernetes"]
-        with api_client(cluster_access(plan)) as api:
+        namespace = self.kubernetes["namespace"]
+        with api_client(self.access) as api:
             try:
-                actions = plan_cleanup(api, kube["namespace"], plan["deployment"],
-                                       plan["hf_token"]["k8s_secret"]["name"], plan["storage"]["fsx"]["pvc_name"])
+                actions = plan_cleanup(api, namespace, self.target["deployment"],
+                                       self.hf_token["k8s_secret"]["name"], self.storage["fsx"]["pvc_name"])
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-                return {"objects": [], "action": f"namespace {kube['namespace']} is gone"}
-            if plan["dry_run"]:
+                return {"objects": [], "action": f"namespace {namespace} is gone"}
+            if self.target["dry_run"]:
                 return {"objects": [{**a, "result": ("would delete: " if a["delete"] else "") + a["why"]}
                                     for a in actions]}
-            done = carry_out(api, kube["namespace"], actions)
+            done = carry_out(api, namespace, actions)
         for action in done:
             self.log.info("%s %s: %s", action["kind"], action["name"], action["result"])
         return {"objects": done}

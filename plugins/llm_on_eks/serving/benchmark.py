@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from llm_on_eks.plan import Plan
+from llm_on_eks.plan.types import BenchmarkSection, ServingSection
 from llm_on_eks.serving.endpoint import Endpoint
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,9 @@ class BenchmarkSettings:
     seed: int = 0
 
     @classmethod
-    def from_plan(cls, plan: Plan, deadline_s: float = DEADLINE_S) -> BenchmarkSettings:
-        bench = plan["benchmark"]
-        return cls(model=plan["serving"]["served_model_name"], concurrency=int(bench["concurrency"]),
+    def from_sections(cls, serving: ServingSection, bench: BenchmarkSection,
+                      deadline_s: float = DEADLINE_S) -> BenchmarkSettings:
+        return cls(model=serving["served_model_name"], concurrency=int(bench["concurrency"]),
                    num_prompts=int(bench["num_prompts"]), input_len=int(bench["input_len"]),
                    output_len=int(bench["output_len"]), slo_p99_ttft_ms=bench.get("slo_p99_ttft_ms"),
                    deadline_s=deadline_s)

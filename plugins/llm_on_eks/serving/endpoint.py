@@ -14,23 +14,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from llm_on_eks.plan import Plan
+from llm_on_eks.kube.access import kubeconfig_path
+from llm_on_eks.plan.types import ClusterAccess, ServingSection
 
 # A check that reads /metrics or /health must not hang a task; the OpenAI calls set their own.
 HTTP_TIMEOUT_S = 30.0
 
 
-def service_proxy_path(plan: Plan) -> str:
-    """The release's Service (the chart names it after the release) through the API server."""
-    return proxy_path(plan["kubernetes"]["namespace"], plan["kubernetes"]["release"], plan["serving"]["port"])
-
-
 def proxy_path(namespace: str, service: str, port: int | str) -> str:
+    """A Service through the API server (the chart names the release's Service after the release)."""
     return f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy"
 
 
-def describe_base_url(plan: Plan) -> str:
-    return plan["serving"]["base_url"] or f"<Kubernetes API server>{service_proxy_path(plan)}"
+def describe_base_url(serving: ServingSection) -> str:
+    return serving["base_url"] or \
+        f"<Kubernetes API server>{proxy_path(serving['namespace'], serving['release'], serving['port'])}"
 
 
 @dataclass(frozen=True)
@@ -120,14 +118,13 @@ def service_proxy_endpoint(kubeconfig: str, namespace: str, service: str, port: 
 
 
 @contextmanager
-def open_endpoint(plan: Plan) -> Iterator[Endpoint]:
-    """The plan's endpoint: its base URL if set, else the service proxy of the plan's cluster,
-    reached the way every cluster-side step gets in."""
-    if plan["serving"]["base_url"]:
-        yield direct_endpoint(plan["serving"]["base_url"])
+def open_endpoint(access: ClusterAccess, *, base_url: str | None, namespace: str, release: str,
+                  port: int | str) -> Iterator[Endpoint]:
+    """A release's endpoint: ``base_url`` if set, else the service proxy of its Service on the
+    cluster, reached the way every cluster-side step gets in."""
+    if base_url:
+        yield direct_endpoint(base_url)
         return
-    from llm_on_eks.kube.access import cluster_access, kubeconfig_path
 
-    with kubeconfig_path(cluster_access(plan)) as path:
-        yield service_proxy_endpoint(path, plan["kubernetes"]["namespace"], plan["kubernetes"]["release"],
-                                     plan["serving"]["port"])
+    with kubeconfig_path(access) as path:
+        yield service_proxy_endpoint(path, namespace, release, port)

@@ -13,8 +13,8 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from llm_on_eks.plan import Plan
-from llm_on_eks.serving.endpoint import Endpoint
+from llm_on_eks.plan.types import ClusterAccess
+from llm_on_eks.serving.endpoint import Endpoint, open_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,9 @@ def read_metrics(endpoint: Endpoint) -> DeploymentLoad:
         return DeploymentLoad(source=endpoint.description, error=f"not Prometheus text: {exc}")
 
 
-def read_deployment_load(plan: Plan) -> DeploymentLoad:
-    """How busy the plan's deployment is now (the idle teardown's reading)."""
-    from llm_on_eks.serving.endpoint import open_endpoint
+def read_deployment_load(access: ClusterAccess, *, base_url: str | None, namespace: str, release: str,
+                         port: int | str) -> DeploymentLoad:
+    """How busy a deployment is now (the idle teardown's reading), at its endpoint (``open_endpoint``)."""
 
-    with open_endpoint(plan) as endpoint:
+    with open_endpoint(access, base_url=base_url, namespace=namespace, release=release, port=port) as endpoint:
         return read_metrics(endpoint)

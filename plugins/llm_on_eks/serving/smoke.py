@@ -10,6 +10,7 @@ says what broke.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -19,7 +20,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from llm_on_eks.plan import Plan
+from llm_on_eks.plan.types import ServingSection, SmokeTestSection
 from llm_on_eks.serving.endpoint import Endpoint
 
 log = logging.getLogger(__name__)
@@ -64,14 +65,9 @@ class SmokeSettings:
     deadline_s: float
 
     @classmethod
-    def from_plan(cls, plan: Plan, deadline_s: float | None = None) -> SmokeSettings:
-        serving = plan["serving"]
-        return cls(
-            model=serving["served_model_name"],
-            takes_images=bool(serving["takes_images"]),
-            images_per_prompt=int(plan["profile"]["images_per_prompt"]),
-            deadline_s=float(deadline_s if deadline_s is not None else plan["profile"]["startup_budget_s"]),
-        )
+    def from_sections(cls, serving: ServingSection, smoke_test: SmokeTestSection, deadline_s: float) -> SmokeSettings:
+        return cls(model=serving["served_model_name"], takes_images=bool(serving["takes_images"]),
+                   images_per_prompt=int(smoke_test["images_per_prompt"]), deadline_s=float(deadline_s))
 
 
 def excerpt(text: str) -> str:
@@ -230,7 +226,6 @@ def _check_stream(client, model: str) -> dict[str, Any]:
 
 def png_data_url(width: int, height: int, seed: int) -> str:
     """A small RGB PNG as a data URL, made here so no test image has to be shipped or fetched."""
-    import base64
 
     red, green, blue = (seed * 97) % 256, (seed * 57 + 80) % 256, (seed * 23 + 160) % 256
     rows = b"".join(b"\x00" + b"".join(bytes((red, (green + x) % 256, (blue + y) % 256)) for x in range(width))

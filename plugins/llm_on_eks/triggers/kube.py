@@ -7,7 +7,7 @@ two-hour wait never holds an expired one (apache/airflow#63020), and each poll r
 probe the in-worker wait uses. The deadline is an absolute time fixed when the task defers: a
 triggerer restart does not restart the budget.
 
-Every event has one shape, which ``PlanStepOperator.execute_complete`` validates:
+Every event has one shape, which ``DeploymentStepOperator.execute_complete`` validates:
 ``{"status": "success", "result": ...}`` or ``{"status": "error", "message": ..., "result": ...}``.
 """
 
@@ -22,7 +22,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from llm_on_eks.kube.access import ClusterAccess, api_client
+from llm_on_eks.kube import jobs, readiness
+from llm_on_eks.kube.access import api_client
+from llm_on_eks.plan.types import ClusterAccess
 
 POLL_S = 10
 
@@ -72,8 +74,6 @@ class JobCompleteTrigger(_ClusterPollTrigger):
         return {"job_name": self.job_name}
 
     def look(self, api: Any, last: bool) -> dict[str, Any] | None:
-        from llm_on_eks.kube import jobs
-
         namespace = self.access["namespace"]
         state, detail = jobs.job_status(api, namespace, self.job_name)
         if state == "complete":
@@ -99,8 +99,6 @@ class ReleaseReadyTrigger(_ClusterPollTrigger):
         return {"release": self.release, "multi_node": self.multi_node}
 
     def look(self, api: Any, last: bool) -> dict[str, Any] | None:
-        from llm_on_eks.kube import readiness
-
         state = readiness.check(api, self.access["namespace"], self.release, self.multi_node, datetime.now(UTC))
         if state.ready:
             return {"status": "success", "result": None}

@@ -9,7 +9,7 @@ from airflow.sdk import DAG, Param
 from llm_on_eks.catalog import catalog_index
 from llm_on_eks.factory import DEFAULT_ARGS, START_DATE, provision_group, storage_group, teardown_aws_group
 from llm_on_eks.operators.plan_deployment import plan_deployment
-from llm_on_eks.params import deploy_params
+from llm_on_eks.params import deploy_form
 
 PROVISION_DAG_ID = "aws_provision"
 TEARDOWN_DAG_ID = "aws_teardown"
@@ -18,7 +18,7 @@ MODELS = ["llama4-scout", "llama4-maverick", "llama-3-8b"]
 for suffix, deferrable in (("", False), ("_deferrable", True)):
     with DAG(PROVISION_DAG_ID + suffix, schedule=None, start_date=START_DATE, catchup=False,
              default_args={**DEFAULT_ARGS, "retries": 0}, tags=["test"], render_template_as_native_obj=True,
-             params=deploy_params(MODELS, "llama4-scout", catalog_index()[1])) as dag:
+             params=deploy_form(MODELS, "llama4-scout", catalog_index()[1])) as dag:
         plan = plan_deployment()
         provision = provision_group(plan, deferrable=deferrable, waiter_delay=1)
         storage, fsx = storage_group(plan, deferrable=deferrable, waiter_delay=1)
@@ -27,11 +27,11 @@ for suffix, deferrable in (("", False), ("_deferrable", True)):
 
     with DAG(TEARDOWN_DAG_ID + suffix, schedule=None, start_date=START_DATE, catchup=False,
              default_args={**DEFAULT_ARGS, "retries": 0}, tags=["test"], render_template_as_native_obj=True,
-             params={**deploy_params(MODELS, "llama4-scout", catalog_index()[1]),
+             params={**deploy_form(MODELS, "llama4-scout", catalog_index()[1]),
                      "delete_cluster": Param(False, type="boolean"), "delete_fsx": Param(False, type="boolean"),
                      "delete_artifacts": Param(False, type="boolean")}):
         plan = plan_deployment()
-        plan >> teardown_aws_group(plan, plan["nodegroup"], plan["system_nodegroup"],
-                                   delete_cluster="{{ params.delete_cluster }}", delete_fsx="{{ params.delete_fsx }}",
+        plan >> teardown_aws_group(plan, delete_cluster="{{ params.delete_cluster }}",
+                                   delete_fsx="{{ params.delete_fsx }}",
                                    delete_artifacts="{{ params.delete_artifacts }}", deferrable=deferrable,
                                    waiter_delay=1)

@@ -10,7 +10,7 @@ from airflow.sdk import DAG
 from llm_on_eks.catalog import catalog_index
 from llm_on_eks.factory import DEFAULT_ARGS, START_DATE, prepare_weights_group
 from llm_on_eks.operators.plan_deployment import plan_deployment
-from llm_on_eks.params import deploy_params
+from llm_on_eks.params import deploy_form
 
 DAG_ID = "test_weight_steps"
 FSX = {"file_system_id": "fs-0123456789abcdef0", "dns_name": "fs-0123456789abcdef0.fsx.us-west-2.amazonaws.com",
@@ -19,6 +19,6 @@ FSX = {"file_system_id": "fs-0123456789abcdef0", "dns_name": "fs-0123456789abcde
 for suffix, deferrable in (("", False), ("_deferrable", True)):
     with DAG(DAG_ID + suffix, schedule=None, start_date=START_DATE, catchup=False,
              default_args={**DEFAULT_ARGS, "retries": 0}, tags=["test"], render_template_as_native_obj=True,
-             params=deploy_params(["llama4-scout", "llama4-maverick"], "llama4-scout", catalog_index()[1])):
+             params=deploy_form(["llama4-scout", "llama4-maverick"], "llama4-scout", catalog_index()[1])):
         plan = plan_deployment()
         plan >> prepare_weights_group(plan, FSX, deferrable=deferrable)

@@ -1,0 +1,73 @@
+"""Preflight's probes: each asks AWS one question before anything is created and answers pass,
+fail, or unknown (AWS did not answer), never passing what it could not check."""
+
+from __future__ import annotations
+
+from airflow.sdk.exceptions import AirflowNotFoundException
+
+from llm_on_eks.aws import api_calls
+from llm_on_eks.aws.hf_token import read_hf_token, token_origin
+from llm_on_eks.catalog import default_catalog
+from llm_on_eks.plan.types import AwsSection, HfTokenSection, NodegroupSpec
+
+# Checks whose "unknown" stops the run unless the operator says to proceed: without the token no
+# pod ever gets weights, and without quota the node group never gets nodes; either way the money
+# goes on a cluster, file system and node group that cannot serve.
+MUST_KNOW = ("on-demand vCPU quota", "HF token source")
+
+
+def check(name: str, probe) -> dict[str, str]:
+    """Run one probe; an API that refuses to answer makes the check unknown, not passed."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        passed, detail = probe()
+    except (ClientError, BotoCoreError, NotImplementedError) as exc:
+        return {"check": name, "status": "unknown", "detail": f"AWS did not answer: {exc}"}
+    return {"check": name, "status": "pass" if passed else "fail", "detail": detail}
+
+
+def offered(ec2, region: str, instance: str) -> tuple[bool, str]:
+    offerings = ec2.describe_instance_type_offerings(
+        **api_calls.instance_offering_request(instance))["InstanceTypeOfferings"]
+    return bool(offerings), f"{instance} is {'' if offerings else 'not '}offered in {region}"
+
+
+def version_supported(eks, version: str) -> tuple[bool, str]:
+    found = eks.describe_cluster_versions(clusterVersions=[version])["clusterVersions"]
+    return bool(found), f"EKS {'supports' if found else 'does not support'} Kubernetes {version}"
+
+
+def quota(quotas, nodegroup: NodegroupSpec) -> tuple[bool, str]:
+    """The family's on-demand vCPU quota against the node group's nodes. The applied value when
+    the account has one, else AWS's default (GetServiceQuota answers NoSuchResourceException for
+    a quota never adjusted). Instances already running are not subtracted."""
+    instance = default_catalog().instance_type(nodegroup["instance_type"])
+    request = api_calls.vcpu_quota_request(instance.name)
+    if request is None:
+        raise NotImplementedError(f"no vCPU quota known for {instance.name}")
+    try:
+        quota = quotas.get_service_quota(**request)["Quota"]
+    except quotas.exceptions.NoSuchResourceException:
+        quota = quotas.get_aws_default_service_quota(**request)["Quota"]
+    needed = (instance.vcpus or 0) * nodegroup["scaling"]["desired_size"]
+    return quota["Value"] >= needed, f"{quota.get('QuotaName', request['QuotaCode'])}: {quota['Value']:.0f} vCPUs, {needed} needed"
+
+
+def hf_token_source(aws: AwsSection, hf_token: HfTokenSection) -> tuple[bool, str]:
+    """The token can be read before anything is paid for (Llama 4 is gated: no token, no
+    weights). Only where it was found is reported, never the value."""
+    from botocore.exceptions import ClientError
+
+    try:
+        read_hf_token(aws, hf_token)
+    except (ValueError, AirflowNotFoundException) as exc:
+        return False, f"no token: {exc}"
+    except ClientError as exc:
+        # Not "unknown": AccessDenied (or a missing key, a failed decryption) means the serving
+        # pods would never get the token, so nothing may be created for them.
+        code = exc.response["Error"]["Code"]
+        if code == "ResourceNotFoundException":
+            return False, f"no token: {token_origin(hf_token)} does not exist"
+        return False, f"no token: reading {token_origin(hf_token)} failed with {code}"
+    return True, f"token found in {token_origin(hf_token)}"

@@ -1,0 +1,83 @@
+"""Every default of a run and every constant the plan is built from, in one place: the params
+form shows ``DEFAULTS``, and the plan falls back to them for a conf that leaves a key out (an API
+trigger need not send every field)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PLAN_VERSION = 4  # 4: typed target, release and smoke-test sections; 3: named profiles, Neuron frameworks
+SERVING_PORT = 8000
+# Where FSx for Lustre is mounted in the staging Job; the serving pods read the claim directly.
+FSX_MOUNT_PATH = "/fsx"
+# ai-on-eks blueprint FSx defaults (infra/base/terraform fsx-for-lustre.tf): PERSISTENT_2,
+# 2400 GiB, 500 MB/s/TiB.
+FSX_STORAGE_GIB = 2400
+FSX_THROUGHPUT_PER_TIB = 500
+# Downloading ~400 GiB (Maverick FP8) onto FSx: the staging Job's deadline and its wait, one number.
+FSX_STAGING_BUDGET_S = 6 * 3600
+NODE_DISK_GIB = 500
+
+# EKS managed node group settings per accelerator: the AMI type carrying the drivers (not the
+# device plugin: llm_on_eks.kube.device_plugins), the taint that keeps other pods off, and the
+# extended resource to request.
+ACCELERATORS = {
+    "gpu": {"ami_type": "AL2023_x86_64_NVIDIA", "taint_key": "nvidia.com/gpu", "resource": "nvidia.com/gpu"},
+    "neuron": {"ami_type": "AL2023_x86_64_NEURON", "taint_key": "aws.amazon.com/neuron", "resource": "aws.amazon.com/neuron"},
+}
+# What the cluster needs for accelerator pods beyond what EKS installs: the FSx CSI driver where
+# weights are staged on FSx (ai-on-eks blueprint add-ons; AWS docs "Amazon FSx for Lustre CSI driver").
+ADDONS = {
+    "gpu": ["vpc-cni", "coredns", "kube-proxy", "aws-fsx-csi-driver"],
+    "neuron": ["vpc-cni", "coredns", "kube-proxy"],
+}
+
+# The cluster's system node group: untainted nodes for what tolerates no accelerator taint
+# (coredns, the FSx weight-staging Job at 4 CPU / 16 GiB, controllers). One per cluster we create,
+# shared by its deployments: tagged with the cluster and a role, never with one deployment.
+SYSTEM_INSTANCE_TYPE = "m6i.xlarge"  # 4 vCPU, 16 GiB
+# On-demand list prices in us-east-1 (aws.amazon.com/ec2/pricing, aws.amazon.com/eks/pricing),
+# for estimates only. A cluster we create adds its control plane and system nodes.
+SYSTEM_HOURLY_USD = 0.192
+SYSTEM_SCALING = {"min_size": 1, "max_size": 3, "desired_size": 2}
+EKS_CONTROL_PLANE_HOURLY_USD = 0.10
+CLUSTER_HOURLY_USD = round(EKS_CONTROL_PLANE_HOURLY_USD + SYSTEM_HOURLY_USD * SYSTEM_SCALING["desired_size"], 3)
+
+DEFAULTS: dict[str, Any] = {
+    "accelerator": "gpu",
+    "cluster_name": "llm-inference",
+    "region": "us-west-2",
+    "create_cluster": False,
+    "namespace": "llm-serving",
+    "aws_conn_id": "aws_default",
+    "hf_token_conn_id": "hf_default",
+    "preflight_proceed_on_unknown": False,
+    "smoke_test": True,
+    "benchmark": False,
+    "benchmark_concurrency": 4,
+    "benchmark_num_prompts": 32,
+    "benchmark_input_len": 256,
+    "benchmark_output_len": 128,
+    "idle_ttl_minutes": 60,
+    "protected": False,
+    "teardown_on_failure": False,
+    "dry_run": False,
+}
+
+
+class PlanError(ValueError):
+    """The run's params cannot become a deployment; the message says what to change."""
+
+
+def param(params: dict[str, Any], name: str) -> Any:
+    """A run's value for ``name``, or its default: a missing key and an empty optional are alike."""
+    value = params.get(name)
+    return DEFAULTS.get(name) if value is None or value == "" else value
+
+
+def is_true(value: Any) -> bool:
+    """A switch as a param, a conf value or a rendered template gives it: a bool, or its text
+    (``"{{ params.delete_cluster }}"`` renders to "True")."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)
