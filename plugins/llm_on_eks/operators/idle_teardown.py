@@ -31,7 +31,7 @@ from llm_on_eks.naming import (
 )
 from llm_on_eks.operators.base import eks_cluster_gone
 from llm_on_eks.operators.register import DEPLOYMENTS_ASSET
-from llm_on_eks.plan import DEFAULTS, SERVING_PORT, TEARDOWN_KEYS, TeardownPlan, build_teardown_plan
+from llm_on_eks.plan import DEFAULTS, SERVING_PORT, TEARDOWN_KEYS, TeardownPlan, build_teardown_plan, is_true
 from llm_on_eks.serving.idleness import STATE_ANNOTATION, Observation, Verdict, idle_cost, judge, parse_state
 from llm_on_eks.serving.metrics import read_deployment_load
 
@@ -143,7 +143,7 @@ class JudgeDeploymentOperator(BaseOperator):
             now=now,
             idle_ttl_minutes=int(annotations.get(IDLE_TTL_ANNOTATION,
                                                  record.get("idle_ttl_minutes", DEFAULTS["idle_ttl_minutes"]))),
-            protected=annotations.get(PROTECTED_ANNOTATION, "false").lower() == "true",
+            protected=is_true(annotations.get(PROTECTED_ANNOTATION)),
             created_at=(service or {}).get("created_at"), ready=ready, load=load,
             state=(service or {}).get("state") or {}, failed_at=failed_at, nodegroup_created_at=nodegroup_created,
             lease=lease,
