@@ -25,6 +25,7 @@ from llm_on_eks.plan.types import ClusterSection, HfTokenSection, NodegroupSpec,
 if TYPE_CHECKING:  # the hook's type, named as a string below: the provider is imported at run time only
     from airflow.providers.amazon.aws.hooks.eks import EksHook  # noqa: F401
 
+
 class PreflightOperator(AwsStepOperator["EksHook"]):
     """Before anything is created: the instance types are offered, the version supported, the
     quota enough, the HF token readable. A check AWS does not answer is unknown, never passed.
