@@ -82,8 +82,7 @@ def make_prompts(settings: BenchmarkSettings) -> list[str]:
             for index in range(settings.num_prompts)]
 
 
-async def _one_request(client, settings: BenchmarkSettings, prompt: str) -> RequestResult:
-    start = time.perf_counter()
+async def _one_request(client, settings: BenchmarkSettings, prompt: str, start: float) -> RequestResult:
     first = last = None
     itl: list[float] = []
     chunks = 0
@@ -113,18 +112,27 @@ async def _one_request(client, settings: BenchmarkSettings, prompt: str) -> Requ
 
 
 async def _run(endpoint: Endpoint, settings: BenchmarkSettings) -> tuple[list[RequestResult], list[str], float]:
+    import openai
+
     prompts = make_prompts(settings)
     semaphore = asyncio.Semaphore(settings.concurrency)
     errors: list[str] = []
 
     async def bounded(prompt: str) -> RequestResult | None:
         async with semaphore:
-            try:
-                return await _one_request(client, settings, prompt)
-            except Exception as exc:  # noqa: BLE001 - every failure is counted and the first reported
-                cause = f" (caused by {type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
-                errors.append(f"{type(exc).__name__}: {exc}{cause}")
-                return None
+            began = time.perf_counter()
+            for attempt in (1, 2):
+                try:
+                    return await _one_request(client, settings, prompt, began)
+                except Exception as exc:  # noqa: BLE001 - every failure is counted and the first reported
+                    # The client's own retry covers a drop before the answer starts; a stream the
+                    # proxy cuts mid-body (incomplete chunked read) is sent again here, once.
+                    if attempt == 1 and isinstance(exc, openai.APIConnectionError):
+                        log.warning("request dropped mid-stream (%s); sending it again", exc.__cause__ or exc)
+                        continue
+                    cause = f" (caused by {type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
+                    errors.append(f"{type(exc).__name__}: {exc}{cause}")
+                    return None
 
     start = time.perf_counter()
     # One retry: through the API server's proxy a connection can drop under load; a request
