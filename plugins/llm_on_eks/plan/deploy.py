@@ -119,13 +119,14 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None, allowed: 
     catalog = catalog or default_catalog()
     c = choose(params, catalog)
     model, profile, kubernetes = s.model_section(c), s.profile_section(c), s.kubernetes_section(c)
-    fsx, neuron = s.fsx_section(c), s.neuron_section(c, profile)
+    fsx, neuron, hf_token = s.fsx_section(c), s.neuron_section(c, profile), s.hf_token_section(c)
+    target = s.target_section(params, c.deployment, c.cluster, c.region, c.namespace)
     return {
         "plan_version": PLAN_VERSION,
         "catalog_version": catalog.version,
         "deployment": c.deployment,
-        "dry_run": bool(param(params, "dry_run")),
-        "target": s.target_section(params, c.deployment, c.cluster, c.region, c.namespace),
+        "dry_run": target["dry_run"],
+        "target": target,
         "model": model,
         "profile": profile,
         "sizing": c.sizing.as_dict(),
@@ -135,10 +136,10 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None, allowed: 
         "system_nodegroup": s.system_nodegroup_section(c),
         "storage": {"artifact_bucket": c.bucket, "fsx": fsx},
         "neuron": neuron,
-        "hf_token": s.hf_token_section(c),
+        "hf_token": hf_token,
         "kubernetes": kubernetes,
         "serving": s.serving_section(c),
-        "release": s.release_section(c, model, profile, kubernetes, fsx, neuron),
+        "release": s.release_section(c, model, profile, kubernetes, fsx, neuron, hf_token),
         "preflight": {"proceed_on_unknown": bool(param(params, "preflight_proceed_on_unknown"))},
         "smoke_test": {"enabled": bool(param(params, "smoke_test")), "images_per_prompt": c.images_per_prompt},
         "benchmark": s.benchmark_section(c),

@@ -307,7 +307,7 @@ def _resources(profile: ProfileSection, kube: KubernetesSection) -> dict[str, di
 
 
 def release_section(c: Choice, model: ModelSection, profile: ProfileSection, kube: KubernetesSection,
-                    fsx: FsxSection | None, neuron: NeuronSection | None) -> ReleaseSpec:
+                    fsx: FsxSection | None, neuron: NeuronSection | None, hf_token: HfTokenSection) -> ReleaseSpec:
     """The serving pods, and the Jobs that must run exactly like them (the vllm-neuron plugin
     takes NxD Inference's neuron config as additional_config.override_neuron_config)."""
     args = dict(profile["vllm_args"])
@@ -321,7 +321,7 @@ def release_section(c: Choice, model: ModelSection, profile: ProfileSection, kub
         "env": {**profile["env"], **({"AWS_DEFAULT_REGION": c.region} if neuron else {})},
         "resources": _resources(profile, kube), "node_selector": dict(kube["node_selector"]),
         "tolerations": [dict(t) for t in kube["tolerations"]], "labels": dict(kube["labels"]),
-        "hf_token_secret": {"name": c.catalog.hf_token_secret_name, "key": c.catalog.hf_token_secret_key},
+        "hf_token_secret": dict(hf_token["k8s_secret"]),
         "neuron": _neuron_values(neuron), "startup_budget_s": profile["startup_budget_s"], "port": SERVING_PORT,
         "idle_ttl_minutes": param(c.params, "idle_ttl_minutes"), "protected": bool(param(c.params, "protected")),
     }

@@ -27,11 +27,12 @@ def build_teardown_plan(params: dict[str, Any], catalog: Catalog | None = None,
     except ValueError as exc:
         raise PlanError(f"deployment_name: {exc}") from exc
     cluster, region, namespace = param(params, "cluster_name"), param(params, "region"), param(params, "namespace")
+    target = target_section(params, deployment, cluster, region, namespace)
     return {
         "deployment": deployment,
-        "dry_run": bool(param(params, "dry_run")),
+        "dry_run": target["dry_run"],
         "reason": params.get("reason") or "requested",
-        "target": target_section(params, deployment, cluster, region, namespace),
+        "target": target,
         "aws": {"conn_id": param(params, "aws_conn_id"), "region": region},
         "cluster": {"name": cluster},
         "nodegroup": {"name": naming.nodegroup_name(cluster, region, namespace, deployment), "role": "accelerator",
