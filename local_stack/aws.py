@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -135,6 +136,11 @@ class GapsMiddleware:
         body = environ["wsgi.input"].read(length) if length else b""
         service = operation.service_model.endpoint_prefix
         if operation.name in AwsGaps.ANSWERED.get(service, ()):
+            # Answered here, unseen by moto: logged in moto's request log all the same, as moto logs
+            # its own requests (when its recorder is on; local_stack/request_log.py reads it).
+            from local_stack.request_log import record_answered
+
+            record_answered(environ, body)
             params = _params(operation, labels, parse_qs(environ.get("QUERY_STRING", "")), body)
             status, parsed = self.gaps.answer(operation, params, credential["region"])
             line, headers, data = _encode(operation, status, parsed)
@@ -180,6 +186,12 @@ def make_server(port: int, gaps: AwsGaps | None):
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server as werkzeug_server
 
+    from local_stack.request_log import keep_out_of_cwd
+
+    keep_out_of_cwd()  # moto's request recorder writes to a temp dir, not to "moto_recording" in the cwd (the repo)
+    # AWS's managed policies (AmazonEKSClusterPolicy, ...) exist in moto only when loaded: the IAM
+    # roles made with a cluster attach them (read when moto makes an account's IAM backend).
+    os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
     app = DomainDispatcherApplication(create_backend_app)
     app = PresignedCallerIdentity(GapsMiddleware(app, gaps) if gaps else app)
     return werkzeug_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)

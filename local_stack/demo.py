@@ -42,10 +42,6 @@ IDLE_SCHEDULE = "*/2 * * * *"  # the demo's; teams keep the default */10
 NAMESPACE = "llm-demo"
 CLUSTER = "llm-demo"
 SCOUT = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
-# moto accepts any well-formed ARN and subnet id.
-FAKE_AWS = {"cluster_role_arn": "arn:aws:iam::123456789012:role/eks-cluster",
-            "node_role_arn": "arn:aws:iam::123456789012:role/eks-node",
-            "subnet_ids": ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"]}
 # Regions whose instance offerings (moto's copy of AWS's) hold the instance type.
 TARGETS = {"gpu": {"region": "us-west-2", "deployment_name": "scout-gpu"},
            "neuron": {"region": "us-east-2", "deployment_name": "scout-trn2"}}
@@ -146,7 +142,8 @@ def ensure_airflow(state: dict, aws_url: str, identity: dict[str, str], helm: st
 def deploy_conf(accelerator: str, vllm_url: str) -> dict[str, Any]:
     return {
         "model": "llama4-scout", "accelerator": accelerator, **TARGETS[accelerator], "namespace": NAMESPACE,
-        "cluster_name": CLUSTER, "create_cluster": True, **FAKE_AWS,
+        # As from an empty account: no roles or subnets given, provision makes them with the cluster.
+        "cluster_name": CLUSTER, "create_cluster": True,
         # kwok's pod IPs lead nowhere: the checks reach the local vLLM server by URL.
         "endpoint_url": vllm_url, "images_per_prompt": 0,
         "benchmark": True, "benchmark_num_prompts": 8, "benchmark_concurrency": 2, "benchmark_input_len": 64,

@@ -95,8 +95,6 @@ PLAN_ONLY = [
     ({"endpoint_url": "http://127.0.0.1:8000"}, "endpoint_url"),
     ({"endpoint_url": "http://localhost:8000"}, "endpoint_url"),
     ({"endpoint_url": "http://0.0.0.0:8000"}, "endpoint_url"),
-    ({**CREATE, "node_role_arn": None}, "node_role_arn"),
-    ({**CREATE, "cluster_role_arn": None}, "cluster_role_arn"),
     ({**CREATE, "subnet_ids": ["subnet-0a1b2c3d"]}, "subnet_ids"),
     ({"benchmark": True, "benchmark_input_len": 131072}, "benchmark_input_len"),
     ({"benchmark": True, "max_model_len": 8192, "benchmark_input_len": 8000, "benchmark_output_len": 500},

@@ -70,7 +70,7 @@ def test_params_schema_refuses_at_trigger_time(conf):
         ({"profile": "neuron-nxdi", "tensor_parallel_size": 32}, "neuron config is written for TP 64"),
         ({"profile": "gpu-p4d", "max_model_len": 500_000}, "exceeds the 196608 that the llama4-scout gpu-p4d profile"),
         ({"profile": "tpu"}, "has no 'tpu' profile"),
-        ({"create_cluster": True}, "create_cluster needs cluster_role_arn, node_role_arn and at least two subnet_ids"),
+        ({"create_cluster": True, "subnet_ids": ["subnet-0a1b2c3d"]}, "subnet_ids: creating the cluster needs subnets in two"),
         ({"model": "llama-3-8b", "images_per_prompt": 1}, "llama-3-8b does not take images"),
     ],
 )
@@ -135,6 +135,10 @@ def test_the_plan_summary_prices_a_cluster_only_when_the_run_may_create_it():
                                              node_role_arn="arn:aws:iam::123456789012:role/node",
                                              subnet_ids=["subnet-a", "subnet-b"])))
     assert "$55.04/hour on demand (+$0.48/hour if the cluster is created: EKS control plane and 2x m6i.xlarge" in created
+    # With no subnets given, a network is made with the cluster: its NAT gateway bills too.
+    with_network = summary(build_plan(validated(create_cluster=True)))
+    assert "(+$0.53/hour if the cluster is created: EKS control plane, 2x m6i.xlarge system nodes and a NAT gateway)" \
+        in with_network
 
 
 def test_the_cheaper_scout_gpu_profile_is_named_and_sized_by_the_planner():

@@ -40,7 +40,9 @@ from llm_on_eks.operators.prepare_weights import (
 from llm_on_eks.operators.provision import (
     EnsureAddonsOperator,
     EnsureClusterOperator,
+    EnsureNetworkOperator,
     EnsureNodegroupOperator,
+    EnsureRolesOperator,
     PreflightOperator,
 )
 from llm_on_eks.operators.register import mark_failed, register, register_removal
@@ -51,7 +53,9 @@ from llm_on_eks.operators.teardown import (
     DeleteClusterObjectsOperator,
     DeleteClusterOperator,
     DeleteFsxOperator,
+    DeleteNetworkOperator,
     DeleteNodegroupOperator,
+    DeleteRolesOperator,
     UninstallReleaseOperator,
 )
 from llm_on_eks.params import deploy_form, teardown_form
@@ -75,9 +79,9 @@ def _waits(deferrable: bool | None, waiter_delay: int | None, lease: Any = None)
 
 def provision_group(plan: XComArg, *, take: TakeLeaseOperator | None = None, deferrable: bool | None = None,
                     waiter_delay: int | None = None) -> TaskGroup:
-    """preflight -> cluster -> [take_lease ->] (system node group, accelerator node group) ->
-    add-ons: nothing is created unless preflight passes; add-ons (coredns) need the untainted
-    system nodes; the Lease needs the cluster's API server, and guards all the rest."""
+    """preflight -> (network, roles) -> cluster -> [take_lease ->] (system node group, accelerator
+    node group) -> add-ons: nothing is created unless preflight passes; add-ons (coredns) need the
+    untainted system nodes; the Lease needs the cluster's API server, and guards all the rest."""
     waits = _waits(deferrable, waiter_delay, LEASE if take else None)
     aws = {"target": plan["target"], "aws": plan["aws"], "cluster": plan["cluster"]}
     with TaskGroup(group_id="provision") as group:
@@ -88,10 +92,12 @@ def provision_group(plan: XComArg, *, take: TakeLeaseOperator | None = None, def
                                     **waits),
             EnsureNodegroupOperator(task_id="ensure_nodegroup", nodegroup=plan["nodegroup"], **aws, **waits),
         ]
-        preflight = PreflightOperator(task_id="preflight", nodegroup=plan["nodegroup"],
-                                      system_nodegroup=plan["system_nodegroup"], hf_token=plan["hf_token"],
-                                      preflight=plan["preflight"], **aws)
-        preflight >> cluster >> nodegroups
+        groups = {"nodegroup": plan["nodegroup"], "system_nodegroup": plan["system_nodegroup"]}
+        preflight = PreflightOperator(task_id="preflight", hf_token=plan["hf_token"], preflight=plan["preflight"],
+                                      **groups, **aws)
+        made_with_cluster = [EnsureNetworkOperator(task_id="ensure_network", **groups, **aws),
+                             EnsureRolesOperator(task_id="ensure_roles", **groups, **aws)]
+        preflight >> made_with_cluster >> cluster >> nodegroups
         if take is not None:
             cluster >> take >> nodegroups
         nodegroups >> EnsureAddonsOperator(task_id="ensure_addons", tags=plan["tags"], **aws, **waits)
@@ -137,7 +143,7 @@ def teardown_aws_group(plan: Sections, *, delete_nodegroup: Any = True,
                        delete_cluster: Any = False, delete_fsx: Any = False, delete_artifacts: Any = False,
                        lease: Any = None, deferrable: bool | None = None, waiter_delay: int | None = None) -> TaskGroup:
     """node group (until gone) -> FSx (opt-in, unused) -> system node group and cluster (opt-in,
-    ours, no other node group) -> bucket (opt-in). The opt-ins may be templates
+    ours, no other node group) -> the network and roles made with it -> bucket (opt-in). The opt-ins may be templates
     (``"{{ params.delete_cluster }}"``)."""
     waits = {"target": plan["target"], "aws": plan["aws"], "cluster": plan["cluster"],
              **_waits(deferrable, waiter_delay, lease)}
@@ -153,10 +159,14 @@ def teardown_aws_group(plan: Sections, *, delete_nodegroup: Any = True,
         cluster = DeleteClusterOperator(task_id="delete_cluster", nodegroup=plan["nodegroup"],
                                         system_nodegroup=plan["system_nodegroup"], delete_cluster=delete_cluster,
                                         **waits)
-        # No lease: the cluster that holds it may be gone by now; S3 alone decides.
+        # No lease from here on: the cluster that holds it may be gone; AWS alone decides.
+        made_with_cluster = {"target": plan["target"], "aws": plan["aws"], "cluster": plan["cluster"],
+                             "delete_cluster": delete_cluster}
+        network = DeleteNetworkOperator(task_id="delete_network", **made_with_cluster)
+        iam_roles = DeleteRolesOperator(task_id="delete_roles", **made_with_cluster)
         bucket = DeleteArtifactsOperator(task_id="delete_artifacts", target=plan["target"], aws=plan["aws"],
                                          storage=plan["storage"], delete_artifacts=delete_artifacts)
-        nodegroup_task >> fsx >> system >> cluster >> bucket
+        nodegroup_task >> fsx >> system >> cluster >> [network, iam_roles] >> bucket
     return group
 
 

@@ -104,6 +104,14 @@ def system_nodegroup_name(cluster: str, region: str) -> str:
     return _fit(cluster, (cluster, region), 63, suffix="-system", invalid=r"[^A-Za-z0-9_-]")
 
 
+def role_name(cluster: str, region: str, kind: str) -> str:
+    """``llm-on-eks-<cluster>-<region>-<kind>``: the IAM role (``kind`` cluster or node) made with a
+    cluster. Role names are global to the account, clusters are regional; IAM allows 64
+    characters of ``[\\w+=,.@-]`` (IAM API, CreateRole)."""
+    return _fit(f"{cluster}-{region}", (cluster, region, kind), 64, prefix=f"{PROJECT}-", suffix=f"-{kind}",
+                invalid=r"[^A-Za-z0-9_+=,.@-]")
+
+
 def fsx_name(cluster: str) -> str:
     """The cluster's shared FSx file system (its Name tag: up to 256 characters, any text)."""
     return f"{cluster}-model-weights"
@@ -142,6 +150,11 @@ def aws_tags(deployment: str, cluster: str, namespace: str, region: str) -> dict
     idle teardown's discovery find them and the deployment they belong to."""
     return {MANAGED_BY_KEY: PROJECT, DEPLOYMENT_KEY: deployment, CLUSTER_KEY: cluster, NAMESPACE_KEY: namespace,
             REGION_KEY: region}
+
+
+def cluster_tags(cluster: str, region: str) -> dict[str, str]:
+    """Tags of what is made with a cluster and goes with it: its network and IAM roles."""
+    return {MANAGED_BY_KEY: PROJECT, CLUSTER_KEY: cluster, REGION_KEY: region}
 
 
 def system_tags(cluster: str) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_on_eks.plan.defaults import CLUSTER_HOURLY_USD, SYSTEM_INSTANCE_TYPE, SYSTEM_SCALING
+from llm_on_eks.plan.defaults import CLUSTER_HOURLY_USD, NETWORK_HOURLY_USD, SYSTEM_INSTANCE_TYPE, SYSTEM_SCALING
 from llm_on_eks.plan.types import (
     ClusterSection,
     ModelSection,
@@ -21,8 +21,10 @@ SECTIONS = ("target", "model", "profile", "sizing", "cluster", "nodegroup", "neu
 def summarize(*, target: Target, model: ModelSection, profile: ProfileSection, sizing: SizingSection,
               cluster: ClusterSection, nodegroup: NodegroupSpec, neuron: NeuronSection | None,
               release: ReleaseSpec) -> str:
-    cluster_cost = (f" (+${CLUSTER_HOURLY_USD:.2f}/hour if the cluster is created: EKS control plane and "
-                    f"{SYSTEM_SCALING['desired_size']}x {SYSTEM_INSTANCE_TYPE} system nodes)"
+    network = not cluster["subnet_ids"]
+    cluster_cost = (f" (+${CLUSTER_HOURLY_USD + (NETWORK_HOURLY_USD if network else 0):.2f}/hour if the cluster is "
+                    f"created: EKS control plane{',' if network else ' and'} {SYSTEM_SCALING['desired_size']}x "
+                    f"{SYSTEM_INSTANCE_TYPE} system nodes{' and a NAT gateway' if network else ''})"
                     if cluster["create"] else "")
     precision = profile["quantization"] or profile["dtype"]
     lines = [

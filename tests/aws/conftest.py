@@ -19,10 +19,36 @@ from local_stack.aws_gaps import AwsGaps
 HF_TOKEN = "hf_TEST_d0n0tl3ak_8c1f5e0b7a9243f6b1e4"
 ROLE = "arn:aws:iam::123456789012:role/eks-cluster"
 NODE_ROLE = "arn:aws:iam::123456789012:role/eks-node"
+# For clusters a test makes straight in moto, which checks no subnet; the project's steps are
+# given foreign_network's real ones.
 SUBNETS = ["subnet-0a1b2c3d", "subnet-0e5f6a7b"]
-CREATE = {"create_cluster": True, "cluster_role_arn": ROLE, "node_role_arn": NODE_ROLE, "subnet_ids": SUBNETS}
+# What a new user gives: nothing but the switch; the network and the IAM roles are made with the cluster.
+CREATE = {"create_cluster": True}
 
 
+def foreign_network(moto_url: str, region: str, zones: int = 2, prefix: int = 20) -> list[str]:
+    """Another team's VPC and subnets (one per zone, of the given size) and its cluster and node
+    roles (ROLE, NODE_ROLE, with the trust and policies EKS wants), as an account that already
+    has a cluster holds them: what the project adopts or is given, and must never change."""
+    import json
+
+    ec2, iam = client(moto_url, "ec2", region), client(moto_url, "iam", region)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16", TagSpecifications=[
+        {"ResourceType": "vpc", "Tags": [{"Key": "Name", "Value": "platform-team"}]}])["Vpc"]["VpcId"]
+    names = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]][:zones]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{index * 16}.0/{prefix}", AvailabilityZone=zone)
+               ["Subnet"]["SubnetId"] for index, zone in enumerate(names)]
+    for arn, service, policies in ((ROLE, "eks", ["AmazonEKSClusterPolicy"]),
+                                   (NODE_ROLE, "ec2", ["AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy",
+                                                       "AmazonEC2ContainerRegistryReadOnly"])):
+        name = arn.rsplit("/", 1)[1]
+        if name in {r["RoleName"] for r in iam.list_roles()["Roles"]}:
+            continue
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": f"{service}.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+        for policy in policies:
+            iam.attach_role_policy(RoleName=name, PolicyArn=f"arn:aws:iam::aws:policy/{policy}")
+    return subnets
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from llm_on_eks.naming import CREATED_BY_RUN_KEY
-from tests.aws.conftest import CREATE, NODE_ROLE, ROLE, SUBNETS, client
+from tests.aws.conftest import CREATE, NODE_ROLE, ROLE, client, foreign_network
 from tests.aws.test_provision import PLANS, SYSTEM, inventory, load
 from tests.dag_runs import run_dag
 
@@ -69,8 +69,9 @@ def test_rerun_after_failures_mid_way_leaves_one_of_each(aws_env, gaps, deferrab
 
 def test_existing_cluster_is_reused_without_create_permission(aws_env, gaps):
     region = PLANS["trn2"]["region"]
+    subnets = foreign_network(aws_env, region)
     client(aws_env, "eks", region).create_cluster(name="team-cluster", version="1.32", roleArn=ROLE,
-                                                  resourcesVpcConfig={"subnetIds": SUBNETS})
+                                                  resourcesVpcConfig={"subnetIds": subnets})
     # From here on the connection may not create clusters, as an IAM policy without
     # eks:CreateCluster would answer.
     gaps.fail("eks.CreateCluster", "AccessDeniedException", times=10)
@@ -83,10 +84,11 @@ def test_existing_cluster_is_reused_without_create_permission(aws_env, gaps):
     # The node group went into the adopted cluster's subnets.
     group = client(aws_env, "eks", region).describe_nodegroup(clusterName="team-cluster",
                                                               nodegroupName="llm-serving_llama4-scout-neuron-nodes")["nodegroup"]
-    assert group["subnets"] == SUBNETS
+    assert group["subnets"] == subnets
 
 
 def test_missing_cluster_without_create_fails_clearly(aws_env, gaps, capfd):
+    foreign_network(aws_env, PLANS["trn2"]["region"])
     result = run_dag(load("aws_provision"), {**PLANS["trn2"], "node_role_arn": NODE_ROLE})
     assert result.states["provision.ensure_cluster"] == "failed"
     assert "EKS cluster llm-inference does not exist in us-east-2" in capfd.readouterr().out
@@ -95,10 +97,10 @@ def test_missing_cluster_without_create_fails_clearly(aws_env, gaps, capfd):
 
 def test_incompatible_node_group_is_refused_not_duplicated(aws_env, gaps, capfd):
     region = PLANS["gpu"]["region"]
-    eks = client(aws_env, "eks", region)
-    eks.create_cluster(name="llm-inference", version="1.33", roleArn=ROLE, resourcesVpcConfig={"subnetIds": SUBNETS})
+    eks, subnets = client(aws_env, "eks", region), foreign_network(aws_env, region)
+    eks.create_cluster(name="llm-inference", version="1.33", roleArn=ROLE, resourcesVpcConfig={"subnetIds": subnets})
     eks.create_nodegroup(clusterName="llm-inference", nodegroupName="llm-serving_llama4-scout-gpu-nodes", nodeRole=NODE_ROLE,
-                         subnets=SUBNETS, instanceTypes=["g5.48xlarge"], amiType="AL2023_x86_64_NVIDIA")
+                         subnets=subnets, instanceTypes=["g5.48xlarge"], amiType="AL2023_x86_64_NVIDIA")
     result = run_dag(load("aws_provision"), {**PLANS["gpu"], **CREATE})
     assert result.states["provision.ensure_nodegroup"] == "failed"
     out = capfd.readouterr().out

@@ -6,7 +6,7 @@ clear warning and nothing is created. The dry run shows it with its cost."""
 from __future__ import annotations
 
 from llm_on_eks.naming import CLUSTER_KEY, MANAGED_BY_KEY
-from tests.aws.conftest import CREATE, NODE_ROLE, ROLE, SUBNETS, client
+from tests.aws.conftest import CREATE, NODE_ROLE, ROLE, client, foreign_network
 from tests.aws.test_provision import PLANS, ROLE_KEY, SYSTEM, inventory, load
 from tests.dag_runs import run_dag
 
@@ -15,8 +15,8 @@ WARNING = "has no managed node group without NoSchedule/NoExecute taints: coredn
 
 def test_existing_cluster_without_untainted_node_group_is_warned_about(aws_env, gaps, capfd):
     region = PLANS["trn2"]["region"]
-    eks = client(aws_env, "eks", region)
-    eks.create_cluster(name="team-cluster", version="1.33", roleArn=ROLE, resourcesVpcConfig={"subnetIds": SUBNETS})
+    eks, subnets = client(aws_env, "eks", region), foreign_network(aws_env, region)
+    eks.create_cluster(name="team-cluster", version="1.33", roleArn=ROLE, resourcesVpcConfig={"subnetIds": subnets})
     conf = {**PLANS["trn2"], "cluster_name": "team-cluster", "node_role_arn": NODE_ROLE}
 
     result = run_dag(load("aws_provision"), conf)
@@ -28,7 +28,7 @@ def test_existing_cluster_without_untainted_node_group_is_warned_about(aws_env, 
     assert inventory(aws_env, region, cluster="team-cluster")["nodegroups"] == ["llm-serving_llama4-scout-neuron-nodes"]
 
     # The team adds general-purpose nodes: the check finds them and stays quiet.
-    eks.create_nodegroup(clusterName="team-cluster", nodegroupName="workers", nodeRole=NODE_ROLE, subnets=SUBNETS,
+    eks.create_nodegroup(clusterName="team-cluster", nodegroupName="workers", nodeRole=NODE_ROLE, subnets=subnets,
                          instanceTypes=["m6i.large"], amiType="AL2023_x86_64_STANDARD")
     again = run_dag(load("aws_provision"), conf)
     assert again.failed() == [], again.states
@@ -40,8 +40,8 @@ def test_existing_cluster_without_untainted_node_group_is_warned_about(aws_env, 
 def test_create_cluster_on_someone_elses_cluster_creates_no_system_node_group(aws_env, gaps):
     region = PLANS["gpu"]["region"]
     client(aws_env, "eks", region).create_cluster(name="llm-inference", version="1.33", roleArn=ROLE,
-                                                  resourcesVpcConfig={"subnetIds": SUBNETS})
-    result = run_dag(load("aws_provision"), {**PLANS["gpu"], **CREATE})
+                                                  resourcesVpcConfig={"subnetIds": foreign_network(aws_env, region)})
+    result = run_dag(load("aws_provision"), {**PLANS["gpu"], **CREATE, "node_role_arn": NODE_ROLE})
     assert result.failed() == [], result.states
     check = result.xcoms["provision.ensure_system_nodegroup"]
     assert check["action"] == "checked (the cluster is not llm-on-eks's: none created)" and check["warning"]
@@ -50,10 +50,10 @@ def test_create_cluster_on_someone_elses_cluster_creates_no_system_node_group(aw
 
 def test_a_system_node_group_name_that_is_not_ours_or_is_tainted_is_refused(aws_env, gaps, capfd):
     region = PLANS["gpu"]["region"]
-    eks = client(aws_env, "eks", region)
-    eks.create_cluster(name="llm-inference", version="1.33", roleArn=ROLE, resourcesVpcConfig={"subnetIds": SUBNETS},
+    eks, subnets = client(aws_env, "eks", region), foreign_network(aws_env, region)
+    eks.create_cluster(name="llm-inference", version="1.33", roleArn=ROLE, resourcesVpcConfig={"subnetIds": subnets},
                        tags={MANAGED_BY_KEY: "llm-on-eks"})
-    system = {"clusterName": "llm-inference", "nodegroupName": SYSTEM, "nodeRole": NODE_ROLE, "subnets": SUBNETS,
+    system = {"clusterName": "llm-inference", "nodegroupName": SYSTEM, "nodeRole": NODE_ROLE, "subnets": subnets,
               "instanceTypes": ["m6i.xlarge"], "amiType": "AL2023_x86_64_STANDARD", "labels": {ROLE_KEY: "system"}}
     eks.create_nodegroup(**system)
     result = run_dag(load("aws_provision"), {**PLANS["gpu"], **CREATE})

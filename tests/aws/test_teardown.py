@@ -98,11 +98,11 @@ def test_shared_cluster_and_fsx_stay_while_another_deployment_uses_them(aws_env,
 
 
 def test_cluster_not_created_by_us_is_never_deleted(aws_env, gaps):
-    from tests.aws.conftest import NODE_ROLE, ROLE, SUBNETS
+    from tests.aws.conftest import NODE_ROLE, ROLE, foreign_network
 
     region = PLANS["trn2"]["region"]
     client(aws_env, "eks", region).create_cluster(name="team-cluster", version="1.33", roleArn=ROLE,
-                                                  resourcesVpcConfig={"subnetIds": SUBNETS})
+                                                  resourcesVpcConfig={"subnetIds": foreign_network(aws_env, region)})
     conf = {**PLANS["trn2"], "cluster_name": "team-cluster", "node_role_arn": NODE_ROLE}
     assert run_dag(load("aws_provision"), conf).failed() == []
     down = run_dag(load("aws_teardown"), {**conf, **EVERYTHING})

@@ -54,16 +54,18 @@ def preflight_requests(cluster: ClusterSection, nodegroups: list[NodegroupSpec])
                       "kwargs": instance_offering_request(group["instance_type"])} for group in nodegroups[1:]]
 
 
-def create_cluster_request(cluster: ClusterSection, tags: dict[str, str],
-                           created: dict[str, str] | None = None) -> dict[str, Any]:
-    vpc_config: dict[str, Any] = {"subnetIds": cluster["subnet_ids"], "endpointPublicAccess": True,
+def create_cluster_request(cluster: ClusterSection, tags: dict[str, str], created: dict[str, str] | None = None, *,
+                           role_arn: str | None = None, subnet_ids: list[str] | None = None) -> dict[str, Any]:
+    """The role and subnets are the given ones, else the ones provision made (looked up at run time)."""
+    vpc_config: dict[str, Any] = {"subnetIds": subnet_ids or cluster["subnet_ids"] or ["<provision.ensure_network's>"],
+                                  "endpointPublicAccess": True,
                                   "endpointPrivateAccess": True}
     if cluster["security_group_ids"]:
         vpc_config["securityGroupIds"] = cluster["security_group_ids"]
     return {
         "name": cluster["name"],
         "version": cluster["version"],
-        "roleArn": cluster["role_arn"],
+        "roleArn": role_arn or cluster["role_arn"] or "<provision.ensure_roles' cluster role>",
         "resourcesVpcConfig": vpc_config,
         "accessConfig": {"authenticationMode": "API_AND_CONFIG_MAP", "bootstrapClusterCreatorAdminPermissions": True},
         "tags": _tags(tags, created),
@@ -71,19 +73,19 @@ def create_cluster_request(cluster: ClusterSection, tags: dict[str, str],
 
 
 def create_nodegroup_request(cluster: str, group: NodegroupSpec, subnet_ids: list[str] | None = None,
-                             created: dict[str, str] | None = None) -> dict[str, Any]:
-    """The accelerator or the system node group; subnets default to the cluster's, looked up at
-    run time."""
+                             created: dict[str, str] | None = None, node_role: str | None = None) -> dict[str, Any]:
+    """The accelerator or the system node group; subnets default to the cluster's in zones that
+    offer the instance type, the role to the one made with the cluster, both looked up at run time."""
     return {
         "clusterName": cluster,
         "nodegroupName": group["name"],
         "scalingConfig": scaling_config(group),
-        "subnets": subnet_ids or group["subnet_ids"] or ["<the cluster's subnets>"],
+        "subnets": subnet_ids or group["subnet_ids"] or ["<the cluster's subnets offering the instance type>"],
         "instanceTypes": [group["instance_type"]],
         "amiType": group["ami_type"],
         "capacityType": group["capacity_type"],
         "diskSize": group["disk_size_gib"],
-        "nodeRole": group["node_role_arn"],
+        "nodeRole": node_role or group["node_role_arn"] or "<provision.ensure_roles' node role>",
         "labels": dict(group["labels"]),
         "taints": [dict(t) for t in group["taints"]],
         "tags": _tags(group["tags"], created),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from llm_on_eks.aws import api_calls
+from llm_on_eks.aws import api_calls, network, roles
 from llm_on_eks.aws.hf_token import read_hf_token, token_origin
 from llm_on_eks.catalog import default_catalog
 from llm_on_eks.plan.types import AwsSection, HfTokenSection, NodegroupSpec
@@ -31,6 +31,26 @@ def offered(ec2, region: str, instance: str) -> tuple[bool, str]:
     offerings = ec2.describe_instance_type_offerings(
         **api_calls.instance_offering_request(instance))["InstanceTypeOfferings"]
     return bool(offerings), f"{instance} is {'' if offerings else 'not '}offered in {region}"
+
+
+def subnets_fit(ec2, subnet_ids: list[str], nodegroup: NodegroupSpec) -> tuple[bool, str]:
+    """Given subnets: in zones that offer the node group's instance type, one VPC, and room for
+    its nodes' addresses (DescribeInstanceTypes' addresses per interface)."""
+    instance_type = nodegroup["instance_type"]
+    zones = network.offering_zones(ec2, instance_type)
+    per_interface = ec2.describe_instance_types(
+        InstanceTypes=[instance_type])["InstanceTypes"][0]["NetworkInfo"]["Ipv4AddressesPerInterface"]
+    found = ec2.describe_subnets(Filters=[{"Name": "subnet-id", "Values": list(subnet_ids)}])["Subnets"]
+    needed = network.addresses_needed(nodegroup["scaling"]["desired_size"], per_interface)
+    problems = network.subnet_problems(found, subnet_ids, zones, instance_type, needed)
+    return not problems, "; ".join(problems) or (
+        f"{', '.join(subnet_ids)} in {', '.join(sorted({s['AvailabilityZone'] for s in found}))}, which offer "
+        f"{instance_type}, with room for {needed} addresses")
+
+
+def role_fits(iam, arn: str, kind: str) -> tuple[bool, str]:
+    problems = roles.role_problems(iam, arn, kind)
+    return not problems, "; ".join(problems) or f"{arn} trusts {roles.ROLES[kind]['service']} with the policies it needs"
 
 
 def version_supported(eks, version: str) -> tuple[bool, str]:

@@ -8,6 +8,8 @@
   node group is left on it (another deployment's node group means it is still in use).
 - The FSx file system: only when the caller opted in, it is this project's, and no other
   deployment's ``used-by`` tag remains on it.
+- The cluster's network and IAM roles: only with the cluster (same opt-in), once it is gone,
+  and only what carries this project's tags for that cluster.
 - The artifact bucket: kept unless the caller opted in; then only if this project made it for
   this cluster. Compiled Neuron artifacts and staged weights are expensive to rebuild.
 
@@ -66,6 +68,17 @@ def cluster_decision(cluster: dict[str, Any] | None, remaining_nodegroups: list[
     if remaining_nodegroups:
         return Decision(False, f"kept: still carries node groups {remaining_nodegroups}")
     return Decision(True, "created by llm-on-eks, opted in, no node groups left")
+
+
+def made_with_cluster_decision(found: bool, cluster: dict[str, Any] | None, opted_in: bool) -> Decision:
+    """The network and roles made with the cluster (found by the cluster's tags) go after it."""
+    if not found:
+        return Decision(False, "already gone (or never made: given, or the cluster was adopted)")
+    if not opted_in:
+        return Decision(False, "kept: it goes with the cluster, and delete_cluster is off")
+    if cluster is not None:
+        return Decision(False, f"kept: cluster {cluster['name']} still exists")
+    return Decision(True, "made by llm-on-eks with the cluster, which is gone")
 
 
 def fsx_decision(file_system: dict[str, Any] | None, user: str, opted_in: bool) -> Decision:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from llm_on_eks.aws import api_calls
+from llm_on_eks.aws import api_calls, network, roles
 from llm_on_eks.aws import eks as rules
 from llm_on_eks.aws import preflight as probes
 from llm_on_eks.aws.hf_token import token_origin
-from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY, is_managed
+from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY, cluster_tags, is_managed, role_name
 from llm_on_eks.operators.aws_wait import EKS_HOOK, AwsStepOperator, creating_run_tags
 from llm_on_eks.operators.ensure import EnsureOperator
 from llm_on_eks.plan.types import ClusterSection, HfTokenSection, NodegroupSpec, PreflightSection
@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # the hook's type, named as a string below: the provider is i
 
 class PreflightOperator(AwsStepOperator["EksHook"]):
     """Before anything is created: the instance types are offered, the version supported, the
-    quota enough, the HF token readable. A check AWS does not answer is unknown, never passed.
+    quota enough, the HF token readable, given subnets and roles fit. A check AWS does not answer
+    is unknown, never passed.
 
     :param cluster: the cluster: its version must be supported; ``create`` adds the system group
     :param nodegroup: the accelerator node group: its instance type must be offered and within quota
@@ -54,9 +55,20 @@ class PreflightOperator(AwsStepOperator["EksHook"]):
         """The node groups this run may create: the system group only with the cluster."""
         return [self.nodegroup, *([self.system_nodegroup] if self.cluster["create"] else [])]
 
+    def given_roles(self) -> dict[str, str]:
+        """The role ARNs given: the cluster's matters only when the cluster may be created."""
+        given = {"cluster": self.cluster["role_arn"] if self.cluster["create"] else None,
+                 "node": self.nodegroup["node_role_arn"]}
+        return {kind: arn for kind, arn in given.items() if arn}
+
     def describe(self) -> Any:
-        return {"checks": [*api_calls.preflight_requests(self.cluster, self.nodegroups()),
-                           {"hf_token_from": token_origin(self.hf_token)}]}
+        checks = api_calls.preflight_requests(self.cluster, self.nodegroups())
+        if self.cluster["subnet_ids"]:
+            checks.append({"service": "ec2", "operation": "describe_subnets",
+                           "kwargs": {"Filters": [{"Name": "subnet-id", "Values": self.cluster["subnet_ids"]}]}})
+        checks += [{"service": "iam", "operation": "get_role", "kwargs": {"RoleName": roles.name_of(arn)}}
+                   for arn in self.given_roles().values()]
+        return {"checks": [*checks, {"hf_token_from": token_origin(self.hf_token)}]}
 
     def run(self, context: Context) -> Any:
         region = self.aws["region"]
@@ -69,6 +81,13 @@ class PreflightOperator(AwsStepOperator["EksHook"]):
                          lambda: probes.version_supported(self.hook.conn, self.cluster["version"])),
             probes.check("on-demand vCPU quota", lambda: probes.quota(self.client("service-quotas"), self.nodegroup)),
             probes.check("HF token source", lambda: probes.hf_token_source(self.aws, self.hf_token))]
+        if self.cluster["subnet_ids"]:
+            checks.append(probes.check("subnets", lambda: probes.subnets_fit(self.client("ec2"),
+                                                                               self.cluster["subnet_ids"],
+                                                                               self.nodegroup)))
+        for kind, arn in self.given_roles().items():
+            checks.append(probes.check(f"{kind} role", lambda arn=arn, kind=kind: probes.role_fits(self.client("iam"),
+                                                                                                   arn, kind)))
         for check in checks:
             self.log.info("preflight %s: %s (%s)", check["check"], check["status"], check["detail"])
         failed = [c for c in checks if c["status"] == "fail"]
@@ -84,6 +103,109 @@ class PreflightOperator(AwsStepOperator["EksHook"]):
         for check in untold:
             self.log.warning("preflight %s unknown: proceeding as preflight_proceed_on_unknown asks", check["check"])
         return {"checks": checks}
+
+
+class _MadeWithClusterOperator(AwsStepOperator["EksHook"]):
+    """A step for what a new cluster needs made beside it when the params give none.
+
+    :param cluster: the cluster: what it was given, and whether it may be created
+    :param nodegroup: the accelerator node group: its instance type and node role
+    :param system_nodegroup: the system node group: its instance type
+    """
+
+    template_fields = (*AwsStepOperator.template_fields, "cluster", "nodegroup", "system_nodegroup")
+    aws_hook_class = EKS_HOOK
+
+    def __init__(self, *, cluster: ClusterSection, nodegroup: NodegroupSpec, system_nodegroup: NodegroupSpec,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.cluster = cluster
+        self.nodegroup = nodegroup
+        self.system_nodegroup = system_nodegroup
+
+    def tags(self, context: Context) -> dict[str, str]:
+        return {**cluster_tags(self.cluster["name"], self.aws["region"]), **creating_run_tags(context)}
+
+
+class EnsureNetworkOperator(_MadeWithClusterOperator):
+    """The cluster's VPC, subnets, gateways and route tables when no subnets are given and the
+    cluster is to be created (``llm_on_eks.aws.network``). Given subnets were checked by
+    preflight; a cluster that exists keeps its own."""
+
+    def describe(self) -> Any:
+        if self.cluster["subnet_ids"]:
+            return {"subnets": self.cluster["subnet_ids"], "creates": "nothing: subnets are given"}
+        return {"find": {"service": "ec2", "operation": "describe_vpcs",
+                         "kwargs": {"Filters": network.tag_filters(self.cluster["name"])}},
+                "if_missing": f"VPC {network.VPC_CIDR}: a public and a private subnet in each of "
+                              f"{network.MIN_ZONES}-{network.MAX_ZONES} zones offering "
+                              f"{self.nodegroup['instance_type']}, an internet gateway, one NAT gateway, route tables",
+                "only_if": "the cluster is created by this run"}
+
+    def run(self, context: Context) -> Any:
+        name = self.cluster["name"]
+        if self.cluster["subnet_ids"]:
+            return {"action": "given", "subnet_ids": self.cluster["subnet_ids"]}
+        cluster = rules.describe_cluster(self.hook.conn, name)
+        if cluster is not None:
+            return {"action": "the cluster's own",
+                    "subnet_ids": (cluster.get("resourcesVpcConfig") or {}).get("subnetIds", [])}
+        if not self.cluster["create"]:
+            return {"action": "none made: the cluster does not exist and create_cluster is off"}
+        ec2 = self.client("ec2")
+        vpc = network.find_vpc(ec2, name)
+        zones = (network.network_of(ec2, vpc["VpcId"])["zones"] if vpc else None)
+        try:
+            zones = zones or network.choose_zones(ec2, self.nodegroup["instance_type"],
+                                                  self.system_nodegroup["instance_type"])
+            made = network.Network(ec2, name, self.tags(context), self.log).ensure(zones)
+        except network.NetworkError as exc:
+            raise AirflowFailException(f"network of {name}: {exc}") from exc
+        return {**made, "action": "created" if made["made"] else "adopted"}
+
+
+class EnsureRolesOperator(_MadeWithClusterOperator):
+    """The cluster's and the nodes' IAM roles when no ARNs are given (``llm_on_eks.aws.roles``);
+    given ones were checked by preflight."""
+
+    def _given(self) -> dict[str, str | None]:
+        return {"cluster": self.cluster["role_arn"], "node": self.nodegroup["node_role_arn"]}
+
+    def describe(self) -> Any:
+        region = self.aws["region"]
+        return {kind: f"given: {arn}" if arn else {
+            "find": {"service": "iam", "operation": "get_role",
+                     "kwargs": {"RoleName": role_name(self.cluster["name"], region, kind)}},
+            "if_missing": {"service": "iam", "operation": "create_role", "trusts": roles.ROLES[kind]["service"],
+                           "attach": list(roles.ROLES[kind]["policies"])},
+            "only_if": "the cluster is created by this run or is llm-on-eks's"} for kind, arn in self._given().items()}
+
+    def makes(self) -> str | None:
+        """Why no role is made, or None when this run may make the missing ones: the cluster is
+        missing and may be created, or is this project's (they go with it)."""
+        found = rules.describe_cluster(self.hook.conn, self.cluster["name"])
+        if found is not None:
+            return None if is_managed(found.get("tags")) else "the cluster exists and is not llm-on-eks's"
+        return None if self.cluster["create"] else "the cluster does not exist and create_cluster is off"
+
+    def run(self, context: Context) -> Any:
+        import boto3
+
+        name, region = self.cluster["name"], self.aws["region"]
+        iam, missing = self.client("iam"), [kind for kind, arn in self._given().items() if not arn]
+        why = self.makes() if missing else None
+        partition = boto3.session.Session().get_partition_for_region(region)
+        made = {}
+        for kind in missing:
+            role = role_name(name, region, kind)
+            if why:
+                made[kind] = {"name": role, "arn": roles.find_arn(iam, role), "action": f"none made: {why}"}
+                continue
+            try:
+                made[kind] = roles.ensure_role(iam, role, kind, name, region, self.tags(context), partition, self.log)
+            except ValueError as exc:
+                raise AirflowFailException(str(exc)) from exc
+        return {**{kind: {"arn": arn, "action": "given"} for kind, arn in self._given().items() if arn}, **made}
 
 
 class _EksEnsureOperator(EnsureOperator["EksHook"]):
@@ -137,12 +259,18 @@ class EnsureClusterOperator(_EksEnsureOperator):
         region = self.aws["region"]
         if not self.cluster["create"]:
             raise AirflowFailException(
-                f"EKS cluster {name} does not exist in {region}: create it, or trigger with create_cluster=true "
-                "(and cluster_role_arn, two subnet_ids in different AZs)")
+                f"EKS cluster {name} does not exist in {region}: create it, or trigger with create_cluster=true")
+        role_arn = self.cluster["role_arn"] or roles.find_arn(self.client("iam"), role_name(name, region, "cluster"))
+        vpc = network.find_vpc(ec2 := self.client("ec2"), name)
+        subnets = self.cluster["subnet_ids"] or (network.cluster_subnet_ids(network.network_of(ec2, vpc["VpcId"]))
+                                                 if vpc else [])
+        if not (role_arn and subnets):
+            raise AirflowFailException(f"EKS cluster {name}: no {'role' if not role_arn else 'subnets'} to create it "
+                                       "with (provision.ensure_roles and provision.ensure_network make them)")
         self.log.info("EKS cluster %s not found in %s: creating it (Kubernetes %s)", name, region,
                       self.cluster["version"])
-        self.hook.conn.create_cluster(**api_calls.create_cluster_request(self.cluster, self.tags,
-                                                                         creating_run_tags(context)))
+        self.hook.conn.create_cluster(**api_calls.create_cluster_request(
+            self.cluster, self.tags, creating_run_tags(context), role_arn=role_arn, subnet_ids=subnets))
 
     def problems(self, cluster: dict[str, Any]) -> list[str]:
         return rules.cluster_problems(cluster)
@@ -251,14 +379,26 @@ class EnsureNodegroupOperator(_EksEnsureOperator):
 
     def send_create(self, name: str, context: Context) -> None:
         spec, cluster_name = self.nodegroup, self.cluster["name"]
-        if not spec["node_role_arn"]:
-            raise AirflowFailException(f"node group {name} does not exist and creating it needs node_role_arn")
-        subnets = spec["subnet_ids"] or ((rules.describe_cluster(self.hook.conn, cluster_name) or {})
-                                         .get("resourcesVpcConfig") or {}).get("subnetIds")
+        node_role = spec["node_role_arn"] or roles.find_arn(self.client("iam"),
+                                                            role_name(cluster_name, self.aws["region"], "node"))
+        if not node_role:
+            raise AirflowFailException(f"node group {name} does not exist and creating it needs node_role_arn (a node "
+                                       "role is made only with a cluster this project creates)")
+        subnets = spec["subnet_ids"]
+        if not subnets:
+            cluster = rules.describe_cluster(self.hook.conn, cluster_name) or {}
+            subnets, zones = network.node_subnets(self.client("ec2"),
+                                                  (cluster.get("resourcesVpcConfig") or {}).get("subnetIds") or [],
+                                                  spec["instance_type"])
+            if not subnets:
+                raise AirflowFailException(
+                    f"node group {name}: none of {cluster_name}'s subnets is in a zone offering "
+                    f"{spec['instance_type']} ({', '.join(zones) or 'no zone of the region'} would work): "
+                    "name subnet_ids there")
         self.log.info("creating node group %s: %s x %s (%s)", name, spec["scaling"]["desired_size"],
                       spec["instance_type"], spec["ami_type"])
         self.hook.conn.create_nodegroup(**api_calls.create_nodegroup_request(cluster_name, spec, subnets,
-                                                                             creating_run_tags(context)))
+                                                                             creating_run_tags(context), node_role))
 
     def problems(self, group: dict[str, Any]) -> list[str]:
         return rules.nodegroup_problems(group, self.nodegroup)

@@ -19,11 +19,13 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from llm_on_eks.aws import eks as rules
+from llm_on_eks.aws import network, roles
 from llm_on_eks.aws.teardown import (
     Decision,
     bucket_decision,
     cluster_decision,
     fsx_decision,
+    made_with_cluster_decision,
     nodegroup_decision,
     own_user_tags,
     system_nodegroup_decision,
@@ -31,7 +33,7 @@ from llm_on_eks.aws.teardown import (
 from llm_on_eks.kube.access import api_client, kubeconfig_path
 from llm_on_eks.kube.cleanup import carry_out, plan_cleanup, release_decision, wait_pods_gone
 from llm_on_eks.kube.helm import Helm
-from llm_on_eks.naming import DEPLOYMENT_KEY, SYSTEM_ROLE, fsx_user
+from llm_on_eks.naming import DEPLOYMENT_KEY, SYSTEM_ROLE, fsx_user, role_name
 from llm_on_eks.operators.aws_wait import (
     EKS_HOOK,
     FSX_HOOK,
@@ -259,6 +261,73 @@ class DeleteClusterOperator(_DeleteOperator["EksHook"]):
                   waiter=eks.get_waiter("cluster_deleted"), args={"name": name}, what="cluster gone",
                   status_args=["cluster.status"])
         return self.resume(context, {})
+
+
+class _MadeWithClusterOperator(AwsStepOperator["EksHook"]):
+    """Delete what was made with the cluster, once the cluster is gone (a dry run, in which the
+    step before deleted nothing, counts the cluster gone when that step would delete it).
+
+    :param cluster: the cluster it was made with
+    :param delete_cluster: the teardown's switch for the cluster; may be a rendered template
+    """
+
+    template_fields = (*AwsStepOperator.template_fields, "cluster", "delete_cluster")
+    aws_hook_class = EKS_HOOK
+
+    def __init__(self, *, cluster: ClusterRef, delete_cluster: Any = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.cluster = cluster
+        self.delete_cluster = delete_cluster
+
+    def describe(self) -> Any:
+        return self.run(None)
+
+    def decide(self, found: bool) -> Decision:
+        cluster = rules.describe_cluster(self.hook.conn, self.cluster["name"])
+        if self.target["dry_run"] and cluster is not None and cluster_decision(cluster, [], True).delete:
+            cluster = None
+        return made_with_cluster_decision(found, cluster, is_true(self.delete_cluster))
+
+
+class DeleteNetworkOperator(_MadeWithClusterOperator):
+    """The VPC, subnets, gateways and route tables made with the cluster (``llm_on_eks.aws.network``)."""
+
+    def run(self, context: Context) -> Any:
+        ec2, name = self.client("ec2"), self.cluster["name"]
+        vpc = network.find_vpc(ec2, name)
+        decision = self.decide(vpc is not None)
+        result = {"vpc": vpc and vpc["VpcId"], "action": decision.reason}
+        if would := _would(self.target, result, decision.delete):
+            return would
+        if not decision.delete:
+            self.log.info("network of %s: %s", name, decision.reason)
+            return result
+        return {**result, "action": "deleted", "deleted": network.delete_network(ec2, name, vpc, self.log)}
+
+
+class DeleteRolesOperator(_MadeWithClusterOperator):
+    """The cluster's and the nodes' IAM roles made with the cluster (``llm_on_eks.aws.roles``)."""
+
+    def run(self, context: Context) -> Any:
+        iam, name, region = self.client("iam"), self.cluster["name"], self.aws["region"]
+        results = {}
+        for kind in roles.ROLES:
+            role = role_name(name, region, kind)
+            try:
+                found = iam.get_role(RoleName=role)["Role"]
+            except iam.exceptions.NoSuchEntityException:
+                found = None
+            ours = found is not None and roles.is_ours(found, name, region)
+            decision = self.decide(ours)
+            results[kind] = {"role": role, "action": decision.reason}
+            if found is not None and not ours:
+                results[kind]["action"] = "kept: not llm-on-eks's for this cluster"
+            elif would := _would(self.target, results[kind], decision.delete):
+                results[kind] = would
+            elif decision.delete:
+                roles.delete_role(iam, role, self.log)
+                results[kind]["action"] = "deleted"
+        return results
 
 
 class DeleteArtifactsOperator(AwsStepOperator["S3Hook"]):

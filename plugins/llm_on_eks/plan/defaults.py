@@ -42,6 +42,9 @@ SYSTEM_HOURLY_USD = 0.192
 SYSTEM_SCALING = {"min_size": 1, "max_size": 3, "desired_size": 2}
 EKS_CONTROL_PLANE_HOURLY_USD = 0.10
 CLUSTER_HOURLY_USD = round(EKS_CONTROL_PLANE_HOURLY_USD + SYSTEM_HOURLY_USD * SYSTEM_SCALING["desired_size"], 3)
+# A network made with the cluster (no subnets given) bills its NAT gateway and the gateway's public
+# IPv4 address (aws.amazon.com/vpc/pricing: $0.045 per NAT gateway hour, $0.005 per public IPv4 hour).
+NETWORK_HOURLY_USD = 0.045 + 0.005
 
 DEFAULTS: dict[str, Any] = {
     "accelerator": "gpu",

@@ -69,12 +69,11 @@ def _check_cluster_inputs(params: dict[str, Any], subnet_ids: list[str]) -> None
     duplicates = sorted({s for s in subnet_ids if subnet_ids.count(s) > 1})
     if duplicates:
         raise PlanError(f"subnet_ids: {', '.join(duplicates)} listed more than once")
-    if not param(params, "create_cluster"):
-        return
-    missing = [name for name in ("cluster_role_arn", "node_role_arn") if not params.get(name)]
-    if missing or len(subnet_ids) < 2:
-        raise PlanError("create_cluster needs cluster_role_arn, node_role_arn and at least two subnet_ids in "
-                        f"different AZs (missing: {', '.join(missing) or 'a second subnet'})")
+    # Roles and a network are made with the cluster when none are given (provision.ensure_roles,
+    # provision.ensure_network); given subnets must span two zones (EKS API, CreateCluster).
+    if param(params, "create_cluster") and len(subnet_ids) == 1:
+        raise PlanError("subnet_ids: creating the cluster needs subnets in two availability zones; give at least "
+                        "two, or none to have a network made")
 
 
 def _check_benchmark(params: dict[str, Any], max_model_len: int) -> None:

@@ -1,0 +1,286 @@
+"""The cluster's network: checked when given, made when not, removed with the cluster.
+
+Made, it is laid out as eksctl lays out its own (eksctl docs, "VPC Networking": 192.168.0.0/16,
+a public and a private /19 per zone): a VPC with a public and a private subnet in each of two or
+three availability zones that offer the node groups' instance types (DescribeInstanceTypeOfferings
+by zone, as eksctl does), an internet gateway, one NAT gateway and two route tables. Every piece
+carries the cluster's tags (``naming.cluster_tags``) and is found again by them, so a retry
+adopts what an earlier try made; the teardown removes the pieces in dependency order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from llm_on_eks.naming import CLUSTER_KEY, MANAGED_BY_KEY, PROJECT, is_managed
+
+VPC_CIDR = "192.168.0.0/16"
+SUBNET_CIDRS = {"public": ("192.168.0.0/19", "192.168.32.0/19", "192.168.64.0/19"),
+                "private": ("192.168.96.0/19", "192.168.128.0/19", "192.168.160.0/19")}
+# EKS needs subnets in at least two zones (EKS API, CreateCluster); eksctl uses up to three.
+MIN_ZONES, MAX_ZONES = 2, 3
+# Zones whose ids EKS's control plane cannot use (EKS user guide, "View Amazon EKS networking
+# requirements for VPC and subnets").
+EKS_UNSUPPORTED_ZONE_IDS = frozenset({"use1-az3", "usw1-az2", "cac1-az3"})
+# The subnet tags the AWS Load Balancer Controller discovers subnets by (its docs, "Subnet auto-discovery").
+ELB_ROLE_TAGS = {"public": "kubernetes.io/role/elb", "private": "kubernetes.io/role/internal-elb"}
+# A node takes its primary address and, with the VPC CNI's default WARM_ENI_TARGET=1, a whole
+# spare interface's worth (amazon-vpc-cni-k8s docs, "WARM_ENI_TARGET"): two interfaces' addresses.
+ENIS_HELD_PER_NODE = 2
+NAT_WAIT = {"Delay": 15, "MaxAttempts": 40}  # a NAT gateway is usually available in 1-3 minutes
+
+
+class NetworkError(Exception):
+    """The network cannot be made or used as asked; the message says what would work."""
+
+
+def _filters(**by: Iterable[str] | str) -> list[dict[str, Any]]:
+    return [{"Name": k.replace("__", ":").replace("_", "-"), "Values": [v] if isinstance(v, str) else list(v)}
+            for k, v in by.items()]
+
+
+def tag_filters(cluster: str) -> list[dict[str, Any]]:
+    return [{"Name": f"tag:{MANAGED_BY_KEY}", "Values": [PROJECT]}, {"Name": f"tag:{CLUSTER_KEY}", "Values": [cluster]}]
+
+
+def _spec(resource_type: str, tags: dict[str, str], name: str) -> list[dict[str, Any]]:
+    return [{"ResourceType": resource_type,
+             "Tags": [{"Key": k, "Value": v} for k, v in {"Name": name, **tags}.items()]}]
+
+
+def tags_of(resource: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags") or []}
+
+
+def offering_zones(ec2, instance_type: str) -> list[str]:
+    """The region's availability zones that offer the instance type, sorted."""
+    offerings = ec2.describe_instance_type_offerings(
+        LocationType="availability-zone", Filters=_filters(instance_type=instance_type))["InstanceTypeOfferings"]
+    return sorted({o["Location"] for o in offerings})
+
+
+def choose_zones(ec2, accelerator_type: str, system_type: str) -> list[str]:
+    """Two or three zones for a new network: those offering the accelerator type first (its node
+    group goes there), then, when fewer than two do, zones offering the system type."""
+    unsupported = {z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]
+                   if z.get("ZoneId") in EKS_UNSUPPORTED_ZONE_IDS}
+    accelerator = [z for z in offering_zones(ec2, accelerator_type) if z not in unsupported]
+    if not accelerator:
+        raise NetworkError(f"no availability zone of the region offers {accelerator_type}")
+    system = [z for z in offering_zones(ec2, system_type) if z not in unsupported and z not in accelerator]
+    zones = (accelerator + system)[:MAX_ZONES]
+    if len(zones) < MIN_ZONES:
+        raise NetworkError(f"EKS needs subnets in two availability zones; only {zones} offer {accelerator_type} "
+                           f"or {system_type}")
+    return zones
+
+
+def subnets(ec2, subnet_ids: list[str]) -> list[dict[str, Any]]:
+    return ec2.describe_subnets(SubnetIds=list(subnet_ids))["Subnets"] if subnet_ids else []
+
+
+def addresses_needed(nodes: int, ipv4_per_eni: int) -> int:
+    return nodes * ENIS_HELD_PER_NODE * ipv4_per_eni
+
+
+def subnet_problems(found: list[dict[str, Any]], wanted: list[str], zones: list[str], instance_type: str,
+                    needed_addresses: int) -> list[str]:
+    """Why given subnets cannot carry the node group: each must be in a zone offering its
+    instance type, all in one VPC, with enough free addresses between them."""
+    problems = []
+    missing = sorted(set(wanted) - {s["SubnetId"] for s in found})
+    if missing:
+        problems.append(f"subnets {missing} do not exist in the region")
+    elsewhere = [f"{s['SubnetId']} ({s['AvailabilityZone']})" for s in found if s["AvailabilityZone"] not in zones]
+    if elsewhere:
+        problems.append(f"{', '.join(elsewhere)} {'is' if len(elsewhere) == 1 else 'are'} in a zone without "
+                        f"{instance_type}; zones that offer it: {', '.join(zones) or 'none in this region'}")
+    vpcs = sorted({s["VpcId"] for s in found})
+    if len(vpcs) > 1:
+        problems.append(f"the subnets are in more than one VPC ({', '.join(vpcs)}); EKS needs one")
+    free = sum(s.get("AvailableIpAddressCount", 0) for s in found if s["AvailabilityZone"] in zones)
+    if found and free < needed_addresses:
+        problems.append(f"the subnets have {free} free addresses, the node group needs {needed_addresses}")
+    return problems
+
+
+def node_subnets(ec2, cluster_subnet_ids: list[str], instance_type: str) -> tuple[list[str], list[str]]:
+    """Of a cluster's subnets, the ones a node group of the instance type goes in: the private
+    ones when the subnets are tagged (a public subnet would give nodes public addresses), in
+    zones that offer it. Also returns the zones that offer it, for a refusal."""
+    found = subnets(ec2, cluster_subnet_ids)
+    private = [s for s in found if ELB_ROLE_TAGS["private"] in tags_of(s)]
+    zones = offering_zones(ec2, instance_type)
+    return [s["SubnetId"] for s in (private or found) if s["AvailabilityZone"] in zones], zones
+
+
+def find_vpc(ec2, cluster: str) -> dict[str, Any] | None:
+    """The cluster's VPC made by this project. Two runs creating it at once may both have made
+    one: both adopt the lowest id, and the other one's maker deletes it (``Network.vpc``)."""
+    vpcs = sorted(ec2.describe_vpcs(Filters=tag_filters(cluster))["Vpcs"], key=lambda v: v["VpcId"])
+    return vpcs[0] if vpcs else None
+
+
+def network_of(ec2, vpc_id: str) -> dict[str, Any]:
+    """The VPC's subnets by kind (by their load-balancer role tag), as the cluster uses them."""
+    found = ec2.describe_subnets(Filters=_filters(vpc_id=vpc_id))["Subnets"]
+    kinds = {kind: sorted((s for s in found if tag in tags_of(s)), key=lambda s: s["AvailabilityZone"])
+             for kind, tag in ELB_ROLE_TAGS.items()}
+    return {"vpc_id": vpc_id, "zones": sorted({s["AvailabilityZone"] for s in kinds["private"]}),
+            **{f"{kind}_subnet_ids": [s["SubnetId"] for s in group] for kind, group in kinds.items()}}
+
+
+def cluster_subnet_ids(network: dict[str, Any]) -> list[str]:
+    """The subnets a new cluster is given: private first (the cluster's first subnet is FSx's
+    default), public too, so internet-facing load balancers can be made."""
+    return [*network["private_subnet_ids"], *network["public_subnet_ids"]]
+
+
+class Network:
+    """Find-or-create of each piece of one cluster's network, in order; a retry adopts them."""
+
+    def __init__(self, ec2, cluster: str, tags: dict[str, str], log: logging.Logger) -> None:
+        self.ec2, self.cluster, self.tags, self.log = ec2, cluster, tags, log
+        self.made: list[str] = []
+
+    def ensure(self, zones: list[str]) -> dict[str, Any]:
+        vpc_id = self.vpc()
+        igw = self.internet_gateway(vpc_id)
+        ids: dict[str, list[str]] = {"public": [], "private": []}
+        for kind in ids:
+            for index, zone in enumerate(zones):
+                ids[kind].append(self.subnet(vpc_id, kind, zone, SUBNET_CIDRS[kind][index]))
+        nat = self.nat_gateway(ids["public"][0])
+        self.route_table(vpc_id, "public", ids["public"], {"GatewayId": igw})
+        self.route_table(vpc_id, "private", ids["private"], {"NatGatewayId": nat})
+        return {**network_of(self.ec2, vpc_id), "nat_gateway_id": nat, "made": self.made}
+
+    def _name(self, *parts: str) -> str:
+        return "-".join((self.cluster, *parts))
+
+    def _made(self, what: str, resource_id: str) -> str:
+        self.log.info("network of %s: created %s %s", self.cluster, what, resource_id)
+        self.made.append(f"{what} {resource_id}")
+        return resource_id
+
+    def _find(self, call, key: str, **filters: Any) -> list[dict[str, Any]]:
+        return call(Filters=[*tag_filters(self.cluster), *_filters(**filters)])[key]
+
+    def vpc(self) -> str:
+        found = find_vpc(self.ec2, self.cluster)
+        if found:
+            return found["VpcId"]
+        vpc = self.ec2.create_vpc(CidrBlock=VPC_CIDR, TagSpecifications=_spec("vpc", self.tags, self._name("vpc")))
+        vpc_id = vpc["Vpc"]["VpcId"]
+        # Nodes reach the cluster endpoint and ECR by DNS name (EKS user guide, VPC requirements).
+        self.ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
+        adopted = find_vpc(self.ec2, self.cluster)["VpcId"]
+        if adopted != vpc_id:
+            self.log.info("network of %s: another run made VPC %s meanwhile; deleting %s", self.cluster, adopted, vpc_id)
+            self.ec2.delete_vpc(VpcId=vpc_id)
+            return adopted
+        return self._made("VPC", vpc_id)
+
+    def internet_gateway(self, vpc_id: str) -> str:
+        found = self._find(self.ec2.describe_internet_gateways, "InternetGateways")
+        if found:
+            igw = found[0]
+        else:
+            igw = self.ec2.create_internet_gateway(
+                TagSpecifications=_spec("internet-gateway", self.tags, self._name("igw")))["InternetGateway"]
+            self._made("internet gateway", igw["InternetGatewayId"])
+        if not any(a.get("VpcId") == vpc_id for a in igw.get("Attachments") or []):
+            self.ec2.attach_internet_gateway(InternetGatewayId=igw["InternetGatewayId"], VpcId=vpc_id)
+        return igw["InternetGatewayId"]
+
+    def subnet(self, vpc_id: str, kind: str, zone: str, cidr: str) -> str:
+        name = self._name(kind, zone)
+        found = self._find(self.ec2.describe_subnets, "Subnets", vpc_id=vpc_id, tag__Name=name)
+        if found:
+            return found[0]["SubnetId"]
+        created = self.ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=zone, TagSpecifications=_spec(
+            "subnet", {**self.tags, ELB_ROLE_TAGS[kind]: "1"}, name))["Subnet"]
+        return self._made(f"{kind} subnet ({zone})", created["SubnetId"])
+
+    def nat_gateway(self, public_subnet: str) -> str:
+        found = self._find(self.ec2.describe_nat_gateways, "NatGateways", subnet_id=public_subnet,
+                           state=("pending", "available"))
+        if found:
+            nat_id = found[0]["NatGatewayId"]
+        else:
+            nat_id = self._made("NAT gateway", self.ec2.create_nat_gateway(
+                SubnetId=public_subnet, AllocationId=self.elastic_ip(),
+                TagSpecifications=_spec("natgateway", self.tags, self._name("nat")))["NatGateway"]["NatGatewayId"])
+        self.ec2.get_waiter("nat_gateway_available").wait(NatGatewayIds=[nat_id], WaiterConfig=NAT_WAIT)
+        return nat_id
+
+    def elastic_ip(self) -> str:
+        free = [a for a in self._find(self.ec2.describe_addresses, "Addresses") if not a.get("AssociationId")]
+        if free:
+            return free[0]["AllocationId"]
+        address = self.ec2.allocate_address(Domain="vpc",
+                                            TagSpecifications=_spec("elastic-ip", self.tags, self._name("nat")))
+        return self._made("Elastic IP", address["AllocationId"])
+
+    def route_table(self, vpc_id: str, kind: str, subnet_ids: list[str], target: dict[str, str]) -> str:
+        name = self._name(kind)
+        found = self._find(self.ec2.describe_route_tables, "RouteTables", vpc_id=vpc_id, tag__Name=name)
+        table = found[0] if found else self.ec2.create_route_table(
+            VpcId=vpc_id, TagSpecifications=_spec("route-table", self.tags, name))["RouteTable"]
+        table_id = table["RouteTableId"]
+        if not found:
+            self._made(f"{kind} route table", table_id)
+        if not any(r.get("DestinationCidrBlock") == "0.0.0.0/0" for r in table.get("Routes") or []):
+            self.ec2.create_route(RouteTableId=table_id, DestinationCidrBlock="0.0.0.0/0", **target)
+        associated = {a.get("SubnetId") for a in table.get("Associations") or []}
+        for subnet_id in subnet_ids:
+            if subnet_id not in associated:
+                self.ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)
+        return table_id
+
+
+def delete_network(ec2, cluster: str, vpc: dict[str, Any], log: logging.Logger) -> list[str]:
+    """Remove the cluster's network, dependants first: NAT gateway (waited out), its address,
+    the internet gateway, route tables, subnets, the security groups EKS or this project made
+    for the cluster, then the VPC. Only pieces tagged as the cluster's are touched; anything
+    else in the VPC (a load balancer's interfaces, a foreign instance) makes the VPC's delete
+    fail with DependencyViolation, which names it, and the VPC is kept."""
+    vpc_id, tagged = vpc["VpcId"], tag_filters(cluster)
+    deleted: list[str] = []
+
+    def gone(what: str, call, **kwargs: Any) -> None:
+        call(**kwargs)
+        log.info("network of %s: deleted %s", cluster, what)
+        deleted.append(what)
+
+    nats = [n["NatGatewayId"] for n in ec2.describe_nat_gateways(
+        Filters=[*tagged, *_filters(vpc_id=vpc_id, state=("pending", "available", "deleting"))])["NatGateways"]]
+    for nat in nats:
+        gone(f"NAT gateway {nat}", ec2.delete_nat_gateway, NatGatewayId=nat)
+    if nats:
+        ec2.get_waiter("nat_gateway_deleted").wait(NatGatewayIds=nats, WaiterConfig=NAT_WAIT)
+    for address in ec2.describe_addresses(Filters=tagged)["Addresses"]:
+        gone(f"Elastic IP {address['AllocationId']}", ec2.release_address, AllocationId=address["AllocationId"])
+    for igw in ec2.describe_internet_gateways(Filters=tagged)["InternetGateways"]:
+        if any(a.get("VpcId") == vpc_id for a in igw.get("Attachments") or []):
+            ec2.detach_internet_gateway(InternetGatewayId=igw["InternetGatewayId"], VpcId=vpc_id)
+        gone(f"internet gateway {igw['InternetGatewayId']}", ec2.delete_internet_gateway,
+             InternetGatewayId=igw["InternetGatewayId"])
+    for table in ec2.describe_route_tables(Filters=[*tagged, *_filters(vpc_id=vpc_id)])["RouteTables"]:
+        for association in table.get("Associations") or []:
+            if not association.get("Main"):
+                ec2.disassociate_route_table(AssociationId=association["RouteTableAssociationId"])
+        gone(f"route table {table['RouteTableId']}", ec2.delete_route_table, RouteTableId=table["RouteTableId"])
+    for subnet in ec2.describe_subnets(Filters=[*tagged, *_filters(vpc_id=vpc_id)])["Subnets"]:
+        gone(f"subnet {subnet['SubnetId']}", ec2.delete_subnet, SubnetId=subnet["SubnetId"])
+    for group in ec2.describe_security_groups(Filters=_filters(vpc_id=vpc_id))["SecurityGroups"]:
+        tags = tags_of(group)
+        # EKS tags the cluster security group it makes (EKS user guide, "View Amazon EKS security
+        # group requirements for clusters"); it normally goes with the cluster.
+        if group["GroupName"] != "default" and (is_managed(tags) and tags.get(CLUSTER_KEY) == cluster
+                                                or tags.get("aws:eks:cluster-name") == cluster):
+            gone(f"security group {group['GroupId']}", ec2.delete_security_group, GroupId=group["GroupId"])
+    gone(f"VPC {vpc_id}", ec2.delete_vpc, VpcId=vpc_id)
+    return deleted
