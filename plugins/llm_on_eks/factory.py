@@ -24,6 +24,7 @@ import pendulum
 from airflow.sdk import DAG, TaskGroup, TriggerRule, XComArg, task_group
 
 from llm_on_eks.catalog import catalog_index
+from llm_on_eks.operators.cluster_access import CheckClusterAccessOperator
 from llm_on_eks.operators.device_plugin import DevicePluginOperator
 from llm_on_eks.operators.helm_deploy import HelmDeployOperator, WaitReadyOperator
 from llm_on_eks.operators.hf_token_secret import HfTokenSecretOperator
@@ -79,9 +80,10 @@ def _waits(deferrable: bool | None, waiter_delay: int | None, lease: Any = None)
 
 def provision_group(plan: XComArg, *, take: TakeLeaseOperator | None = None, deferrable: bool | None = None,
                     waiter_delay: int | None = None) -> TaskGroup:
-    """preflight -> (network, roles) -> cluster -> [take_lease ->] (system node group, accelerator
-    node group) -> add-ons: nothing is created unless preflight passes; add-ons (coredns) need the
-    untainted system nodes; the Lease needs the cluster's API server, and guards all the rest."""
+    """preflight -> (network, roles) -> cluster -> [check_access -> take_lease ->] (system node
+    group, accelerator node group) -> add-ons: nothing is created unless preflight passes; add-ons
+    (coredns) need the untainted system nodes; the Lease needs the cluster's API server and the
+    identity's rights there, and guards all the rest."""
     waits = _waits(deferrable, waiter_delay, LEASE if take else None)
     aws = {"target": plan["target"], "aws": plan["aws"], "cluster": plan["cluster"]}
     with TaskGroup(group_id="provision") as group:
@@ -99,7 +101,7 @@ def provision_group(plan: XComArg, *, take: TakeLeaseOperator | None = None, def
                              EnsureRolesOperator(task_id="ensure_roles", **groups, **aws)]
         preflight >> made_with_cluster >> cluster >> nodegroups
         if take is not None:
-            cluster >> take >> nodegroups
+            cluster >> CheckClusterAccessOperator(task_id="check_access", target=plan["target"]) >> take >> nodegroups
         nodegroups >> EnsureAddonsOperator(task_id="ensure_addons", tags=plan["tags"], **aws, **waits)
     return group
 

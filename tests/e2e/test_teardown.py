@@ -21,8 +21,10 @@ import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
+import pytest
 
 from local_stack import job_markers
 from tests.aws.conftest import CREATE, client
@@ -167,3 +169,20 @@ def test_idle_and_manual_teardown(aws_env, sandbox_cluster, eks_access, namespac
     (lease,) = k8s.CoordinationV1Api(api).list_namespaced_lease(namespace).items
     assert lease.spec.holder_identity.startswith("lifecycle_teardown/")
     assert sandbox_cluster.helm_run("list", "--namespace", namespace, "--short").stdout.strip() == ""
+
+
+def test_the_policy_grants_only_what_the_runs_needed(used_actions):
+    """After the covering runs (deploys from nothing and again, on GPU and Trainium2, the idle and
+    the manual teardown with everything opted in), every action the policy grants was needed."""
+    from botocore import xform_name
+
+    from tests.e2e.conftest import COVERING, POLICY, SOME_PATHS, policy_actions
+
+    if not COVERING <= used_actions.keys():
+        pytest.skip(f"needs the runs of {sorted(COVERING - used_actions.keys())} in this session")
+    unused = sorted(policy_actions() - policy_actions(SOME_PATHS) - set().union(*used_actions.values()))
+    assert not unused, f"{POLICY.name} grants actions no run needed: {unused}"
+    # What only other paths call is called by the code: its client method (boto3's snake_case name).
+    source = "\n".join(p.read_text() for p in Path("plugins/llm_on_eks").rglob("*.py"))
+    uncalled = [a for a in sorted(policy_actions(SOME_PATHS)) if f".{xform_name(a.split(':')[1])}(" not in source]
+    assert not uncalled, f"{POLICY.name}'s {SOME_PATHS} grants actions no code calls: {uncalled}"

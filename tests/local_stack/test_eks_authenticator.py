@@ -139,3 +139,37 @@ def test_a_wait_outlives_an_assumed_role_session(aws_env, cluster, eks_access, n
         with pytest.raises(k8s.ApiException) as refused:
             frozen.list_namespaced_pod(namespace)
         assert refused.value.status == 401
+
+
+def test_an_identity_without_cluster_access_is_refused_naming_the_access_entry(aws_env, cluster, eks_access,
+                                                                               namespace, monkeypatch):
+    """provision.check_access: the API server answers the SelfSubjectAccessReviews. The Airflow
+    identity (system:masters here, an access entry's admin on EKS) passes; one the cluster maps
+    without any binding, and one it does not know, are refused with the access entry to add."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from llm_on_eks.kube.access_review import reviews
+    from llm_on_eks.operators.cluster_access import CheckClusterAccessOperator
+
+    def check(conn_id: str):
+        access = {"kubernetes_conn_id": None, "aws_conn_id": conn_id, "region": REGION, "cluster": CLUSTER,
+                  "namespace": namespace}
+        return CheckClusterAccessOperator(task_id="check_access", target={
+            "deployment": "scout", "dry_run": False, "access": access}).run({})
+
+    assert check("aws_default") == {"cluster": CLUSTER, "allowed": len(reviews(namespace))}
+    for user, mapped in (("reader", True), ("stranger", False)):
+        key = iam_user(aws_env, user)
+        monkeypatch.setenv(f"AIRFLOW_CONN_AWS_{user.upper()}", json.dumps({
+            "conn_type": "aws", "login": key["AccessKeyId"], "password": key["SecretAccessKey"],
+            "extra": {"endpoint_url": aws_env}}))
+        arn = f"arn:aws:iam::123456789012:user/{user}"
+        if mapped:
+            map_identity(eks_access.kubeconfig, arn, user, [])
+        with pytest.raises(AirflowFailException) as refused:
+            check(f"aws_{user}")
+        message = str(refused.value)
+        assert (f"does not let the Airflow identity get namespaces, create namespaces, get coordination.k8s.io/leases "
+                f"in {namespace}" if mapped else "does not know the Airflow identity (401 Unauthorized)") in message
+        assert (f"aws eks create-access-entry --cluster-name {CLUSTER} --principal-arn {arn}; aws eks "
+                "associate-access-policy") in message
