@@ -60,8 +60,12 @@ def _rest_routes(service: str) -> list[tuple[str, re.Pattern, Any]]:
 
 
 def _operation(service: str, method: str, path: str, target: str | None):
-    """The operation model a request is for, when the gap filler handles it; else None."""
+    """The operation model a request is for, when the gap filler handles it here; else None.
+    Query-protocol services (EC2) are not routed here: their form-encoded requests and XML answers
+    are answered by moto, the gap filler's EC2 answers reach the tests' own processes only."""
     model = _service_model(service)
+    if model.protocol not in ("json", "rest-json"):
+        return None, {}
     if model.protocol == "json":
         name = (target or "").rpartition(".")[2]
         handled = {*AwsGaps.ANSWERED.get(service, ()), *(op for s, op in AwsGaps.COMPLETED if s == service)}

@@ -11,10 +11,19 @@ in on the client side through botocore's own event hooks, the mechanism botocore
   add_response does), so a wrong field name on either side fails the test.
 - Service Quotas GetServiceQuota / GetAWSDefaultServiceQuota: moto knows only VPC quotas. The EC2
   on-demand vCPU quotas of the local account are answered from ``quotas`` (a test may lower one).
+- EC2 DescribeCapacityReservations: moto has no capacity reservations (its EC2 backend raises
+  NotImplementedError). Answered from ``capacity_reservations`` (by id, in DescribeCapacity-
+  Reservations' shape), which a test fills: an ODCR or a Capacity Block as AWS would describe it.
+  EC2 speaks the query protocol, which the server-side middleware (local_stack/aws.py) does not
+  route: there moto answers, and preflight reports the check unknown. moto's own launch templates
+  keep CapacityReservationSpecification and InstanceMarketOptions as given, and its EKS
+  CreateNodegroup takes a launchTemplate (and refuses diskSize with one, as EKS does).
 - FSx DescribeFileSystems has no ``Lifecycle`` and no ``LustreConfiguration.MountName`` in moto:
   both are added, CREATING for the first look after a create, then AVAILABLE, as AWS reports.
 - EKS CreateCluster / CreateNodegroup answer ACTIVE at once in moto: the first look after a
-  create says CREATING, so the waits (in the worker and in the triggerer) really poll.
+  create says CREATING, so the waits (in the worker and in the triggerer) really poll. A node
+  group a test dooms (``fail_creation``) then stays CREATING with a health issue, as one whose
+  instances cannot launch does on AWS while its Auto Scaling group retries.
 - moto's EKS clusters have an endpoint and certificate authority that lead nowhere: given the
   kubeconfig of the local control plane (``control_plane``), every cluster is served by it, so
   the steps reach it the way they reach EKS (EksHook's kubeconfig, an IAM token checked by the
@@ -90,13 +99,15 @@ class AwsGaps:
         self.creating: Counter[tuple[str, ...]] = Counter()  # looks left that report CREATING
         self.calls: Counter[str] = Counter()
         self.failures: dict[str, list[Any]] = {}
-        self.doomed: set[tuple[str, ...]] = set()
+        self.doomed: dict[tuple[str, ...], dict[str, str]] = {}  # node group -> the health issue it reports
         self.ids = itertools.count(1)
         self.quotas = dict(VCPU_QUOTAS)
+        self.capacity_reservations: dict[str, dict[str, Any]] = {}
 
     # -- installation -------------------------------------------------------------------------
     # Operations moto lacks, answered here; and moto answers completed here, by the handler's name.
     ANSWERED = {
+        "ec2": ("DescribeCapacityReservations",),
         "eks": ("CreateAddon", "DescribeAddon", "DeleteAddon", "ListAddons"),
         "fsx": ("CreateDataRepositoryAssociation", "DescribeDataRepositoryAssociations",
                 "DeleteDataRepositoryAssociation"),
@@ -156,9 +167,12 @@ class AwsGaps:
                     return pending.pop(i)[0]
         return None
 
-    def fail_creation(self, cluster: str, nodegroup: str) -> None:
-        """The node group, once created, reports CREATE_FAILED (as a p5 without capacity does)."""
-        self.doomed.add(("nodegroup", cluster, nodegroup))
+    def fail_creation(self, cluster: str, nodegroup: str, code: str = "InsufficientFreeAddresses",
+                      message: str = "injected by the test") -> None:
+        """The node group, once created, stays CREATING with this health issue (code and message,
+        EKS's Issue shape), as one whose instances cannot launch does: a p5 without capacity
+        reports AsgInstanceLaunchFailures with EC2's InsufficientInstanceCapacity in the message."""
+        self.doomed[("nodegroup", cluster, nodegroup)] = {"code": code, "message": message}
 
     def _started_creating(self, key: tuple[str, ...]) -> None:
         self.creating[key] = 1
@@ -338,6 +352,17 @@ class AwsGaps:
             return self._answer(model, {"AssociationId": params["AssociationId"], "Lifecycle": "DELETING",
                                         "DeleteDataInFileSystem": False})
 
+    # -- EC2 capacity reservations -------------------------------------------------------------
+    def _ec2_DescribeCapacityReservations(self, model, context, **_):
+        wanted = context["gaps_params"].get("CapacityReservationIds") or []
+        with self.lock:
+            missing = [i for i in wanted if i not in self.capacity_reservations]
+            if missing:
+                return _error("InvalidCapacityReservationId.NotFound",
+                              f"The capacity reservation ID '{missing[0]}' does not exist")
+            found = [self.capacity_reservations[i] for i in wanted or self.capacity_reservations]
+            return self._answer(model, {"CapacityReservations": found})
+
     # -- Service Quotas ------------------------------------------------------------------------
     def _servicequotas_GetServiceQuota(self, model, context, **_):
         params = context["gaps_params"]
@@ -405,6 +430,6 @@ class AwsGaps:
                 if self._still_creating(key):
                     (parsed.get("cluster") or parsed.get("nodegroup"))["status"] = "CREATING"
                 elif key in self.doomed:
-                    parsed["nodegroup"]["status"] = "CREATE_FAILED"
-                    parsed["nodegroup"]["health"] = {"issues": [{"code": "InsufficientFreeAddresses",
-                                                                 "message": "injected by the test"}]}
+                    group = parsed["nodegroup"]
+                    groups = [g["name"] for g in (group.get("resources") or {}).get("autoScalingGroups") or []]
+                    group.update(status="CREATING", health={"issues": [{**self.doomed[key], "resourceIds": groups}]})

@@ -60,6 +60,7 @@ def _names(cluster: str, region: str, namespace: str, deployment: str) -> dict[s
     claim = naming.fsx_claim_name(cluster, region)
     return {"nodegroup": naming.nodegroup_name(cluster, region, namespace, deployment),
             "system_nodegroup": naming.system_nodegroup_name(cluster, region),
+            "launch_template": naming.launch_template_name(cluster, region, namespace, deployment),
             "bucket": naming.artifact_bucket(cluster, region), "claim": claim,
             "pv": naming.fsx_pv_name(claim, namespace)}
 
@@ -69,6 +70,8 @@ def _names(cluster: str, region: str, namespace: str, deployment: str) -> dict[s
 RULES = {
     "nodegroup": (naming.NODEGROUP_BODY, lambda c, r, n, d: (c, r, n, d), lambda c, r, n, d: (c, r)),
     "system_nodegroup": (naming.NODEGROUP_BODY, lambda c, r, n, d: (c, r), lambda c, r, n, d: (c, r)),
+    # Launch template names are per region (one account), whatever the cluster.
+    "launch_template": (naming.LAUNCH_TEMPLATE_BODY, lambda c, r, n, d: (c, r, n, d), lambda c, r, n, d: (r,)),
     "bucket": (naming.S3_BUCKET_BODY, lambda c, r, n, d: (c, r), lambda c, r, n, d: ()),
     # One Kubernetes cluster per EKS cluster, but a Kubernetes connection may reach one under
     # several cluster names: claims and volumes differ by cluster within a region.
@@ -116,6 +119,7 @@ def assert_valid_names(plan) -> None:
     """Every external name in a plan passes its target's own rule."""
     assert _valid(naming.NODEGROUP_BODY, plan["nodegroup"]["name"])
     assert _valid(naming.NODEGROUP_BODY, plan["system_nodegroup"]["name"])
+    assert _valid(naming.LAUNCH_TEMPLATE_BODY, plan["nodegroup"]["launch_template"])
     assert _valid(naming.S3_BUCKET_BODY, plan["storage"]["artifact_bucket"])
     if plan["storage"]["fsx"]:  # weights staged on FSx (Scout and Maverick on GPU)
         assert _valid(naming.DNS_LABEL_BODY, plan["storage"]["fsx"]["pvc_name"])

@@ -55,6 +55,10 @@ PATTERNS: dict[str, str] = {
     "subnet_ids": SUBNET_BODY,
     "security_group_ids": r"sg-[0-9a-f]{1,17}",
     "fsx_subnet_id": SUBNET_BODY,
+    # EC2 capacity reservation ids, On-Demand Capacity Reservations and Capacity Blocks alike:
+    # "cr-" and 17 hex digits, as EC2 issues them (cr-02168da1478b509e0 in the EKS user guide,
+    # "Create a managed node group with Capacity Blocks for ML").
+    "capacity_reservation_id": r"cr-[0-9a-f]{17}",
     "artifact_bucket": S3_BUCKET_BODY,
     "aws_conn_id": CONN_ID_BODY,
     "kubernetes_conn_id": CONN_ID_BODY,
@@ -66,7 +70,8 @@ PATTERNS: dict[str, str] = {
 }
 # Fields whose empty string means "use the default"; an empty required field is refused.
 OPTIONAL = frozenset({"deployment_name", "kubernetes_version", "cluster_role_arn", "node_role_arn", "fsx_subnet_id",
-                      "artifact_bucket", "kubernetes_conn_id", "hf_token_secret_id", "endpoint_url"})
+                      "capacity_reservation_id", "artifact_bucket", "kubernetes_conn_id", "hf_token_secret_id",
+                      "endpoint_url"})
 
 
 def schema(field: str) -> dict[str, Any]:

@@ -48,6 +48,8 @@ DNS_LABEL_BODY = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 DNS_SUBDOMAIN_BODY = r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 # EKS node group names: 1-63 alphanumerics, '-' and '_', starting alphanumeric (EKS API, CreateNodegroup).
 NODEGROUP_BODY = r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}"
+# EC2 launch template names: 3-128 letters, digits and ()./-_ (EC2 API reference, CreateLaunchTemplate).
+LAUNCH_TEMPLATE_BODY = r"[A-Za-z0-9()./_-]{3,128}"
 # S3 general purpose bucket names (S3 User Guide, "General purpose bucket naming rules"): 3-63
 # lowercase letters, digits, '.' and '-', a letter or digit at both ends, no '..', not an IPv4
 # address, none of the reserved prefixes and suffixes.
@@ -97,6 +99,15 @@ def nodegroup_name(cluster: str, region: str, namespace: str, deployment: str) -
     ("a-b", "c") and ("a", "b-c") apart."""
     return _fit(f"{namespace}_{deployment}", (cluster, region, namespace, deployment), 63, suffix="-nodes",
                 invalid=r"[^A-Za-z0-9_-]")
+
+
+def launch_template_name(cluster: str, region: str, namespace: str, deployment: str) -> str:
+    """``<cluster>_<namespace>_<deployment>-nodes``: the launch template of the deployment's node
+    group (made for a capacity reservation). Launch template names are per region, not per
+    cluster, so the cluster is in it; '_' is in neither a namespace nor a deployment name, which
+    keeps the three apart."""
+    return _fit(f"{cluster}_{namespace}_{deployment}", (cluster, region, namespace, deployment), 128,
+                suffix="-nodes", invalid=r"[^A-Za-z0-9_-]")
 
 
 def system_nodegroup_name(cluster: str, region: str) -> str:

@@ -85,6 +85,14 @@ def _cluster() -> dict[str, Param]:
                                     title="Security group ids", section="Cluster"),
         "fsx_subnet_id": Param(None, **_optional("string", **schema("fsx_subnet_id")), title="FSx subnet id",
                                section="Cluster"),
+        "capacity_reservation_id": Param(None, **_optional("string", **schema("capacity_reservation_id")),
+                                         title="Capacity reservation id",
+                                         description="An active On-Demand Capacity Reservation or Capacity Block "
+                                                     "for ML (cr-...) holding the accelerator nodes' instance type "
+                                                     "and count; the node group goes in its availability zone. "
+                                                     "Which of the two it is is read from AWS. Empty: on-demand "
+                                                     "capacity.",
+                                         section="Cluster"),
         "hf_token_conn_id": Param(DEFAULTS["hf_token_conn_id"], type="string", **schema("hf_token_conn_id"),
                                   title="HF token connection",
                                   description="Airflow connection whose password is the Hugging Face token. "

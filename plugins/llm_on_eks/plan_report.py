@@ -49,9 +49,14 @@ def summarize(*, target: Target, model: ModelSection, profile: ProfileSection, s
         f"  cluster     {cluster['name']} in {target['access']['region']} "
         f"({'created if missing' if cluster['create'] else 'must exist'}), "
         f"node group {nodegroup['name']}",
+        *([f"  capacity    reserved: {nodegroup['capacity_reservation_id']} (an On-Demand Capacity Reservation or a "
+           f"Capacity Block, as AWS says at run time), nodes in its zone only, launch template "
+           f"{nodegroup['launch_template']}"] if nodegroup["capacity_reservation_id"] else []),
         f"  serving     release {release['name']} in namespace {release['namespace']}, "
         f"image {profile['image']}",
-        f"  cost        ${sizing['hourly_usd']:.2f}/hour on demand{cluster_cost}; idle teardown after "
+        f"  cost        ${sizing['hourly_usd']:.2f}/hour on demand"
+        f"{' (the reservation is billed by its own terms instead)' if nodegroup['capacity_reservation_id'] else ''}"
+        f"{cluster_cost}; idle teardown after "
         f"{release['idle_ttl_minutes']} min" + (" (protected)" if release["protected"] else ""),
     ]
     return "\n".join(lines)

@@ -104,3 +104,22 @@ def test_preflight_refuses_given_subnets_and_roles_that_cannot_work(aws_env, gap
     assert f"cluster_role_arn {role}: attach the AWS managed policies AmazonEKSClusterPolicy" in out
     assert {op: gaps.calls[op] for op in CREATES} == dict.fromkeys(CREATES, 0)
     assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == ["not-for-eks"]
+
+
+def test_preflight_refuses_an_existing_cluster_whose_subnets_cannot_take_the_node_group(aws_env, gaps, capfd):
+    """With no subnet_ids, the node group goes into the adopted cluster's subnets: here both in
+    ap-northeast-1d, which has no p5.48xlarge."""
+    region = "ap-northeast-1"
+    ec2 = client(aws_env, "ec2", region)
+    vpc = ec2.create_vpc(CidrBlock="10.2.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.2.{i}.0/24", AvailabilityZone=f"{region}d")
+               ["Subnet"]["SubnetId"] for i in range(2)]
+    client(aws_env, "eks", region).create_cluster(name="team-cluster", version="1.33", roleArn=ROLE,
+                                                  resourcesVpcConfig={"subnetIds": subnets})
+    deploy = load_dag("dags/deploy_llama4.py", "deploy_llama4")
+    result = run_dag(deploy, {"region": region, "cluster_name": "team-cluster"})
+    assert result.states["provision.preflight"] == "failed"
+    assert ("none of cluster team-cluster's subnets is in a zone offering p5.48xlarge (ap-northeast-1a, "
+            "ap-northeast-1c would work): name subnet_ids there") in capfd.readouterr().out
+    assert {op: gaps.calls[op] for op in CREATES} == {**dict.fromkeys(CREATES, 0), "eks.CreateCluster": 1}  # the test's
+

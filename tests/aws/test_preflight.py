@@ -45,7 +45,7 @@ def test_unanswered_checks_are_unknown_never_passed(deploy_llama4):
     assert result.states["provision.preflight"] == "success"
     statuses = {c["check"]: c["status"] for c in result.xcoms["provision.preflight"]["checks"]}
     assert statuses == {"instance type offered": "pass", "cluster version supported": "unknown",
-                        "on-demand vCPU quota": "pass", "HF token source": "pass"}
+                        "on-demand vCPU quota": "pass", "HF token source": "pass", "cluster subnets": "pass"}
 
 
 def test_quota_below_the_nodes_fails_preflight_with_nothing_created(deploy_llama4, gaps, capfd):

@@ -46,8 +46,8 @@ COVERING = {"test_scout_from_nothing_to_a_tested_endpoint_and_again[gpu]",
 # create, which every create of ours does (EC2 user guide, "Grant permission to tag Amazon EC2
 # resources during creation": ec2:CreateTags; IAM user guide, "Permissions required to tag IAM
 # roles": iam:TagRole; EKS user guide, "Tag your Amazon EKS resources": eks:TagResource).
-TAGGED_ON_CREATE = {"ec2": ("AllocateAddress", "CreateInternetGateway", "CreateNatGateway", "CreateRouteTable",
-                            "CreateSubnet", "CreateVpc"), "eks": ("CreateAddon", "CreateCluster", "CreateNodegroup")}
+TAGGED_ON_CREATE = {"ec2": ("AllocateAddress", "CreateInternetGateway", "CreateLaunchTemplate", "CreateNatGateway",
+                            "CreateRouteTable", "CreateSubnet", "CreateVpc"), "eks": ("CreateAddon", "CreateCluster", "CreateNodegroup")}
 IMPLIED = {
     "eks:CreateCluster": {"iam:PassRole", "iam:CreateServiceLinkedRole"},
     "eks:CreateNodegroup": {"iam:PassRole", "iam:CreateServiceLinkedRole"},

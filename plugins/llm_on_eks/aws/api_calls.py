@@ -37,10 +37,15 @@ def vcpu_quota_request(instance_type: str) -> dict[str, str] | None:
     return {"ServiceCode": "ec2", "QuotaCode": code} if code else None
 
 
+def capacity_reservation_request(reservation_id: str) -> dict[str, Any]:
+    return {"CapacityReservationIds": [reservation_id]}
+
+
 def preflight_requests(cluster: ClusterSection, nodegroups: list[NodegroupSpec]) -> list[dict[str, Any]]:
-    """Checks that must pass before anything is created: offered, supported, within quota.
-    ``nodegroups``: the ones the run may create, the accelerator group (whose quota counts) first."""
-    instance_type = nodegroups[0]["instance_type"]
+    """Checks that must pass before anything is created: offered, supported, within quota, the
+    capacity reservation usable. ``nodegroups``: the ones the run may create, the accelerator
+    group (whose quota and reservation count) first."""
+    instance_type, reservation_id = nodegroups[0]["instance_type"], nodegroups[0]["capacity_reservation_id"]
     checks = [
         {"service": "ec2", "operation": "describe_instance_type_offerings",
          "kwargs": instance_offering_request(instance_type)},
@@ -50,6 +55,9 @@ def preflight_requests(cluster: ClusterSection, nodegroups: list[NodegroupSpec])
         {"service": "service-quotas", "operation": "get_service_quota",
          "kwargs": vcpu_quota_request(instance_type)},
     ]
+    if reservation_id:
+        checks.append({"service": "ec2", "operation": "describe_capacity_reservations",
+                       "kwargs": capacity_reservation_request(reservation_id)})
     return checks + [{"service": "ec2", "operation": "describe_instance_type_offerings",
                       "kwargs": instance_offering_request(group["instance_type"])} for group in nodegroups[1:]]
 
@@ -73,23 +81,88 @@ def create_cluster_request(cluster: ClusterSection, tags: dict[str, str], create
 
 
 def create_nodegroup_request(cluster: str, group: NodegroupSpec, subnet_ids: list[str] | None = None,
-                             created: dict[str, str] | None = None, node_role: str | None = None) -> dict[str, Any]:
+                             created: dict[str, str] | None = None, node_role: str | None = None,
+                             reservation: dict[str, Any] | None = None) -> dict[str, Any]:
     """The accelerator or the system node group; subnets default to the cluster's in zones that
-    offer the instance type, the role to the one made with the cluster, both looked up at run time."""
+    offer the instance type (with a capacity reservation: in its zone), the role to the one made
+    with the cluster, all looked up at run time, as is ``reservation`` (DescribeCapacityReservations'
+    answer for the spec's reservation)."""
+    # With a launch template the instance type and disk size are the template's: EKS refuses a node
+    # group that also names them (EKS user guide, "Customize managed nodes with launch templates").
+    machine = ({"launchTemplate": {"name": group["launch_template"]}} if group["capacity_reservation_id"]
+               else {"instanceTypes": [group["instance_type"]], "diskSize": group["disk_size_gib"]})
     return {
         "clusterName": cluster,
         "nodegroupName": group["name"],
         "scalingConfig": scaling_config(group),
         "subnets": subnet_ids or group["subnet_ids"] or ["<the cluster's subnets offering the instance type>"],
-        "instanceTypes": [group["instance_type"]],
+        **machine,
         "amiType": group["ami_type"],
-        "capacityType": group["capacity_type"],
-        "diskSize": group["disk_size_gib"],
+        "capacityType": capacity_type(group, reservation),
         "nodeRole": node_role or group["node_role_arn"] or "<provision.ensure_roles' node role>",
         "labels": dict(group["labels"]),
         "taints": [dict(t) for t in group["taints"]],
         "tags": _tags(group["tags"], created),
     }
+
+
+def is_capacity_block(reservation: dict[str, Any]) -> bool:
+    """A Capacity Block for ML, not an On-Demand Capacity Reservation (DescribeCapacityReservations'
+    ReservationType: "capacity-block" or "default", botocore's EC2 model)."""
+    return reservation.get("ReservationType") == "capacity-block"
+
+
+def capacity_type(group: NodegroupSpec, reservation: dict[str, Any] | None = None) -> str:
+    """CAPACITY_BLOCK on a Capacity Block, which EKS requires of its node groups (EKS user guide,
+    "Create a managed node group with Capacity Blocks for ML"; botocore's EKS model, CapacityTypes);
+    else the spec's. Before the reservation is read (a dry run) both are named."""
+    if not group["capacity_reservation_id"]:
+        return group["capacity_type"]
+    if reservation is None:
+        return f"<CAPACITY_BLOCK for a Capacity Block, else {group['capacity_type']}>"
+    return "CAPACITY_BLOCK" if is_capacity_block(reservation) else group["capacity_type"]
+
+
+# The root volume of the EKS-optimized AL2023 AMIs (awslabs/amazon-eks-ami, templates/al2023/template.json).
+ROOT_DEVICE = "/dev/xvda"
+
+
+def launch_template_data(group: NodegroupSpec, reservation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the nodes of a node group on a capacity reservation launch with. Before the
+    reservation is read (a dry run) the Capacity Block's market type is named as a condition."""
+    data: dict[str, Any] = {
+        # Named here, not in the node group: a Capacity Block's template must carry it (EKS user
+        # guide, "Create a managed node group with Capacity Blocks for ML"), and EKS takes it from
+        # one place only ("Customize managed nodes with launch templates"), as it does the disk size.
+        "InstanceType": group["instance_type"],
+        "BlockDeviceMappings": [{"DeviceName": ROOT_DEVICE, "Ebs": {"VolumeSize": group["disk_size_gib"],
+                                                                     "VolumeType": "gp3", "DeleteOnTermination": True}}],
+        # Pods reach the instance metadata service (IMDSv2: the node role's credentials, which the
+        # weight Jobs read S3 with) one hop further than the node; EKS's own template sets 2 (same guide).
+        "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2},
+        "CapacityReservationSpecification": {
+            "CapacityReservationTarget": {"CapacityReservationId": group["capacity_reservation_id"]}},
+    }
+    if reservation is None:
+        data["InstanceMarketOptions"] = "<{MarketType: capacity-block} for a Capacity Block, else none>"
+    elif is_capacity_block(reservation):
+        data["InstanceMarketOptions"] = {"MarketType": "capacity-block"}
+    return data
+
+
+def create_launch_template_request(group: NodegroupSpec, reservation: dict[str, Any] | None = None,
+                                   created: dict[str, str] | None = None) -> dict[str, Any]:
+    """The node group's launch template, tagged as the node group is."""
+    return {"LaunchTemplateName": group["launch_template"],
+            "LaunchTemplateData": launch_template_data(group, reservation),
+            "TagSpecifications": [{"ResourceType": "launch-template",
+                                   "Tags": [{"Key": k, "Value": v} for k, v in _tags(group["tags"], created).items()]}]}
+
+
+def launch_template_filter(name: str) -> dict[str, Any]:
+    """DescribeLaunchTemplates' arguments for one template by name: an empty answer when it is
+    missing (naming it in LaunchTemplateNames makes a missing one an error)."""
+    return {"Filters": [{"Name": "launch-template-name", "Values": [name]}]}
 
 
 def scaling_config(group: NodegroupSpec) -> dict[str, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_on_eks.aws.api_calls import scaling_config
+from llm_on_eks.aws.api_calls import capacity_type, scaling_config, vcpu_quota_request
 from llm_on_eks.naming import DEPLOYMENT_KEY, MANAGED_BY_KEY, ROLE_KEY
 from llm_on_eks.plan.types import NodegroupSpec
 
@@ -73,25 +73,39 @@ def cluster_problems(cluster: dict[str, Any]) -> list[str]:
     return problems
 
 
-def nodegroup_problems(nodegroup: dict[str, Any], want: NodegroupSpec) -> list[str]:
+def owner_tags(want: NodegroupSpec) -> dict[str, str]:
+    """The tags a node group of the spec (and its launch template) must carry to be ours."""
+    return {k: want["tags"][k] for k in OWNER_KEYS if k in want["tags"]}
+
+
+def nodegroup_problems(nodegroup: dict[str, Any], want: NodegroupSpec,
+                       reservation: dict[str, Any] | None = None) -> list[str]:
     """Why an existing node group of the spec's name cannot be adopted; empty when it can.
+    ``reservation``: DescribeCapacityReservations' answer for the spec's reservation, if it has one.
 
     Scaling is not judged here: a different size is the plan changing, and is applied."""
     problems: list[str] = []
     tags = nodegroup.get("tags") or {}
-    owner = {k: want["tags"][k] for k in OWNER_KEYS if k in want["tags"]}
+    owner = owner_tags(want)
     if any(tags.get(k) != v for k, v in owner.items()):
         problems.append(f"it is not tagged {', '.join(f'{k}={v}' for k, v in owner.items())} "
                         "(someone else's node group has this name)")
     if nodegroup["status"] not in NODEGROUP_USABLE | NODEGROUP_PENDING:
         issues = "; ".join(i.get("message", i.get("code", "")) for i in (nodegroup.get("health") or {}).get("issues", []))
         problems.append(f"status is {nodegroup['status']}" + (f" ({issues})" if issues else ""))
-    if nodegroup.get("instanceTypes") != [want["instance_type"]]:
+    if want["capacity_reservation_id"]:
+        # The instance type is the launch template's, which targets the reservation.
+        template = (nodegroup.get("launchTemplate") or {}).get("name")
+        if template != want["launch_template"]:
+            problems.append(f"it launches from launch template {template}, the plan needs {want['launch_template']} "
+                            f"(capacity reservation {want['capacity_reservation_id']})")
+    elif nodegroup.get("instanceTypes") != [want["instance_type"]]:
         problems.append(f"instance types {nodegroup.get('instanceTypes')}, the plan needs [{want['instance_type']}]")
     if nodegroup.get("amiType") != want["ami_type"]:
         problems.append(f"AMI type {nodegroup.get('amiType')}, the plan needs {want['ami_type']}")
-    if nodegroup.get("capacityType", "ON_DEMAND") != want["capacity_type"]:
-        problems.append(f"capacity type {nodegroup.get('capacityType')}, the plan needs {want['capacity_type']}")
+    capacity = capacity_type(want, reservation)
+    if nodegroup.get("capacityType", "ON_DEMAND") != capacity:
+        problems.append(f"capacity type {nodegroup.get('capacityType')}, the plan needs {capacity}")
     labels = nodegroup.get("labels") or {}
     missing = {k: v for k, v in want["labels"].items() if labels.get(k) != v}
     if missing:
@@ -105,6 +119,41 @@ def nodegroup_problems(nodegroup: dict[str, Any], want: NodegroupSpec) -> list[s
     if extra:
         problems.append(f"it is tainted {extra}, which the pods meant for it do not tolerate")
     return problems
+
+
+# What to try when a node group's instances cannot launch, by its health issue's code (EKS API
+# reference, Issue; botocore's EKS model, NodegroupIssueCode) or by the EC2 error EKS quotes in
+# an AsgInstanceLaunchFailures message (EC2 API reference, "Error codes").
+QUOTA_ADVICE = "request a quota increase (Service Quotas, ec2 {quota}: the family's running on-demand vCPUs)"
+LAUNCH_ADVICE = {
+    "InsufficientInstanceCapacity": "EC2 has no {instance_type} to spare there now: try another availability zone "
+                                    "(subnet_ids) or region, or reserve it: an On-Demand Capacity Reservation or "
+                                    "a Capacity Block for ML, passed as capacity_reservation_id",
+    "ReservationCapacityExceeded": "the capacity reservation has fewer instances available than the node group "
+                                   "launches: free its instances, reserve more, or name another one",
+    "InstanceLimitExceeded": QUOTA_ADVICE,
+    "VcpuLimitExceeded": QUOTA_ADVICE,
+    "InsufficientFreeAddresses": "give subnet_ids with more free addresses, or larger subnets (each node holds two "
+                                 "network interfaces' worth)",
+    "Ec2SubnetInvalidConfiguration": "the subnets must give instances addresses they can use: public subnets need "
+                                     "auto-assign public IPv4 (MapPublicIpOnLaunch); or give private subnets with a "
+                                     "NAT gateway",
+}
+
+
+def launch_failure(nodegroup: dict[str, Any], instance_type: str) -> str | None:
+    """The node group's health issues, each with what to try; None when it reports none."""
+    issues = (nodegroup.get("health") or {}).get("issues") or []
+    if not issues:
+        return None
+    quota = (vcpu_quota_request(instance_type) or {}).get("QuotaCode", "for the instance family")
+    told = []
+    for issue in issues:
+        code, message = issue.get("code", "Unknown"), issue.get("message", "")
+        advice = next((advice for key, advice in LAUNCH_ADVICE.items() if key == code or key in message), None)
+        told.append(f"{code}: {message}" + (f" ({advice.format(instance_type=instance_type, quota=quota)})"
+                                            if advice else ""))
+    return "; ".join(told)
 
 
 def is_untainted(nodegroup: dict[str, Any]) -> bool:

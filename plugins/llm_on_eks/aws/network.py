@@ -61,12 +61,17 @@ def offering_zones(ec2, instance_type: str) -> list[str]:
     return sorted({o["Location"] for o in offerings})
 
 
-def choose_zones(ec2, accelerator_type: str, system_type: str) -> list[str]:
+def choose_zones(ec2, accelerator_type: str, system_type: str, required_zone: str | None = None) -> list[str]:
     """Two or three zones for a new network: those offering the accelerator type first (its node
-    group goes there), then, when fewer than two do, zones offering the system type."""
+    group goes there; ``required_zone``, a capacity reservation's, before all), then, when fewer
+    than two do, zones offering the system type."""
     unsupported = {z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]
                    if z.get("ZoneId") in EKS_UNSUPPORTED_ZONE_IDS}
-    accelerator = [z for z in offering_zones(ec2, accelerator_type) if z not in unsupported]
+    accelerator = sorted((z for z in offering_zones(ec2, accelerator_type) if z not in unsupported),
+                         key=lambda zone: zone != required_zone)
+    if required_zone and required_zone not in accelerator:
+        raise NetworkError(f"the capacity reservation's zone {required_zone} cannot take an EKS cluster's subnets "
+                           f"for {accelerator_type}: give subnet_ids there")
     if not accelerator:
         raise NetworkError(f"no availability zone of the region offers {accelerator_type}")
     system = [z for z in offering_zones(ec2, system_type) if z not in unsupported and z not in accelerator]
@@ -104,6 +109,11 @@ def subnet_problems(found: list[dict[str, Any]], wanted: list[str], zones: list[
     if found and free < needed_addresses:
         problems.append(f"the subnets have {free} free addresses, the node group needs {needed_addresses}")
     return problems
+
+
+def in_zone(ec2, subnet_ids: list[str], zone: str) -> list[str]:
+    """Of the subnets, those in ``zone`` (a capacity reservation's: its instances launch only there)."""
+    return [s["SubnetId"] for s in subnets(ec2, subnet_ids) if s["AvailabilityZone"] == zone]
 
 
 def node_subnets(ec2, cluster_subnet_ids: list[str], instance_type: str) -> tuple[list[str], list[str]]:

@@ -3,17 +3,20 @@ fail, or unknown (AWS did not answer), never passing what it could not check."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from llm_on_eks.aws import api_calls, network, roles
+from llm_on_eks.aws import api_calls, capacity, network, roles
+from llm_on_eks.aws import eks as eks_rules
 from llm_on_eks.aws.hf_token import read_hf_token, token_origin
 from llm_on_eks.catalog import default_catalog
 from llm_on_eks.plan.types import AwsSection, HfTokenSection, NodegroupSpec
 
 # Checks whose "unknown" stops the run unless the operator says to proceed: without the token no
-# pod ever gets weights, and without quota the node group never gets nodes; either way the money
-# goes on a cluster, file system and node group that cannot serve.
-MUST_KNOW = ("on-demand vCPU quota", "HF token source")
+# pod ever gets weights, and without quota or a usable reservation the node group never gets
+# nodes; either way the money goes on a cluster, file system and node group that cannot serve.
+MUST_KNOW = ("on-demand vCPU quota", "HF token source", "capacity reservation")
 
 
 def check(name: str, probe) -> dict[str, str]:
@@ -33,19 +36,59 @@ def offered(ec2, region: str, instance: str) -> tuple[bool, str]:
     return bool(offerings), f"{instance} is {'' if offerings else 'not '}offered in {region}"
 
 
+def _addresses_needed(ec2, nodegroup: NodegroupSpec) -> int:
+    """The node group's nodes' addresses, by DescribeInstanceTypes' addresses per interface."""
+    per_interface = ec2.describe_instance_types(
+        InstanceTypes=[nodegroup["instance_type"]])["InstanceTypes"][0]["NetworkInfo"]["Ipv4AddressesPerInterface"]
+    return network.addresses_needed(nodegroup["scaling"]["desired_size"], per_interface)
+
+
 def subnets_fit(ec2, subnet_ids: list[str], nodegroup: NodegroupSpec) -> tuple[bool, str]:
-    """Given subnets: in zones that offer the node group's instance type, one VPC, and room for
-    its nodes' addresses (DescribeInstanceTypes' addresses per interface)."""
+    """Given subnets: each in a zone that offers the node group's instance type, one VPC, and
+    room for its nodes' addresses."""
     instance_type = nodegroup["instance_type"]
     zones = network.offering_zones(ec2, instance_type)
-    per_interface = ec2.describe_instance_types(
-        InstanceTypes=[instance_type])["InstanceTypes"][0]["NetworkInfo"]["Ipv4AddressesPerInterface"]
     found = ec2.describe_subnets(Filters=[{"Name": "subnet-id", "Values": list(subnet_ids)}])["Subnets"]
-    needed = network.addresses_needed(nodegroup["scaling"]["desired_size"], per_interface)
+    needed = _addresses_needed(ec2, nodegroup)
     problems = network.subnet_problems(found, subnet_ids, zones, instance_type, needed)
     return not problems, "; ".join(problems) or (
         f"{', '.join(subnet_ids)} in {', '.join(sorted({s['AvailabilityZone'] for s in found}))}, which offer "
         f"{instance_type}, with room for {needed} addresses")
+
+
+def cluster_subnets_fit(eks, ec2, cluster: str, nodegroup: NodegroupSpec) -> tuple[bool, str]:
+    """An existing cluster's subnets, where a new node group goes without subnet_ids: some in a
+    zone that offers its instance type (``network.node_subnets``), with room for its nodes'
+    addresses. Nothing to check for a cluster still to be made (its network fits by construction)
+    or a node group that exists (its nodes hold their addresses already)."""
+    found = eks_rules.describe_cluster(eks, cluster)
+    if found is None:
+        return True, f"cluster {cluster} is made by this run, in subnets chosen for {nodegroup['instance_type']}"
+    if eks_rules.describe_nodegroup(eks, cluster, nodegroup["name"]) is not None:
+        return True, f"node group {nodegroup['name']} exists in its own subnets"
+    subnet_ids = (found.get("resourcesVpcConfig") or {}).get("subnetIds") or []
+    instance_type = nodegroup["instance_type"]
+    fitting, zones = network.node_subnets(ec2, subnet_ids, instance_type)
+    if not fitting:
+        return False, (f"none of cluster {cluster}'s subnets is in a zone offering {instance_type} "
+                       f"({', '.join(zones) or 'no zone of the region'} would work): name subnet_ids there")
+    free = sum(s.get("AvailableIpAddressCount", 0) for s in network.subnets(ec2, fitting))
+    needed = _addresses_needed(ec2, nodegroup)
+    if free < needed:
+        return False, f"cluster {cluster}'s subnets {fitting} have {free} free addresses, the node group needs {needed}"
+    return True, f"cluster {cluster}'s subnets {', '.join(fitting)} offer {instance_type}, room for {needed} addresses"
+
+
+def reservation_fits(ec2, nodegroup: NodegroupSpec, subnet_ids: list[str]) -> tuple[bool, str]:
+    """The capacity reservation the accelerator nodes launch into: usable for long enough, of
+    their instance type, with room for them, in a zone of the given subnets (``aws.capacity``)."""
+    try:
+        reservation = capacity.describe_reservation(ec2, nodegroup["capacity_reservation_id"])
+    except capacity.CapacityError as exc:
+        return False, str(exc)
+    zones = sorted({s["AvailabilityZone"] for s in network.subnets(ec2, subnet_ids)}) if subnet_ids else None
+    problems = capacity.reservation_problems(reservation, nodegroup, zones, datetime.now(UTC))
+    return not problems, "; ".join(problems) or capacity.summary(reservation)
 
 
 def role_fits(iam, arn: str, kind: str) -> tuple[bool, str]:

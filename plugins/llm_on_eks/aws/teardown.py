@@ -1,6 +1,7 @@
 """What the AWS teardown may delete, decided from what AWS reports, never from memory.
 
-- The node group of the deployment: always (when it carries the deployment's tag).
+- The node group of the deployment: always (when it carries the deployment's tag); then the
+  launch template made for its capacity reservation, when it carries the deployment's tag too.
 - The cluster's system node group: only together with the cluster (same opt-in, the cluster is
   this project's, no other node group is left on it), and only when it is this project's system
   node group of that cluster (managed-by, role and cluster tags).
@@ -39,6 +40,18 @@ def nodegroup_decision(nodegroup: dict[str, Any] | None, deployment: str) -> Dec
     if not is_managed(nodegroup.get("tags")) or owner != deployment:
         return Decision(False, f"not this deployment's (tagged {DEPLOYMENT_KEY}={owner}): left alone")
     return Decision(True, f"node group of {deployment}")
+
+
+def launch_template_decision(template: dict[str, Any] | None, deployment: str) -> Decision:
+    """A launch template of the node group's name (EC2's shape: a list of tags), once the node
+    group is gone or going."""
+    if template is None:
+        return Decision(False, "none")
+    tags = tags_of(template)
+    owner = tags.get(DEPLOYMENT_KEY)
+    if not is_managed(tags) or owner != deployment:
+        return Decision(False, f"not this deployment's (tagged {DEPLOYMENT_KEY}={owner}): left alone")
+    return Decision(True, f"launch template of {deployment}'s node group")
 
 
 def system_nodegroup_decision(nodegroup: dict[str, Any] | None, cluster: dict[str, Any] | None,

@@ -26,6 +26,8 @@ from llm_on_eks.plan.types import AwsSection
 HookT = TypeVar("HookT")
 # The hooks the steps use, as ``aws_hook_class`` names them.
 EKS_HOOK = "airflow.providers.amazon.aws.hooks.eks.EksHook"
+# EksHook with our nodegroup_active waiter (it also ends on a health issue: llm_on_eks.aws.eks_hook).
+EKS_NODEGROUP_HOOK = "llm_on_eks.aws.eks_hook.EksNodegroupHook"
 S3_HOOK = "airflow.providers.amazon.aws.hooks.s3.S3Hook"
 FSX_HOOK = "llm_on_eks.aws.fsx.FsxHook"
 

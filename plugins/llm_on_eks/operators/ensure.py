@@ -112,12 +112,18 @@ class EnsureOperator(AwsWaitOperator[HookT]):
         became ready would bill (and block the name) with nobody using it, so it goes."""
         name = self.cleanup_name()
         resource = self.find(name) if name else None
+        why = self.failure(resource, why) if resource else why
         if (resource and created_here(self.resource_tags(resource), context)
                 and self.status(resource) not in self.SPARED):
             self.log.error("%s %s did not become %s: deleting it (%s)", self.KIND, name, self.READY, why)
             clean_up(self.log, lambda: self.delete(resource))
             why += f" (the {self.KIND} this run created was deleted)"
         raise AirflowFailException(why)
+
+    def failure(self, resource: dict[str, Any], why: str) -> str:
+        """Why the wait failed, in the resource's own words where they say more than the
+        waiter's (a node group's health issues); default: the waiter's."""
+        return why
 
     def status(self, resource: dict[str, Any]) -> str | None:
         return resource.get("status")

@@ -8,17 +8,18 @@ provider's (its EKS triggers and botocore waiters), in the worker or deferred.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from llm_on_eks.aws import api_calls, network, roles
+from llm_on_eks.aws import api_calls, capacity, network, roles
 from llm_on_eks.aws import eks as rules
 from llm_on_eks.aws import preflight as probes
 from llm_on_eks.aws.hf_token import token_origin
 from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY, cluster_tags, is_managed, role_name
-from llm_on_eks.operators.aws_wait import EKS_HOOK, AwsStepOperator, creating_run_tags
+from llm_on_eks.operators.aws_wait import EKS_HOOK, EKS_NODEGROUP_HOOK, AwsStepOperator, creating_run_tags
 from llm_on_eks.operators.ensure import EnsureOperator
 from llm_on_eks.plan.types import ClusterSection, HfTokenSection, NodegroupSpec, PreflightSection
 
@@ -28,11 +29,12 @@ if TYPE_CHECKING:  # the hook's type, named as a string below: the provider is i
 
 class PreflightOperator(AwsStepOperator["EksHook"]):
     """Before anything is created: the instance types are offered, the version supported, the
-    quota enough, the HF token readable, given subnets and roles fit. A check AWS does not answer
-    is unknown, never passed.
+    quota enough, the capacity reservation usable, the HF token readable, given subnets and roles
+    fit. A check AWS does not answer is unknown, never passed.
 
     :param cluster: the cluster: its version must be supported; ``create`` adds the system group
-    :param nodegroup: the accelerator node group: its instance type must be offered and within quota
+    :param nodegroup: the accelerator node group: its instance type must be offered and within
+        quota, its capacity reservation (if any) fit it
     :param system_nodegroup: the system node group: its instance type must be offered when created
     :param hf_token: where the HF token is read from: it must be readable before anything is paid for
     :param preflight: whether an unknown answer may let the run go on
@@ -85,6 +87,12 @@ class PreflightOperator(AwsStepOperator["EksHook"]):
             checks.append(probes.check("subnets", lambda: probes.subnets_fit(self.client("ec2"),
                                                                                self.cluster["subnet_ids"],
                                                                                self.nodegroup)))
+        else:
+            checks.append(probes.check("cluster subnets", lambda: probes.cluster_subnets_fit(
+                self.hook.conn, self.client("ec2"), self.cluster["name"], self.nodegroup)))
+        if self.nodegroup["capacity_reservation_id"]:
+            checks.append(probes.check("capacity reservation", lambda: probes.reservation_fits(
+                self.client("ec2"), self.nodegroup, self.cluster["subnet_ids"])))
         for kind, arn in self.given_roles().items():
             checks.append(probes.check(f"{kind} role", lambda arn=arn, kind=kind: probes.role_fits(self.client("iam"),
                                                                                                    arn, kind)))
@@ -139,7 +147,9 @@ class EnsureNetworkOperator(_MadeWithClusterOperator):
                          "kwargs": {"Filters": network.tag_filters(self.cluster["name"])}},
                 "if_missing": f"VPC {network.VPC_CIDR}: a public and a private subnet in each of "
                               f"{network.MIN_ZONES}-{network.MAX_ZONES} zones offering "
-                              f"{self.nodegroup['instance_type']}, an internet gateway, one NAT gateway, route tables",
+                              f"{self.nodegroup['instance_type']}"
+                              + (" (the capacity reservation's zone first)" if self.nodegroup["capacity_reservation_id"]
+                                 else "") + ", an internet gateway, one NAT gateway, route tables",
                 "only_if": "the cluster is created by this run"}
 
     def run(self, context: Context) -> Any:
@@ -155,11 +165,16 @@ class EnsureNetworkOperator(_MadeWithClusterOperator):
         ec2 = self.client("ec2")
         vpc = network.find_vpc(ec2, name)
         zones = (network.network_of(ec2, vpc["VpcId"])["zones"] if vpc else None)
+        reservation_id = self.nodegroup["capacity_reservation_id"]
         try:
-            zones = zones or network.choose_zones(ec2, self.nodegroup["instance_type"],
-                                                  self.system_nodegroup["instance_type"])
+            if not zones:
+                # The accelerator nodes launch only in their reservation's zone.
+                required = (capacity.describe_reservation(ec2, reservation_id)["AvailabilityZone"]
+                            if reservation_id else None)
+                zones = network.choose_zones(ec2, self.nodegroup["instance_type"],
+                                             self.system_nodegroup["instance_type"], required)
             made = network.Network(ec2, name, self.tags(context), self.log).ensure(zones)
-        except network.NetworkError as exc:
+        except (network.NetworkError, capacity.CapacityError) as exc:
             raise AirflowFailException(f"network of {name}: {exc}") from exc
         return {**made, "action": "created" if made["made"] else "adopted"}
 
@@ -315,17 +330,22 @@ NO_SYSTEM_NODES = (
 
 class EnsureNodegroupOperator(_EksEnsureOperator):
     """Adopt the node group ``nodegroup`` describes, or create it; a new size is applied where the
-    spec enforces one. Waits with the provider's nodegroup_active waiter / EksCreateNodegroupTrigger.
+    spec enforces one. Waits with a nodegroup_active waiter / trigger that also ends on a health
+    issue while CREATING (no capacity, quota or addresses: ``llm_on_eks.aws.eks_hook``); the
+    step then fails with the issue and what to try, and deletes the node group it created.
 
     The accelerator group (one per deployment, tainted) and the cluster's untainted system group
     (coredns and the FSx staging Job have nowhere else to run) differ only in their spec. A spec
     with ``only_on_own_cluster`` is created only on a cluster this project created: elsewhere the
-    step reports the untainted node groups it finds and warns when there are none.
+    step reports the untainted node groups it finds and warns when there are none. A spec with a
+    capacity reservation launches from a launch template that targets it (``llm_on_eks.aws.capacity``),
+    in its zone only.
 
     :param nodegroup: the node group to ensure, as created and as adopted
     """
 
     template_fields = (*_EksEnsureOperator.template_fields, "nodegroup")
+    aws_hook_class = EKS_NODEGROUP_HOOK
     WAIT = (30, 120)  # up to an hour: p5/trn2 capacity can be slow to arrive
     KIND = "node group"
     PENDING = rules.NODEGROUP_PENDING
@@ -333,6 +353,16 @@ class EnsureNodegroupOperator(_EksEnsureOperator):
     def __init__(self, *, nodegroup: NodegroupSpec, **kwargs) -> None:
         super().__init__(**kwargs)
         self.nodegroup = nodegroup
+
+    @cached_property
+    def reservation(self) -> dict[str, Any] | None:
+        """The spec's capacity reservation as EC2 describes it now (its type decides the capacity
+        type and market, its zone the subnets); None without one."""
+        reservation_id = self.nodegroup["capacity_reservation_id"]
+        try:
+            return capacity.describe_reservation(self.client("ec2"), reservation_id) if reservation_id else None
+        except capacity.CapacityError as exc:
+            raise AirflowFailException(f"node group {self.nodegroup['name']}: {exc}") from exc
 
     def _creates(self) -> bool:
         return not self.nodegroup["only_on_own_cluster"] or self.cluster["create"]
@@ -351,6 +381,13 @@ class EnsureNodegroupOperator(_EksEnsureOperator):
                            "kwargs": api_calls.create_nodegroup_request(cluster, spec)},
             "wait_for": "node group ACTIVE", "deferrable": self.deferrable,
         }
+        if spec["capacity_reservation_id"]:
+            described["launch_template"] = {
+                "find": {"service": "ec2", "operation": "describe_launch_templates",
+                         "kwargs": api_calls.launch_template_filter(spec["launch_template"])},
+                "if_missing": {"service": "ec2", "operation": "create_launch_template",
+                               "kwargs": api_calls.create_launch_template_request(spec)},
+                "subnets": f"only those in capacity reservation {spec['capacity_reservation_id']}'s zone"}
         if spec["only_on_own_cluster"]:
             described.update(shared_by=f"every deployment on {cluster}",
                              estimate=f"{spec['scaling']['desired_size']} x {spec['instance_type']} "
@@ -384,24 +421,38 @@ class EnsureNodegroupOperator(_EksEnsureOperator):
         if not node_role:
             raise AirflowFailException(f"node group {name} does not exist and creating it needs node_role_arn (a node "
                                        "role is made only with a cluster this project creates)")
-        subnets = spec["subnet_ids"]
+        subnets, ec2, reservation = spec["subnet_ids"], self.client("ec2"), self.reservation
         if not subnets:
             cluster = rules.describe_cluster(self.hook.conn, cluster_name) or {}
-            subnets, zones = network.node_subnets(self.client("ec2"),
-                                                  (cluster.get("resourcesVpcConfig") or {}).get("subnetIds") or [],
+            subnets, zones = network.node_subnets(ec2, (cluster.get("resourcesVpcConfig") or {}).get("subnetIds") or [],
                                                   spec["instance_type"])
             if not subnets:
                 raise AirflowFailException(
                     f"node group {name}: none of {cluster_name}'s subnets is in a zone offering "
                     f"{spec['instance_type']} ({', '.join(zones) or 'no zone of the region'} would work): "
                     "name subnet_ids there")
-        self.log.info("creating node group %s: %s x %s (%s)", name, spec["scaling"]["desired_size"],
-                      spec["instance_type"], spec["ami_type"])
-        self.hook.conn.create_nodegroup(**api_calls.create_nodegroup_request(cluster_name, spec, subnets,
-                                                                             creating_run_tags(context), node_role))
+        if reservation:
+            # A reservation's instances launch only in its zone (EKS user guide, "Create a managed
+            # node group with Capacity Blocks for ML": only subnets in that zone).
+            zone, candidates = reservation["AvailabilityZone"], subnets
+            subnets = network.in_zone(ec2, subnets, zone)
+            if not subnets:
+                raise AirflowFailException(
+                    f"node group {name}: capacity reservation {spec['capacity_reservation_id']} is in {zone}, and "
+                    f"none of the subnets {candidates} is: name a subnet in {zone} in subnet_ids")
+            try:
+                capacity.ensure_launch_template(ec2, api_calls.create_launch_template_request(
+                    spec, reservation, creating_run_tags(context)), rules.owner_tags(spec), self.log)
+            except capacity.CapacityError as exc:
+                raise AirflowFailException(f"node group {name}: {exc}") from exc
+        self.log.info("creating node group %s: %s x %s (%s, %s)", name, spec["scaling"]["desired_size"],
+                      spec["instance_type"], spec["ami_type"], capacity.summary(reservation) if reservation
+                      else "on-demand capacity")
+        self.hook.conn.create_nodegroup(**api_calls.create_nodegroup_request(
+            cluster_name, spec, subnets, creating_run_tags(context), node_role, reservation))
 
     def problems(self, group: dict[str, Any]) -> list[str]:
-        return rules.nodegroup_problems(group, self.nodegroup)
+        return rules.nodegroup_problems(group, self.nodegroup, self.reservation)
 
     def refusal(self, group: dict[str, Any], problems: list[str]) -> str:
         return (f"node group {group['nodegroupName']} in {self.cluster['name']} exists but cannot be adopted: "
@@ -419,13 +470,17 @@ class EnsureNodegroupOperator(_EksEnsureOperator):
         return True
 
     def waiting(self, group: dict[str, Any]) -> dict[str, Any]:
-        from airflow.providers.amazon.aws.triggers.eks import EksCreateNodegroupTrigger
+        from llm_on_eks.triggers.eks import EksNodegroupActiveTrigger
 
         ids = {"clusterName": self.cluster["name"], "nodegroupName": group["nodegroupName"]}
-        return {"trigger": EksCreateNodegroupTrigger,
+        return {"trigger": EksNodegroupActiveTrigger,
                 "ids": {"cluster_name": ids["clusterName"], "nodegroup_name": ids["nodegroupName"]},
-                "waiter": self.hook.conn.get_waiter("nodegroup_active"), "args": ids, "what": "node group ACTIVE",
-                "status_args": ["nodegroup.status"]}
+                "waiter": self.hook.get_waiter("nodegroup_active"), "args": ids, "what": "node group ACTIVE",
+                "status_args": ["nodegroup.status", "nodegroup.health.issues"]}
+
+    def failure(self, group: dict[str, Any], why: str) -> str:
+        told = rules.launch_failure(group, self.nodegroup["instance_type"])
+        return f"node group {group['nodegroupName']} did not become ACTIVE: {told}" if told else why
 
     def result(self, group: dict[str, Any], action: str) -> Any:
         self.log.info("node group %s %s (%s)", group["nodegroupName"], action, group["status"])
@@ -437,7 +492,13 @@ class EnsureNodegroupOperator(_EksEnsureOperator):
         return self.nodegroup["name"]
 
     def delete(self, group: dict[str, Any]) -> None:
+        """The node group, and the launch template made for it: that may go while the node group
+        is DELETING, EKS launches from its own copy (EKS user guide, "Launch template support":
+        the EKS API creates the group's template by copying the one given)."""
         self.hook.conn.delete_nodegroup(clusterName=self.cluster["name"], nodegroupName=group["nodegroupName"])
+        if self.nodegroup["capacity_reservation_id"]:
+            capacity.remove_launch_template(self.client("ec2"), self.nodegroup["launch_template"],
+                                            self.nodegroup["tags"][DEPLOYMENT_KEY], self.log)
 
     def _check_untainted(self) -> dict[str, Any]:
         cluster_name = self.cluster["name"]

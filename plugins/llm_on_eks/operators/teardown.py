@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from llm_on_eks.aws import capacity, network, roles
 from llm_on_eks.aws import eks as rules
-from llm_on_eks.aws import network, roles
 from llm_on_eks.aws.teardown import (
     Decision,
     bucket_decision,
@@ -101,7 +101,9 @@ class DeleteNodegroupOperator(_DeleteOperator["EksHook"]):
     """Delete the node group ``nodegroup`` describes (the spec its ensure step created it from)
     and wait until it is gone: the deployment's accelerator group when it carries the
     deployment's tags; the cluster's system group only with the cluster (``delete_cluster``, the
-    cluster is llm-on-eks's, no other node group left on it).
+    cluster is llm-on-eks's, no other node group left on it). Once the accelerator group is gone
+    (or was already), the launch template made for its capacity reservation goes too, when it
+    carries the deployment's tag.
 
     :param nodegroup: the node group to delete: its name, and the tags that say it is ours
     :param opted_in: the teardown's switch for this group (delete_nodegroup for the accelerator
@@ -142,11 +144,14 @@ class DeleteNodegroupOperator(_DeleteOperator["EksHook"]):
         eks, cluster, name = self.hook.conn, self.cluster["name"], self.nodegroup["name"]
         found = rules.describe_nodegroup(eks, cluster, name)
         decision = self.decide(found)
+        # The launch template goes with the node group, or after it when the node group is gone
+        # already (a create refused after the template was made), when the switch is on.
+        template_goes = is_true(self.opted_in) and (decision.delete or found is None)
         if would := _would(self.target, {"nodegroup": name, "action": decision.reason}, decision.delete):
-            return would
+            return {**would, **(self.launch_template() if template_goes else {})}
         if not decision.delete:
             self.log.info("node group %s/%s: %s", cluster, name, decision.reason)
-            return {"nodegroup": name, "action": decision.reason}
+            return {"nodegroup": name, "action": decision.reason, **(self.launch_template() if template_goes else {})}
         if found["status"] != "DELETING":
             self.log.info("deleting node group %s/%s", cluster, name)
             retry_in_use(self.log, lambda: eks.delete_nodegroup(clusterName=cluster, nodegroupName=name),
@@ -155,6 +160,18 @@ class DeleteNodegroupOperator(_DeleteOperator["EksHook"]):
                   waiter=eks.get_waiter("nodegroup_deleted"), args={"clusterName": cluster, "nodegroupName": name},
                   what="node group gone", status_args=["nodegroup.status"])
         return self.resume(context, {})
+
+    def resume(self, context: Context, event: dict[str, Any]) -> Any:
+        return {**super().resume(context, event), **self.launch_template()}
+
+    def launch_template(self) -> dict[str, Any]:
+        """The launch template of the node group's name, gone or kept, for the step's result
+        (nothing when there is none: the system group, a node group on on-demand capacity)."""
+        name = self.nodegroup["launch_template"]
+        removed = name and capacity.remove_launch_template(self.client("ec2"), name,
+                                                           self.nodegroup["tags"][DEPLOYMENT_KEY], self.log,
+                                                           self.target["dry_run"])
+        return {"launch_template": removed} if removed else {}
 
 
 class DeleteFsxOperator(_DeleteOperator["FsxHook"]):

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-PLAN_VERSION = 4  # 4: typed target, release and smoke-test sections; 3: named profiles, Neuron frameworks
+# 5: the node groups' capacity reservation and launch template; 4: typed target, release and
+# smoke-test sections; 3: named profiles, Neuron frameworks
+PLAN_VERSION = 5
 SERVING_PORT = 8000
 # Where FSx for Lustre is mounted in the staging Job; the serving pods read the claim directly.
 FSX_MOUNT_PATH = "/fsx"

@@ -138,7 +138,8 @@ def cluster_section(c: Choice) -> ClusterSection:
 
 
 def nodegroup_section(c: Choice) -> NodegroupSpec:
-    """The deployment's accelerator node group: tainted, sized by the plan, tagged with the deployment."""
+    """The deployment's accelerator node group: tainted, sized by the plan, tagged with the
+    deployment; on a capacity reservation when the params name one."""
     nodes = c.request.nodes
     return {
         "name": naming.nodegroup_name(c.cluster, c.region, c.namespace, c.deployment),
@@ -153,6 +154,8 @@ def nodegroup_section(c: Choice) -> NodegroupSpec:
         "taints": [{"key": c.accelerator["taint_key"], "value": "true", "effect": "NO_SCHEDULE"}],
         "node_role_arn": c.params.get("node_role_arn"),
         "subnet_ids": c.subnet_ids,
+        "capacity_reservation_id": c.params.get("capacity_reservation_id") or None,
+        "launch_template": naming.launch_template_name(c.cluster, c.region, c.namespace, c.deployment),
         "tags": naming.aws_tags(c.deployment, c.cluster, c.namespace, c.region),
         "enforce_size": True,
         "only_on_own_cluster": False,
@@ -174,6 +177,8 @@ def system_nodegroup_section(c: Choice) -> NodegroupSpec:
         "taints": [],
         "node_role_arn": c.params.get("node_role_arn"),
         "subnet_ids": c.subnet_ids,
+        "capacity_reservation_id": None,
+        "launch_template": None,
         "tags": naming.system_tags(c.cluster),
         "enforce_size": False,
         "only_on_own_cluster": True,

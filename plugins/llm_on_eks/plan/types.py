@@ -90,6 +90,9 @@ class NodegroupRef(TypedDict):
     role: str  # "accelerator" | "system"
     # Who owns it: the tags it is created with, and the ones an existing group must carry.
     tags: dict[str, str]
+    # The launch template made for it when it launches into a capacity reservation (named after
+    # it, with the cluster: launch template names are per region); None for the system group.
+    launch_template: str | None
 
 
 class NodegroupSpec(NodegroupRef):
@@ -105,6 +108,9 @@ class NodegroupSpec(NodegroupRef):
     taints: list[dict[str, str]]
     node_role_arn: str | None
     subnet_ids: list[str]
+    # The On-Demand Capacity Reservation or Capacity Block its nodes launch into (which of the two
+    # is read from AWS at run time); None: on-demand capacity. The system group never has one.
+    capacity_reservation_id: str | None
     # The accelerator group is sized by the plan; the system group's size is left to whoever
     # changed it (an autoscaler).
     enforce_size: bool

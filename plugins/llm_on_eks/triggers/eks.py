@@ -1,13 +1,25 @@
-"""The one EKS wait the Amazon provider has no trigger for: an add-on becoming ACTIVE.
+"""The EKS waits the Amazon provider has no trigger for: an add-on becoming ACTIVE, a cluster
+gone after our own delete, and a node group becoming ACTIVE that also ends on a health issue.
 
-Shaped like the provider's EKS triggers (an ``AwsBaseWaiterTrigger`` over botocore's official
-``addon_active`` waiter), so it serializes, logs and reports errors the way they do.
+Shaped like the provider's EKS triggers (an ``AwsBaseWaiterTrigger`` over a botocore waiter), so
+they serialize, log and report errors the way they do.
 """
 
 from __future__ import annotations
 
 from airflow.providers.amazon.aws.hooks.eks import EksHook
 from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
+from airflow.providers.amazon.aws.triggers.eks import EksCreateNodegroupTrigger
+
+from llm_on_eks.aws.eks_hook import EksNodegroupHook
+
+
+class EksNodegroupActiveTrigger(EksCreateNodegroupTrigger):
+    """The provider's EksCreateNodegroupTrigger (``nodegroup_active``, reporting status and health
+    issues), waiting with our ``nodegroup_active``: a node group CREATING with a health issue
+    (no capacity, no quota, no addresses) ends the wait at once (``llm_on_eks.aws.eks_hook``)."""
+
+    aws_hook_class = EksNodegroupHook
 
 
 class EksAddonActiveTrigger(AwsBaseWaiterTrigger):
