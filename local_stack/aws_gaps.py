@@ -24,6 +24,10 @@ in on the client side through botocore's own event hooks, the mechanism botocore
   create says CREATING, so the waits (in the worker and in the triggerer) really poll. A node
   group a test dooms (``fail_creation``) then stays CREATING with a health issue, as one whose
   instances cannot launch does on AWS while its Auto Scaling group retries.
+- EKS access entries (CreateAccessEntry, AssociateAccessPolicy): moto has none. Recorded here;
+  given the control plane (``control_plane``), an entry associated with AmazonEKSClusterAdminPolicy
+  maps its principal to system:masters in the local authenticator's aws-auth, what that access
+  policy amounts to on EKS (EKS user guide, "Review access policy permissions").
 - moto's EKS clusters have an endpoint and certificate authority that lead nowhere: given the
   kubeconfig of the local control plane (``control_plane``), every cluster is served by it, so
   the steps reach it the way they reach EKS (EksHook's kubeconfig, an IAM token checked by the
@@ -91,7 +95,9 @@ class AwsGaps:
         its first look); 0 in the tests, which count looks rather than wait. ``control_plane``:
         the kubeconfig of the API server that serves every EKS cluster."""
         self.settle_s = settle_s
+        self.control_plane = control_plane
         self.cluster_endpoint = cluster_endpoint(control_plane) if control_plane else None
+        self.access_entries: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.ready_at: dict[tuple[str, ...], float] = {}
         self.lock = threading.Lock()
         self.addons: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -108,7 +114,8 @@ class AwsGaps:
     # Operations moto lacks, answered here; and moto answers completed here, by the handler's name.
     ANSWERED = {
         "ec2": ("DescribeCapacityReservations",),
-        "eks": ("CreateAddon", "DescribeAddon", "DeleteAddon", "ListAddons"),
+        "eks": ("CreateAddon", "DescribeAddon", "DeleteAddon", "ListAddons", "CreateAccessEntry",
+                "AssociateAccessPolicy"),
         "fsx": ("CreateDataRepositoryAssociation", "DescribeDataRepositoryAssociations",
                 "DeleteDataRepositoryAssociation"),
         "servicequotas": ("GetServiceQuota", "GetAWSDefaultServiceQuota"),
@@ -241,6 +248,45 @@ class AwsGaps:
         if missing is None and key not in self.addons:
             missing = _error("ResourceNotFoundException", f"No addon: {key[2]} found in cluster: {key[1]}", 404)
         return key, missing
+
+    def _access_entry(self, context) -> tuple[tuple[str, str, str], Any]:
+        params = context["gaps_params"]
+        key = (self._region(context), params["clusterName"], params["principalArn"])
+        if not self._cluster_exists(key[0], key[1]):
+            return key, _error("ResourceNotFoundException", f"No cluster found for name: {key[1]}.", 404)
+        return key, None
+
+    def _eks_CreateAccessEntry(self, model, context, **_):
+        with self.lock:
+            key, missing = self._access_entry(context)
+            if missing:
+                return missing
+            if key in self.access_entries:
+                return _error("ResourceInUseException", f"The specified access entry resource is already in use on "
+                              f"this cluster: {key[2]}", 409)
+            now = datetime.now(UTC)
+            self.access_entries[key] = {
+                "clusterName": key[1], "principalArn": key[2], "kubernetesGroups": [], "username": key[2],
+                "accessEntryArn": f"arn:aws:eks:{key[0]}:{ACCOUNT}:access-entry/{key[1]}/{next(self.ids)}",
+                "createdAt": now, "modifiedAt": now, "tags": {}, "type": "STANDARD"}
+            return self._answer(model, {"accessEntry": self.access_entries[key]})
+
+    def _eks_AssociateAccessPolicy(self, model, context, **_):
+        with self.lock:
+            key, missing = self._access_entry(context)
+            if missing is None and key not in self.access_entries:
+                missing = _error("ResourceNotFoundException", f"The specified principalArn could not be found: {key[2]}",
+                                 404)
+            if missing:
+                return missing
+            params, now = context["gaps_params"], datetime.now(UTC)
+        if self.control_plane and params["policyArn"].endswith("/AmazonEKSClusterAdminPolicy"):
+            from local_stack.eks_authenticator import map_identity
+
+            map_identity(self.control_plane, key[2], key[2].rsplit("/", 1)[1], ["system:masters"])
+        return self._answer(model, {"clusterName": key[1], "principalArn": key[2], "associatedAccessPolicy": {
+            "policyArn": params["policyArn"], "accessScope": dict(params["accessScope"]), "associatedAt": now,
+            "modifiedAt": now}})
 
     def _eks_CreateAddon(self, model, context, **_):
         with self.lock:

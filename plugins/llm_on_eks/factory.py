@@ -101,7 +101,8 @@ def provision_group(plan: XComArg, *, take: TakeLeaseOperator | None = None, def
                              EnsureRolesOperator(task_id="ensure_roles", **groups, **aws)]
         preflight >> made_with_cluster >> cluster >> nodegroups
         if take is not None:
-            cluster >> CheckClusterAccessOperator(task_id="check_access", target=plan["target"]) >> take >> nodegroups
+            cluster >> CheckClusterAccessOperator(task_id="check_access", target=plan["target"],
+                                                  cluster=plan["cluster"]) >> take >> nodegroups
         nodegroups >> EnsureAddonsOperator(task_id="ensure_addons", tags=plan["tags"], **aws, **waits)
     return group
 

@@ -72,6 +72,12 @@ def _cluster() -> dict[str, Param]:
         "create_cluster": Param(DEFAULTS["create_cluster"], type="boolean", title="Create the cluster if missing",
                                 description="Off: the cluster must exist (no EKS create permission needed).",
                                 section="Cluster"),
+        "grant_cluster_access": Param(DEFAULTS["grant_cluster_access"], type="boolean",
+                                      title="Grant the Airflow identity access to the cluster",
+                                      description="On a cluster that does not let it in: add an EKS access entry "
+                                                  "with AmazonEKSClusterAdminPolicy. Off: the run stops saying what "
+                                                  "to add.",
+                                      section="Cluster"),
         "kubernetes_version": Param(None, **_optional("string", **schema("kubernetes_version")), title="Kubernetes version",
                                     section="Cluster"),
         "cluster_role_arn": Param(None, **_optional("string", **schema("cluster_role_arn")), title="Cluster IAM role ARN",

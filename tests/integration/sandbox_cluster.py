@@ -70,6 +70,7 @@ def eks_access(sandbox_cluster, aws_env, gaps, monkeypatch):
     from local_stack.eks_authenticator import map_identity
     from tests.aws.conftest import AIRFLOW_ARN, AIRFLOW_USER
 
+    gaps.control_plane = sandbox_cluster.kubeconfig
     gaps.cluster_endpoint = cluster_endpoint(sandbox_cluster.kubeconfig)
     map_identity(sandbox_cluster.kubeconfig, AIRFLOW_ARN, AIRFLOW_USER, ["system:masters"])
     monkeypatch.setenv("HELM_BIN", sandbox_cluster.helm)

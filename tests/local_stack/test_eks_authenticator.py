@@ -145,16 +145,18 @@ def test_an_identity_without_cluster_access_is_refused_naming_the_access_entry(a
                                                                                namespace, monkeypatch):
     """provision.check_access: the API server answers the SelfSubjectAccessReviews. The Airflow
     identity (system:masters here, an access entry's admin on EKS) passes; one the cluster maps
-    without any binding, and one it does not know, are refused with the access entry to add."""
+    without any binding, and one it does not know, are refused with the access entry to add; with
+    grant_cluster_access the step adds that entry (the gap filler's stand-in maps it in the local
+    authenticator) and passes."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from llm_on_eks.kube.access_review import reviews
     from llm_on_eks.operators.cluster_access import CheckClusterAccessOperator
 
-    def check(conn_id: str):
+    def check(conn_id: str, grant: bool = False):
         access = {"kubernetes_conn_id": None, "aws_conn_id": conn_id, "region": REGION, "cluster": CLUSTER,
                   "namespace": namespace}
-        return CheckClusterAccessOperator(task_id="check_access", target={
+        return CheckClusterAccessOperator(task_id="check_access", cluster={"grant_access": grant}, target={
             "deployment": "scout", "dry_run": False, "access": access}).run({})
 
     assert check("aws_default") == {"cluster": CLUSTER, "allowed": len(reviews(namespace))}
@@ -173,3 +175,6 @@ def test_an_identity_without_cluster_access_is_refused_naming_the_access_entry(a
                 f"in {namespace}" if mapped else "does not know the Airflow identity (401 Unauthorized)") in message
         assert (f"aws eks create-access-entry --cluster-name {CLUSTER} --principal-arn {arn}; aws eks "
                 "associate-access-policy") in message
+    granted = check("aws_stranger", grant=True)
+    assert granted["granted"] == "arn:aws:iam::123456789012:user/stranger"
+    assert granted["allowed"] == len(reviews(namespace))

@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "cluster_name": "llm-inference",
     "region": "us-west-2",
     "create_cluster": False,
+    "grant_cluster_access": False,
     "namespace": "llm-serving",
     "aws_conn_id": "aws_default",
     "hf_token_conn_id": "hf_default",

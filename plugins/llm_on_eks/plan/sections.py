@@ -131,6 +131,7 @@ def profile_section(c: Choice) -> ProfileSection:
 
 def cluster_section(c: Choice) -> ClusterSection:
     return {"name": c.cluster, "create": bool(param(c.params, "create_cluster")),
+            "grant_access": bool(param(c.params, "grant_cluster_access")),
             "version": c.params.get("kubernetes_version") or c.catalog.kubernetes_version,
             "role_arn": c.params.get("cluster_role_arn"), "subnet_ids": c.subnet_ids,
             "security_group_ids": list(c.params.get("security_group_ids") or []),

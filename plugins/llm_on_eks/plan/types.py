@@ -75,6 +75,8 @@ class ClusterRef(TypedDict):
 
 class ClusterSection(ClusterRef):
     create: bool
+    # Add an access entry for the Airflow identity when the cluster does not let it in.
+    grant_access: bool
     version: str
     role_arn: str | None
     subnet_ids: list[str]
