@@ -28,6 +28,7 @@ import pytest
 
 from local_stack import job_markers
 from tests.aws.conftest import CREATE, client
+from tests.aws.test_empty_account import holdings
 from tests.aws.test_provision import inventory
 from tests.dag_runs import load_dag, run_dag
 from tests.integration.test_sandbox_cluster import wait_for
@@ -156,8 +157,11 @@ def test_idle_and_manual_teardown(aws_env, sandbox_cluster, eks_access, namespac
                if o["result"] == "deleted"}
     assert planned == deleted and {"Secret", "PersistentVolumeClaim", "PersistentVolume"} <= {k for k, _ in deleted}
 
-    left = inventory(aws_env, REGION)
-    assert (left["clusters"], left["nodegroups"], left["file_systems"], left["buckets"]) == ([], [], [], [])
+    # Nothing of ours is left in moto's own listings: the network and roles made with the cluster went with it.
+    left = holdings(aws_env, REGION)
+    assert {k: left[k] for k in ("clusters", "nodegroups", "file_systems", "buckets", "vpcs", "subnets", "roles")} \
+        == dict.fromkeys(("clusters", "nodegroups", "file_systems", "buckets", "vpcs", "subnets", "roles"), [])
+    assert (left["internet_gateways"], left["nat_gateways"], left["addresses"], left["route_tables"]) == (0, 0, 0, 0)
     core = k8s.CoreV1Api(api)
     wait_for(lambda: not core.list_namespaced_pod(namespace).items, what="the release's pods gone")
     managed = "llm-on-eks.io/managed-by=llm-on-eks"
