@@ -280,7 +280,7 @@ class DeleteClusterOperator(_DeleteOperator["EksHook"]):
         return self.resume(context, {})
 
 
-class _MadeWithClusterOperator(AwsStepOperator["EksHook"]):
+class _GoesWithClusterOperator(AwsStepOperator["EksHook"]):
     """Delete what was made with the cluster, once the cluster is gone (a dry run, in which the
     step before deleted nothing, counts the cluster gone when that step would delete it).
 
@@ -306,7 +306,7 @@ class _MadeWithClusterOperator(AwsStepOperator["EksHook"]):
         return made_with_cluster_decision(found, cluster, is_true(self.delete_cluster))
 
 
-class DeleteNetworkOperator(_MadeWithClusterOperator):
+class DeleteNetworkOperator(_GoesWithClusterOperator):
     """The VPC, subnets, gateways and route tables made with the cluster (``llm_on_eks.aws.network``)."""
 
     def run(self, context: Context) -> Any:
@@ -322,7 +322,7 @@ class DeleteNetworkOperator(_MadeWithClusterOperator):
         return {**result, "action": "deleted", "deleted": network.delete_network(ec2, name, vpc, self.log)}
 
 
-class DeleteRolesOperator(_MadeWithClusterOperator):
+class DeleteRolesOperator(_GoesWithClusterOperator):
     """The cluster's and the nodes' IAM roles made with the cluster (``llm_on_eks.aws.roles``)."""
 
     def run(self, context: Context) -> Any:
