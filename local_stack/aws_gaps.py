@@ -232,15 +232,22 @@ class AwsGaps:
 
         return name in eks_backends[ACCOUNT][region].clusters
 
-    def _addon(self, context) -> tuple[tuple[str, str, str], Any]:
+    def _on_cluster(self, context, member: str) -> tuple[tuple[str, str, str], Any]:
+        """(region, cluster, the ``member`` parameter) of a call on something of a cluster's (an
+        add-on, an access entry), and EKS's not-found answer when the cluster is not there."""
         params = context["gaps_params"]
-        key = (self._region(context), params["clusterName"], params.get("addonName", ""))
+        key = (self._region(context), params["clusterName"], params.get(member, ""))
         if not self._cluster_exists(key[0], key[1]):
+            return key, _error("ResourceNotFoundException", f"No cluster found for name: {key[1]}.", 404)
+        return key, None
+
+    def _addon(self, context) -> tuple[tuple[str, str, str], Any]:
+        key, missing = self._on_cluster(context, "addonName")
+        if missing:
             # Add-ons go with their cluster.
             for stale in [k for k in self.addons if k[:2] == key[:2]]:
                 del self.addons[stale]
-            return key, _error("ResourceNotFoundException", f"No cluster found for name: {key[1]}.", 404)
-        return key, None
+        return key, missing
 
     def _existing_addon(self, context) -> tuple[tuple[str, str, str], Any]:
         """As ``_addon``, and EKS's not-found answer when the cluster is there but the add-on is not."""
@@ -249,16 +256,9 @@ class AwsGaps:
             missing = _error("ResourceNotFoundException", f"No addon: {key[2]} found in cluster: {key[1]}", 404)
         return key, missing
 
-    def _access_entry(self, context) -> tuple[tuple[str, str, str], Any]:
-        params = context["gaps_params"]
-        key = (self._region(context), params["clusterName"], params["principalArn"])
-        if not self._cluster_exists(key[0], key[1]):
-            return key, _error("ResourceNotFoundException", f"No cluster found for name: {key[1]}.", 404)
-        return key, None
-
     def _eks_CreateAccessEntry(self, model, context, **_):
         with self.lock:
-            key, missing = self._access_entry(context)
+            key, missing = self._on_cluster(context, "principalArn")
             if missing:
                 return missing
             if key in self.access_entries:
@@ -273,7 +273,7 @@ class AwsGaps:
 
     def _eks_AssociateAccessPolicy(self, model, context, **_):
         with self.lock:
-            key, missing = self._access_entry(context)
+            key, missing = self._on_cluster(context, "principalArn")
             if missing is None and key not in self.access_entries:
                 missing = _error("ResourceNotFoundException", f"The specified principalArn could not be found: {key[2]}",
                                  404)

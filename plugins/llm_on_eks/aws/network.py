@@ -17,6 +17,8 @@ from typing import Any
 from llm_on_eks.naming import CLUSTER_KEY, MANAGED_BY_KEY, PROJECT, is_managed
 
 VPC_CIDR = "192.168.0.0/16"
+# A route table's default route (every destination): a route, not an address anything listens on.
+DEFAULT_ROUTE = "0.0.0.0/0"
 SUBNET_CIDRS = {"public": ("192.168.0.0/19", "192.168.32.0/19", "192.168.64.0/19"),
                 "private": ("192.168.96.0/19", "192.168.128.0/19", "192.168.160.0/19")}
 # EKS needs subnets in at least two zones (EKS API, CreateCluster); eksctl uses up to three.
@@ -116,14 +118,18 @@ def in_zone(ec2, subnet_ids: list[str], zone: str) -> list[str]:
     return [s["SubnetId"] for s in subnets(ec2, subnet_ids) if s["AvailabilityZone"] == zone]
 
 
-def node_subnets(ec2, cluster_subnet_ids: list[str], instance_type: str) -> tuple[list[str], list[str]]:
+def node_subnets(ec2, cluster: str, cluster_subnet_ids: list[str], instance_type: str) -> list[str]:
     """Of a cluster's subnets, the ones a node group of the instance type goes in: the private
     ones when the subnets are tagged (a public subnet would give nodes public addresses), in
-    zones that offer it. Also returns the zones that offer it, for a refusal."""
+    zones that offer it. NetworkError, naming the zones that would work, when there are none."""
     found = subnets(ec2, cluster_subnet_ids)
     private = [s for s in found if ELB_ROLE_TAGS["private"] in tags_of(s)]
     zones = offering_zones(ec2, instance_type)
-    return [s["SubnetId"] for s in (private or found) if s["AvailabilityZone"] in zones], zones
+    fitting = [s["SubnetId"] for s in (private or found) if s["AvailabilityZone"] in zones]
+    if not fitting:
+        raise NetworkError(f"none of cluster {cluster}'s subnets is in a zone offering {instance_type} "
+                           f"({', '.join(zones) or 'no zone of the region'} would work): name subnet_ids there")
+    return fitting
 
 
 def find_vpc(ec2, cluster: str) -> dict[str, Any] | None:
@@ -242,8 +248,8 @@ class Network:
         table_id = table["RouteTableId"]
         if not found:
             self._made(f"{kind} route table", table_id)
-        if not any(r.get("DestinationCidrBlock") == "0.0.0.0/0" for r in table.get("Routes") or []):
-            self.ec2.create_route(RouteTableId=table_id, DestinationCidrBlock="0.0.0.0/0", **target)
+        if not any(r.get("DestinationCidrBlock") == DEFAULT_ROUTE for r in table.get("Routes") or []):
+            self.ec2.create_route(RouteTableId=table_id, DestinationCidrBlock=DEFAULT_ROUTE, **target)
         associated = {a.get("SubnetId") for a in table.get("Associations") or []}
         for subnet_id in subnet_ids:
             if subnet_id not in associated:

@@ -68,10 +68,10 @@ def cluster_subnets_fit(eks, ec2, cluster: str, nodegroup: NodegroupSpec) -> tup
         return True, f"node group {nodegroup['name']} exists in its own subnets"
     subnet_ids = (found.get("resourcesVpcConfig") or {}).get("subnetIds") or []
     instance_type = nodegroup["instance_type"]
-    fitting, zones = network.node_subnets(ec2, subnet_ids, instance_type)
-    if not fitting:
-        return False, (f"none of cluster {cluster}'s subnets is in a zone offering {instance_type} "
-                       f"({', '.join(zones) or 'no zone of the region'} would work): name subnet_ids there")
+    try:
+        fitting = network.node_subnets(ec2, cluster, subnet_ids, instance_type)
+    except network.NetworkError as exc:
+        return False, str(exc)
     free = sum(s.get("AvailableIpAddressCount", 0) for s in network.subnets(ec2, fitting))
     needed = _addresses_needed(ec2, nodegroup)
     if free < needed:

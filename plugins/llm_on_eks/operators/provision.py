@@ -164,7 +164,7 @@ class EnsureNetworkOperator(_MadeWithClusterOperator):
             return {"action": "none made: the cluster does not exist and create_cluster is off"}
         ec2 = self.client("ec2")
         vpc = network.find_vpc(ec2, name)
-        zones = (network.network_of(ec2, vpc["VpcId"])["zones"] if vpc else None)
+        zones = network.network_of(ec2, vpc["VpcId"])["zones"] if vpc else None
         reservation_id = self.nodegroup["capacity_reservation_id"]
         try:
             if not zones:
@@ -424,13 +424,12 @@ class EnsureNodegroupOperator(_EksEnsureOperator):
         subnets, ec2, reservation = spec["subnet_ids"], self.client("ec2"), self.reservation
         if not subnets:
             cluster = rules.describe_cluster(self.hook.conn, cluster_name) or {}
-            subnets, zones = network.node_subnets(ec2, (cluster.get("resourcesVpcConfig") or {}).get("subnetIds") or [],
-                                                  spec["instance_type"])
-            if not subnets:
-                raise AirflowFailException(
-                    f"node group {name}: none of {cluster_name}'s subnets is in a zone offering "
-                    f"{spec['instance_type']} ({', '.join(zones) or 'no zone of the region'} would work): "
-                    "name subnet_ids there")
+            try:
+                subnets = network.node_subnets(ec2, cluster_name,
+                                               (cluster.get("resourcesVpcConfig") or {}).get("subnetIds") or [],
+                                               spec["instance_type"])
+            except network.NetworkError as exc:
+                raise AirflowFailException(f"node group {name}: {exc}") from exc
         if reservation:
             # A reservation's instances launch only in its zone (EKS user guide, "Create a managed
             # node group with Capacity Blocks for ML": only subnets in that zone).

@@ -13,6 +13,7 @@ from its params.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Context
@@ -299,11 +300,16 @@ class _GoesWithClusterOperator(AwsStepOperator["EksHook"]):
     def describe(self) -> Any:
         return self.run(None)
 
-    def decide(self, found: bool) -> Decision:
+    @cached_property
+    def remaining_cluster(self) -> dict[str, Any] | None:
+        """The cluster as the step before left it (looked up once, for every resource decided)."""
         cluster = rules.describe_cluster(self.hook.conn, self.cluster["name"])
         if self.target["dry_run"] and cluster is not None and cluster_decision(cluster, [], True).delete:
-            cluster = None
-        return made_with_cluster_decision(found, cluster, is_true(self.delete_cluster))
+            return None
+        return cluster
+
+    def decide(self, found: bool) -> Decision:
+        return made_with_cluster_decision(found, self.remaining_cluster, is_true(self.delete_cluster))
 
 
 class DeleteNetworkOperator(_GoesWithClusterOperator):
