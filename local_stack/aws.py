@@ -150,9 +150,9 @@ class GapsMiddleware:
             line, headers, data = _encode(operation, status, parsed)
             start_response(line, headers)
             return [data]
-        return self._completed(environ, start_response, operation, body)
+        return self._completed(environ, start_response, operation, body, labels)
 
-    def _completed(self, environ, start_response, operation, body: bytes) -> Iterable[bytes]:
+    def _completed(self, environ, start_response, operation, body: bytes, labels) -> Iterable[bytes]:
         import io
 
         environ["wsgi.input"] = io.BytesIO(body)
@@ -165,7 +165,8 @@ class GapsMiddleware:
         code = int(captured["status"].split()[0])
         if code < 300 and data.strip():
             parsed = json.loads(data)
-            self.gaps.complete(operation, parsed, code)
+            self.gaps.complete(operation, parsed, code,
+                               _params(operation, labels, parse_qs(environ.get("QUERY_STRING", "")), body))
             data = json.dumps(parsed).encode()
         headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
         start_response(captured["status"], [*headers, ("Content-Length", str(len(data)))])

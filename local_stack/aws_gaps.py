@@ -20,6 +20,8 @@ in on the client side through botocore's own event hooks, the mechanism botocore
   CreateNodegroup takes a launchTemplate (and refuses diskSize with one, as EKS does).
 - FSx DescribeFileSystems has no ``Lifecycle`` and no ``LustreConfiguration.MountName`` in moto:
   both are added, CREATING for the first look after a create, then AVAILABLE, as AWS reports.
+- EKS CreateCluster's ``computeConfig`` (EKS Auto Mode) is ignored by moto: kept here and given
+  back in DescribeCluster, so a test can make an Auto Mode cluster to adopt.
 - EKS CreateCluster / CreateNodegroup answer ACTIVE at once in moto: the first look after a
   create says CREATING, so the waits (in the worker and in the triggerer) really poll. A node
   group a test dooms (``fail_creation``) then stays CREATING with a health issue, as one whose
@@ -109,6 +111,7 @@ class AwsGaps:
         self.ids = itertools.count(1)
         self.quotas = dict(VCPU_QUOTAS)
         self.capacity_reservations: dict[str, dict[str, Any]] = {}
+        self.compute_configs: dict[tuple[str, ...], dict[str, Any] | None] = {}  # cluster -> EKS Auto Mode's
 
     # -- installation -------------------------------------------------------------------------
     # Operations moto lacks, answered here; and moto answers completed here, by the handler's name.
@@ -146,10 +149,11 @@ class AwsGaps:
         http, parsed = handler(model=model, context={"gaps_params": params, "client_region": region})
         return http.status_code, parsed
 
-    def complete(self, model, parsed: dict[str, Any], status: int) -> None:
-        """Complete moto's parsed answer in place, for an operation in ``COMPLETED``."""
+    def complete(self, model, parsed: dict[str, Any], status: int, params: dict[str, Any]) -> None:
+        """Complete moto's parsed answer in place, for an operation in ``COMPLETED`` called with ``params``."""
         name = self.COMPLETED[(model.service_model.endpoint_prefix, model.name)]
-        getattr(self, name)(parsed=parsed, http_response=AWSResponse("https://gaps.local", status, {}, None))
+        getattr(self, name)(parsed=parsed, http_response=AWSResponse("https://gaps.local", status, {}, None),
+                            context={"gaps_params": params})
 
     def fail(self, operation: str, error: Any, times: int = 1, **match: Any) -> None:
         """Make the next ``times`` calls of ``operation`` ("service.Operation") fail with ``error``:
@@ -456,11 +460,13 @@ class AwsGaps:
             return ("nodegroup", parsed["nodegroup"]["clusterName"], parsed["nodegroup"]["nodegroupName"])
         return None
 
-    def _eks_created(self, parsed, http_response, **_):
+    def _eks_created(self, parsed, http_response, context, **_):
         key = self._eks_key(parsed)
         if key and http_response.status_code < 300:
             with self.lock:
                 self._started_creating(key)
+                if key[0] == "cluster":
+                    self.compute_configs[key] = context["gaps_params"].get("computeConfig")
             (parsed.get("cluster") or parsed.get("nodegroup"))["status"] = "CREATING"
             self._served_here(parsed)
 
@@ -473,6 +479,8 @@ class AwsGaps:
         if key and http_response.status_code < 300:
             self._served_here(parsed)
             with self.lock:
+                if self.compute_configs.get(key):
+                    parsed["cluster"]["computeConfig"] = self.compute_configs[key]
                 if self._still_creating(key):
                     (parsed.get("cluster") or parsed.get("nodegroup"))["status"] = "CREATING"
                 elif key in self.doomed:

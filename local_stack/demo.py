@@ -168,8 +168,8 @@ def _doing(ti: dict[str, Any]) -> str:
 
 
 def follow(api: Api, runs: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
-    """Print every task's state changes with the elapsed time, until every run ends. deploy_llama4
-    runs one run at a time (max_active_runs=1): the second waits queued for the first."""
+    """Print every task's state changes with the elapsed time, until every run ends. The two runs
+    (two deployments, each with its own Lease) go side by side, up to ``[llm_on_eks] max_active_runs``."""
     start, seen, tis = time.monotonic(), {}, {}
     while True:
         states = {}

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from llm_on_eks.naming import COMPLETION_MARKER_ANNOTATION, MANAGED_BY_KEY, PROJECT
+from local_stack.repeating import repeating
 
 BODY = json.dumps({"simulated": True, "by": "local_stack.job_markers (kwok runs no containers)"}).encode()
 
@@ -51,26 +49,13 @@ def _exists(s3, bucket: str, key: str) -> bool:
         raise
 
 
-@contextmanager
-def while_running(api_client: Any, s3, namespace: str, deadline_s: float) -> Iterator[list[str]]:
+def while_running(api_client: Any, s3, namespace: str, deadline_s: float):
     """Write the namespace's markers from a thread while the block runs, at most ``deadline_s``;
     yields the list of markers written so far."""
     from kubernetes import client
 
-    batch, stop, written = client.BatchV1Api(api_client), threading.Event(), []
-
-    def loop():
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline and not stop.wait(0.5):
-            written.extend(write_markers(batch, s3, namespace))
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield written
-    finally:
-        stop.set()
-        thread.join(timeout=10)
+    batch = client.BatchV1Api(api_client)
+    return repeating(lambda: write_markers(batch, s3, namespace), deadline_s)
 
 
 def main() -> None:

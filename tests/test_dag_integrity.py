@@ -57,3 +57,14 @@ def test_the_task_chain_follows_the_design(dagbag):
     branch = dag.get_task("prepare_weights.choose_weight_prep")
     assert {t.task_id for t in branch.downstream_list} == {
         "prepare_weights.neuron_compile", "prepare_weights.stage_to_fsx", "prepare_weights.weights_from_hub"}
+
+
+def test_runs_of_different_deployments_go_at_once_the_idle_teardown_alone(dagbag, monkeypatch):
+    from llm_on_eks.factory import MAX_ACTIVE_RUNS, build_teardown_dag
+
+    for dag_id in ("deploy_llama4", "deploy_model", "teardown_deployment"):
+        assert dagbag.dags[dag_id].max_active_runs == MAX_ACTIVE_RUNS == 16, dag_id
+    assert dagbag.dags["teardown_idle_deployments"].max_active_runs == 1
+    # Whoever runs Airflow sets it, as the other [llm_on_eks] settings.
+    monkeypatch.setenv("AIRFLOW__LLM_ON_EKS__MAX_ACTIVE_RUNS", "4")
+    assert build_teardown_dag("teardown_deployment", doc_md="x").max_active_runs == 4

@@ -60,6 +60,8 @@ PATTERNED = [
     ({"capacity_reservation_id": "cr-0a1b2c3d4e5f60718\n"}, "capacity_reservation_id"),
     ({"capacity_reservation_id": "cr-0A1B2C3D4E5F60718"}, "capacity_reservation_id"),
     ({"capacity_reservation_id": "cr-0a1b2c3d"}, "capacity_reservation_id"),
+    ({"nodepool": "GPU_Pool"}, "nodepool"),
+    ({"nodepool": "a" * 64}, "nodepool"),
     ({"artifact_bucket": "my-bucket\n"}, "artifact_bucket"),
     ({"artifact_bucket": "My-Bucket"}, "artifact_bucket"),
     ({"artifact_bucket": "xn--bucket"}, "artifact_bucket"),
@@ -140,6 +142,7 @@ def test_at_least_sixty_bad_confs():
     {"aws_conn_id": "llm_on_eks_prod"},
     {"endpoint_url": "https://llm.example.com/v1"},
     {"endpoint_url": "http://10.0.0.5:8000"},
+    {"nodepool": "gpu.p5-reserved"},
     {**CREATE},
 ])
 def test_good_confs_pass_form_and_plan(conf):

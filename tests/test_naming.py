@@ -61,6 +61,7 @@ def _names(cluster: str, region: str, namespace: str, deployment: str) -> dict[s
     return {"nodegroup": naming.nodegroup_name(cluster, region, namespace, deployment),
             "system_nodegroup": naming.system_nodegroup_name(cluster, region),
             "launch_template": naming.launch_template_name(cluster, region, namespace, deployment),
+            "nodepool": naming.nodepool_name(cluster, region, namespace, deployment),
             "bucket": naming.artifact_bucket(cluster, region), "claim": claim,
             "pv": naming.fsx_pv_name(claim, namespace)}
 
@@ -73,6 +74,8 @@ RULES = {
     # Launch template names are per region (one account), whatever the cluster.
     "launch_template": (naming.LAUNCH_TEMPLATE_BODY, lambda c, r, n, d: (c, r, n, d), lambda c, r, n, d: (r,)),
     "bucket": (naming.S3_BUCKET_BODY, lambda c, r, n, d: (c, r), lambda c, r, n, d: ()),
+    # NodePools are cluster-wide, their name a label value (the nodes' karpenter.sh/nodepool).
+    "nodepool": (PATTERNS["nodepool"], lambda c, r, n, d: (c, r, n, d), lambda c, r, n, d: (c, r)),
     # One Kubernetes cluster per EKS cluster, but a Kubernetes connection may reach one under
     # several cluster names: claims and volumes differ by cluster within a region.
     "claim": (naming.DNS_LABEL_BODY, lambda c, r, n, d: (c, r), lambda c, r, n, d: (r,)),
@@ -120,6 +123,7 @@ def assert_valid_names(plan) -> None:
     assert _valid(naming.NODEGROUP_BODY, plan["nodegroup"]["name"])
     assert _valid(naming.NODEGROUP_BODY, plan["system_nodegroup"]["name"])
     assert _valid(naming.LAUNCH_TEMPLATE_BODY, plan["nodegroup"]["launch_template"])
+    assert _valid(PATTERNS["nodepool"], plan["nodepool"]["name"])
     assert _valid(naming.S3_BUCKET_BODY, plan["storage"]["artifact_bucket"])
     if plan["storage"]["fsx"]:  # weights staged on FSx (Scout and Maverick on GPU)
         assert _valid(naming.DNS_LABEL_BODY, plan["storage"]["fsx"]["pvc_name"])

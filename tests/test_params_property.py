@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from llm_on_eks import naming
 from llm_on_eks.inputs import Allowed
 from llm_on_eks.params import deploy_form
 from llm_on_eks.plan import PlanError, build_plan
@@ -83,7 +84,9 @@ def test_an_accepted_conf_plans_with_valid_names_or_is_refused_naming_a_field(co
 
 
 def _identity(conf: dict[str, Any]) -> tuple[str, str, str, str]:
-    return tuple(conf[k] for k in IDENTITY)
+    """The identity a plan names things by: an empty deployment name is the model's default one."""
+    default = {"deployment_name": naming.default_deployment_name(conf["model"], conf["accelerator"])}
+    return tuple(conf[k] or default.get(k) for k in IDENTITY)
 
 
 @SETTINGS

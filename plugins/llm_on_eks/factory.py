@@ -22,6 +22,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, TaskGroup, TriggerRule, XComArg, task_group
+from airflow.sdk.configuration import conf
 
 from llm_on_eks.catalog import catalog_index
 from llm_on_eks.operators.cluster_access import CheckClusterAccessOperator
@@ -30,6 +31,7 @@ from llm_on_eks.operators.helm_deploy import HelmDeployOperator, WaitReadyOperat
 from llm_on_eks.operators.hf_token_secret import HfTokenSecretOperator
 from llm_on_eks.operators.idle_teardown import JudgeDeploymentOperator, discover_deployments, select_idle, summarize
 from llm_on_eks.operators.lease import DEPLOY, TEARDOWN, ReleaseLeaseOperator, TakeLeaseOperator
+from llm_on_eks.operators.nodepool import EnsureNodePoolOperator
 from llm_on_eks.operators.plan_deployment import plan_deployment
 from llm_on_eks.operators.plan_teardown import plan_teardown
 from llm_on_eks.operators.prepare_weights import (
@@ -64,10 +66,19 @@ from llm_on_eks.params import deploy_form, teardown_form
 OWNER = "ml-platform"
 DEFAULT_ARGS = {"owner": OWNER, "retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+# Runs of the deploy and teardown DAGs at once, for different deployments (``[llm_on_eks]
+# max_active_runs`` changes it): Airflow's own default per DAG (``[core] max_active_runs_per_dag``).
+# Two runs of one deployment never act at once whatever this is (the deployment's Lease), and
+# what deployments share (cluster, system node group, network, roles, FSx, bucket) ends as one of
+# each when two runs make it together (README, "Different deployments at once"). Runs mostly
+# wait; ``[core] parallelism`` and pools bound the worker slots they hold.
+MAX_ACTIVE_RUNS = 16
 # take_lease's result, pulled by template rather than passed as an XComArg: an XComArg would make
 # every step a direct downstream of take_lease, its setup task, which Airflow allows only with
 # trigger rule all_success (helm_deploy and benchmark have others).
 LEASE = "{{ ti.xcom_pull(task_ids='take_lease') }}"
+# Whether the cluster runs EKS Auto Mode, and which NodePool launches the accelerator nodes.
+NODEPOOL = "{{ ti.xcom_pull(task_ids='provision.ensure_nodepool') }}"
 # A plan task's output (one XCom per section), or a mapped group's sections: each step is handed
 # the sections it acts on (``plan["cluster"]``), never the whole plan.
 Sections = Any
@@ -81,9 +92,10 @@ def _waits(deferrable: bool | None, waiter_delay: int | None, lease: Any = None)
 def provision_group(plan: XComArg, *, take: TakeLeaseOperator | None = None, deferrable: bool | None = None,
                     waiter_delay: int | None = None) -> TaskGroup:
     """preflight -> (network, roles) -> cluster -> [check_access -> take_lease ->] (system node
-    group, accelerator node group) -> add-ons: nothing is created unless preflight passes; add-ons
-    (coredns) need the untainted system nodes; the Lease needs the cluster's API server and the
-    identity's rights there, and guards all the rest."""
+    group, accelerator node group, NodePool) -> add-ons: nothing is created unless preflight
+    passes; add-ons (coredns) need the untainted system nodes; the Lease needs the cluster's API
+    server and the identity's rights there, and guards all the rest. On an EKS Auto Mode cluster
+    the NodePool step makes the nodes' NodePool and the node group steps make nothing."""
     waits = _waits(deferrable, waiter_delay, LEASE if take else None)
     aws = {"target": plan["target"], "aws": plan["aws"], "cluster": plan["cluster"]}
     with TaskGroup(group_id="provision") as group:
@@ -94,15 +106,17 @@ def provision_group(plan: XComArg, *, take: TakeLeaseOperator | None = None, def
                                     **waits),
             EnsureNodegroupOperator(task_id="ensure_nodegroup", nodegroup=plan["nodegroup"], **aws, **waits),
         ]
+        nodepool = EnsureNodePoolOperator(task_id="ensure_nodepool", target=plan["target"], nodepool=plan["nodepool"],
+                                          **_waits(None, None, LEASE if take else None))
         groups = {"nodegroup": plan["nodegroup"], "system_nodegroup": plan["system_nodegroup"]}
         preflight = PreflightOperator(task_id="preflight", hf_token=plan["hf_token"], preflight=plan["preflight"],
-                                      **groups, **aws)
+                                      nodepool=plan["nodepool"], **groups, **aws)
         made_with_cluster = [EnsureNetworkOperator(task_id="ensure_network", **groups, **aws),
                              EnsureRolesOperator(task_id="ensure_roles", **groups, **aws)]
-        preflight >> made_with_cluster >> cluster >> nodegroups
+        preflight >> made_with_cluster >> cluster >> [*nodegroups, nodepool]
         if take is not None:
             cluster >> CheckClusterAccessOperator(task_id="check_access", target=plan["target"],
-                                                  cluster=plan["cluster"]) >> take >> nodegroups
+                                                  cluster=plan["cluster"]) >> take >> [*nodegroups, nodepool]
         nodegroups >> EnsureAddonsOperator(task_id="ensure_addons", tags=plan["tags"], **aws, **waits)
     return group
 
@@ -133,12 +147,13 @@ def prepare_weights_group(plan: XComArg, fsx: XComArg, *, lease: str | None = No
 
 
 def teardown_kube_group(plan: Sections, lease: Any = None) -> TaskGroup:
-    """The release (its pods gone), then what it leaves: Jobs, shared Secret/claim, device plugin."""
+    """The release (its pods gone), then what it leaves: Jobs, shared Secret/claim, device plugin,
+    its NodePool."""
     leased = {"target": plan["target"], **_waits(None, None, lease)}
     with TaskGroup(group_id="teardown_kube") as group:
         UninstallReleaseOperator(task_id="uninstall_release", **leased) >> DeleteClusterObjectsOperator(
             task_id="delete_cluster_objects", kubernetes=plan["kubernetes"], storage=plan["storage"],
-            hf_token=plan["hf_token"], **leased)
+            hf_token=plan["hf_token"], nodepool=plan["nodepool"], **leased)
     return group
 
 
@@ -194,17 +209,24 @@ def release_lease(plan: Sections, take: TakeLeaseOperator, after: list[Any]) -> 
     release.as_teardown(setups=take)
 
 
+def concurrent_runs() -> int:
+    """``[llm_on_eks] max_active_runs``, or ``MAX_ACTIVE_RUNS``."""
+    return conf.getint("llm_on_eks", "max_active_runs", fallback=MAX_ACTIVE_RUNS)
+
+
 @contextmanager
 def _dag(dag_id: str, *, doc_md: str, schedule: Any, params: dict[str, Any], tags: list[str],
-         **kwargs: Any) -> Iterator[DAG]:
-    """Every DAG of the project: manual or scheduled, never catching up, one run at a time.
+         max_active_runs: int, **kwargs: Any) -> Iterator[DAG]:
+    """Every DAG of the project: manual or scheduled, never catching up; ``max_active_runs``
+    runs at a time (the deploy and teardown DAGs: ``concurrent_runs()``, one per deployment
+    through its Lease; the idle teardown: one).
 
     Its params are set once its tasks are built: an operator built inside a DAG deep-copies the
     DAG's params (BaseOperator's default merging), half of a warm parse of the deploy DAGs (38
     params into each of 29 operators), and serializing validates every copy. A task gets the
     DAG's params at run time all the same (``process_params`` merges the DAG's first)."""
     with DAG(dag_id=dag_id, doc_md=doc_md, schedule=schedule, start_date=START_DATE, catchup=False,
-             max_active_runs=1, default_args=DEFAULT_ARGS, tags=["llm", "eks", "vllm", *tags],
+             max_active_runs=max_active_runs, default_args=DEFAULT_ARGS, tags=["llm", "eks", "vllm", *tags],
              render_template_as_native_obj=True, **kwargs) as dag:
         yield dag
     dag.params = params
@@ -212,7 +234,8 @@ def _dag(dag_id: str, *, doc_md: str, schedule: Any, params: dict[str, Any], tag
 
 def build_teardown_dag(dag_id: str, *, doc_md: str, waiter_delay: int | None = None) -> DAG:
     """teardown_deployment: one deployment, with a switch for everything beyond its release."""
-    with _dag(dag_id, doc_md=doc_md, schedule=None, params=teardown_form(), tags=["teardown"]) as dag:
+    with _dag(dag_id, doc_md=doc_md, schedule=None, params=teardown_form(), tags=["teardown"],
+              max_active_runs=concurrent_runs()) as dag:
         plan = plan_teardown()
         take = take_lease(plan, TEARDOWN)
         kube, aws = teardown_groups(plan, lease=LEASE, delete_nodegroup="{{ params.delete_nodegroup }}",
@@ -227,16 +250,18 @@ def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str | None,
                             waiter_delay: int | None = None) -> DAG:
     """teardown_idle_deployments: judge every deployment; the idle ones go through the same
     teardown groups as teardown_deployment (release and node group; shared things stay)."""
-    with _dag(dag_id, doc_md=doc_md, schedule=schedule, params={}, tags=["teardown"]) as dag:
+    # One run at a time: each run judges every deployment; an overlapping run would judge the
+    # same ones again and wait on the Leases the first holds for their teardowns.
+    with _dag(dag_id, doc_md=doc_md, schedule=schedule, params={}, tags=["teardown"], max_active_runs=1) as dag:
         verdicts = JudgeDeploymentOperator.partial(task_id="judge_deployment").expand(record=discover_deployments())
 
         @task_group(group_id="teardown")
-        def teardown(target: Any, aws: Any, cluster: Any, nodegroup: Any, system_nodegroup: Any, storage: Any,
-                     kubernetes: Any, hf_token: Any, reason: Any) -> None:
+        def teardown(target: Any, aws: Any, cluster: Any, nodegroup: Any, system_nodegroup: Any, nodepool: Any,
+                     storage: Any, kubernetes: Any, hf_token: Any, reason: Any) -> None:
             """One idle deployment's teardown: ``select_idle`` gives each section of its teardown
             plan as a keyword, because a mapped group's argument cannot be subscripted."""
             plan = {"target": target, "aws": aws, "cluster": cluster, "nodegroup": nodegroup,
-                    "system_nodegroup": system_nodegroup, "storage": storage, "kubernetes": kubernetes,
+                    "system_nodegroup": system_nodegroup, "nodepool": nodepool, "storage": storage, "kubernetes": kubernetes,
                     "hf_token": hf_token}
             take = take_lease(plan, TEARDOWN)
             # In a mapped group the XComArg resolves to this map index's Lease; the teardown
@@ -254,7 +279,7 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
     """One deploy DAG offering ``model_ids`` (default: the whole catalog)."""
     all_models, instance_types = catalog_index()
     model_ids = model_ids or all_models
-    with _dag(dag_id, doc_md=doc_md, schedule=None, tags=["deploy", *(tags or [])],
+    with _dag(dag_id, doc_md=doc_md, schedule=None, tags=["deploy", *(tags or [])], max_active_runs=concurrent_runs(),
               params=deploy_form(model_ids, default_model or model_ids[0], instance_types)) as dag:
         plan = plan_deployment()
         take = take_lease(plan, DEPLOY)
@@ -263,7 +288,7 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         storage, fsx = storage_group(plan, lease=lease, waiter_delay=waiter_delay)
         step = {"target": plan["target"], "lease": lease}
         devices = DevicePluginOperator(task_id="device_plugin", profile=plan["profile"], kubernetes=plan["kubernetes"],
-                                       **step)
+                                       nodepool=NODEPOOL, **step)
         secret = HfTokenSecretOperator(task_id="hf_token_secret", aws=plan["aws"], hf_token=plan["hf_token"], **step)
         weights = prepare_weights_group(plan, fsx, lease=lease)
         deploy = HelmDeployOperator(task_id="helm_deploy", release=plan["release"], **step,

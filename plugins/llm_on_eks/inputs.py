@@ -26,7 +26,13 @@ from urllib.parse import urlsplit
 
 from airflow.sdk.configuration import conf
 
-from llm_on_eks.naming import DEPLOYMENT_NAME_BODY, DNS_LABEL_BODY, RESERVED_NAMESPACES, S3_BUCKET_BODY
+from llm_on_eks.naming import (
+    DEPLOYMENT_NAME_BODY,
+    DNS_LABEL_BODY,
+    DNS_SUBDOMAIN_BODY,
+    RESERVED_NAMESPACES,
+    S3_BUCKET_BODY,
+)
 
 
 def anchored(body: str) -> str:
@@ -59,6 +65,9 @@ PATTERNS: dict[str, str] = {
     # "cr-" and 17 hex digits, as EC2 issues them (cr-02168da1478b509e0 in the EKS user guide,
     # "Create a managed node group with Capacity Blocks for ML").
     "capacity_reservation_id": r"cr-[0-9a-f]{17}",
+    # A Karpenter NodePool's name: it is also the value of the nodes' karpenter.sh/nodepool label,
+    # so a DNS subdomain of at most 63 characters (Karpenter's NodePool CRD, Kubernetes label values).
+    "nodepool": r"(?=.{1,63}$)" + DNS_SUBDOMAIN_BODY,
     "artifact_bucket": S3_BUCKET_BODY,
     "aws_conn_id": CONN_ID_BODY,
     "kubernetes_conn_id": CONN_ID_BODY,
@@ -70,7 +79,7 @@ PATTERNS: dict[str, str] = {
 }
 # Fields whose empty string means "use the default"; an empty required field is refused.
 OPTIONAL = frozenset({"deployment_name", "kubernetes_version", "cluster_role_arn", "node_role_arn", "fsx_subnet_id",
-                      "capacity_reservation_id", "artifact_bucket", "kubernetes_conn_id", "hf_token_secret_id",
+                      "capacity_reservation_id", "nodepool", "artifact_bucket", "kubernetes_conn_id", "hf_token_secret_id",
                       "endpoint_url"})
 
 

@@ -110,6 +110,14 @@ def launch_template_name(cluster: str, region: str, namespace: str, deployment: 
                 suffix="-nodes", invalid=r"[^A-Za-z0-9_-]")
 
 
+def nodepool_name(cluster: str, region: str, namespace: str, deployment: str) -> str:
+    """``<namespace>.<deployment>``: the Karpenter NodePool made for a deployment on an EKS Auto
+    Mode cluster. NodePools are cluster-wide and their name is the nodes' ``karpenter.sh/nodepool``
+    label value (63 characters); '.' is in neither a namespace nor a deployment name."""
+    return _fit(f"{namespace}.{deployment}", (cluster, region, namespace, deployment), 63, lowercase=True,
+                invalid=r"[^a-z0-9.-]")
+
+
 def system_nodegroup_name(cluster: str, region: str) -> str:
     """The cluster's one system node group."""
     return _fit(cluster, (cluster, region), 63, suffix="-system", invalid=r"[^A-Za-z0-9_-]")

@@ -99,6 +99,12 @@ def _cluster() -> dict[str, Param]:
                                                      "Which of the two it is is read from AWS. Empty: on-demand "
                                                      "capacity.",
                                          section="Cluster"),
+        "nodepool": Param(None, **_optional("string", **schema("nodepool")), title="NodePool (EKS Auto Mode)",
+                          description="On an EKS Auto Mode cluster: an existing NodePool to run the accelerator "
+                                      "nodes in (it must allow the instance type, and its taints must be the "
+                                      "accelerator's). Empty: one is made for the deployment and removed with it. "
+                                      "Off Auto Mode: leave empty (a managed node group is made).",
+                          section="Cluster"),
         "hf_token_conn_id": Param(DEFAULTS["hf_token_conn_id"], type="string", **schema("hf_token_conn_id"),
                                   title="HF token connection",
                                   description="Airflow connection whose password is the Hugging Face token. "

@@ -123,7 +123,7 @@ def test_dry_run_shows_the_launch_template_and_what_the_reservation_decides():
     template = would["launch_template"]["if_missing"]["kwargs"]
     assert template["LaunchTemplateData"]["CapacityReservationSpecification"] == {
         "CapacityReservationTarget": {"CapacityReservationId": ODCR}}
-    checks = PreflightOperator(task_id="preflight", system_nodegroup=plan["system_nodegroup"], hf_token=plan["hf_token"],
+    checks = PreflightOperator(task_id="preflight", system_nodegroup=plan["system_nodegroup"], nodepool=plan["nodepool"], hf_token=plan["hf_token"],
                                preflight=plan["preflight"], **sections).describe()["checks"]
     assert {"service": "ec2", "operation": "describe_capacity_reservations",
             "kwargs": {"CapacityReservationIds": [ODCR]}} in checks

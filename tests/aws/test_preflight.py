@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.aws.conftest import CREATE, client
+from tests.aws.conftest import CREATE, NODE_ROLE, ROLE, client, foreign_network
 from tests.dag_runs import load_dag, run_dag
 
 CREATES = ["eks.CreateCluster", "eks.CreateNodegroup", "eks.CreateAddon", "s3.CreateBucket",
@@ -45,7 +45,8 @@ def test_unanswered_checks_are_unknown_never_passed(deploy_llama4):
     assert result.states["provision.preflight"] == "success"
     statuses = {c["check"]: c["status"] for c in result.xcoms["provision.preflight"]["checks"]}
     assert statuses == {"instance type offered": "pass", "cluster version supported": "unknown",
-                        "on-demand vCPU quota": "pass", "HF token source": "pass", "cluster subnets": "pass"}
+                        "on-demand vCPU quota": "pass", "HF token source": "pass", "cluster subnets": "pass",
+                        "accelerator nodes": "pass"}
 
 
 def test_quota_below_the_nodes_fails_preflight_with_nothing_created(deploy_llama4, gaps, capfd):
@@ -80,3 +81,31 @@ def test_missing_hf_token_fails_preflight(deploy_llama4, aws_env, gaps, monkeypa
     result = run_dag(deploy_llama4, {"region": "us-west-2", **CREATE})
     assert result.states["provision.preflight"] == "failed"
     assert gaps.calls["eks.CreateCluster"] == 0 and gaps.calls["s3.CreateBucket"] == 0
+
+
+def auto_mode_cluster(aws_env, region: str, name: str = "llm-inference") -> None:
+    """Another team's cluster with EKS Auto Mode on, as the EKS API creates one (computeConfig,
+    with storage and load balancing on too: EKS requires the three together)."""
+    client(aws_env, "eks", region).create_cluster(
+        name=name, version="1.33", roleArn=ROLE, resourcesVpcConfig={"subnetIds": foreign_network(aws_env, region)},
+        computeConfig={"enabled": True, "nodePools": ["general-purpose", "system"], "nodeRoleArn": NODE_ROLE},
+        storageConfig={"blockStorage": {"enabled": True}},
+        kubernetesNetworkConfig={"elasticLoadBalancing": {"enabled": True}},
+        accessConfig={"authenticationMode": "API"})
+
+
+@pytest.mark.parametrize(("conf", "refusal"), [
+    # A NodePool is Auto Mode's: named for a cluster this run would create (not in Auto Mode).
+    ({"nodepool": "gpu", **CREATE, "cluster_name": "new-one"},
+     "accelerator nodes: nodepool: NodePool gpu is named, and EKS cluster new-one does not exist yet"),
+    # On Auto Mode a NodeClass selects reservations; a managed node group's launch template cannot.
+    ({"capacity_reservation_id": "cr-0a1b2c3d4e5f60718"},
+     "accelerator nodes: capacity_reservation_id: on EKS Auto Mode a NodeClass selects capacity reservations"),
+], ids=["nodepool-off-auto-mode", "reservation-on-auto-mode"])
+def test_auto_mode_refusals_come_before_anything_is_created(deploy_llama4, aws_env, gaps, capfd, conf, refusal):
+    auto_mode_cluster(aws_env, "us-west-2")
+    gaps.calls.clear()
+    result = run_dag(deploy_llama4, {"region": "us-west-2", "cluster_name": "llm-inference", **conf})
+    assert result.states["provision.preflight"] == "failed"
+    assert refusal in capfd.readouterr().out
+    assert {op: gaps.calls[op] for op in CREATES} == dict.fromkeys(CREATES, 0)

@@ -1,6 +1,7 @@
 """The token Secret step at DEBUG log level, against a minimal stand-in for the API server's
 Secret endpoints on 127.0.0.1 (the real control plane is in the integration tier): neither the
-token nor its base64 form reaches a log line, and a Secret someone else made is never replaced."""
+token nor its base64 form reaches a log line, a Secret someone else made is never replaced, and
+one another deployment's run creates between this run's read and create is judged as found."""
 
 from __future__ import annotations
 
@@ -23,10 +24,12 @@ SECRET = (PLAN["target"], PLAN["hf_token"]["k8s_secret"])
 
 
 class SecretApi(BaseHTTPRequestHandler):
-    """GET answers the stored Secret (or 404); PUT and POST store what they are sent."""
+    """GET answers the stored Secret (or 404); PUT and POST store what they are sent. With
+    ``meanwhile`` set, the next POST finds that Secret created just before it and is refused (409)."""
 
     stored: dict | None = None
     writes: list[str] = []
+    meanwhile: dict | None = None
 
     def _answer(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()
@@ -44,6 +47,11 @@ class SecretApi(BaseHTTPRequestHandler):
 
     def _write(self):
         SecretApi.writes.append(self.command)
+        if self.command == "POST" and SecretApi.meanwhile is not None:
+            SecretApi.stored, SecretApi.meanwhile = SecretApi.meanwhile, None
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self._answer(409, {"kind": "Status", "code": 409, "reason": "AlreadyExists"})
+            return
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         data = {k: base64.b64encode(v.encode()).decode() for k, v in body.pop("stringData", {}).items()}
         SecretApi.stored = {**body, "data": data}
@@ -62,7 +70,7 @@ def api():
     server = ThreadingHTTPServer(("127.0.0.1", 0), SecretApi)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    SecretApi.stored, SecretApi.writes = None, []
+    SecretApi.stored, SecretApi.writes, SecretApi.meanwhile = None, [], None
     configuration = client.Configuration()
     configuration.host = f"http://127.0.0.1:{server.server_address[1]}"
     api = client.ApiClient(configuration)
@@ -102,3 +110,16 @@ def test_our_secret_is_updated(api):
     SecretApi.stored = _secret({MANAGED_BY_KEY: PROJECT}, "hf_old")
     assert ensure_secret(api, *SECRET, TOKEN) == "updated"
     assert SecretApi.writes == ["PUT"]
+
+
+def test_a_secret_another_run_creates_meanwhile_is_judged_as_found(api):
+    # Another deployment's run in the namespace, with the same token: nothing more to write.
+    SecretApi.meanwhile = _secret({MANAGED_BY_KEY: PROJECT}, TOKEN)
+    assert ensure_secret(api, *SECRET, TOKEN) == "unchanged"
+    assert SecretApi.writes == ["POST"]
+    # Someone else's, made meanwhile: refused, never replaced.
+    SecretApi.stored, SecretApi.writes = None, []
+    SecretApi.meanwhile = _secret({"app": "theirs"}, "hf_theirs")
+    with pytest.raises(ForeignSecret, match="exists without the label"):
+        ensure_secret(api, *SECRET, TOKEN)
+    assert SecretApi.writes == ["POST"] and SecretApi.stored["data"]["token"] == base64.b64encode(b"hf_theirs").decode()

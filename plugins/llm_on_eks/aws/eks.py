@@ -51,6 +51,17 @@ def describe_addon(eks, cluster: str, name: str) -> dict[str, Any] | None:
     return found and found["addon"]
 
 
+def auto_mode(cluster: dict[str, Any] | None) -> bool:
+    """Whether EKS Auto Mode runs the cluster's compute (DescribeCluster's computeConfig): its nodes
+    come from Karpenter NodePools, not managed node groups (``llm_on_eks.kube.nodepool``)."""
+    return bool(((cluster or {}).get("computeConfig") or {}).get("enabled"))
+
+
+# Add-ons an EKS Auto Mode cluster runs as part of its nodes; installed as add-ons they would only
+# serve nodes outside Auto Mode (EKS user guide, "Automate cluster infrastructure with EKS Auto Mode").
+AUTO_MODE_BUILT_IN = ("vpc-cni", "coredns", "kube-proxy")
+
+
 def list_nodegroups(eks, cluster: str) -> list[str]:
     names: list[str] = []
     for page in eks.get_paginator("list_nodegroups").paginate(clusterName=cluster):

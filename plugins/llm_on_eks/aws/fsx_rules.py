@@ -30,6 +30,14 @@ def tags_of(resource: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("Tags") or []}
 
 
+def first_made(file_systems: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of file systems two runs made at once for one name, the one both keep: the first made
+    (CreationTime, set by FSx), then the lowest id. FSx names are only tags, so nothing stops the
+    second create; ordering by FSx's own clock keeps the one a run that looked first already kept."""
+    return min(file_systems, key=lambda fs: (fs.get("CreationTime") is None, fs.get("CreationTime") or 0,
+                                             fs["FileSystemId"]))
+
+
 def users_of(file_system: dict[str, Any]) -> list[str]:
     """Deployments that said they use this file system (their ``used-by`` tags)."""
     return sorted(k.removeprefix(USED_BY_PREFIX) for k in tags_of(file_system) if k.startswith(USED_BY_PREFIX))

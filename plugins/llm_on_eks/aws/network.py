@@ -6,6 +6,19 @@ three availability zones that offer the node groups' instance types (DescribeIns
 by zone, as eksctl does), an internet gateway, one NAT gateway and two route tables. Every piece
 carries the cluster's tags (``naming.cluster_tags``) and is found again by them, so a retry
 adopts what an earlier try made; the teardown removes the pieces in dependency order.
+
+Two runs that need the cluster at once (two deployments) may both find a piece missing and both
+make it. Where AWS keeps one of a kind itself, the second create is refused and the piece adopted:
+a subnet's CIDR block (InvalidSubnet.Conflict), a VPC's one internet gateway, a NAT gateway's
+Elastic IP, a subnet's one route table. Where it does not (the VPC, a route table, the NAT gateway
+on two addresses), each run looks again right after its create and both keep the same one, the
+first made where AWS says when (a NAT gateway's CreateTime), else the lowest id; the other's maker
+deletes it, by the id its create returned, before anything depends on it. EC2 reports no creation
+time for a VPC or route table and has no conditional create for them: a run that looked again
+before the other's create landed keeps its own, and both stay (only when one run's whole create
+and look fall between the other's look and create; the cluster then goes into the VPC with the
+lowest id). The VPC carries the zones its maker chose, so a run that adopts it lays out the same
+subnets whatever its own instance type offered.
 """
 
 from __future__ import annotations
@@ -14,7 +27,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from llm_on_eks.naming import CLUSTER_KEY, MANAGED_BY_KEY, PROJECT, is_managed
+from llm_on_eks.naming import CLUSTER_KEY, LABEL_PREFIX, MANAGED_BY_KEY, PROJECT, is_managed
 
 VPC_CIDR = "192.168.0.0/16"
 # A route table's default route (every destination): a route, not an address anything listens on.
@@ -32,6 +45,12 @@ ELB_ROLE_TAGS = {"public": "kubernetes.io/role/elb", "private": "kubernetes.io/r
 # spare interface's worth (amazon-vpc-cni-k8s docs, "WARM_ENI_TARGET"): two interfaces' addresses.
 ENIS_HELD_PER_NODE = 2
 NAT_WAIT = {"Delay": 15, "MaxAttempts": 40}  # a NAT gateway is usually available in 1-3 minutes
+# The VPC's tag naming the zones of its subnets (space-separated), as its maker chose them.
+ZONES_KEY = f"{LABEL_PREFIX}/zones"
+# What AWS answers a second internet gateway for a VPC ("Network vpc-... already has an internet
+# gateway attached"), the same gateway attached again, a second NAT gateway on an Elastic IP, or a
+# subnet's second route table.
+ALREADY_ATTACHED = ("InvalidParameterValue", "Resource.AlreadyAssociated")
 
 
 class NetworkError(Exception):
@@ -139,6 +158,15 @@ def find_vpc(ec2, cluster: str) -> dict[str, Any] | None:
     return vpcs[0] if vpcs else None
 
 
+def zones_of(vpc: dict[str, Any]) -> list[str]:
+    """The zones the VPC's maker chose (empty for a VPC made before they were recorded)."""
+    return tags_of(vpc).get(ZONES_KEY, "").split()
+
+
+def _code(exc: Exception) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
 def network_of(ec2, vpc_id: str) -> dict[str, Any]:
     """The VPC's subnets by kind (by their load-balancer role tag), as the cluster uses them."""
     found = ec2.describe_subnets(Filters=_filters(vpc_id=vpc_id))["Subnets"]
@@ -162,7 +190,9 @@ class Network:
         self.made: list[str] = []
 
     def ensure(self, zones: list[str]) -> dict[str, Any]:
-        vpc_id = self.vpc()
+        vpc = self.vpc(zones)
+        # Laid out in the zones the VPC's maker chose, which may be another run's.
+        vpc_id, zones = vpc["VpcId"], zones_of(vpc) or zones
         igw = self.internet_gateway(vpc_id)
         ids: dict[str, list[str]] = {"public": [], "private": []}
         for kind in ids:
@@ -184,76 +214,174 @@ class Network:
     def _find(self, call, key: str, **filters: Any) -> list[dict[str, Any]]:
         return call(Filters=[*tag_filters(self.cluster), *_filters(**filters)])[key]
 
-    def vpc(self) -> str:
+    def vpc(self, zones: list[str]) -> dict[str, Any]:
         found = find_vpc(self.ec2, self.cluster)
         if found:
-            return found["VpcId"]
-        vpc = self.ec2.create_vpc(CidrBlock=VPC_CIDR, TagSpecifications=_spec("vpc", self.tags, self._name("vpc")))
+            return found
+        vpc = self.ec2.create_vpc(CidrBlock=VPC_CIDR, TagSpecifications=_spec(
+            "vpc", {**self.tags, ZONES_KEY: " ".join(zones)}, self._name("vpc")))
         vpc_id = vpc["Vpc"]["VpcId"]
         # Nodes reach the cluster endpoint and ECR by DNS name (EKS user guide, VPC requirements).
         self.ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
-        adopted = find_vpc(self.ec2, self.cluster)["VpcId"]
-        if adopted != vpc_id:
-            self.log.info("network of %s: another run made VPC %s meanwhile; deleting %s", self.cluster, adopted, vpc_id)
-            self.ec2.delete_vpc(VpcId=vpc_id)
-            return adopted
-        return self._made("VPC", vpc_id)
+        first = find_vpc(self.ec2, self.cluster)
+        if first["VpcId"] != vpc_id:
+            self._lost("VPC", first["VpcId"], vpc_id, lambda: self.ec2.delete_vpc(VpcId=vpc_id))
+            return first
+        self._made("VPC", vpc_id)
+        return first
+
+    def _lost(self, what: str, kept: str, mine: str, delete) -> str:
+        """Another run made ``what`` at the same time and its one is kept: delete this run's."""
+        self.log.info("network of %s: another run made %s %s meanwhile; deleting this run's, %s", self.cluster, what,
+                      kept, mine)
+        delete()
+        return kept
+
+    def _attached_gateway(self, vpc_id: str) -> str | None:
+        found = self.ec2.describe_internet_gateways(Filters=[
+            *tag_filters(self.cluster), {"Name": "attachment.vpc-id", "Values": [vpc_id]}])["InternetGateways"]
+        return found[0]["InternetGatewayId"] if found else None
 
     def internet_gateway(self, vpc_id: str) -> str:
-        found = self._find(self.ec2.describe_internet_gateways, "InternetGateways")
-        if found:
-            igw = found[0]
+        """The VPC's internet gateway; one of ours left unattached (an earlier try's) is used first.
+        A VPC takes one (VPC user guide, "Internet gateways"): when another run's was attached
+        first, this run's goes."""
+        from botocore.exceptions import ClientError
+
+        attached = self._attached_gateway(vpc_id)
+        if attached:
+            return attached
+        spare = [g for g in self._find(self.ec2.describe_internet_gateways, "InternetGateways")
+                 if not g.get("Attachments")]
+        made = None
+        if spare:
+            igw_id = spare[0]["InternetGatewayId"]
         else:
-            igw = self.ec2.create_internet_gateway(
-                TagSpecifications=_spec("internet-gateway", self.tags, self._name("igw")))["InternetGateway"]
-            self._made("internet gateway", igw["InternetGatewayId"])
-        if not any(a.get("VpcId") == vpc_id for a in igw.get("Attachments") or []):
-            self.ec2.attach_internet_gateway(InternetGatewayId=igw["InternetGatewayId"], VpcId=vpc_id)
-        return igw["InternetGatewayId"]
+            igw_id = made = self._made("internet gateway", self.ec2.create_internet_gateway(
+                TagSpecifications=_spec("internet-gateway", self.tags, self._name("igw")))["InternetGateway"][
+                "InternetGatewayId"])
+        try:
+            self.ec2.attach_internet_gateway(InternetGatewayId=igw_id, VpcId=vpc_id)
+        except ClientError as exc:
+            attached = self._attached_gateway(vpc_id) if _code(exc) in ALREADY_ATTACHED else None
+            if not attached:
+                raise
+            if made and attached != made:
+                self._lost("internet gateway", attached, made,
+                           lambda: self.ec2.delete_internet_gateway(InternetGatewayId=made))
+            return attached
+        return igw_id
 
     def subnet(self, vpc_id: str, kind: str, zone: str, cidr: str) -> str:
+        from botocore.exceptions import ClientError
+
         name = self._name(kind, zone)
         found = self._find(self.ec2.describe_subnets, "Subnets", vpc_id=vpc_id, tag__Name=name)
         if found:
             return found[0]["SubnetId"]
-        created = self.ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=zone, TagSpecifications=_spec(
-            "subnet", {**self.tags, ELB_ROLE_TAGS[kind]: "1"}, name))["Subnet"]
+        try:
+            created = self.ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=zone,
+                                             TagSpecifications=_spec("subnet", {**self.tags, ELB_ROLE_TAGS[kind]: "1"},
+                                                                     name))["Subnet"]
+        except ClientError as exc:
+            # The block is taken: by another run's subnet of this name, made meanwhile, adopted;
+            # anything else is refused as before.
+            found = (self._find(self.ec2.describe_subnets, "Subnets", vpc_id=vpc_id, tag__Name=name)
+                     if _code(exc) == "InvalidSubnet.Conflict" else None)
+            if not found:
+                raise
+            return found[0]["SubnetId"]
         return self._made(f"{kind} subnet ({zone})", created["SubnetId"])
 
-    def nat_gateway(self, public_subnet: str) -> str:
+    def _nat_gateways(self, public_subnet: str) -> list[dict[str, Any]]:
+        """The subnet's live NAT gateways of ours, the first made first (CreateTime, then id)."""
         found = self._find(self.ec2.describe_nat_gateways, "NatGateways", subnet_id=public_subnet,
                            state=("pending", "available"))
+        return sorted(found, key=lambda n: (n.get("CreateTime") is None, n.get("CreateTime") or 0,
+                                            n["NatGatewayId"]))
+
+    def nat_gateway(self, public_subnet: str) -> str:
+        from botocore.exceptions import ClientError
+
+        found = self._nat_gateways(public_subnet)
         if found:
             nat_id = found[0]["NatGatewayId"]
         else:
-            nat_id = self._made("NAT gateway", self.ec2.create_nat_gateway(
-                SubnetId=public_subnet, AllocationId=self.elastic_ip(),
-                TagSpecifications=_spec("natgateway", self.tags, self._name("nat")))["NatGateway"]["NatGatewayId"])
+            address, allocated = self.elastic_ip()
+            try:
+                made = self.ec2.create_nat_gateway(
+                    SubnetId=public_subnet, AllocationId=address,
+                    TagSpecifications=_spec("natgateway", self.tags, self._name("nat")))["NatGateway"]["NatGatewayId"]
+            except ClientError as exc:
+                # Another run's NAT gateway took the spare address first: that gateway is the one.
+                found = self._nat_gateways(public_subnet) if _code(exc) in ALREADY_ATTACHED else []
+                if not found:
+                    raise
+                nat_id = found[0]["NatGatewayId"]
+            else:
+                nat_id = self._nat_gateways(public_subnet)[0]["NatGatewayId"]
+                if nat_id != made:
+                    self._lost("NAT gateway", nat_id, made, lambda: self._delete_nat(made, address if allocated else None))
+                else:
+                    self._made("NAT gateway", made)
         self.ec2.get_waiter("nat_gateway_available").wait(NatGatewayIds=[nat_id], WaiterConfig=NAT_WAIT)
         return nat_id
 
-    def elastic_ip(self) -> str:
+    def _delete_nat(self, nat_id: str, address: str | None) -> None:
+        """This run's NAT gateway, then the address allocated for it (held until the gateway is gone)."""
+        self.ec2.delete_nat_gateway(NatGatewayId=nat_id)
+        if address:
+            self.ec2.get_waiter("nat_gateway_deleted").wait(NatGatewayIds=[nat_id], WaiterConfig=NAT_WAIT)
+            self.ec2.release_address(AllocationId=address)
+            self.made.remove(f"Elastic IP {address}")
+
+    def elastic_ip(self) -> tuple[str, bool]:
+        """An address of ours no NAT gateway holds (an earlier try's), or a new one; and whether new."""
         free = [a for a in self._find(self.ec2.describe_addresses, "Addresses") if not a.get("AssociationId")]
         if free:
-            return free[0]["AllocationId"]
+            return free[0]["AllocationId"], False
         address = self.ec2.allocate_address(Domain="vpc",
                                             TagSpecifications=_spec("elastic-ip", self.tags, self._name("nat")))
-        return self._made("Elastic IP", address["AllocationId"])
+        return self._made("Elastic IP", address["AllocationId"]), True
+
+    def _route_tables(self, vpc_id: str, name: str) -> list[dict[str, Any]]:
+        found = self._find(self.ec2.describe_route_tables, "RouteTables", vpc_id=vpc_id, tag__Name=name)
+        return sorted(found, key=lambda t: t["RouteTableId"])
 
     def route_table(self, vpc_id: str, kind: str, subnet_ids: list[str], target: dict[str, str]) -> str:
+        from botocore.exceptions import ClientError
+
         name = self._name(kind)
-        found = self._find(self.ec2.describe_route_tables, "RouteTables", vpc_id=vpc_id, tag__Name=name)
-        table = found[0] if found else self.ec2.create_route_table(
-            VpcId=vpc_id, TagSpecifications=_spec("route-table", self.tags, name))["RouteTable"]
-        table_id = table["RouteTableId"]
+        found = self._route_tables(vpc_id, name)
         if not found:
-            self._made(f"{kind} route table", table_id)
+            made = self.ec2.create_route_table(
+                VpcId=vpc_id, TagSpecifications=_spec("route-table", self.tags, name))["RouteTable"]["RouteTableId"]
+            found = self._route_tables(vpc_id, name)
+            if found[0]["RouteTableId"] != made:
+                self._lost(f"{kind} route table", found[0]["RouteTableId"], made,
+                           lambda: self.ec2.delete_route_table(RouteTableId=made))
+            else:
+                self._made(f"{kind} route table", made)
+        table = found[0]
+        table_id = table["RouteTableId"]
+        # Another run may add the same route or association meanwhile: AWS refuses the second
+        # (RouteAlreadyExists; a subnet takes one route table), which is then there.
         if not any(r.get("DestinationCidrBlock") == DEFAULT_ROUTE for r in table.get("Routes") or []):
-            self.ec2.create_route(RouteTableId=table_id, DestinationCidrBlock=DEFAULT_ROUTE, **target)
+            try:
+                self.ec2.create_route(RouteTableId=table_id, DestinationCidrBlock=DEFAULT_ROUTE, **target)
+            except ClientError as exc:
+                if _code(exc) != "RouteAlreadyExists":
+                    raise
         associated = {a.get("SubnetId") for a in table.get("Associations") or []}
         for subnet_id in subnet_ids:
-            if subnet_id not in associated:
+            if subnet_id in associated:
+                continue
+            try:
                 self.ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)
+            except ClientError as exc:
+                now = {a.get("SubnetId") for a in self._route_tables(vpc_id, name)[0].get("Associations") or []}
+                if _code(exc) not in ALREADY_ATTACHED or subnet_id not in now:
+                    raise
         return table_id
 
 

@@ -11,7 +11,7 @@ from llm_on_eks.aws import api_calls, capacity, network, roles
 from llm_on_eks.aws import eks as eks_rules
 from llm_on_eks.aws.hf_token import read_hf_token, token_origin
 from llm_on_eks.catalog import default_catalog
-from llm_on_eks.plan.types import AwsSection, HfTokenSection, NodegroupSpec
+from llm_on_eks.plan.types import AwsSection, HfTokenSection, NodegroupSpec, NodePoolSpec
 
 # Checks whose "unknown" stops the run unless the operator says to proceed: without the token no
 # pod ever gets weights, and without quota or a usable reservation the node group never gets
@@ -89,6 +89,25 @@ def reservation_fits(ec2, nodegroup: NodegroupSpec, subnet_ids: list[str]) -> tu
     zones = sorted({s["AvailabilityZone"] for s in network.subnets(ec2, subnet_ids)}) if subnet_ids else None
     problems = capacity.reservation_problems(reservation, nodegroup, zones, datetime.now(UTC))
     return not problems, "; ".join(problems) or capacity.summary(reservation)
+
+
+def nodes_source_fits(eks, cluster: str, nodepool: NodePoolSpec, nodegroup: NodegroupSpec) -> tuple[bool, str]:
+    """Where the accelerator nodes will come from: a managed node group, or on an EKS Auto Mode
+    cluster a NodePool (``kube.nodepool``). A NodePool is named only for an Auto Mode cluster
+    (one this project creates is not), and there a capacity reservation is a NodeClass's to select."""
+    found = eks_rules.describe_cluster(eks, cluster)
+    if not eks_rules.auto_mode(found):
+        if nodepool["given"]:
+            state = "does not exist yet (one made here is not in Auto Mode)" if found is None else "is not in Auto Mode"
+            return False, (f"nodepool: NodePool {nodepool['name']} is named, and EKS cluster {cluster} {state}; leave "
+                           "nodepool empty to have a managed node group made")
+        return True, f"a managed node group of {nodegroup['instance_type']}"
+    if nodegroup["capacity_reservation_id"]:
+        return False, ("capacity_reservation_id: on EKS Auto Mode a NodeClass selects capacity reservations "
+                       "(capacityReservationSelectorTerms, EKS user guide \"Manage compute for AI/ML workloads\"); "
+                       "name a NodePool whose NodeClass selects it in nodepool, and leave capacity_reservation_id empty")
+    return True, (f"EKS Auto Mode: NodePool {nodepool['name']} "
+                  + ("(given)" if nodepool["given"] else "(made for the deployment)"))
 
 
 def role_fits(iam, arn: str, kind: str) -> tuple[bool, str]:

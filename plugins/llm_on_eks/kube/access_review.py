@@ -35,6 +35,9 @@ NEEDED: tuple[tuple[str, str, tuple[str, ...], str | None], ...] = (
     ("rbac.authorization.k8s.io", "clusterroles", ("patch", "create", "delete"), None),
     ("rbac.authorization.k8s.io", "clusterrolebindings", ("patch", "create", "delete"), None),
     ("", "nodes", ("list",), None),
+    # The deployment's NodePool on an EKS Auto Mode cluster, and the NodeClass it launches from.
+    ("karpenter.sh", "nodepools", ("get", "patch", "create", "delete"), None),
+    ("eks.amazonaws.com", "nodeclasses", ("get",), None),
 )
 ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 

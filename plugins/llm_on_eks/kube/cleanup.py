@@ -7,6 +7,8 @@
   namespace.
 - Our device-plugin DaemonSet: only ours, and only when no node of another deployment with that
   accelerator is left on the cluster (the plugin serves whole node groups, not one release).
+- The deployment's NodePool on an EKS Auto Mode cluster: only one made for it (its labels name
+  the deployment); one named in the params is someone else's and stays.
 
 Each decision is a plain function over what was read, so a dry run shows exactly what a real
 run would remove and why each kept thing is kept.
@@ -21,6 +23,7 @@ from llm_on_eks.kube.device_plugins import NAMESPACE as PLUGIN_NAMESPACE
 from llm_on_eks.kube.device_plugins import PLUGINS, plugin_name, plugin_objects
 from llm_on_eks.kube.helm import foreign_release
 from llm_on_eks.kube.lws import list_lws
+from llm_on_eks.kube.nodepool import delete_nodepool, is_ours, read_nodepool
 from llm_on_eks.kube.readiness import serving_selector
 from llm_on_eks.naming import (
     ACCELERATOR_KEY,
@@ -94,6 +97,14 @@ def plugin_decision(labels: dict[str, str] | None, other_nodes: list[str], accel
     return True, f"no {accelerator} node of another deployment is left"
 
 
+def nodepool_decision(nodepool: dict[str, Any] | None, namespace: str, deployment: str) -> tuple[bool, str]:
+    if nodepool is None:
+        return False, "not present (not an EKS Auto Mode deployment, or gone)"
+    if not is_ours(nodepool, namespace, deployment):
+        return False, "kept: not made by llm-on-eks for this deployment"
+    return True, "made for this deployment; its nodes go with it"
+
+
 def _labels(read: Any, *args: Any) -> dict[str, str] | None:
     from kubernetes.client.exceptions import ApiException
 
@@ -105,7 +116,8 @@ def _labels(read: Any, *args: Any) -> dict[str, str] | None:
         raise
 
 
-def plan_cleanup(api: Any, namespace: str, deployment: str, secret: str, claim: str) -> list[dict[str, Any]]:
+def plan_cleanup(api: Any, namespace: str, deployment: str, secret: str, claim: str,
+                 nodepool: str) -> list[dict[str, Any]]:
     """Every object the teardown would remove or keep, with the reason: read-only."""
     from kubernetes import client
 
@@ -132,6 +144,8 @@ def plan_cleanup(api: Any, namespace: str, deployment: str, secret: str, claim: 
                                       accelerator)
         actions.append({"kind": "DaemonSet", "name": f"{PLUGIN_NAMESPACE}/{name}", "accelerator": accelerator,
                         "delete": delete, "why": why})
+    delete, why = nodepool_decision(read_nodepool(api, nodepool), namespace, deployment)
+    actions.append({"kind": "NodePool", "name": nodepool, "delete": delete, "why": why})
     return actions
 
 
@@ -148,6 +162,8 @@ def _deletes(api: Any, namespace: str, action: dict[str, Any]) -> list[tuple[Any
         return [(core.delete_namespaced_persistent_volume_claim, (name, namespace), {})]
     if kind == "PersistentVolume":
         return [(core.delete_persistent_volume, (name,), {})]
+    if kind == "NodePool":
+        return [(delete_nodepool, (api, name), {})]
     # Our device plugin: the DaemonSet and, for Neuron, its RBAC.
     rbac = client.RbacAuthorizationV1Api(api)
     objects = {o["kind"]: o["metadata"]["name"] for o in plugin_objects(action["accelerator"])}

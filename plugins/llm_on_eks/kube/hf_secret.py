@@ -4,7 +4,8 @@ One key (the plan's ``hf_token["k8s_secret"]["key"]``, "token" by default, as th
 reads it), written through ``stringData`` so the API server encodes it exactly once (the ai-on-eks
 Trainium2 Llama 4 guide's command encoded it twice). Unchanged values are left alone, so a re-run makes no
 write and no new resourceVersion. A Secret of that name that llm-on-eks did not make is refused,
-never replaced.
+never replaced. The Secret is the namespace's, shared by its deployments: when another one's run
+creates it between this run's read and create, it is judged as found.
 """
 
 from __future__ import annotations
@@ -57,8 +58,15 @@ def ensure_secret(api, target: Target, secret: SecretRef, token: str) -> str:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            core.create_namespaced_secret(namespace, body)
-            return "created"
+            try:
+                core.create_namespaced_secret(namespace, body)
+                return "created"
+            except ApiException as conflict:
+                # 409 AlreadyExists: another deployment's run in the namespace made it meanwhile;
+                # judged as if it had been found.
+                if conflict.status != 409:
+                    raise
+            current = core.read_namespaced_secret(secret["name"], namespace)
         if not is_managed(current.metadata.labels):
             raise ForeignSecret(f"Secret {namespace}/{secret['name']} exists without the label {MANAGED_BY_KEY}="
                                 f"{PROJECT}: someone else's, so it is not replaced. Deploy into another namespace, "

@@ -86,14 +86,15 @@ def job_status(api, namespace: str, name: str) -> tuple[str, dict[str, Any] | st
 
     job = client.BatchV1Api(api).read_namespaced_job(name, namespace)
     conditions = {c.type: c for c in job.status.conditions or [] if c.status == "True"}
-    pods = client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+    core = client.CoreV1Api(api)
+    pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
     if "Complete" in conditions:
         return "complete", {"job": name, "succeeded": job.status.succeeded,
                             "nodes": sorted({p.spec.node_name for p in pods})}
     if "Failed" in conditions:
         reason = conditions["Failed"].message or conditions["Failed"].reason
         return "failed", f"job {namespace}/{name} failed: {reason}\n{_diagnose(api, namespace, name)}"
-    stuck = unschedulable(pods, datetime.now(UTC))
+    stuck = unschedulable(core, namespace, pods, datetime.now(UTC))
     if stuck:
         return "failed", (f"job {namespace}/{name}: pods cannot be scheduled: {', '.join(stuck)}\n"
                           f"{_diagnose(api, namespace, name)}")

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from llm_on_eks.kube.lws import read_lws
 
 # A pod the scheduler cannot place for this long will not be placed: node groups have a fixed
-# size and scaling them is the provision step's business, not the scheduler's.
+# size and scaling them is the provision step's business, not the scheduler's. A pod a node
+# autoscaler is launching a node for (EKS Auto Mode's Karpenter) is waiting, not refused.
 UNSCHEDULABLE_GRACE_S = 20
 UNBOUND_CLAIM_GRACE_S = 180
 
@@ -44,15 +45,25 @@ def describe_pods(core, namespace: str, release: str) -> str:
     return "\n".join(lines) or "  no pods"
 
 
-def unschedulable(pods, now) -> list[str]:
-    """Names of the pods the scheduler has refused for longer than the grace period."""
-    return [
+def unschedulable(core, namespace: str, pods, now) -> list[str]:
+    """Names of the pods the scheduler has refused for longer than the grace period, and for
+    which no node is being launched."""
+    refused = [
         pod.metadata.name
         for pod in pods
         for condition in pod.status.conditions or []
         if condition.type == "PodScheduled" and condition.status == "False" and condition.reason == "Unschedulable"
         and (now - condition.last_transition_time).total_seconds() > _grace_s(condition.message or "")
     ]
+    return [name for name in refused if not nominated(core, namespace, name)]
+
+
+def nominated(core, namespace: str, pod_name: str) -> bool:
+    """Whether Karpenter (EKS Auto Mode, or self-managed) is launching a node for the pod: it
+    records a Nominated event on it, "Pod should schedule on: nodeclaim/..." (Karpenter docs,
+    "Troubleshooting"), and again while the launch goes on."""
+    events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod_name},reason=Nominated")
+    return bool(events.items)
 
 
 def _grace_s(message: str) -> int:
@@ -71,7 +82,7 @@ def check(api, namespace: str, release: str, multi_node: bool, now) -> Readiness
 
     core = client.CoreV1Api(api)
     pods = _pods(core, namespace, release)
-    stuck = unschedulable(pods, now)
+    stuck = unschedulable(core, namespace, pods, now)
     if multi_node:
         lws = read_lws(api, namespace, release)
         status, wanted = lws.get("status", {}), lws["spec"]["replicas"]

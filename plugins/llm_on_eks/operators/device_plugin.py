@@ -30,16 +30,19 @@ class DevicePluginOperator(DeploymentStepOperator):
     :param profile: the accelerator, how many nodes and how many devices each must advertise
     :param kubernetes: the nodes' selector and the extended resource they advertise
     :param wait_s: how long the nodes may take to advertise their devices
+    :param nodepool: provision.ensure_nodepool's result: on EKS Auto Mode there is nothing to do
+        here, the platform runs the plugin and launches the nodes when the serving pods ask
     """
 
-    template_fields = (*DeploymentStepOperator.template_fields, "profile", "kubernetes")
+    template_fields = (*DeploymentStepOperator.template_fields, "profile", "kubernetes", "nodepool")
 
     def __init__(self, *, profile: ProfileSection, kubernetes: KubernetesSection, wait_s: float = DEVICE_WAIT_S,
-                 **kwargs) -> None:
+                 nodepool: Any = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.profile = profile
         self.kubernetes = kubernetes
         self.wait_s = wait_s
+        self.nodepool = nodepool
 
     def describe(self) -> Any:
         accelerator = self.profile["accelerator"]
@@ -51,6 +54,11 @@ class DevicePluginOperator(DeploymentStepOperator):
     def run(self, context: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
 
+        if (self.nodepool or {}).get("auto_mode"):
+            # EKS user guide, "Deploy an accelerated workload": Auto Mode includes the NVIDIA and
+            # Neuron device plugins; its nodes exist only once pods ask for them.
+            return {"daemonset": None, "nodes": [], "action": f"none: EKS Auto Mode runs the device plugin on "
+                                                              f"NodePool {self.nodepool['nodepool']}'s nodes"}
 
         with api_client(self.access) as api:
             result = ensure_device_plugin(api, self.profile["accelerator"])

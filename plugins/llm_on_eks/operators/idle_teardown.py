@@ -205,7 +205,8 @@ class JudgeDeploymentOperator(BaseOperator):
 
 
 # The teardown group's keywords (factory.build_idle_teardown_dag): the teardown plan's sections.
-TEARDOWN_SECTIONS = ("target", "aws", "cluster", "nodegroup", "system_nodegroup", "storage", "kubernetes", "hf_token")
+TEARDOWN_SECTIONS = ("target", "aws", "cluster", "nodegroup", "system_nodegroup", "nodepool", "storage", "kubernetes",
+                     "hf_token")
 
 
 @task

@@ -21,7 +21,7 @@ from llm_on_eks.aws.hf_token import token_origin
 from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY, cluster_tags, is_managed, role_name
 from llm_on_eks.operators.aws_wait import EKS_HOOK, EKS_NODEGROUP_HOOK, AwsStepOperator, creating_run_tags
 from llm_on_eks.operators.ensure import EnsureOperator
-from llm_on_eks.plan.types import ClusterSection, HfTokenSection, NodegroupSpec, PreflightSection
+from llm_on_eks.plan.types import ClusterSection, HfTokenSection, NodegroupSpec, NodePoolSpec, PreflightSection
 
 if TYPE_CHECKING:  # the hook's type, named as a string below: the provider is imported at run time only
     from airflow.providers.amazon.aws.hooks.eks import EksHook  # noqa: F401
@@ -37,19 +37,21 @@ class PreflightOperator(AwsStepOperator["EksHook"]):
         quota, its capacity reservation (if any) fit it
     :param system_nodegroup: the system node group: its instance type must be offered when created
     :param hf_token: where the HF token is read from: it must be readable before anything is paid for
+    :param nodepool: the NodePool named in the params, or made on an EKS Auto Mode cluster
     :param preflight: whether an unknown answer may let the run go on
     """
 
-    template_fields = (*AwsStepOperator.template_fields, "cluster", "nodegroup", "system_nodegroup", "hf_token",
-                       "preflight")
+    template_fields = (*AwsStepOperator.template_fields, "cluster", "nodegroup", "system_nodegroup", "nodepool",
+                       "hf_token", "preflight")
     aws_hook_class = EKS_HOOK
 
     def __init__(self, *, cluster: ClusterSection, nodegroup: NodegroupSpec, system_nodegroup: NodegroupSpec,
-                 hf_token: HfTokenSection, preflight: PreflightSection, **kwargs) -> None:
+                 nodepool: NodePoolSpec, hf_token: HfTokenSection, preflight: PreflightSection, **kwargs) -> None:
         super().__init__(**kwargs)
         self.cluster = cluster
         self.nodegroup = nodegroup
         self.system_nodegroup = system_nodegroup
+        self.nodepool = nodepool
         self.hf_token = hf_token
         self.preflight = preflight
 
@@ -82,7 +84,9 @@ class PreflightOperator(AwsStepOperator["EksHook"]):
             probes.check("cluster version supported",
                          lambda: probes.version_supported(self.hook.conn, self.cluster["version"])),
             probes.check("on-demand vCPU quota", lambda: probes.quota(self.client("service-quotas"), self.nodegroup)),
-            probes.check("HF token source", lambda: probes.hf_token_source(self.aws, self.hf_token))]
+            probes.check("HF token source", lambda: probes.hf_token_source(self.aws, self.hf_token)),
+            probes.check("accelerator nodes", lambda: probes.nodes_source_fits(self.hook.conn, self.cluster["name"],
+                                                                               self.nodepool, self.nodegroup))]
         if self.cluster["subnet_ids"]:
             checks.append(probes.check("subnets", lambda: probes.subnets_fit(self.client("ec2"),
                                                                                self.cluster["subnet_ids"],
@@ -339,7 +343,8 @@ class EnsureNodegroupOperator(_EksEnsureOperator):
     with ``only_on_own_cluster`` is created only on a cluster this project created: elsewhere the
     step reports the untainted node groups it finds and warns when there are none. A spec with a
     capacity reservation launches from a launch template that targets it (``llm_on_eks.aws.capacity``),
-    in its zone only.
+    in its zone only. An EKS Auto Mode cluster gets neither: its NodePools launch nodes
+    (``provision.ensure_nodepool``) and it runs coredns itself.
 
     :param nodegroup: the node group to ensure, as created and as adopted
     """
@@ -400,6 +405,10 @@ class EnsureNodegroupOperator(_EksEnsureOperator):
         cluster = rules.describe_cluster(self.hook.conn, cluster_name)
         if cluster is None:
             raise AirflowFailException(f"EKS cluster {cluster_name} does not exist (provision.ensure_cluster makes it)")
+        if rules.auto_mode(cluster):
+            self.log.info("EKS cluster %s runs EKS Auto Mode: its NodePools launch the nodes", cluster_name)
+            return {"cluster": cluster_name, "nodegroup": None,
+                    "action": "none: an EKS Auto Mode cluster (NodePools launch its nodes: provision.ensure_nodepool)"}
         if not (self._creates() and is_managed(cluster.get("tags"))) and self.nodegroup["only_on_own_cluster"]:
             return self._check_untainted()
         # A deployment is its namespace and name: the same name in another namespace is another one.
@@ -514,7 +523,8 @@ class EnsureNodegroupOperator(_EksEnsureOperator):
 
 
 class EnsureAddonsOperator(_EksEnsureOperator):
-    """The EKS add-ons the cluster section lists (CSI driver for FSx on GPU profiles).
+    """The EKS add-ons the cluster section lists (CSI driver for FSx on GPU profiles), but those an
+    EKS Auto Mode cluster runs itself.
 
     The provider has no add-on operator or trigger: EksAddonActiveTrigger fills that gap.
 
@@ -539,8 +549,11 @@ class EnsureAddonsOperator(_EksEnsureOperator):
     def run(self, context: Context) -> Any:
         # Deferred, the task resumes by running this loop again: the add-ons before the one waited
         # for are found ACTIVE, that one too, and the loop goes on with the next.
+        built_in = rules.AUTO_MODE_BUILT_IN if rules.auto_mode(rules.describe_cluster(self.hook.conn,
+                                                                                      self.cluster["name"])) else ()
         return {"cluster": self.cluster["name"],
-                "addons": {name: self.ensure(context, name) for name in self.cluster["addons"]}}
+                "addons": {name: "built into EKS Auto Mode" if name in built_in else self.ensure(context, name)
+                           for name in self.cluster["addons"]}}
 
     def find(self, name: str) -> dict[str, Any] | None:
         return rules.describe_addon(self.hook.conn, self.cluster["name"], name)

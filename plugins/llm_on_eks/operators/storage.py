@@ -14,8 +14,17 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from llm_on_eks.aws import api_calls
 from llm_on_eks.aws import eks as rules
-from llm_on_eks.aws.fsx_rules import USABLE, association_problems, file_system_problems, tags_of, used_by_key, users_of
-from llm_on_eks.operators.aws_wait import FSX_HOOK, S3_HOOK, AwsStepOperator, client_token, creating_run_tags
+from llm_on_eks.aws.fsx_rules import (
+    USABLE,
+    association_problems,
+    file_system_problems,
+    first_made,
+    tags_of,
+    used_by_key,
+    users_of,
+)
+from llm_on_eks.naming import CREATED_BY_RUN_KEY
+from llm_on_eks.operators.aws_wait import FSX_HOOK, S3_HOOK, AwsStepOperator, clean_up, client_token, creating_run_tags
 from llm_on_eks.operators.ensure import EnsureOperator
 from llm_on_eks.plan.types import ClusterSection, StorageSection
 
@@ -70,8 +79,12 @@ class EnsureArtifactBucketOperator(AwsStepOperator["S3Hook"]):
                 s3.create_bucket(**api_calls.create_bucket_request(bucket, region))
                 action = "created"
             except s3.exceptions.BucketAlreadyOwnedByYou:
-                pass
-            s3.put_bucket_tagging(**api_calls.bucket_tagging_request(bucket, self.tags, creating_run_tags(context)))
+                # Another run made it meanwhile and tags it: PutBucketTagging replaces the whole
+                # set (S3 API reference), so tagging it here would put this run down as its maker.
+                self.log.info("S3 bucket %s appeared meanwhile: adopting it", bucket)
+            if action == "created":
+                s3.put_bucket_tagging(**api_calls.bucket_tagging_request(bucket, self.tags,
+                                                                         creating_run_tags(context)))
         created_prefixes = []
         for request in api_calls.artifact_prefix_requests(bucket):
             try:
@@ -92,7 +105,9 @@ class EnsureFsxOperator(EnsureOperator["FsxHook"]):
 
     One file system per cluster (found by its Name, managed-by and cluster tags), one data
     repository association from its /models to the bucket's models/ prefix. Hands the
-    Kubernetes step the file system id, DNS name and mount name.
+    Kubernetes step the file system id, DNS name and mount name. Two runs that both found none
+    both create one: each looks again right after, both keep the first made (``first_made``),
+    and the other's run deletes its own by the id its create returned.
 
     :param storage: the storage section: the file system to ensure (None: the weights need none)
     :param tags: the owner tags a created file system carries (the cluster's, not a deployment's)
@@ -148,13 +163,32 @@ class EnsureFsxOperator(EnsureOperator["FsxHook"]):
                 "users": sorted({*users_of(fs), spec["user"]})}
 
     def find(self, name: str) -> dict[str, Any] | None:
+        """The file system of that name; of several (two runs made one each), the first made."""
         found = self.hook.find_file_systems(name, self.cluster["name"])
-        if len(found) > 1:
-            raise AirflowFailException(f"{len(found)} FSx file systems are tagged {name} for {self.cluster['name']}: "
-                                       f"{[fs['FileSystemId'] for fs in found]}; delete the extra ones")
-        return found[0] if found else None
+        if not found:
+            return None
+        first = first_made(found)
+        others = [f"{fs['FileSystemId']} (made by run {tags_of(fs).get(CREATED_BY_RUN_KEY)})" for fs in found
+                  if fs is not first and fs.get("Lifecycle") != "DELETING"]
+        if others:
+            self.log.warning("FSx %s: %s is used; also tagged %s: %s, which its run deletes once it looks again "
+                             "(delete it by hand if that run is gone)", name, first["FileSystemId"], name,
+                             ", ".join(others))
+        return first
 
-    def send_create(self, name: str, context: Context) -> None:
+    def create(self, name: str, context: Context) -> bool:
+        """Create, then look again: when another run's file system was made first, this run's
+        goes (by its own id: never the other's) and the other's is adopted."""
+        made = self.send_create(name, context)["FileSystemId"]
+        first = self.find(name)
+        if first is None or first["FileSystemId"] == made:
+            return True
+        self.log.info("FSx %s: another run made %s first; deleting the one this run made, %s", name,
+                      first["FileSystemId"], made)
+        clean_up(self.log, lambda: self.hook.delete_file_system(made))
+        return False
+
+    def send_create(self, name: str, context: Context) -> dict[str, Any]:
         spec, groups = self.storage["fsx"], None
         cluster = rules.describe_cluster(self.client("eks"), self.cluster["name"])
         if cluster is None:
@@ -170,10 +204,7 @@ class EnsureFsxOperator(EnsureOperator["FsxHook"]):
                                                        created=creating_run_tags(context))
         self.log.info("creating FSx for Lustre %s (%s, %s GiB) in %s", name,
                       request["LustreConfiguration"]["DeploymentType"], request["StorageCapacity"], subnet)
-        self.hook.create_file_system(request)
-
-    def in_use(self) -> tuple[type[BaseException], ...]:
-        return ()  # the client token makes a resent create idempotent
+        return self.hook.create_file_system(request)
 
     def problems(self, fs: dict[str, Any]) -> list[str]:
         return file_system_problems(fs, self.storage["fsx"])
@@ -218,19 +249,35 @@ class EnsureFsxOperator(EnsureOperator["FsxHook"]):
     def _ensure_association(self, context: Context, fs_id: str) -> dict[str, Any]:
         """The link from the file system path to the bucket's prefix, made when missing; waited for
         until AVAILABLE."""
+        from botocore.exceptions import ClientError
+
         from llm_on_eks.triggers.fsx import FsxAssociationAvailableTrigger
 
         spec = self.storage["fsx"]
-        found = [a for a in self.hook.associations(fs_id)
-                 if a["FileSystemPath"].rstrip("/") == spec["file_system_path"].rstrip("/")]
+
+        def linked() -> list[dict[str, Any]]:
+            return [a for a in self.hook.associations(fs_id)
+                    if a["FileSystemPath"].rstrip("/") == spec["file_system_path"].rstrip("/")]
+
+        found = linked()
+        if not found:
+            self.log.info("linking FSx %s:%s to %s", fs_id, spec["file_system_path"], spec["data_repository_path"])
+            try:
+                association = self.hook.create_association(api_calls.create_data_repository_association_request(
+                    spec, fs_id, token=client_token(context, "dra"), tags=self.tags))
+            except ClientError as exc:
+                # One association per file system path (FSx user guide, "Linking your file system
+                # to an Amazon S3 bucket"): FSx refuses a second with BadRequest. Another run's,
+                # made meanwhile, is judged and adopted as if found.
+                found = linked() if exc.response["Error"]["Code"] == "BadRequest" else []
+                if not found:
+                    raise
+                self.log.info("FSx %s:%s: another run linked it meanwhile: adopting it", fs_id,
+                              spec["file_system_path"])
         if found and (problems := association_problems(found[0], spec)):
             raise AirflowFailException(f"FSx {fs_id}: " + "; ".join(problems))
         if found:
             association = found[0]
-        else:
-            self.log.info("linking FSx %s:%s to %s", fs_id, spec["file_system_path"], spec["data_repository_path"])
-            association = self.hook.create_association(api_calls.create_data_repository_association_request(
-                spec, fs_id, token=client_token(context, "dra"), tags=self.tags))
         if association["Lifecycle"] not in USABLE or not found:
             association_id = association["AssociationId"]
             self.wait(context, trigger=FsxAssociationAvailableTrigger, ids={"association_id": association_id},

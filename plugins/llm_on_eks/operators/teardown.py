@@ -46,7 +46,7 @@ from llm_on_eks.operators.aws_wait import (
 )
 from llm_on_eks.operators.base import DeploymentStepOperator
 from llm_on_eks.plan import is_true
-from llm_on_eks.plan.types import ClusterRef, HfTokenRef, KubernetesRef, NodegroupRef, StorageRef, Target
+from llm_on_eks.plan.types import ClusterRef, HfTokenRef, KubernetesRef, NodegroupRef, NodePoolRef, StorageRef, Target
 
 if TYPE_CHECKING:  # the hooks' types, named as strings below: imported at run time only
     from airflow.providers.amazon.aws.hooks.eks import EksHook  # noqa: F401
@@ -440,20 +440,23 @@ class UninstallReleaseOperator(DeploymentStepOperator):
 class DeleteClusterObjectsOperator(DeploymentStepOperator):
     """What the release leaves in the cluster: its Jobs; the token Secret and FSx claim when no
     other deployment in the namespace uses them; our device plugin when no other deployment's
-    nodes of that accelerator remain (``llm_on_eks.kube.cleanup`` decides).
+    nodes of that accelerator remain; the NodePool made for it (``llm_on_eks.kube.cleanup`` decides).
 
     :param kubernetes: the deployment's namespace
     :param storage: the storage section: the FSx claim's name
     :param hf_token: the HF token's Kubernetes Secret
+    :param nodepool: the NodePool an EKS Auto Mode deployment's nodes come from
     """
 
-    template_fields = (*DeploymentStepOperator.template_fields, "kubernetes", "storage", "hf_token")
+    template_fields = (*DeploymentStepOperator.template_fields, "kubernetes", "storage", "hf_token", "nodepool")
 
-    def __init__(self, *, kubernetes: KubernetesRef, storage: StorageRef, hf_token: HfTokenRef, **kwargs) -> None:
+    def __init__(self, *, kubernetes: KubernetesRef, storage: StorageRef, hf_token: HfTokenRef, nodepool: NodePoolRef,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.kubernetes = kubernetes
         self.storage = storage
         self.hf_token = hf_token
+        self.nodepool = nodepool
 
     def describe(self) -> Any:
         return self.run(None)
@@ -465,7 +468,8 @@ class DeleteClusterObjectsOperator(DeploymentStepOperator):
         with api_client(self.access) as api:
             try:
                 actions = plan_cleanup(api, namespace, self.target["deployment"],
-                                       self.hf_token["k8s_secret"]["name"], self.storage["fsx"]["pvc_name"])
+                                       self.hf_token["k8s_secret"]["name"], self.storage["fsx"]["pvc_name"],
+                                       self.nodepool["name"])
             except ApiException as exc:
                 if exc.status != 404:
                     raise

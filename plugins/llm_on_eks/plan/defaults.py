@@ -8,7 +8,7 @@ from typing import Any
 
 # 5: the node groups' capacity reservation and launch template; 4: typed target, release and
 # smoke-test sections; 3: named profiles, Neuron frameworks
-PLAN_VERSION = 5
+PLAN_VERSION = 6
 SERVING_PORT = 8000
 # Where FSx for Lustre is mounted in the staging Job; the serving pods read the claim directly.
 FSX_MOUNT_PATH = "/fsx"
@@ -33,6 +33,10 @@ ADDONS = {
     "gpu": ["vpc-cni", "coredns", "kube-proxy", "aws-fsx-csi-driver"],
     "neuron": ["vpc-cni", "coredns", "kube-proxy"],
 }
+
+# The NodeClass an EKS Auto Mode cluster makes when its built-in node pools are on, and a
+# NodePool of ours launches from (EKS user guide, "Create a Node Class for Amazon EKS").
+AUTO_MODE_NODE_CLASS = "default"
 
 # The cluster's system node group: untainted nodes for what tolerates no accelerator taint
 # (coredns, the FSx weight-staging Job at 4 CPU / 16 GiB, controllers). One per cluster we create,

@@ -133,6 +133,7 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None, allowed: 
         "cluster": s.cluster_section(c),
         "nodegroup": s.nodegroup_section(c),
         "system_nodegroup": s.system_nodegroup_section(c),
+        "nodepool": s.nodepool_section(c),
         "storage": {"artifact_bucket": c.bucket, "fsx": fsx},
         "neuron": neuron,
         "hf_token": hf_token,

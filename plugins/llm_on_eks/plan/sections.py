@@ -14,6 +14,7 @@ from llm_on_eks.catalog import Catalog, Model, Profile
 from llm_on_eks.plan.defaults import (
     ACCELERATORS,
     ADDONS,
+    AUTO_MODE_NODE_CLASS,
     FSX_MOUNT_PATH,
     FSX_STAGING_BUDGET_S,
     FSX_STORAGE_GIB,
@@ -35,6 +36,7 @@ from llm_on_eks.plan.types import (
     ModelSection,
     NeuronSection,
     NodegroupSpec,
+    NodePoolSpec,
     ProfileSection,
     ReleaseSpec,
     ServingSection,
@@ -138,6 +140,13 @@ def cluster_section(c: Choice) -> ClusterSection:
             "addons": list(ADDONS[c.profile.accelerator])}
 
 
+def accelerator_node_labels(c: Choice) -> dict[str, str]:
+    """On the deployment's accelerator nodes, from a node group or a NodePool: what the device
+    plugin selects and the teardown tells deployments apart by."""
+    return {naming.ACCELERATOR_KEY: c.profile.accelerator, naming.DEPLOYMENT_KEY: c.deployment,
+            naming.NAMESPACE_KEY: c.namespace}
+
+
 def nodegroup_section(c: Choice) -> NodegroupSpec:
     """The deployment's accelerator node group: tainted, sized by the plan, tagged with the
     deployment; on a capacity reservation when the params name one."""
@@ -150,8 +159,7 @@ def nodegroup_section(c: Choice) -> NodegroupSpec:
         "capacity_type": "ON_DEMAND",
         "disk_size_gib": NODE_DISK_GIB,
         "scaling": {"min_size": nodes, "max_size": nodes, "desired_size": nodes},
-        "labels": {naming.ACCELERATOR_KEY: c.profile.accelerator, naming.DEPLOYMENT_KEY: c.deployment,
-                   naming.NAMESPACE_KEY: c.namespace},
+        "labels": accelerator_node_labels(c),
         "taints": [{"key": c.accelerator["taint_key"], "value": "true", "effect": "NO_SCHEDULE"}],
         "node_role_arn": c.params.get("node_role_arn"),
         "subnet_ids": c.subnet_ids,
@@ -161,6 +169,22 @@ def nodegroup_section(c: Choice) -> NodegroupSpec:
         "enforce_size": True,
         "only_on_own_cluster": False,
         "hourly_usd": c.sizing.hourly_usd,
+    }
+
+
+def nodepool_section(c: Choice) -> NodePoolSpec:
+    """Where the accelerator nodes come from on an EKS Auto Mode cluster, which has no managed node
+    groups of ours: the NodePool the params name, or one made for the deployment that mirrors its
+    node group (instance type, labels, taint) and may launch no more than its nodes' devices."""
+    given = c.params.get("nodepool") or None
+    return {
+        "name": given or naming.nodepool_name(c.cluster, c.region, c.namespace, c.deployment),
+        "given": bool(given),
+        "instance_type": c.request.instance.name,
+        "labels": accelerator_node_labels(c),
+        "taints": [{"key": c.accelerator["taint_key"], "value": "true", "effect": "NoSchedule"}],
+        "limits": {c.accelerator["resource"]: str(c.request.nodes * c.request.instance.devices)},
+        "node_class": AUTO_MODE_NODE_CLASS,
     }
 
 

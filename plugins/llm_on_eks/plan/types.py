@@ -121,6 +121,26 @@ class NodegroupSpec(NodegroupRef):
     hourly_usd: float
 
 
+class NodePoolRef(TypedDict):
+    """What a teardown needs of the deployment's NodePool: its name (removed only when its labels
+    say it is this deployment's)."""
+
+    name: str
+
+
+class NodePoolSpec(NodePoolRef):
+    """The Karpenter NodePool the accelerator nodes come from on an EKS Auto Mode cluster."""
+
+    # Named in the params: used as it is, never changed or removed; else made for the deployment.
+    given: bool
+    instance_type: str
+    labels: dict[str, str]
+    taints: list[dict[str, str]]
+    # The most capacity it may launch: the deployment's nodes' devices (Karpenter NodePool limits).
+    limits: dict[str, str]
+    node_class: str
+
+
 class FsxRef(TypedDict):
     name: str
     pvc_name: str
@@ -267,6 +287,7 @@ class Plan(TypedDict):
     cluster: ClusterSection
     nodegroup: NodegroupSpec
     system_nodegroup: NodegroupSpec
+    nodepool: NodePoolSpec
     storage: StorageSection
     neuron: NeuronSection | None
     hf_token: HfTokenSection
@@ -293,6 +314,7 @@ class TeardownPlan(TypedDict):
     cluster: ClusterRef
     nodegroup: NodegroupRef
     system_nodegroup: NodegroupRef
+    nodepool: NodePoolRef
     storage: StorageRef
     kubernetes: KubernetesRef
     hf_token: HfTokenRef
