@@ -25,6 +25,7 @@ from airflow.sdk import DAG, TaskGroup, TriggerRule, XComArg, task_group
 from airflow.sdk.configuration import conf
 
 from llm_on_eks.catalog import catalog_index
+from llm_on_eks.operators.billing import still_billing
 from llm_on_eks.operators.cluster_access import CheckClusterAccessOperator
 from llm_on_eks.operators.device_plugin import DevicePluginOperator
 from llm_on_eks.operators.helm_deploy import HelmDeployOperator, WaitReadyOperator
@@ -243,6 +244,7 @@ def build_teardown_dag(dag_id: str, *, doc_md: str, waiter_delay: int | None = N
                                     delete_artifacts="{{ params.delete_artifacts }}", waiter_delay=waiter_delay)
         take >> kube
         release_lease(plan, take, [aws >> register_removal(plan["target"], plan["reason"])])
+        aws >> still_billing(plan["aws"], plan["cluster"])
     return dag
 
 

@@ -114,6 +114,12 @@ def test_idle_and_manual_teardown(aws_env, sandbox_cluster, eks_access, namespac
     assert removed["deployment"] == "scout" and re.fullmatch(r"idle [2-5] min, TTL 1 min", removed["reason"])
     assert removed["hourly_usd"] > 50 and removed["idle_cost_usd"] > 0
     assert kept == {"guarded": f"kept: deploy in progress (run {RACING})"}
+    # What still bills on the cluster afterwards: guarded's node group, its own; the file system
+    # only scout used (its used-by tag went with it), now used by no deployment.
+    (billing,) = [b for b in gone.xcoms["summarize"]["still_billing"] if b["cluster"] == "llm-inference"]
+    used = {(i["kind"], i["name"]): i["used_by"] for i in billing["items"]}
+    assert used[("node group", f"{namespace}_guarded-nodes")] == [f"{namespace}/guarded"]
+    assert [u for (kind, _), u in used.items() if kind == "FSx file system"] == [[]]
     held = inventory(aws_env, REGION)
     assert f"{namespace}_scout-nodes" not in held["nodegroups"] and f"{namespace}_guarded-nodes" in held["nodegroups"]
     assert sandbox_cluster.helm_run("status", "scout", "--namespace", namespace, check=False).returncode != 0

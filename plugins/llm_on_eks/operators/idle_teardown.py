@@ -30,6 +30,7 @@ from llm_on_eks.naming import (
     is_managed,
 )
 from llm_on_eks.operators.base import eks_cluster_gone
+from llm_on_eks.operators.billing import billing_report
 from llm_on_eks.operators.register import DEPLOYMENTS_ASSET
 from llm_on_eks.plan import DEFAULTS, SERVING_PORT, TEARDOWN_KEYS, TeardownPlan, build_teardown_plan, is_true
 from llm_on_eks.serving.idleness import STATE_ANNOTATION, Observation, Verdict, idle_cost, judge, parse_state
@@ -218,7 +219,8 @@ def select_idle(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @task(trigger_rule=TriggerRule.ALL_DONE)
 def summarize(verdicts: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """What was checked, kept and why, removed, the hourly cost stopped and the money spent idle."""
+    """What was checked, kept and why, removed, the hourly cost stopped and the money spent idle,
+    and on each cluster judged what still bills (``llm_on_eks.operators.billing``)."""
     verdicts = list(verdicts or [])
     removed = [v for v in verdicts if v["teardown"]]
     summary = {
@@ -235,5 +237,11 @@ def summarize(verdicts: list[dict[str, Any]] | None) -> dict[str, Any]:
              f" ${summary['idle_cost_usd']:.2f} spent idle since last activity"]
     lines += [f"  remove {r['namespace']}/{r['deployment']} on {r['cluster']}: {r['reason']}" for r in summary["removed"]]
     lines += [f"  keep   {k['namespace']}/{k['deployment']} on {k['cluster']}: {k['reason']}" for k in summary["kept"]]
+    clusters = {(v["plan"]["aws"]["conn_id"], v["plan"]["aws"]["region"], v["cluster"]): v["plan"]["aws"]
+                for v in verdicts}
+    # Clusters gone since (removed with their last deployment) bill nothing and are left out.
+    reports = [billing_report(aws, cluster) for (_, _, cluster), aws in sorted(clusters.items())]
+    summary["still_billing"] = [report for report in reports if report["items"] or report["hourly_usd"] is None]
+    lines += [report["summary"] for report in summary["still_billing"]]
     print("\n".join(lines))
     return summary
