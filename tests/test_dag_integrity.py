@@ -49,11 +49,17 @@ def test_deploy_llama4_offers_llama4_only_and_deploy_model_everything(dagbag):
     assert dagbag.dags["deploy_model"].params.get_param("model").schema["enum"] == catalog_index()[0]
 
 
+def _upstream(dag, task_id: str) -> set[str]:
+    return {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=True)}
+
+
 def test_the_task_chain_follows_the_design(dagbag):
     dag = dagbag.dags["deploy_llama4"]
-    order = ["plan_deployment", "provision.ensure_nodegroup", "device_plugin", "hf_token_secret", "helm_deploy", "wait_ready", "smoke_test", "benchmark", "register"]
+    order = ["plan_deployment", "provision.ensure_nodegroup", "device_plugin", "helm_deploy", "wait_ready", "smoke_test", "benchmark", "register"]
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert downstream in {t.task_id for t in dag.get_task(upstream).get_flat_relatives(upstream=False)}, (upstream, downstream)
+    assert {"hf_token_secret", "prepare_weights.stage_to_fsx", "prepare_weights.neuron_compile"} <= _upstream(
+        dag, "helm_deploy")
     branch = dag.get_task("prepare_weights.choose_weight_prep")
     assert {t.task_id for t in branch.downstream_list} == {
         "prepare_weights.neuron_compile", "prepare_weights.stage_to_fsx", "prepare_weights.weights_from_hub"}
@@ -68,3 +74,17 @@ def test_runs_of_different_deployments_go_at_once_the_idle_teardown_alone(dagbag
     # Whoever runs Airflow sets it, as the other [llm_on_eks] settings.
     monkeypatch.setenv("AIRFLOW__LLM_ON_EKS__MAX_ACTIVE_RUNS", "4")
     assert build_teardown_dag("teardown_deployment", doc_md="x").max_active_runs == 4
+
+
+def test_what_needs_no_accelerator_node_runs_while_the_node_group_boots(dagbag):
+    """FSx staging (system nodes, FSx CSI driver) and the token Secret wait for neither the
+    accelerator node group nor its device plugin; a Neuron compile (on those nodes) waits for both."""
+    dag = dagbag.dags["deploy_llama4"]
+    accelerator = {"provision.ensure_nodegroup", "provision.ensure_nodepool", "device_plugin"}
+    assert _upstream(dag, "hf_token_secret") & accelerator == set()
+    assert "take_lease" in _upstream(dag, "hf_token_secret")
+    assert _upstream(dag, "prepare_weights.stage_to_fsx") & accelerator == set()
+    assert {"provision.ensure_addons", "storage.ensure_fsx", "hf_token_secret"} <= _upstream(
+        dag, "prepare_weights.stage_to_fsx")
+    assert accelerator <= _upstream(dag, "prepare_weights.neuron_compile")
+    assert "provision.ensure_nodegroup" not in _upstream(dag, "provision.ensure_addons")

@@ -2,9 +2,15 @@
 the catalog, so both come from here and cannot drift apart; the task groups are built here too,
 and test DAGs use the same builders.
 
-    plan_deployment -> provision (take_lease after the cluster) + storage -> device_plugin -> hf_token_secret -> prepare_weights
-    (neuron_compile | stage_to_fsx | weights_from_hub) -> helm_deploy -> wait_ready -> smoke_test
-    -> benchmark -> register -> release_lease
+    plan_deployment -> provision (take_lease after the cluster) + storage + hf_token_secret
+    -> prepare_weights (neuron_compile after device_plugin | stage_to_fsx | weights_from_hub)
+    -> helm_deploy (after device_plugin too) -> wait_ready -> smoke_test -> benchmark -> register
+    -> release_lease
+
+What does not need another step runs beside it: the HF token Secret once the Lease is held, FSx
+and the staging Job (on the system nodes) while the accelerator node group boots (5-10 minutes
+for p5 or trn2), the add-ons beside the accelerator nodes; the device plugin waits for those
+nodes, and a Neuron compile (on them) for the plugin.
 
 Each task id's code is in ``llm_on_eks.operators.<step>`` (``provision.*`` in provision.py, and
 so on); ``deferrable`` and ``waiter_delay`` pass through to every waiting step (None keeps each
@@ -93,10 +99,11 @@ def _waits(deferrable: bool | None, waiter_delay: int | None, lease: Any = None)
 def provision_group(plan: XComArg, *, take: TakeLeaseOperator | None = None, deferrable: bool | None = None,
                     waiter_delay: int | None = None) -> TaskGroup:
     """preflight -> (network, roles) -> cluster -> [check_access -> take_lease ->] (system node
-    group, accelerator node group, NodePool) -> add-ons: nothing is created unless preflight
-    passes; add-ons (coredns) need the untainted system nodes; the Lease needs the cluster's API
-    server and the identity's rights there, and guards all the rest. On an EKS Auto Mode cluster
-    the NodePool step makes the nodes' NodePool and the node group steps make nothing."""
+    group -> add-ons, accelerator node group, NodePool): nothing is created unless preflight
+    passes; add-ons (coredns) need the untainted system nodes, not the accelerator ones; the
+    Lease needs the cluster's API server and the identity's rights there, and guards all the
+    rest. On an EKS Auto Mode cluster the NodePool step makes the nodes' NodePool and the node
+    group steps make nothing."""
     waits = _waits(deferrable, waiter_delay, LEASE if take else None)
     aws = {"target": plan["target"], "aws": plan["aws"], "cluster": plan["cluster"]}
     with TaskGroup(group_id="provision") as group:
@@ -118,7 +125,7 @@ def provision_group(plan: XComArg, *, take: TakeLeaseOperator | None = None, def
         if take is not None:
             cluster >> CheckClusterAccessOperator(task_id="check_access", target=plan["target"],
                                                   cluster=plan["cluster"]) >> take >> [*nodegroups, nodepool]
-        nodegroups >> EnsureAddonsOperator(task_id="ensure_addons", tags=plan["tags"], **aws, **waits)
+        nodegroups[0] >> EnsureAddonsOperator(task_id="ensure_addons", tags=plan["tags"], **aws, **waits)
     return group
 
 
@@ -303,10 +310,17 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         bench = BenchmarkOperator(task_id="benchmark", benchmark=plan["benchmark"], **serving,
                                   trigger_rule=TriggerRule.NONE_FAILED)
         # Storage needs the cluster (FSx goes into its subnets) but not the node group; it runs
-        # under the Lease, taken once the cluster answers.
-        plan >> provision >> devices >> secret >> weights
-        take >> storage >> weights
-        weights >> deploy >> ready >> smoke >> bench
+        # under the Lease, taken once the cluster answers. The weights need the system nodes and
+        # add-ons (the staging Job, the FSx CSI driver) and the token; only a Neuron compile needs
+        # the accelerator nodes and their plugin.
+        steps = provision.children
+        plan >> provision
+        [steps["provision.ensure_nodegroup"], steps["provision.ensure_nodepool"]] >> devices
+        take >> secret
+        take >> storage
+        [storage, steps["provision.ensure_addons"], secret] >> weights
+        devices >> weights.children["prepare_weights.neuron_compile"]
+        [weights, devices, secret] >> deploy >> ready >> smoke >> bench
         registered = register(plan, smoke.output, bench.output)
         # After a failure once billable things may exist: mark it failed, and with
         # teardown_on_failure remove it now (release and node group; shared things stay).
