@@ -53,7 +53,9 @@ SECRET_ID_BODY = r"[A-Za-z0-9/_+=.@-]{1,512}"
 PATTERNS: dict[str, str] = {
     "deployment_name": DEPLOYMENT_NAME_BODY,
     "cluster_name": CLUSTER_NAME_BODY,
-    "region": r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]",
+    # AWS's region names: us-gov-west-1, us-isob-east-1, ap-southeast-7 (their middle part is a
+    # direction of 4-9 letters); bounded, so that names keeping the region whole (the bucket) fit.
+    "region": r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]{4,9}-[0-9]{1,2}",
     "namespace": DNS_LABEL_BODY,
     "kubernetes_version": r"1\.[0-9]{1,3}",
     "cluster_role_arn": ARN_BODY,

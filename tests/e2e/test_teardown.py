@@ -133,6 +133,8 @@ def test_idle_and_manual_teardown(aws_env, sandbox_cluster, eks_access, namespac
     assert read(api, namespace, "scout") is None  # released
 
     # teardown_deployment while the deploy run holds the Lease: fails naming it, touches nothing.
+    # The deploy run renews it as each of its steps starts, as here.
+    assert try_acquire(api, namespace, "guarded", RACING, "deploy", 600)[0].step == "renew"
     conf = {"deployment_name": "guarded", "namespace": namespace, "region": REGION,
             "delete_fsx": True, "delete_cluster": True, "delete_artifacts": True}
     held = inventory(aws_env, REGION)
