@@ -105,15 +105,13 @@ def _nominate(core, pod, node_name: str) -> None:
         "source": {"component": "karpenter"}, "firstTimestamp": now, "lastTimestamp": now, "count": 1})
 
 
-def launch_for_refused_pods(api: Any, launched: dict[str, str] | None = None) -> list[str]:
-    """One pass; the nodes launched. ``launched`` (pod uid -> node) keeps a pod from getting a
-    second node while the scheduler has not yet placed it on its first."""
+def launch_for_refused_pods(api: Any, sizes: dict[str, dict[str, str]], launched: dict[str, str]) -> list[str]:
+    """One pass; the nodes launched. ``sizes``: ``capacities()``; ``launched`` (pod uid -> node)
+    keeps a pod from getting a second node while the scheduler has not yet placed it on its first."""
     from kubernetes import client
 
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    launched = {} if launched is None else launched
     made = []
-    sizes = capacities()
     for pod in core.list_pod_for_all_namespaces(field_selector="status.phase=Pending").items:
         if not _refused(pod) or pod.metadata.uid in launched:
             continue
@@ -135,5 +133,5 @@ def launch_for_refused_pods(api: Any, launched: dict[str, str] | None = None) ->
 def while_running(api: Any, deadline_s: float):
     """Launch nodes for refused pods from a thread while the block runs, at most ``deadline_s``;
     yields the names of the nodes launched so far."""
-    launched: dict[str, str] = {}
-    return repeating(lambda: launch_for_refused_pods(api, launched), deadline_s)
+    sizes, launched = capacities(), {}
+    return repeating(lambda: launch_for_refused_pods(api, sizes, launched), deadline_s)

@@ -14,7 +14,7 @@ from llm_on_eks.aws import eks as rules
 from llm_on_eks.aws import network
 from llm_on_eks.aws.fsx_rules import users_of
 from llm_on_eks.catalog import CatalogError, default_catalog
-from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY, ROLE_KEY, SYSTEM_ROLE, fsx_name, is_managed
+from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY, ROLE_KEY, SYSTEM_ROLE, fsx_name, fsx_user, is_managed
 from llm_on_eks.plan.defaults import (
     EKS_CONTROL_PLANE_HOURLY_USD,
     NETWORK_HOURLY_USD,
@@ -43,7 +43,7 @@ def nodegroup_item(group: dict[str, Any]) -> dict[str, Any]:
     tags, size = group.get("tags") or {}, (group.get("scalingConfig") or {}).get("desiredSize", 0)
     instance = (group.get("instanceTypes") or ["unknown"])[0]
     price = _instance_hourly(instance)
-    owner = (f"{tags[NAMESPACE_KEY]}/{tags[DEPLOYMENT_KEY]}" if DEPLOYMENT_KEY in tags and NAMESPACE_KEY in tags
+    owner = (fsx_user(tags[NAMESPACE_KEY], tags[DEPLOYMENT_KEY]) if DEPLOYMENT_KEY in tags and NAMESPACE_KEY in tags
              else tags.get(DEPLOYMENT_KEY))
     return {"kind": "node group", "name": group["nodegroupName"], "what": f"{size} x {instance}",
             "hourly_usd": round(price * size, 3) if price is not None else None,
