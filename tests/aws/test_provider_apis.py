@@ -9,10 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import stat
-from pathlib import Path
-
-import yaml
 
 from tests.aws.conftest import ROLE, SUBNETS, client
 
@@ -21,6 +17,7 @@ REGION = "us-west-2"
 
 def test_eks_hook_waiters_and_kubeconfig(aws_env):
     from airflow.providers.amazon.aws.hooks.eks import EksHook
+    from airflow.providers.amazon.aws.hooks.sts import StsHook
     from airflow.providers.amazon.aws.utils.eks_get_token import fetch_access_token_for_cluster
     from airflow.providers.amazon.aws.utils.waiter_with_logging import wait
 
@@ -32,17 +29,13 @@ def test_eks_hook_waiters_and_kubeconfig(aws_env):
     wait(waiter=hook.get_waiter("cluster_active"), waiter_delay=1, waiter_max_attempts=3, args={"name": "c"},
          failure_message="failed", status_message="status:", status_args=["cluster.status"])
 
-    with hook.generate_config_file_with_credentials(eks_cluster_name="c", pod_namespace="ns") as (path, credentials):
-        kubeconfig = yaml.safe_load(Path(path).read_text())
-        assert stat.S_IMODE(os.stat(credentials).st_mode) == 0o600
-        assert "export AWS_ACCESS_KEY_ID=" in Path(credentials).read_text()
-        script = kubeconfig["users"][0]["user"]["exec"]["args"][1]
-        assert f". {credentials}" in script and "eks_get_token" in script
-        assert kubeconfig["contexts"][0]["context"]["namespace"] == "ns"
-    assert not Path(path).exists() and not Path(credentials).exists()
-    credentials = hook.get_session(region_name=REGION).get_credentials().get_frozen_credentials()
+    # What kube/access.py mints an EKS token with, in the worker's process.
+    session = hook.get_session(region_name=REGION)
+    credentials = session.get_credentials().get_frozen_credentials()
     assert credentials.access_key and credentials.secret_key
-    token = fetch_access_token_for_cluster("c", f"{aws_env}/?Action=GetCallerIdentity&Version=2011-06-15", REGION)
+    assert StsHook(aws_conn_id="aws_default", region_name=REGION).conn_client_meta.endpoint_url == aws_env
+    token = fetch_access_token_for_cluster("c", f"{aws_env}/?Action=GetCallerIdentity&Version=2011-06-15", REGION,
+                                           session)
     assert token.startswith("k8s-aws-v1.")
 
 

@@ -1,21 +1,20 @@
 """One way into the cluster for every cluster-side step and trigger, API client and helm CLI alike.
 
 An Airflow Kubernetes connection (existing clusters reached another way) when the plan names
-one; otherwise the EKS cluster, in the Amazon provider's own pattern (``EksPodOperator``):
-``EksHook.generate_config_file_with_credentials`` writes a kubeconfig whose exec plugin sources a
-private credentials file and mints an EKS token (a presigned STS ``GetCallerIdentity``) from it.
+one; otherwise the EKS cluster, with the token the Amazon provider mints for ``EksPodOperator``
+(``fetch_access_token_for_cluster``: a presigned STS ``GetCallerIdentity``, as ``aws eks
+get-token``). The token is minted here, in the worker's process, from the hook's live botocore
+session, and written into a private kubeconfig. The provider's own kubeconfig runs its exec
+plugin instead, a new Python process that imports Airflow: 3-4 s on 2 cores for every API client
+and every helm command (a deploy makes dozens), for the same token.
 
 Long waits outlive both credentials (an assumed role's session, 1 hour by default) and tokens
-(15 minutes, apache/airflow#63020), so neither is frozen at the start of a step:
-
-- the credentials file is rewritten from the hook's live botocore session whenever that session's
-  credentials change; botocore renews an assumed role's session 15 minutes before it ends, so a
-  token is always minted from credentials that outlive it;
-- an API client mints a new token at once when the credentials change, and otherwise when the
-  token expires (the exec plugin's ``expirationTimestamp``, 14 minutes, read by the kubernetes
-  client's refresh hook);
-- the helm CLI (client-go) runs the same exec plugin whenever its token expires, and each helm
-  call starts after a renewal (``Kubeconfig.renew``).
+(15 minutes, apache/airflow#63020), so neither is frozen at the start of a step: a new token is
+minted whenever the session's credentials change (botocore renews an assumed role's session 15
+minutes before it ends) or the token is ``REMINT_AFTER_S`` old. An API client checks before every
+request (the kubernetes client's refresh hook); each helm command starts after the same check, so
+a token is at most ``REMINT_AFTER_S`` old when a helm command starts and outlives it (the longest,
+an uninstall, stops at its own 10-minute ``--timeout``).
 
 ``ClusterAccess`` (the plan's ``target["access"]``) is the few ids that takes: what a trigger
 serializes instead of the plan.
@@ -27,6 +26,7 @@ import json
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,34 +37,55 @@ from llm_on_eks.plan.types import ClusterAccess
 
 @dataclass
 class Kubeconfig:
-    """A kubeconfig file, and how to bring the credentials it uses up to date (True when they
-    changed: a token minted before is from old credentials)."""
+    """A kubeconfig file, and how to bring the token it holds up to date (True when it wrote a
+    new one, which a client that read the file must read again)."""
 
     path: str
     renew: Callable[[], bool] = lambda: False
 
 
-class _CredentialsFile:
-    """The file the EKS kubeconfig's exec plugin sources, kept in step with a botocore session."""
+# EKS accepts a token for 15 minutes after it was signed (aws-iam-authenticator, pkg/token); a new
+# one at 4 minutes leaves any helm command (at most 10 minutes) a token that outlives it.
+REMINT_AFTER_S = 240
 
-    def __init__(self, session: Any, path: str) -> None:
-        self.session, self.path, self.written = session, path, None
+
+class _EksTokenKubeconfig:
+    """A kubeconfig file holding an EKS token, kept in step with a botocore session."""
+
+    def __init__(self, hook: Any, access: ClusterAccess, path: str) -> None:
+        from airflow.providers.amazon.aws.hooks.sts import StsHook
+
+        region = access["region"]
+        cluster = hook.conn.describe_cluster(name=access["cluster"])["cluster"]
+        # As the provider's kubeconfig: the regional STS endpoint (botocore's default), or the
+        # connection's endpoint_url for STS.
+        sts = StsHook(aws_conn_id=access["aws_conn_id"], region_name=region).conn_client_meta.endpoint_url
+        self.sts_url = f"{sts.rstrip('/')}/?Action=GetCallerIdentity&Version=2011-06-15"
+        self.session, self.path, self.access = hook.get_session(region_name=region), path, access
+        self.config = {
+            "apiVersion": "v1", "kind": "Config", "preferences": {},
+            "clusters": [{"name": access["cluster"], "cluster": {
+                "server": cluster["endpoint"], "certificate-authority-data": cluster["certificateAuthority"]["data"]}}],
+            "contexts": [{"name": "eks", "context": {"cluster": access["cluster"], "user": "airflow",
+                                                     "namespace": access["namespace"]}}],
+            "current-context": "eks",
+        }
+        self.minted_from, self.minted_at = None, 0.0
 
     def renew(self) -> bool:
+        from airflow.providers.amazon.aws.utils.eks_get_token import fetch_access_token_for_cluster
+
         credentials = self.session.get_credentials()
         if credentials is None:
             raise RuntimeError("the AWS connection gives no credentials any more (expired or removed)")
         frozen = credentials.get_frozen_credentials()  # botocore refreshes a session near its end here
-        if frozen == self.written:
+        if frozen == self.minted_from and time.monotonic() - self.minted_at < REMINT_AFTER_S:
             return False
-        # The provider's format and mode (EksHook._secure_credential_context): sourced by `sh`.
-        fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+        token = fetch_access_token_for_cluster(self.access["cluster"], self.sts_url, self.access["region"], self.session)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
         with os.fdopen(fd, "w") as handle:
-            handle.write(f"export AWS_ACCESS_KEY_ID='{frozen.access_key}'\n"
-                         f"export AWS_SECRET_ACCESS_KEY='{frozen.secret_key}'\n")
-            if frozen.token:
-                handle.write(f"export AWS_SESSION_TOKEN='{frozen.token}'\n")
-        self.written = frozen
+            json.dump({**self.config, "users": [{"name": "airflow", "user": {"token": token}}]}, handle)
+        self.minted_from, self.minted_at = frozen, time.monotonic()
         return True
 
 
@@ -91,23 +112,23 @@ def kubeconfig(access: ClusterAccess) -> Iterator[Kubeconfig]:
     from airflow.providers.amazon.aws.hooks.eks import EksHook
 
     hook = EksHook(aws_conn_id=access["aws_conn_id"], region_name=access["region"])
-    with hook.generate_config_file_with_credentials(eks_cluster_name=access["cluster"],
-                                                    pod_namespace=access["namespace"]) as (path, credentials_path):
-        credentials = _CredentialsFile(hook.get_session(region_name=access["region"]), credentials_path)
-        credentials.renew()
-        yield Kubeconfig(path, credentials.renew)
+    with tempfile.TemporaryDirectory(prefix="eks-") as directory:  # mode 0700: the token stays private
+        config = _EksTokenKubeconfig(hook, access, os.path.join(directory, "kubeconfig"))
+        config.renew()
+        yield Kubeconfig(config.path, config.renew)
 
 
 @contextmanager
 def kubeconfig_path(access: ClusterAccess) -> Iterator[str]:
-    """A kubeconfig file for a short use (a helm command, a check): credentials renewed first."""
+    """A kubeconfig file for a short use (a check through the service proxy), its token fresh."""
     with kubeconfig(access) as config:
         yield config.path
 
 
 class _RenewingToken:
-    """The kubernetes client's refresh hook (run before every request): a new token when the
-    credentials changed, else the client's own check of the token's expiry."""
+    """The kubernetes client's refresh hook (run before every request): the file read again when
+    it holds a new EKS token, else the client's own check of an exec plugin's token expiry (a
+    Kubernetes connection's kubeconfig may use one)."""
 
     def __init__(self, configuration: Any, config: Kubeconfig) -> None:
         self.configuration, self.config = configuration, config

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from llm_on_eks.kube.access import Kubeconfig
 from llm_on_eks.kube.helm_values import CHART_NAME, HELM_TIMEOUT_S, helm_command
 from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT, is_managed
 from llm_on_eks.plan.types import ReleaseSpec
@@ -94,12 +95,13 @@ def stuck_recovery(history: list[dict[str, Any]], now: datetime) -> tuple[str, i
 
 @dataclass
 class Helm:
-    kubeconfig: str
+    kubeconfig: Kubeconfig
     namespace: str
 
     def run(self, *args: str) -> str:
-        """helm against this cluster; callers name the namespace."""
-        return _run([args[0], "--kubeconfig", self.kubeconfig, *args[1:]])
+        """helm against this cluster, its token renewed first; callers name the namespace."""
+        self.kubeconfig.renew()
+        return _run([args[0], "--kubeconfig", self.kubeconfig.path, *args[1:]])
 
     def history(self, release: str) -> list[dict[str, Any]]:
         try:

@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from llm_on_eks.kube import readiness
-from llm_on_eks.kube.access import api_client, kubeconfig_path
+from llm_on_eks.kube.access import api_client, kubeconfig
 from llm_on_eks.kube.helm import Helm, foreign_release, stuck_recovery
 from llm_on_eks.kube.helm_values import HELM_TIMEOUT_S, helm_command, helm_values
 from llm_on_eks.operators.base import LEASE_MARGIN_S, DeploymentStepOperator, WaitingStepOperator
@@ -43,8 +43,8 @@ class HelmDeployOperator(DeploymentStepOperator):
 
         release, namespace = self.release["name"], self.release["namespace"]
         values = helm_values(self.release)
-        with kubeconfig_path(self.access) as kubeconfig:
-            helm = Helm(kubeconfig, namespace)
+        with kubeconfig(self.access) as config:
+            helm = Helm(config, namespace)
             found = helm.release(release)
             foreign = foreign_release(found, helm.values(release, found["revision"]) if found else None)
             if foreign:
@@ -140,7 +140,7 @@ class WaitReadyOperator(WaitingStepOperator):
         previous = (self.deploy or {}).get("previous")
         if not (self.deploy or {}).get("changed") or previous is None:
             return ""
-        with kubeconfig_path(self.access) as kubeconfig:
-            Helm(kubeconfig, self.release["namespace"]).rollback(self.release["name"], previous)
+        with kubeconfig(self.access) as config:
+            Helm(config, self.release["namespace"]).rollback(self.release["name"], previous)
         self.log.warning("rolled release %s back to revision %s", self.release["name"], previous)
         return f"; rolled back to revision {previous}"

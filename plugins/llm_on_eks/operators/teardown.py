@@ -31,7 +31,7 @@ from llm_on_eks.aws.teardown import (
     own_user_tags,
     system_nodegroup_decision,
 )
-from llm_on_eks.kube.access import api_client, kubeconfig_path
+from llm_on_eks.kube.access import api_client, kubeconfig
 from llm_on_eks.kube.cleanup import carry_out, plan_cleanup, release_decision, wait_pods_gone
 from llm_on_eks.kube.helm import Helm
 from llm_on_eks.naming import DEPLOYMENT_KEY, SYSTEM_ROLE, fsx_user, role_name
@@ -416,8 +416,8 @@ class UninstallReleaseOperator(DeploymentStepOperator):
 
     def run(self, context: Context) -> Any:
         release, namespace = self.target["deployment"], self.access["namespace"]
-        with kubeconfig_path(self.access) as kubeconfig:
-            helm = Helm(kubeconfig, namespace)
+        with kubeconfig(self.access) as config:
+            helm = Helm(config, namespace)
             found = helm.release(release)
             values = helm.values(release, found["revision"]) if found else None
             delete, why = release_decision(found, values)
