@@ -4,7 +4,8 @@ and test DAGs use the same builders.
 
     plan_deployment -> provision (take_lease after the cluster) + storage + hf_token_secret
     -> prepare_weights (neuron_compile after device_plugin | stage_to_fsx | weights_from_hub)
-    -> helm_deploy (after device_plugin too) -> wait_ready -> smoke_test -> benchmark -> register
+    -> helm_deploy (after device_plugin too) -> wait_ready -> smoke_test -> benchmark + cold_start
+    -> register
     -> release_lease
 
 What does not need another step runs beside it: the HF token Secret once the Lease is held, FSx
@@ -33,6 +34,7 @@ from airflow.sdk.configuration import conf
 from llm_on_eks.catalog import catalog_index
 from llm_on_eks.operators.billing import still_billing
 from llm_on_eks.operators.cluster_access import CheckClusterAccessOperator
+from llm_on_eks.operators.cold_start import ColdStartOperator
 from llm_on_eks.operators.device_plugin import DevicePluginOperator
 from llm_on_eks.operators.helm_deploy import HelmDeployOperator, WaitReadyOperator
 from llm_on_eks.operators.hf_token_secret import HfTokenSecretOperator
@@ -306,9 +308,11 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         serving = {"serving": plan["serving"], **step}
         smoke = SmokeTestOperator(task_id="smoke_test", release=plan["release"], smoke_test=plan["smoke_test"],
                                   **serving)
-        # Runs after a skipped smoke test too: the switches are independent.
+        # Run after a skipped smoke test too: the switches are independent.
         bench = BenchmarkOperator(task_id="benchmark", benchmark=plan["benchmark"], **serving,
                                   trigger_rule=TriggerRule.NONE_FAILED)
+        cold = ColdStartOperator(task_id="cold_start", cold_start=plan["cold_start"], release=plan["release"], **step,
+                                 trigger_rule=TriggerRule.NONE_FAILED)
         # Storage needs the cluster (FSx goes into its subnets) but not the node group; it runs
         # under the Lease, taken once the cluster answers. The weights need the system nodes and
         # add-ons (the staging Job, the FSx CSI driver) and the token; only a Neuron compile needs
@@ -320,12 +324,12 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         take >> storage
         [storage, steps["provision.ensure_addons"], secret] >> weights
         devices >> weights.children["prepare_weights.neuron_compile"]
-        [weights, devices, secret] >> deploy >> ready >> smoke >> bench
-        registered = register(plan, smoke.output, bench.output)
+        [weights, devices, secret] >> deploy >> ready >> smoke >> [bench, cold]
+        registered = register(plan, smoke.output, bench.output, cold.output)
         # After a failure once billable things may exist: mark it failed, and with
         # teardown_on_failure remove it now (release and node group; shared things stay).
         failed = mark_failed("{{ params.teardown_on_failure }}")
-        [devices, secret, weights, deploy, ready, smoke, bench] >> failed
+        [devices, secret, weights, deploy, ready, smoke, bench, cold] >> failed
         _, aws = teardown_groups(failed, lease=lease, waiter_delay=waiter_delay)
         release_lease(plan, take, [registered, aws])
     return dag

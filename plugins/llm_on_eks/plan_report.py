@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llm_on_eks.plan.cold_start import ColdStartSection
 from llm_on_eks.plan.defaults import CLUSTER_HOURLY_USD, NETWORK_HOURLY_USD, SYSTEM_INSTANCE_TYPE, SYSTEM_SCALING
 from llm_on_eks.plan.types import (
     ClusterSection,
@@ -15,12 +16,18 @@ from llm_on_eks.plan.types import (
 from llm_on_eks.sizing import SizingSection
 
 # The plan's sections ``summarize`` reads, by keyword: ``summarize(**{k: plan[k] for k in SECTIONS})``.
-SECTIONS = ("target", "model", "profile", "sizing", "cluster", "nodegroup", "neuron", "release")
+SECTIONS = ("target", "model", "profile", "sizing", "cluster", "nodegroup", "neuron", "release", "cold_start")
+PHASE_NAMES = {"cluster": "cluster", "nodegroup": "node group", "weights": "weights", "image_pull": "image pull",
+               "weight_load": "weight load", "engine_start": "engine start"}
+
+
+def minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def summarize(*, target: Target, model: ModelSection, profile: ProfileSection, sizing: SizingSection,
               cluster: ClusterSection, nodegroup: NodegroupSpec, neuron: NeuronSection | None,
-              release: ReleaseSpec) -> str:
+              release: ReleaseSpec, cold_start: ColdStartSection) -> str:
     network = not cluster["subnet_ids"]
     cluster_cost = (f" (+${CLUSTER_HOURLY_USD + (NETWORK_HOURLY_USD if network else 0):.2f}/hour if the cluster is "
                     f"created: EKS control plane{',' if network else ' and'} {SYSTEM_SCALING['desired_size']}x "
@@ -58,8 +65,30 @@ def summarize(*, target: Target, model: ModelSection, profile: ProfileSection, s
         f"{' (the reservation is billed by its own terms instead)' if nodegroup['capacity_reservation_id'] else ''}"
         f"{cluster_cost}; idle teardown after "
         f"{release['idle_ttl_minutes']} min" + (" (protected)" if release["protected"] else ""),
+        f"  cold start  ~{minutes(cold_start['ttft_s'])} to first token onto an existing cluster"
+        + (f", ~{minutes(cold_start['ttft_new_cluster_s'])} creating it" if cluster["create"] else "")
+        + " (predicted; the cold_start step measures it):",
+        *(f"              {PHASE_NAMES[p['phase']]:<13}{minutes(p['seconds']):>7}  {p['basis']}"
+          for p in cold_start["phases"] if p["phase"] != "cluster" or cluster["create"]),
     ]
     return "\n".join(lines)
+
+
+def cold_start_lines(measured: dict | None) -> list[str]:
+    """The cold_start step's comparison: each phase predicted and measured, those off flagged."""
+    if not measured:
+        return ["  cold start  not measured"]
+    flag = "  << off by more than 20%"
+    lines = [f"  cold start  {minutes(measured['measured_ttft_s'])} from trigger to a tested endpoint; predicted "
+             f"{minutes(measured['predicted_ttft_s'])} for the phases this run did"
+             + (flag if measured["off"] else ""),
+             f"              {'phase':<13}{'predicted':>10}{'measured':>10}"]
+    for row in measured["phases"]:
+        taken = minutes(row["measured_s"]) if row["measured_s"] is not None else "-"
+        note = "" if row["note"] == "measured" else f"  {row['note']}"
+        lines.append(f"              {PHASE_NAMES[row['phase']]:<13}{minutes(row['predicted_s']):>10}{taken:>10}"
+                     f"{flag if row['off'] else note}")
+    return lines
 
 
 def deployment_report(record: dict) -> str:
@@ -80,6 +109,7 @@ def deployment_report(record: dict) -> str:
     smoke = record.get("smoke_test")
     lines.append(f"  smoke test  passed: {', '.join(smoke['checks'])}; streamed TTFT {smoke['ttft_ms']:.0f} ms"
                  if smoke else "  smoke test  not run")
+    lines += cold_start_lines(record.get("cold_start"))
     bench = record.get("benchmark")
     if not bench:
         lines.append("  benchmark   not run (benchmark: true runs it)")

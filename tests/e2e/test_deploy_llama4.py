@@ -89,8 +89,19 @@ def test_scout_from_nothing_to_a_tested_endpoint_and_again(aws_env, deploy_llama
     assert set(held.list_nodegroups(clusterName="llm-inference")["nodegroups"]) == {"llm-inference-system",
                                                                                      f"{namespace}_scout-nodes"}
 
+    # The cold start as the work recorded it, beside the prediction: the cluster, node group and
+    # Job this run made; kwok's pods pull no image and log nothing, which the report says.
+    cold = {row["phase"]: row for row in first.xcoms["cold_start"]["phases"]}
+    assert all(cold[p]["measured_s"] is not None for p in ("cluster", "nodegroup", "weights")), cold
+    assert {cold[p]["note"] for p in ("image_pull", "weight_load", "engine_start")} == {
+        "not recorded (no kubelet event or vLLM log line says)"}
+    assert first.xcoms["cold_start"]["measured_ttft_s"] > 0
+
     second = run_dag(deploy_llama4(), conf)
     assert second.failed() == [], second.states
+    # Nothing of the cold start was this run's: nothing to compare.
+    assert all(row.get("skipped") for row in second.xcoms["cold_start"]["phases"]), second.xcoms["cold_start"]
+    assert second.xcoms["cold_start"]["predicted_ttft_s"] == 0
     assert second.xcoms["provision.ensure_cluster"]["action"] == "adopted"
     assert second.xcoms["provision.ensure_nodegroup"]["action"] == "adopted"
     assert second.xcoms["provision.ensure_system_nodegroup"]["action"] == "adopted"

@@ -1,5 +1,6 @@
 """The metrics reader against the real vLLM server: counts before and after a burst, load seen
-during one, renamed metrics, and "unknown" (never 0) where a server exports no vLLM metrics."""
+during one, renamed metrics, and "unknown" (never 0) where a server exports no vLLM metrics; and
+the server's start-up log line the cold_start step reads."""
 
 from __future__ import annotations
 
@@ -141,3 +142,11 @@ def test_unknown_when_metrics_are_unreadable(vllm_server):
         port = probe.getsockname()[1]
     refused = read_metrics(direct_endpoint(f"http://127.0.0.1:{port}"))
     assert refused.error and "ConnectError" in refused.error and refused.in_flight is None
+
+
+def test_the_servers_start_up_log_holds_the_engine_start_the_cold_start_step_reads(vllm_server):
+    """vLLM's own start-up line, as the cold_start step reads it from a serving pod's log (the tiny
+    model's dummy weights log no weight load; a checkpoint's do, see tests/test_cold_start.py)."""
+    from llm_on_eks.kube.startup_records import log_seconds
+
+    assert log_seconds(vllm_server.log_path.read_text(errors="replace"))["engine_start"] is not None

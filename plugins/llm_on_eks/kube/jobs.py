@@ -90,7 +90,9 @@ def job_status(api, namespace: str, name: str) -> tuple[str, dict[str, Any] | st
     pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
     if "Complete" in conditions:
         return "complete", {"job": name, "succeeded": job.status.succeeded,
-                            "nodes": sorted({p.spec.node_name for p in pods})}
+                            "nodes": sorted({p.spec.node_name for p in pods}),
+                            # The Job's own record (startTime to completionTime): the cold_start step's measure.
+                            "took_s": round((job.status.completion_time - job.status.start_time).total_seconds())}
     if "Failed" in conditions:
         reason = conditions["Failed"].message or conditions["Failed"].reason
         return "failed", f"job {namespace}/{name} failed: {reason}\n{_diagnose(api, namespace, name)}"

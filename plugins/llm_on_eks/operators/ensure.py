@@ -10,6 +10,7 @@ states are pending are plain functions in ``llm_on_eks.aws``; the subclasses onl
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import Context
@@ -17,6 +18,14 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from llm_on_eks.naming import created_by_run
 from llm_on_eks.operators.aws_wait import AwsWaitOperator, HookT, clean_up
+
+
+def ready_after_s(resource: dict[str, Any], action: str) -> int | None:
+    """Seconds from a resource's own creation time (EKS ``createdAt``) to now, for one this run
+    created and now sees ready: the cold_start step's measure of its phase."""
+    if action != "created" or not resource.get("createdAt"):
+        return None
+    return round((datetime.now(UTC) - resource["createdAt"]).total_seconds())
 
 
 def created_here(tags: dict[str, str] | None, context: Context) -> bool:

@@ -20,7 +20,7 @@ from llm_on_eks.aws import preflight as probes
 from llm_on_eks.aws.hf_token import token_origin
 from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY, cluster_tags, is_managed, role_name
 from llm_on_eks.operators.aws_wait import EKS_HOOK, EKS_NODEGROUP_HOOK, AwsStepOperator, creating_run_tags
-from llm_on_eks.operators.ensure import EnsureOperator
+from llm_on_eks.operators.ensure import EnsureOperator, ready_after_s
 from llm_on_eks.plan.types import ClusterSection, HfTokenSection, NodegroupSpec, NodePoolSpec, PreflightSection
 
 if TYPE_CHECKING:  # the hook's type, named as a string below: the provider is imported at run time only
@@ -316,7 +316,8 @@ class EnsureClusterOperator(_EksEnsureOperator):
         vpc = cluster.get("resourcesVpcConfig") or {}
         return {"name": name, "action": action, "managed": managed, "status": cluster["status"],
                 "version": cluster["version"], "subnet_ids": vpc.get("subnetIds", []),
-                "cluster_security_group_id": vpc.get("clusterSecurityGroupId")}
+                "cluster_security_group_id": vpc.get("clusterSecurityGroupId"),
+                "ready_after_s": ready_after_s(cluster, action)}
 
     def cleanup_name(self) -> str:
         return self.cluster["name"]
@@ -494,7 +495,8 @@ class EnsureNodegroupOperator(_EksEnsureOperator):
         self.log.info("node group %s %s (%s)", group["nodegroupName"], action, group["status"])
         return {"cluster": self.cluster["name"], "nodegroup": group["nodegroupName"], "action": action,
                 "status": group["status"], "instance_type": self.nodegroup["instance_type"],
-                "scaling": group.get("scalingConfig"), "labels": group.get("labels"), "taints": group.get("taints")}
+                "scaling": group.get("scalingConfig"), "labels": group.get("labels"), "taints": group.get("taints"),
+                "ready_after_s": ready_after_s(group, action)}
 
     def cleanup_name(self) -> str:
         return self.nodegroup["name"]

@@ -40,7 +40,8 @@ def _failed_tag(aws: AwsSection, cluster: str, nodegroup: str, when: str | None)
 
 
 @task(trigger_rule=TriggerRule.NONE_FAILED, outlets=[DEPLOYMENTS_ASSET])
-def register(plan: dict[str, Any], smoke: Any = None, bench: Any = None, *, outlet_events=None) -> dict[str, Any]:
+def register(plan: dict[str, Any], smoke: Any = None, bench: Any = None, cold_start: Any = None, *,
+             outlet_events=None) -> dict[str, Any]:
     """Runs after skipped checks too; a dry run records nothing. What the idle teardown needs to
     find and reach the deployment is in the record; a failed-at mark from an earlier run goes."""
     record = {
@@ -63,6 +64,7 @@ def register(plan: dict[str, Any], smoke: Any = None, bench: Any = None, *, outl
         "dry_run": plan["dry_run"],
         "smoke_test": smoke,
         "benchmark": bench,
+        "cold_start": cold_start,
     }
     # The report goes to the task log and, with the record, to the Asset event the UI shows.
     record["report"] = deployment_report(record)

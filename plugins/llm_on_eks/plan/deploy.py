@@ -135,6 +135,7 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None, allowed: 
         "system_nodegroup": s.system_nodegroup_section(c),
         "nodepool": s.nodepool_section(c),
         "storage": {"artifact_bucket": c.bucket, "fsx": fsx},
+        "cold_start": s.cold_start_section(c, fsx),
         "neuron": neuron,
         "hf_token": hf_token,
         "kubernetes": kubernetes,

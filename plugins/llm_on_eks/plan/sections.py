@@ -11,6 +11,7 @@ from typing import Any
 
 from llm_on_eks import naming
 from llm_on_eks.catalog import Catalog, Model, Profile
+from llm_on_eks.plan.cold_start import MB, ColdStartSection, predict
 from llm_on_eks.plan.defaults import (
     ACCELERATORS,
     ADDONS,
@@ -42,7 +43,7 @@ from llm_on_eks.plan.types import (
     ServingSection,
     Target,
 )
-from llm_on_eks.sizing import Sizing, SizingRequest
+from llm_on_eks.sizing import Sizing, SizingRequest, weight_bytes
 
 
 @dataclass(frozen=True)
@@ -362,3 +363,15 @@ def benchmark_section(c: Choice) -> BenchmarkSection:
     return {"enabled": bool(param(p, "benchmark")), "concurrency": param(p, "benchmark_concurrency"),
             "num_prompts": param(p, "benchmark_num_prompts"), "input_len": param(p, "benchmark_input_len"),
             "output_len": param(p, "benchmark_output_len"), "slo_p99_ttft_ms": p.get("benchmark_slo_p99_ttft_ms")}
+
+
+def cold_start_section(c: Choice, fsx: FsxSection | None) -> ColdStartSection:
+    """The predicted time to first token, by phase. The checkpoint is read at its own precision:
+    BF16 for a profile that quantizes at load time."""
+    checkpoint = weight_bytes(c.model, c.profile.dtype, c.profile.checkpoint_quantization and c.profile.quantization)
+    # A cold read from FSx for Lustre runs at the lower of its network and disk throughput: the
+    # disk's, capacity (TiB) x per-unit throughput (AWS FSx for Lustre guide, "Performance").
+    fsx_bytes_per_s = fsx["throughput_per_tib"] * MB * fsx["storage_capacity_gib"] / 1024 if fsx else None
+    return predict(accelerator=c.profile.accelerator, instance_type=c.request.instance.name,
+                   weights=c.profile.weights, checkpoint_bytes=checkpoint,
+                   total_params_b=c.model.architecture.total_params_b, fsx_bytes_per_s=fsx_bytes_per_s)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from llm_on_eks.plan.cold_start import ColdStartSection
 from llm_on_eks.sizing import SizingSection
 
 
@@ -289,6 +290,7 @@ class Plan(TypedDict):
     system_nodegroup: NodegroupSpec
     nodepool: NodePoolSpec
     storage: StorageSection
+    cold_start: ColdStartSection
     neuron: NeuronSection | None
     hf_token: HfTokenSection
     kubernetes: KubernetesSection
