@@ -1,5 +1,7 @@
 """A local Airflow 3, as separate processes on 127.0.0.1: api-server, scheduler, dag-processor and
-triggerer, on a SQLite metadata DB with the LocalExecutor (scripts/env.sh: a small parallelism).
+triggerer, on a SQLite metadata DB with the LocalExecutor (scripts/env.sh: a small parallelism);
+or, with ``workers`` and the team stack's settings (local_stack/team.py), on PostgreSQL with the
+CeleryExecutor and that many Celery workers, as docker-compose.yaml runs it.
 
 The demo runs one in the work tree's ``.airflow``; the tests run one in a temporary home. Its
 configuration is whole here (nothing ``AIRFLOW__*`` is inherited, so a test process's own
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local_stack.stack import ROOT, alive, free_port, http_ok, spawn, stop_pid, wait_until
+from local_stack.stack import LOGS, ROOT, alive, free_port, http_ok, spawn, stop_pid, wait_until
 
 USER = "admin"
 # The CLI of the interpreter's own environment, found without relying on PATH (an unactivated venv).
@@ -57,6 +59,14 @@ class LocalAirflow:
     extra_env: dict[str, str] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     log_prefix: str = "airflow"
+    workers: int = 0
+
+    @property
+    def components(self) -> dict[str, list[str]]:
+        """What runs: the four components, and the Celery workers (one hostname each)."""
+        workers = {f"celery-worker-{n}": [AIRFLOW, "celery", "worker", "--skip-serve-logs",
+                                          "--celery-hostname", f"worker{n}@%h"] for n in range(1, self.workers + 1)}
+        return {**COMPONENTS, **workers}
 
     @property
     def base_url(self) -> str:
@@ -101,7 +111,7 @@ class LocalAirflow:
                               timeout=timeout)
 
     def running(self) -> bool:
-        return all(alive(self.pids.get(name)) for name in COMPONENTS) and http_ok(f"{self.base_url}/api/v2/monitor/health")
+        return all(alive(self.pids.get(name)) for name in self.components) and http_ok(f"{self.base_url}/api/v2/monitor/health")
 
     def start(self, connection_profile: dict[str, Any] | None = None, on_start=print) -> None:
         """Start what is not running (the port is chosen when nothing is); idempotent."""
@@ -118,7 +128,7 @@ class LocalAirflow:
             profile.write_text(json.dumps(connection_profile))
             os.chmod(profile, 0o600)
             self.cli("connections", "import", str(profile), "--overwrite")
-        for name, args in COMPONENTS.items():
+        for name, args in self.components.items():
             if alive(self.pids.get(name)):
                 on_start(f"  airflow {name:<14} reused   (pid {self.pids[name]})")
                 continue
@@ -126,6 +136,9 @@ class LocalAirflow:
             on_start(f"  airflow {name:<14} started  (pid {self.pids[name]})")
         wait_until(lambda: http_ok(f"{self.base_url}/api/v2/monitor/health"), 300, "Airflow API server",
                    self.pids["api-server"])
+        dead = [name for name in self.components if not alive(self.pids[name])]
+        if dead:  # a component that fails at start (a setting, an import) exits within seconds
+            raise RuntimeError(f"Airflow {', '.join(dead)} exited at start; see {LOGS}/{self.log_prefix}-<name>.log")
 
     def stop(self) -> None:
         for pid in reversed(list(self.pids.values())):
@@ -135,12 +148,13 @@ class LocalAirflow:
         return Api(self.base_url, self.password)
 
     def to_state(self) -> dict[str, Any]:
-        return {"home": str(self.home), "port": self.port, "jwt_secret": self.jwt_secret, "pids": self.pids}
+        return {"home": str(self.home), "port": self.port, "jwt_secret": self.jwt_secret, "pids": self.pids,
+                "workers": self.workers}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], **kwargs: Any) -> LocalAirflow:
         return cls(home=Path(state["home"]), port=state["port"], jwt_secret=state["jwt_secret"],
-                   pids=dict(state["pids"]), **kwargs)
+                   pids=dict(state["pids"]), workers=state.get("workers", 0), **kwargs)
 
 
 class Api:

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from local_stack import stack
+from local_stack import stack, team
 from local_stack.airflow import USER, Api, LocalAirflow, connections
 from local_stack.aws import AIRFLOW_ARN, AIRFLOW_USER, iam_user
 from local_stack.eks_authenticator import map_identity
@@ -36,6 +36,8 @@ dag-processor and triggerer, the helm CLI, a Kubernetes API server, the vLLM ser
     name of Llama 4 Scout; the deploy's smoke test and benchmark reach it by `endpoint_url`."""
 
 AIRFLOW_HOME = ROOT / ".airflow"  # scripts/env.sh's, so the CLI there sees the demo's runs
+# The team stack's home: its PostgreSQL data, Redis's directory, logs, and the CLI's settings.
+TEAM_HOME = ROOT / ".airflow-team"
 DAG_ID = "deploy_llama4"
 IDLE_DAG_ID = "teardown_idle_deployments"
 IDLE_SCHEDULE = "*/2 * * * *"  # the demo's; teams keep the default */10
@@ -123,13 +125,28 @@ def ensure_job_markers(state: dict, kubeconfig: str, aws_url: str) -> None:
     say(f"  Job marker writer  started  (stand-in, pid {pid})")
 
 
+def ensure_team(state: dict) -> dict[str, str]:
+    """PostgreSQL and Redis (local_stack/team.py); the Airflow settings that point at them, also
+    written to a private file for the CLI."""
+    TEAM_HOME.mkdir(parents=True, exist_ok=True)
+    settings = team.ensure_backends(TEAM_HOME, state.setdefault("team", {}), on_start=say)
+    save_state(state)
+    cli_env = TEAM_HOME / "airflow.env"
+    cli_env.write_text("".join(f"export {k}='{v}'\n" for k, v in settings.items()))
+    os.chmod(cli_env, 0o600)
+    return settings
+
+
 # -- Airflow ------------------------------------------------------------------------------------
-def ensure_airflow(state: dict, aws_url: str, identity: dict[str, str], helm: str) -> LocalAirflow:
+def ensure_airflow(state: dict, aws_url: str, identity: dict[str, str], helm: str,
+                   team_settings: dict[str, str] | None) -> LocalAirflow:
     extra_env = {"LLM_ON_EKS_IDLE_TEARDOWN_SCHEDULE": IDLE_SCHEDULE, "HELM_BIN": helm,
                  # Where no network namespace can be made, the local vLLM server is on 127.0.0.1.
                  "AIRFLOW__LLM_ON_EKS__ALLOW_LOOPBACK_ENDPOINT": "True"}
+    extra_env.update(team_settings or {})
     airflow = (LocalAirflow.from_state(state["airflow"], extra_env=extra_env) if "airflow" in state
-               else LocalAirflow(home=AIRFLOW_HOME, extra_env=extra_env))
+               else LocalAirflow(home=TEAM_HOME if team_settings else AIRFLOW_HOME, extra_env=extra_env,
+                                 workers=team.WORKERS if team_settings else 0))
     airflow.start(connections(aws_url, identity), on_start=say)
     state["airflow"] = airflow.to_state()
     save_state(state)
@@ -213,15 +230,19 @@ def report(api: Api, runs: dict[str, str], tis: dict[str, list[dict[str, Any]]])
 
 
 # -- commands -----------------------------------------------------------------------------------
-def up() -> int:
+def up(team_stack: bool) -> int:
     say(STANDINS + "\n")
     state = load_state()
-    say("Starting (or reusing) the local stack:")
+    if "airflow" in state and bool(state.get("team")) != team_stack:
+        say(f"The demo runs {'on the team stack' if state.get('team') else 'without --team'} already: "
+            "scripts/demo-stop first, then scripts/demo" + (" --team" if team_stack else ""))
+        return 2
+    say("Starting (or reusing) the local stack" + (" (team: PostgreSQL, Redis, CeleryExecutor):" if team_stack else ":"))
     kubeconfig, helm = ensure_control_plane(state)
     aws_url, identity = ensure_aws(state, kubeconfig)
     vllm_url = ensure_vllm(state)
     ensure_job_markers(state, kubeconfig, aws_url)
-    airflow = ensure_airflow(state, aws_url, identity, helm)
+    airflow = ensure_airflow(state, aws_url, identity, helm, ensure_team(state) if team_stack else None)
     api = airflow.api()
     api.wait_for_dags(DAG_ID, IDLE_DAG_ID)
     say(f"\nTriggering {DAG_ID} for Llama 4 Scout on GPU and on Trainium2 (real runs on the local stand-ins):")
@@ -229,16 +250,17 @@ def up() -> int:
             for label, accelerator in (("gpu", "gpu"), ("trn2", "neuron"))}
     say("\nFollowing the runs (elapsed mm:ss, run, step, state, what it waits for):")
     ok = report(api, runs, follow(api, runs))
+    cli_env = f"export AIRFLOW_HOME={TEAM_HOME}; source {TEAM_HOME}/airflow.env; " if team_stack else ""
     say(f"""
 The Airflow UI: {airflow.base_url}   user {USER}, password {airflow.password}
   (the password is in {airflow.password_file}; each process logs to {stack.LOGS})
-The CLI, on the same metadata DB: source scripts/env.sh; airflow dags list-runs {DAG_ID}
+The CLI, on the same metadata DB: source scripts/env.sh; {cli_env}airflow dags list-runs {DAG_ID}
 
 Idle teardown: {IDLE_DAG_ID} runs every 2 minutes here ({IDLE_SCHEDULE}; teams keep */10). Both
 deployments have an idle TTL of {IDLE_TTL_MINUTES} minutes: about {IDLE_TTL_MINUTES}-{IDLE_TTL_MINUTES + 2} minutes after their last request it
 uninstalls their releases and deletes their node groups on its own. Watch it in the UI (Dags ->
 {IDLE_DAG_ID} -> the latest run -> summarize), or:
-  source scripts/env.sh; airflow dags list-runs {IDLE_DAG_ID}
+  source scripts/env.sh; {cli_env}airflow dags list-runs {IDLE_DAG_ID}
 A second scripts/demo reuses what is up; scripts/demo-stop stops everything it started.""")
     return 0 if ok else 1
 
@@ -254,6 +276,9 @@ def stop() -> int:
         if name in state:
             stop_pid(state[name]["pid"])
             say(f"  {name:<22} stopped (pid {state[name]['pid']})")
+    for name, backend in state.get("team", {}).items():
+        stop_pid(backend["pid"])
+        say(f"  {name:<22} stopped (pid {backend['pid']})")
     vllm = state.get("vllm")
     if vllm:
         stop_pid(vllm["pid"])
@@ -267,6 +292,7 @@ def stop() -> int:
         say("  control plane          left running (it was up before the demo)")
     ports = [state["airflow"]["port"]] if "airflow" in state else []
     ports += [int(state["aws"]["url"].rsplit(":", 1)[1])] if "aws" in state else []
+    ports += [backend["port"] for backend in state.get("team", {}).values()]
     busy = [port for port in ports if stack.port_open(port)]
     stack.STATE.unlink(missing_ok=True)
     say(f"  ports still in use: {busy}" if busy else f"  ports free: {ports}")
@@ -276,7 +302,9 @@ def stop() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "stop"], nargs="?", default="up")
-    sys.exit(up() if parser.parse_args().command == "up" else stop())
+    parser.add_argument("--team", action="store_true", help="on PostgreSQL, Redis and the CeleryExecutor")
+    args = parser.parse_args()
+    sys.exit(up(args.team) if args.command == "up" else stop())
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from local_stack.team import shared_settings
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = ROOT / "scripts" / "compose-check.sh"
 COMPOSE = ROOT / "docker-compose.yaml"
@@ -78,8 +80,10 @@ def test_the_project_is_mounted_and_configured(services, name):
         assert mount["type"] == "bind" and mount["source"] == str(ROOT / folder)
     env = service["environment"]
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-    assert env["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"] == "true"
+    # The team stack's settings, the ones scripts/demo --team runs with (include/airflow/team.env).
+    shared = shared_settings()
+    assert {k: env[k] for k in shared} == shared
+    assert shared["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor" and shared["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"] == "true"
     # One JWT secret for all: an empty one makes each process generate its own.
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"]
     assert service["build"]["context"] == str(ROOT)

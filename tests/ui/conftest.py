@@ -1,14 +1,22 @@
 """A running Airflow 3 (local_stack/airflow.py): api-server, scheduler, dag-processor and triggerer
 as separate processes on 127.0.0.1, in a home of the test session's own; stopped by PID at the end.
+On SQLite with the LocalExecutor (``local_airflow``), or on the team stack (``team_airflow``:
+PostgreSQL, Redis, the CeleryExecutor and two Celery workers, local_stack/team.py).
 
 Only DAG runs that touch nothing outside Airflow run on it (dry runs): what a real deploy does is
 tested through dag.test() in tests/e2e, and on this same kind of Airflow by scripts/demo."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
+from local_stack import team
 from local_stack.airflow import LocalAirflow
+from local_stack.stack import stop_pid
 
 DAG_ID = "deploy_llama4"
 
@@ -22,6 +30,28 @@ def local_airflow(tmp_path_factory):
         yield airflow
     finally:
         airflow.stop()
+
+
+@pytest.fixture(scope="session")
+def team_airflow():
+    # Not under pytest's private tmp root: run as root, PostgreSQL runs as user postgres, which
+    # must reach its data directory.
+    home = Path(tempfile.mkdtemp(prefix="llm-on-eks-team-"))
+    home.chmod(0o711)
+    backends: dict = {}
+    try:
+        settings = team.ensure_backends(home, backends)
+        airflow = LocalAirflow(home=home, log_prefix="test-airflow-team", extra_env=settings, workers=team.WORKERS)
+        try:
+            airflow.start()
+            airflow.api().wait_for_dags(DAG_ID)
+            yield airflow, backends
+        finally:
+            airflow.stop()
+    finally:
+        for backend in backends.values():
+            stop_pid(backend["pid"])
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def wait_for_run(api, run_id: str, timeout_s: float = 600) -> str:

@@ -1,6 +1,6 @@
 """`airflow dags trigger`, as users run it, against a running Airflow: the conf is checked by the
 params form's schema before a run exists, and a triggered run goes through the real scheduler,
-executor and API server to its report."""
+executor and API server to its report: on the team stack, PostgreSQL and Celery workers."""
 
 from __future__ import annotations
 
@@ -23,10 +23,13 @@ def test_a_bad_conf_is_refused_naming_the_field_and_no_run_exists(local_airflow)
     assert _runs(api) == before
 
 
-def test_a_triggered_dry_run_goes_through_the_scheduler_to_its_report(local_airflow):
-    api = local_airflow.api()
+def test_a_triggered_dry_run_goes_through_the_scheduler_to_its_report(team_airflow):
+    import psycopg2
+
+    airflow, backends = team_airflow
+    api = airflow.api()
     conf = {"dry_run": True, "deployment_name": "cli-dry-run", "namespace": "llm-cli"}
-    local_airflow.cli("dags", "trigger", DAG_ID, "--run-id", "cli-dry-run", "--conf", json.dumps(conf))
+    airflow.cli("dags", "trigger", DAG_ID, "--run-id", "cli-dry-run", "--conf", json.dumps(conf))
     assert wait_for_run(api, "cli-dry-run") == "success"
     states = {ti["task_id"]: ti["state"] for ti in api.task_instances(DAG_ID, "cli-dry-run")}
     assert states["helm_deploy"] == states["register"] == "success"
@@ -34,3 +37,9 @@ def test_a_triggered_dry_run_goes_through_the_scheduler_to_its_report(local_airf
     record = api.xcom(DAG_ID, "cli-dry-run", "register")
     assert record["deployment"] == "cli-dry-run" and record["namespace"] == "llm-cli"
     assert "DRY RUN" in record["report"].splitlines()[0]
+    # The tasks ran on the Celery workers: their results are in the Celery result backend's table.
+    pg = backends["postgres"]
+    with psycopg2.connect(host="127.0.0.1", port=pg["port"], user="airflow", password=pg["password"],
+                          dbname="airflow") as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")
+        assert cursor.fetchone()[0] >= len([s for s in states.values() if s == "success"])
