@@ -51,18 +51,23 @@ class TakeLeaseOperator(DeploymentStepOperator):
         super().__init__(**kwargs)
         self.kubernetes = kubernetes
         self.action = action
-        self.wait_s = conf.getint("llm_on_eks", "lease_wait_s", fallback=LEASE_WAIT_S) if wait_s is None else wait_s
+        self.wait_s = wait_s
+
+    def wait_limit_s(self) -> float:
+        """Read when the step runs, not when the DAG is parsed: a changed setting applies at once."""
+        return conf.getint("llm_on_eks", "lease_wait_s", fallback=LEASE_WAIT_S) if self.wait_s is None else self.wait_s
 
     def describe(self) -> Any:
         return {"lease": f"{self.kubernetes['namespace']}/{lease_name(self.target['deployment'])}",
-                "holder": "<dag id>/<run id>", "action": self.action, "wait_up_to_s": self.wait_s}
+                "holder": "<dag id>/<run id>", "action": self.action, "wait_up_to_s": self.wait_limit_s()}
 
     def run(self, context: Any) -> Any:
         deployment, namespace, me = self.target["deployment"], self.kubernetes["namespace"], lease_holder(context)
         with api_client(self.access) as api:
             ensure_namespace(api, namespace)
             try:
-                decision = acquire(api, namespace, deployment, me, self.action, self.lease_hold_s(), self.wait_s)
+                decision = acquire(api, namespace, deployment, me, self.action, self.lease_hold_s(),
+                                   self.wait_limit_s())
             except LeaseHeld as exc:
                 # No retry: the wait was the retry.
                 raise AirflowFailException(f"{deployment}: {exc}; try again once that run has finished") from None
