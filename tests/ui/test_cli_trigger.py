@@ -5,6 +5,7 @@ executor and API server to its report: on the team stack, PostgreSQL and Celery 
 from __future__ import annotations
 
 import json
+import time
 
 from tests.ui.conftest import DAG_ID, wait_for_run
 
@@ -38,8 +39,18 @@ def test_a_triggered_dry_run_goes_through_the_scheduler_to_its_report(team_airfl
     assert record["deployment"] == "cli-dry-run" and record["namespace"] == "llm-cli"
     assert "DRY RUN" in record["report"].splitlines()[0]
     # The tasks ran on the Celery workers: their results are in the Celery result backend's table.
+    # A worker stores a result after the task has reported its state to the API server, so the
+    # last one may land a moment after the run is marked done: read until they are all there.
+    succeeded = len([s for s in states.values() if s == "success"])
     pg = backends["postgres"]
+    deadline = time.monotonic() + 30
     with psycopg2.connect(host="127.0.0.1", port=pg["port"], user="airflow", password=pg["password"],
                           dbname="airflow") as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")
-        assert cursor.fetchone()[0] >= len([s for s in states.values() if s == "success"])
+        while True:
+            cursor.execute("SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")
+            stored = cursor.fetchone()[0]
+            connection.commit()
+            if stored >= succeeded or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert stored >= succeeded
