@@ -59,7 +59,7 @@ pytest_plugins = ["tests.integration.sandbox_cluster", "tests.serving.vllm_fixtu
 
 # Fixtures that start a real server: a test using any of them (directly or through another
 # fixture) is an integration test, left out of the fast tier (`scripts/test -m "not integration"`).
-SERVER_FIXTURES = {"moto_url", "moto_s3", "sandbox_cluster", "vllm_server", "local_airflow", "local_aws"}
+SERVER_FIXTURES = {"moto_url", "moto_s3", "sandbox_cluster", "vllm_server", "local_airflow", "team_airflow", "local_aws"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

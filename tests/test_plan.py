@@ -6,6 +6,7 @@ import pytest
 from airflow.sdk import ParamsDict
 from airflow.sdk.exceptions import ParamValidationError
 
+from llm_on_eks.aws.api_calls import create_cluster_request
 from llm_on_eks.catalog import catalog_index
 from llm_on_eks.params import deploy_form
 from llm_on_eks.plan import PlanError, build_plan
@@ -139,6 +140,14 @@ def test_the_plan_summary_prices_a_cluster_only_when_the_run_may_create_it():
     with_network = summary(build_plan(validated(create_cluster=True)))
     assert "(+$0.53/hour if the cluster is created: EKS control plane, 2x m6i.xlarge system nodes and a NAT gateway)" \
         in with_network
+    # Opted in to its removal once unused: said where the cluster is, and tagged at its creation.
+    quiet = build_plan(validated(create_cluster=True, cluster_quiet_minutes=120))
+    assert "(created if missing, and if created, removed after 120 min without a deployment)" in summary(quiet)
+    assert "removed after" not in with_network
+    assert create_cluster_request(quiet["cluster"], quiet["tags"])["tags"][
+        "llm-on-eks.io/remove-when-quiet-minutes"] == "120"
+    assert "llm-on-eks.io/remove-when-quiet-minutes" not in create_cluster_request(
+        build_plan(validated(create_cluster=True))["cluster"], quiet["tags"])["tags"]
 
 
 def test_the_cheaper_scout_gpu_profile_is_named_and_sized_by_the_planner():

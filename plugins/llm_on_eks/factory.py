@@ -38,7 +38,15 @@ from llm_on_eks.operators.cold_start import ColdStartOperator
 from llm_on_eks.operators.device_plugin import DevicePluginOperator
 from llm_on_eks.operators.helm_deploy import HelmDeployOperator, WaitReadyOperator
 from llm_on_eks.operators.hf_token_secret import HfTokenSecretOperator
-from llm_on_eks.operators.idle_teardown import JudgeDeploymentOperator, discover_deployments, select_idle, summarize
+from llm_on_eks.operators.idle_teardown import (
+    JudgeDeploymentOperator,
+    discover_clusters,
+    discover_deployments,
+    judge_clusters,
+    select_idle,
+    select_unused,
+    summarize,
+)
 from llm_on_eks.operators.lease import DEPLOY, TEARDOWN, ReleaseLeaseOperator, TakeLeaseOperator
 from llm_on_eks.operators.nodepool import EnsureNodePoolOperator
 from llm_on_eks.operators.plan_deployment import plan_deployment
@@ -167,24 +175,27 @@ def teardown_kube_group(plan: Sections, lease: Any = None) -> TaskGroup:
     return group
 
 
-def teardown_aws_group(plan: Sections, *, delete_nodegroup: Any = True,
+def teardown_aws_group(plan: Sections, *, deployment: bool = True, delete_nodegroup: Any = True,
                        delete_cluster: Any = False, delete_fsx: Any = False, delete_artifacts: Any = False,
                        lease: Any = None, deferrable: bool | None = None, waiter_delay: int | None = None) -> TaskGroup:
     """node group (until gone) -> FSx (opt-in, unused) -> system node group and cluster (opt-in,
     ours, no other node group) -> the network and roles made with it -> bucket (opt-in). The opt-ins may be templates
-    (``"{{ params.delete_cluster }}"``)."""
+    (``"{{ params.delete_cluster }}"``). Without ``deployment`` (an unused cluster's removal) there
+    is no deployment's node group: it starts at FSx."""
     waits = {"target": plan["target"], "aws": plan["aws"], "cluster": plan["cluster"],
              **_waits(deferrable, waiter_delay, lease)}
+    own = plan["nodegroup"] if deployment else plan["system_nodegroup"]
     with TaskGroup(group_id="teardown_aws") as group:
-        nodegroup_task = DeleteNodegroupOperator(task_id="delete_nodegroup", nodegroup=plan["nodegroup"],
-                                                 opted_in=delete_nodegroup, **waits)
         fsx = DeleteFsxOperator(task_id="delete_fsx", storage=plan["storage"], delete_fsx=delete_fsx, **waits)
+        if deployment:
+            DeleteNodegroupOperator(task_id="delete_nodegroup", nodegroup=own, opted_in=delete_nodegroup,
+                                    **waits) >> fsx
         # FSx goes before the bucket it exports to; the cluster only once no node group is left.
         # Each step runs only when the one before succeeded: nothing shared goes after a failed
         # delete, and a teardown that is off as a whole (mark_failed skipped) stays off.
         system = DeleteNodegroupOperator(task_id="delete_system_nodegroup", nodegroup=plan["system_nodegroup"],
-                                         deployment_nodegroup=plan["nodegroup"], opted_in=delete_cluster, **waits)
-        cluster = DeleteClusterOperator(task_id="delete_cluster", nodegroup=plan["nodegroup"],
+                                         deployment_nodegroup=own, opted_in=delete_cluster, **waits)
+        cluster = DeleteClusterOperator(task_id="delete_cluster", nodegroup=own,
                                         system_nodegroup=plan["system_nodegroup"], delete_cluster=delete_cluster,
                                         **waits)
         # No lease from here on: the cluster that holds it may be gone; AWS alone decides.
@@ -194,7 +205,7 @@ def teardown_aws_group(plan: Sections, *, delete_nodegroup: Any = True,
         iam_roles = DeleteRolesOperator(task_id="delete_roles", **made_with_cluster)
         bucket = DeleteArtifactsOperator(task_id="delete_artifacts", target=plan["target"], aws=plan["aws"],
                                          storage=plan["storage"], delete_artifacts=delete_artifacts)
-        nodegroup_task >> fsx >> system >> cluster >> [network, iam_roles] >> bucket
+        fsx >> system >> cluster >> [network, iam_roles] >> bucket
     return group
 
 
@@ -260,7 +271,9 @@ def build_teardown_dag(dag_id: str, *, doc_md: str, waiter_delay: int | None = N
 def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str | None,
                             waiter_delay: int | None = None) -> DAG:
     """teardown_idle_deployments: judge every deployment; the idle ones go through the same
-    teardown groups as teardown_deployment (release and node group; shared things stay)."""
+    teardown groups as teardown_deployment (release and node group; shared things stay); then
+    each cluster that opted in and no deployment has used for long enough goes, by the same
+    AWS teardown steps."""
     # One run at a time: each run judges every deployment; an overlapping run would judge the
     # same ones again and wait on the Leases the first holds for their teardowns.
     with _dag(dag_id, doc_md=doc_md, schedule=schedule, params={}, tags=["teardown"], max_active_runs=1) as dag:
@@ -280,7 +293,17 @@ def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str | None,
             kube, aws = teardown_groups(plan, lease=take.output, waiter_delay=waiter_delay)
             release_lease(plan, take, [aws >> register_removal(target, reason)])
 
-        teardown.expand_kwargs(select_idle(verdicts.output)) >> summarize(verdicts.output)
+        @task_group(group_id="remove_cluster")
+        def remove_cluster(target: Any, aws: Any, cluster: Any, system_nodegroup: Any, storage: Any) -> None:
+            """One unused cluster's removal (``judge_clusters``): FSx, its system node group, the
+            cluster, the network and roles made with it, each step deciding again from AWS."""
+            plan = {"target": target, "aws": aws, "cluster": cluster, "system_nodegroup": system_nodegroup,
+                    "storage": storage}
+            teardown_aws_group(plan, deployment=False, delete_fsx=True, delete_cluster=True, waiter_delay=waiter_delay)
+
+        clusters = judge_clusters(discover_clusters())
+        teardown.expand_kwargs(select_idle(verdicts.output)) >> clusters
+        remove_cluster.expand_kwargs(select_unused(clusters)) >> summarize(verdicts.output, clusters)
     return dag
 
 

@@ -35,6 +35,11 @@ SYSTEM_ROLE = "system"
 # "adopted" by these tags, never from memory.
 CREATED_BY_RUN_KEY = f"{LABEL_PREFIX}/created-by-run"
 CREATED_AT_KEY = f"{LABEL_PREFIX}/created-at"
+# On a cluster of ours, the opt-in to its removal once no deployment has used it for this many
+# minutes (deploy_* param cluster_quiet_minutes, or a tag put on by hand); and the time the idle
+# teardown first found it unused, kept there, with the cluster, rather than in Airflow.
+QUIET_MINUTES_KEY = f"{LABEL_PREFIX}/remove-when-quiet-minutes"
+QUIET_SINCE_KEY = f"{LABEL_PREFIX}/quiet-since"
 
 # The deployment name becomes the Helm release (at most 53 characters, Helm docs "helm install")
 # and the Service the chart names after it, a DNS-1035 label (Kubernetes docs, "Object Names and

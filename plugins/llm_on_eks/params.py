@@ -78,6 +78,12 @@ def _cluster() -> dict[str, Param]:
                                                   "with AmazonEKSClusterAdminPolicy. Off: the run stops saying what "
                                                   "to add.",
                                       section="Cluster"),
+        "cluster_quiet_minutes": Param(DEFAULTS["cluster_quiet_minutes"], type="integer", minimum=0, maximum=43_200,
+                                       title="Remove the cluster after (minutes without a deployment)",
+                                       description="On a cluster this run creates: the idle teardown removes it, "
+                                                   "its FSx and system nodes, once no deployment has used it this "
+                                                   "long. 0: never.",
+                                       section="Cluster"),
         "kubernetes_version": Param(None, **_optional("string", **schema("kubernetes_version")), title="Kubernetes version",
                                     section="Cluster"),
         "cluster_role_arn": Param(None, **_optional("string", **schema("cluster_role_arn")), title="Cluster IAM role ARN",

@@ -54,8 +54,10 @@ def summarize(*, target: Target, model: ModelSection, profile: ProfileSection, s
         *([f"  compile     {neuron['framework']} into {neuron['artifacts_uri']} "
            f"({neuron['cache_env']}), once per key {neuron['hash']}"] if neuron else []),
         f"  cluster     {cluster['name']} in {target['access']['region']} "
-        f"({'created if missing' if cluster['create'] else 'must exist'}), "
-        f"node group {nodegroup['name']}",
+        f"({'created if missing' if cluster['create'] else 'must exist'}"
+        + (f", and if created, removed after {cluster['quiet_minutes']} min without a deployment"
+           if cluster["create"] and cluster["quiet_minutes"] else "")
+        + f"), node group {nodegroup['name']}",
         *([f"  capacity    reserved: {nodegroup['capacity_reservation_id']} (an On-Demand Capacity Reservation or a "
            f"Capacity Block, as AWS says at run time), nodes in its zone only, launch template "
            f"{nodegroup['launch_template']}"] if nodegroup["capacity_reservation_id"] else []),

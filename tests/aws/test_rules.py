@@ -1,19 +1,31 @@
 """The rule functions the AWS steps act on, table by table, without any server: whether a node
-group or cluster can be adopted, and what a teardown may delete."""
+group or cluster can be adopted, what a teardown may delete, and when an unused cluster goes."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from llm_on_eks.aws import eks as rules
 from llm_on_eks.aws.teardown import (
+    QuietVerdict,
     bucket_decision,
     cluster_decision,
     fsx_decision,
     nodegroup_decision,
+    quiet_cluster_decision,
     system_nodegroup_decision,
 )
-from llm_on_eks.naming import CLUSTER_KEY, DEPLOYMENT_KEY, MANAGED_BY_KEY, ROLE_KEY, fsx_user
+from llm_on_eks.naming import (
+    CLUSTER_KEY,
+    DEPLOYMENT_KEY,
+    MANAGED_BY_KEY,
+    QUIET_MINUTES_KEY,
+    QUIET_SINCE_KEY,
+    ROLE_KEY,
+    fsx_user,
+)
 from llm_on_eks.plan import build_plan
 
 OURS = {MANAGED_BY_KEY: "llm-on-eks", DEPLOYMENT_KEY: "scout", CLUSTER_KEY: "c1"}
@@ -166,6 +178,35 @@ def test_fsx_decision(fs, opted_in, delete, reason):
 def test_bucket_decision(tags, opted_in, delete, reason):
     decision = bucket_decision(tags, "c1", opted_in)
     assert decision.delete is delete and reason in decision.reason
+
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+OPTED_IN = {MANAGED_BY_KEY: "llm-on-eks", QUIET_MINUTES_KEY: "60"}
+
+
+def _quiet_since(minutes_ago: int) -> dict[str, str]:
+    return {**OPTED_IN, QUIET_SINCE_KEY: (NOW - timedelta(minutes=minutes_ago)).isoformat()}
+
+
+@pytest.mark.parametrize(("tags", "users", "remove", "reason", "since"), [
+    ({QUIET_MINUTES_KEY: "1", QUIET_SINCE_KEY: "2026-01-01T00:00:00+00:00"}, [], False,
+     "kept: not created by llm-on-eks, never removed", None),
+    ({MANAGED_BY_KEY: "llm-on-eks"}, [], False, "removal once unused is off", None),
+    ({**OPTED_IN, QUIET_MINUTES_KEY: "0"}, [], False, "removal once unused is off", None),
+    ({**OPTED_IN, QUIET_MINUTES_KEY: "an hour"}, [], False, "is not a number of minutes", None),
+    (_quiet_since(90), ["team-a/scout"], False, "kept: used by team-a/scout", None),
+    (OPTED_IN, [], False, "kept: unused from now; removed after 60 min", NOW.isoformat()),
+    ({**OPTED_IN, QUIET_SINCE_KEY: "yesterday"}, [], False, "kept: unused from now", NOW.isoformat()),
+    (_quiet_since(59), [], False, "kept: unused 59 of 60 min", _quiet_since(59)[QUIET_SINCE_KEY]),
+    (_quiet_since(60), [], True, "unused 60 min, removed after 60 min", _quiet_since(60)[QUIET_SINCE_KEY]),
+])
+def test_quiet_cluster_decision(tags, users, remove, reason, since):
+    verdict = quiet_cluster_decision({"name": "c1", "tags": tags}, users, NOW)
+    assert verdict.remove is remove and reason in verdict.reason and verdict.quiet_since == since
+
+
+def test_a_gone_cluster_is_neither_kept_nor_removed():
+    assert quiet_cluster_decision(None, [], NOW) == QuietVerdict(False, "gone", None)
 
 
 @pytest.mark.parametrize(("instance_type", "code"), [

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY, PROJECT
+from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY, PROJECT, QUIET_MINUTES_KEY
 from llm_on_eks.plan.types import ClusterSection, FsxSection, NodegroupSpec
 
 
@@ -76,8 +76,13 @@ def create_cluster_request(cluster: ClusterSection, tags: dict[str, str], create
         "roleArn": role_arn or cluster["role_arn"] or "<provision.ensure_roles' cluster role>",
         "resourcesVpcConfig": vpc_config,
         "accessConfig": {"authenticationMode": "API_AND_CONFIG_MAP", "bootstrapClusterCreatorAdminPermissions": True},
-        "tags": _tags(tags, created),
+        "tags": _tags(tags, created) | quiet_tags(cluster),
     }
+
+
+def quiet_tags(cluster: ClusterSection) -> dict[str, str]:
+    """A created cluster's opt-in to its removal once unused (``operators.idle_teardown``)."""
+    return {QUIET_MINUTES_KEY: str(cluster["quiet_minutes"])} if cluster["quiet_minutes"] else {}
 
 
 def create_nodegroup_request(cluster: str, group: NodegroupSpec, subnet_ids: list[str] | None = None,

@@ -11,6 +11,8 @@
   deployment's ``used-by`` tag remains on it.
 - The cluster's network and IAM roles: only with the cluster (same opt-in), once it is gone,
   and only what carries this project's tags for that cluster.
+- A cluster of ours left unused (the idle teardown, opted in per cluster): its FSx, system node
+  group, the cluster, its network and roles, by the rules above; never its bucket.
 - The artifact bucket: kept unless the caller opted in; then only if this project made it for
   this cluster. Compiled Neuron artifacts and staged weights are expensive to rebuild.
 
@@ -21,10 +23,19 @@ after a node group or add-on change (apache/airflow#73219): deletes are retried 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from llm_on_eks.aws.fsx_rules import USED_BY_PREFIX, tags_of, users_of
-from llm_on_eks.naming import CLUSTER_KEY, DEPLOYMENT_KEY, ROLE_KEY, SYSTEM_ROLE, is_managed
+from llm_on_eks.naming import (
+    CLUSTER_KEY,
+    DEPLOYMENT_KEY,
+    QUIET_MINUTES_KEY,
+    QUIET_SINCE_KEY,
+    ROLE_KEY,
+    SYSTEM_ROLE,
+    is_managed,
+)
 
 
 @dataclass(frozen=True)
@@ -94,8 +105,9 @@ def made_with_cluster_decision(found: bool, cluster: dict[str, Any] | None, opte
     return Decision(True, "made by llm-on-eks with the cluster, which is gone")
 
 
-def fsx_decision(file_system: dict[str, Any] | None, user: str, opted_in: bool) -> Decision:
-    """``user``: the deployment tearing down, as ``naming.fsx_user`` names it."""
+def fsx_decision(file_system: dict[str, Any] | None, user: str | None, opted_in: bool) -> Decision:
+    """``user``: the deployment tearing down, as ``naming.fsx_user`` names it (None: the removal
+    of an unused cluster, no deployment's)."""
     if file_system is None:
         return Decision(False, "already gone")
     others = [u for u in users_of(file_system) if u != user]
@@ -106,7 +118,7 @@ def fsx_decision(file_system: dict[str, Any] | None, user: str, opted_in: bool) 
     return Decision(True, "opted in, no other deployment uses it")
 
 
-def own_user_tags(file_system: dict[str, Any], user: str) -> list[str]:
+def own_user_tags(file_system: dict[str, Any], user: str | None) -> list[str]:
     return [k for k in tags_of(file_system) if k == f"{USED_BY_PREFIX}{user}"]
 
 
@@ -118,3 +130,44 @@ def bucket_decision(tags: dict[str, str] | None, cluster: str, opted_in: bool) -
     if not is_managed(tags) or tags.get(CLUSTER_KEY) != cluster:
         return Decision(False, "kept: not made by llm-on-eks for this cluster")
     return Decision(True, "opted in, made by llm-on-eks for this cluster")
+
+
+@dataclass(frozen=True)
+class QuietVerdict:
+    """Whether a cluster of ours goes for being unused, why, and the quiet-since tag to keep on it
+    (None: none, the cluster is in use or not ours)."""
+
+    remove: bool
+    reason: str
+    quiet_since: str | None
+
+
+def quiet_cluster_decision(cluster: dict[str, Any] | None, users: list[str], now: datetime) -> QuietVerdict:
+    """A cluster goes only when llm-on-eks created it, it opted in (``QUIET_MINUTES_KEY``), and no
+    deployment has used it (a node group of a deployment, a user of its FSx) since the idle
+    teardown first found it unused, that many minutes ago."""
+    if cluster is None:
+        return QuietVerdict(False, "gone", None)
+    tags = cluster.get("tags") or {}
+    if not is_managed(tags):
+        return QuietVerdict(False, "kept: not created by llm-on-eks, never removed", None)
+    try:
+        minutes = int(tags.get(QUIET_MINUTES_KEY) or 0)
+    except ValueError:
+        return QuietVerdict(False, f"kept: tag {QUIET_MINUTES_KEY}={tags[QUIET_MINUTES_KEY]!r} is not a number "
+                                   f"of minutes", None)
+    if minutes <= 0:
+        return QuietVerdict(False, f"kept: its removal once unused is off (tag {QUIET_MINUTES_KEY}=<minutes>, "
+                                   f"or deploy with cluster_quiet_minutes, turns it on)", None)
+    if users:
+        return QuietVerdict(False, f"kept: used by {', '.join(users)}", None)
+    try:
+        since = datetime.fromisoformat(tags[QUIET_SINCE_KEY])
+    except (KeyError, ValueError):
+        stamp = now.isoformat(timespec="seconds")
+        return QuietVerdict(False, f"kept: unused from now; removed after {minutes} min without a deployment",
+                            stamp)
+    quiet = (now - since).total_seconds() / 60
+    if quiet < minutes:
+        return QuietVerdict(False, f"kept: unused {quiet:.0f} of {minutes} min", tags[QUIET_SINCE_KEY])
+    return QuietVerdict(True, f"unused {quiet:.0f} min, removed after {minutes} min", tags[QUIET_SINCE_KEY])

@@ -1,10 +1,13 @@
 """The steps of ``teardown_idle_deployments`` before and after the teardown group it shares with
 ``teardown_deployment``: find every deployment to judge, judge each in its own mapped task
-instance (``llm_on_eks.serving.idleness`` holds the rules), pick the idle ones, and summarize.
+instance (``llm_on_eks.serving.idleness`` holds the rules), pick the idle ones; then judge each
+cluster they were on (a cluster of ours that opted in goes once unused long enough:
+``llm_on_eks.aws.teardown.quiet_cluster_decision``), and summarize.
 
 Deployments are found from the Asset events deploys and teardowns emit (durable, in Airflow's
 metadata DB), and, from AWS tags, managed node groups no live deployment accounts for (a run
-killed between creating its node group and registering).
+killed between creating its node group and registering). Clusters are those any event names,
+removed deployments' too.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, TriggerRule, task
 
 from llm_on_eks.aws import eks as rules
+from llm_on_eks.aws.teardown import QuietVerdict, quiet_cluster_decision
 from llm_on_eks.kube import readiness
 from llm_on_eks.kube.access import api_client
 from llm_on_eks.kube.lease import holder_of
@@ -27,12 +31,21 @@ from llm_on_eks.naming import (
     IDLE_TTL_ANNOTATION,
     NAMESPACE_KEY,
     PROTECTED_ANNOTATION,
+    QUIET_SINCE_KEY,
     is_managed,
 )
 from llm_on_eks.operators.base import eks_cluster_gone
 from llm_on_eks.operators.billing import billing_report
 from llm_on_eks.operators.register import DEPLOYMENTS_ASSET
-from llm_on_eks.plan import DEFAULTS, SERVING_PORT, TEARDOWN_KEYS, TeardownPlan, build_teardown_plan, is_true
+from llm_on_eks.plan import (
+    DEFAULTS,
+    SERVING_PORT,
+    TEARDOWN_KEYS,
+    TeardownPlan,
+    build_cluster_removal_plan,
+    build_teardown_plan,
+    is_true,
+)
 from llm_on_eks.serving.idleness import STATE_ANNOTATION, Observation, Verdict, idle_cost, judge, parse_state
 from llm_on_eks.serving.metrics import read_deployment_load
 
@@ -47,13 +60,25 @@ def identity(record: dict[str, Any]) -> tuple[str, str, str, str]:
     return record["region"], record["cluster"], record["namespace"], record["deployment"]
 
 
-def latest_records(extras: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The newest record per deployment, oldest events first in ``extras``; removed ones dropped."""
+def latest_records(extras: list[dict[str, Any]], *, removed: bool = False) -> list[dict[str, Any]]:
+    """The newest record per deployment, oldest events first in ``extras``; removed ones dropped
+    unless ``removed``."""
     latest: dict[tuple, dict[str, Any]] = {}
     for extra in extras:
         if extra and {"deployment", "cluster", "region", "namespace"} <= set(extra):
             latest[identity(extra)] = extra
-    return [r for r in latest.values() if not r.get("removed") and not r.get("dry_run")]
+    return [r for r in latest.values() if (removed or not r.get("removed")) and not r.get("dry_run")]
+
+
+def clusters_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each cluster the records name once, with the connections its newest record gives (a removal
+    recorded before they were part of it gives none: the defaults)."""
+    clusters: dict[tuple, dict[str, Any]] = {}
+    for record in records:
+        key = (record.get("aws_conn_id") or DEFAULTS["aws_conn_id"], record["region"], record["cluster"])
+        clusters[key] = {"cluster_name": record["cluster"], "region": record["region"], "aws_conn_id": key[0],
+                         "kubernetes_conn_id": record.get("kubernetes_conn_id")}
+    return [clusters[key] for key in sorted(clusters)]
 
 
 def _orphans(records: list[dict[str, Any]], known: set[tuple]) -> list[dict[str, Any]]:
@@ -78,14 +103,27 @@ def _orphans(records: list[dict[str, Any]], known: set[tuple]) -> list[dict[str,
     return found
 
 
+def _extras(inlet_events: Any) -> list[dict[str, Any]]:
+    """The records of the Asset's recent events, oldest first."""
+    events = list(inlet_events[DEPLOYMENTS_ASSET][-EVENTS_READ:])
+    return [dict(e.extra or {}) for e in sorted(events, key=lambda e: e.timestamp)]
+
+
 @task(inlets=[DEPLOYMENTS_ASSET])
 def discover_deployments(*, inlet_events=None) -> list[dict[str, Any]]:
     """Every deployment to judge: the live ones the Asset's events name, plus orphaned node groups."""
-    events = list(inlet_events[DEPLOYMENTS_ASSET][-EVENTS_READ:])
-    records = latest_records([dict(e.extra or {}) for e in sorted(events, key=lambda e: e.timestamp)])
+    records = latest_records(_extras(inlet_events))
     orphans = _orphans(records, {identity(r) for r in records}) if records else []
     print(f"{len(records)} deployment(s) registered, {len(orphans)} orphaned node group(s)")
     return records + orphans
+
+
+@task(inlets=[DEPLOYMENTS_ASSET])
+def discover_clusters(*, inlet_events=None) -> list[dict[str, Any]]:
+    """Every cluster a deployment has been on, its removed deployments' too."""
+    clusters = clusters_of(latest_records(_extras(inlet_events), removed=True))
+    print(f"{len(clusters)} cluster(s) with deployments, live or removed")
+    return clusters
 
 
 class JudgeDeploymentOperator(BaseOperator):
@@ -218,10 +256,58 @@ def select_idle(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @task(trigger_rule=TriggerRule.ALL_DONE)
-def summarize(verdicts: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """What was checked, kept and why, removed, the hourly cost stopped and the money spent idle,
-    and on each cluster judged what still bills (``llm_on_eks.operators.billing``)."""
-    verdicts = list(verdicts or [])
+def judge_clusters(clusters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """After the deployments' teardowns, whatever their outcome: each cluster's verdict on its
+    removal once unused, its quiet-since tag kept on it, and for those that go, the removal's plan.
+    Who uses a cluster is read from AWS: its deployments' node groups and its FSx's users."""
+    from airflow.providers.amazon.aws.hooks.eks import EksHook
+
+    now, judged = datetime.now(UTC), []
+    for params in clusters:
+        name = params["cluster_name"]
+        aws = {"conn_id": params["aws_conn_id"], "region": params["region"]}
+        eks = EksHook(aws_conn_id=aws["conn_id"], region_name=aws["region"]).conn
+        found = rules.describe_cluster(eks, name)
+        report = billing_report(aws, name)
+        users = sorted({user for item in report["items"] for user in item["used_by"]})
+        if found is not None and report["hourly_usd"] is None:
+            verdict = QuietVerdict(False, "kept: who uses it is unknown (AWS did not answer)", None)
+        else:
+            verdict = quiet_cluster_decision(found, users, now)
+        if found is not None and is_managed(found.get("tags")):
+            _keep_quiet_since(eks, found, verdict.quiet_since)
+        print(f"cluster {name} in {params['region']}: {verdict.reason}")
+        judged.append({"cluster": name, "region": params["region"], "aws": aws, "remove": verdict.remove,
+                       "reason": verdict.reason,
+                       "plan": build_cluster_removal_plan(params, verdict.reason) if verdict.remove else None})
+    return judged
+
+
+def _keep_quiet_since(eks: Any, cluster: dict[str, Any], since: str | None) -> None:
+    """The cluster's quiet-since tag as the verdict has it: set, kept, or gone once it is used."""
+    tags = cluster.get("tags") or {}
+    if since is not None and tags.get(QUIET_SINCE_KEY) != since:
+        eks.tag_resource(resourceArn=cluster["arn"], tags={QUIET_SINCE_KEY: since})
+    elif since is None and QUIET_SINCE_KEY in tags:
+        eks.untag_resource(resourceArn=cluster["arn"], tagKeys=[QUIET_SINCE_KEY])
+
+
+# The cluster removal group's keywords (factory.build_idle_teardown_dag).
+REMOVAL_SECTIONS = ("target", "aws", "cluster", "system_nodegroup", "storage")
+
+
+@task
+def select_unused(clusters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The removal group's keywords for each cluster that goes: its removal plan's sections."""
+    return [{k: c["plan"][k] for k in REMOVAL_SECTIONS} for c in clusters if c["remove"]]
+
+
+@task(trigger_rule=TriggerRule.ALL_DONE)
+def summarize(verdicts: list[dict[str, Any]] | None, clusters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What was checked, kept and why, removed, the hourly cost stopped and the money spent idle;
+    each cluster's verdict on its removal once unused, and what still bills on each cluster
+    judged once everything is done (``llm_on_eks.operators.billing``)."""
+    verdicts, clusters = list(verdicts or []), list(clusters or [])
     removed = [v for v in verdicts if v["teardown"]]
     summary = {
         "checked": len(verdicts),
@@ -237,10 +323,15 @@ def summarize(verdicts: list[dict[str, Any]] | None) -> dict[str, Any]:
              f" ${summary['idle_cost_usd']:.2f} spent idle since last activity"]
     lines += [f"  remove {r['namespace']}/{r['deployment']} on {r['cluster']}: {r['reason']}" for r in summary["removed"]]
     lines += [f"  keep   {k['namespace']}/{k['deployment']} on {k['cluster']}: {k['reason']}" for k in summary["kept"]]
-    clusters = {(v["plan"]["aws"]["conn_id"], v["plan"]["aws"]["region"], v["cluster"]): v["plan"]["aws"]
-                for v in verdicts}
-    # Clusters gone since (removed with their last deployment) bill nothing and are left out.
-    reports = [billing_report(aws, cluster) for (_, _, cluster), aws in sorted(clusters.items())]
+    summary["clusters"] = [{"cluster": c["cluster"], "region": c["region"], "removed": c["remove"],
+                            "reason": c["reason"]} for c in clusters if c["reason"] != "gone"]
+    lines += [f"  {'remove' if c['removed'] else 'keep  '} cluster {c['cluster']} ({c['region']}): {c['reason']}"
+              for c in summary["clusters"]]
+    billed = {(v["plan"]["aws"]["conn_id"], v["plan"]["aws"]["region"], v["cluster"]): v["plan"]["aws"]
+              for v in verdicts}
+    billed |= {(c["aws"]["conn_id"], c["region"], c["cluster"]): c["aws"] for c in clusters}
+    # Clusters gone (removed with their last deployment, or now) bill nothing and are left out.
+    reports = [billing_report(aws, cluster) for (_, _, cluster), aws in sorted(billed.items())]
     summary["still_billing"] = [report for report in reports if report["items"] or report["hourly_usd"] is None]
     lines += [report["summary"] for report in summary["still_billing"]]
     print("\n".join(lines))

@@ -101,7 +101,8 @@ def register_removal(target: Target, reason: str, *, outlet_events=None) -> dict
     records nothing): the idle teardown stops judging the deployment."""
     access = target["access"]
     record = {"deployment": target["deployment"], "cluster": access["cluster"], "region": access["region"],
-              "namespace": access["namespace"], "removed": not target["dry_run"], "reason": reason,
+              "namespace": access["namespace"], "aws_conn_id": access["aws_conn_id"],
+              "kubernetes_conn_id": access["kubernetes_conn_id"], "removed": not target["dry_run"], "reason": reason,
               "at": datetime.now(UTC).isoformat(timespec="seconds")}
     if not target["dry_run"]:
         outlet_events[DEPLOYMENTS_ASSET].extra = record

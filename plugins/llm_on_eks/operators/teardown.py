@@ -208,7 +208,7 @@ class DeleteFsxOperator(_DeleteOperator["FsxHook"]):
             raise AirflowFailException(f"{len(found)} file systems tagged {spec['name']}: "
                                        f"{[f['FileSystemId'] for f in found]}; sort them out by hand")
         fs = found[0] if found else None
-        user = fsx_user(self.access["namespace"], self.target["deployment"])
+        user = fsx_user(self.access["namespace"], self.target["deployment"]) if self.target["deployment"] else None
         decision = fsx_decision(fs, user, is_true(self.delete_fsx))
         if would := _would(self.target, {"file_system": spec["name"], "action": decision.reason}, decision.delete):
             return would

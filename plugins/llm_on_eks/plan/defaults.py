@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-# 7: the predicted cold start; 6: the NodePool (EKS Auto Mode); 5: the node groups' capacity
+# 8: the cluster's removal once unused (quiet_minutes); 7: the predicted cold start; 6: the NodePool (EKS Auto Mode); 5: the node groups' capacity
 # reservation and launch template; 4: typed target, release and smoke-test sections; 3: named
 # profiles, Neuron frameworks
-PLAN_VERSION = 7
+PLAN_VERSION = 8
 SERVING_PORT = 8000
 # Where FSx for Lustre is mounted in the staging Job; the serving pods read the claim directly.
 FSX_MOUNT_PATH = "/fsx"
@@ -59,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "region": "us-west-2",
     "create_cluster": False,
     "grant_cluster_access": False,
+    "cluster_quiet_minutes": 0,
     "namespace": "llm-serving",
     "aws_conn_id": "aws_default",
     "hf_token_conn_id": "hf_default",

@@ -135,6 +135,7 @@ def profile_section(c: Choice) -> ProfileSection:
 def cluster_section(c: Choice) -> ClusterSection:
     return {"name": c.cluster, "create": bool(param(c.params, "create_cluster")),
             "grant_access": bool(param(c.params, "grant_cluster_access")),
+            "quiet_minutes": int(param(c.params, "cluster_quiet_minutes")),
             "version": c.params.get("kubernetes_version") or c.catalog.kubernetes_version,
             "role_arn": c.params.get("cluster_role_arn"), "subnet_ids": c.subnet_ids,
             "security_group_ids": list(c.params.get("security_group_ids") or []),
@@ -298,7 +299,7 @@ def serving_section(c: Choice) -> ServingSection:
             "base_url": c.params.get("endpoint_url"), "namespace": c.namespace, "release": c.deployment}
 
 
-def target_section(params: dict[str, Any], deployment: str, cluster: str, region: str, namespace: str) -> Target:
+def target_section(params: dict[str, Any], deployment: str | None, cluster: str, region: str, namespace: str) -> Target:
     """Shared by the deploy and the teardown plan: a teardown reaches the cluster as the deploy did."""
     access: ClusterAccess = {"kubernetes_conn_id": params.get("kubernetes_conn_id"),
                              "aws_conn_id": param(params, "aws_conn_id"), "region": region, "cluster": cluster,

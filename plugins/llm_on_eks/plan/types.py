@@ -24,9 +24,10 @@ class ClusterAccess(TypedDict):
 
 class Target(TypedDict):
     """What every step of a deployment knows: which one, whether for real, and how to reach its
-    cluster (a step renews the deployment's Lease there)."""
+    cluster (a step renews the deployment's Lease there). No deployment: the removal of an
+    unused cluster."""
 
-    deployment: str
+    deployment: str | None
     dry_run: bool
     access: ClusterAccess
 
@@ -78,6 +79,8 @@ class ClusterSection(ClusterRef):
     create: bool
     # Add an access entry for the Airflow identity when the cluster does not let it in.
     grant_access: bool
+    # A created cluster's opt-in to removal once unused this long (0: off; naming.QUIET_MINUTES_KEY).
+    quiet_minutes: int
     version: str
     role_arn: str | None
     subnet_ids: list[str]

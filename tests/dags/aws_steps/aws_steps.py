@@ -1,5 +1,7 @@
 """Test DAGs: the AWS half of the deploy pipeline alone (provision and storage groups, wired as
-build_deploy_dag wires them) and the AWS teardown group, waiting in the worker and deferred.
+build_deploy_dag wires them) and the AWS teardown group, recording the removal as
+teardown_deployment does (the idle teardown finds the cluster by it), waiting in the worker and
+deferred.
 Polls every second: the test's stand-in AWS turns CREATING into ACTIVE after one look."""
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from airflow.sdk import DAG, Param
 from llm_on_eks.catalog import catalog_index
 from llm_on_eks.factory import DEFAULT_ARGS, START_DATE, provision_group, storage_group, teardown_aws_group
 from llm_on_eks.operators.plan_deployment import plan_deployment
+from llm_on_eks.operators.register import register_removal
 from llm_on_eks.params import deploy_form
 
 PROVISION_DAG_ID = "aws_provision"
@@ -34,4 +37,4 @@ for suffix, deferrable in (("", False), ("_deferrable", True)):
         plan >> teardown_aws_group(plan, delete_cluster="{{ params.delete_cluster }}",
                                    delete_fsx="{{ params.delete_fsx }}",
                                    delete_artifacts="{{ params.delete_artifacts }}", deferrable=deferrable,
-                                   waiter_delay=1)
+                                   waiter_delay=1) >> register_removal(plan["target"], "requested")
