@@ -1,9 +1,13 @@
 """scripts/demo: the whole product on this machine, the way a user meets it, before any AWS account.
 
 Starts (or reuses) the local parts, starts Airflow 3 as separate processes on 127.0.0.1, creates
-the connections of the ``local`` profile, then runs ``airflow dags trigger deploy_llama4`` for
-Llama 4 Scout on GPU and on Trainium2 (real runs, not dry runs), follows them step by step, and
-prints what a person wants to know at the end. ``scripts/demo-stop`` ends every process it started.
+the connections of the ``local`` profile, then, as a platform team's Monday morning, triggers three
+deploys at once with ``airflow dags trigger`` (real runs, not dry runs): Llama 4 Scout on GPU and
+Llama 3 8B (``deploy_model``) onto one cluster that does not exist yet, and Scout on Trainium2
+onto another; then the teardown of one of the first two while the other is deployed again. It
+follows the runs step by step, checks in the local AWS's own listings that each cluster has
+exactly one of what deployments share, and prints what a person wants to know at the end.
+``scripts/demo-stop`` ends every process it started.
 """
 
 from __future__ import annotations
@@ -39,15 +43,28 @@ AIRFLOW_HOME = ROOT / ".airflow"  # scripts/env.sh's, so the CLI there sees the 
 # The team stack's home: its PostgreSQL data, Redis's directory, logs, and the CLI's settings.
 TEAM_HOME = ROOT / ".airflow-team"
 DAG_ID = "deploy_llama4"
+MODEL_DAG_ID = "deploy_model"
+TEARDOWN_DAG_ID = "teardown_deployment"
 IDLE_DAG_ID = "teardown_idle_deployments"
 IDLE_SCHEDULE = "*/2 * * * *"  # the demo's; teams keep the default */10
 NAMESPACE = "llm-demo"
 CLUSTER = "llm-demo"
 SCOUT = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
-# Regions whose instance offerings (moto's copy of AWS's) hold the instance type.
-TARGETS = {"gpu": {"region": "us-west-2", "deployment_name": "scout-gpu"},
-           "neuron": {"region": "us-east-2", "deployment_name": "scout-trn2"}}
+LLAMA3 = "meta-llama/Meta-Llama-3-8B-Instruct"
+# The deploys (run label -> DAG and params): regions whose instance offerings (moto's copy of
+# AWS's) hold the instance type; gpu and llama3 share the us-west-2 cluster.
+DEPLOYS = {
+    "gpu": (DAG_ID, {"model": "llama4-scout", "accelerator": "gpu", "region": "us-west-2",
+                     "deployment_name": "scout-gpu", "images_per_prompt": 0}),
+    "llama3": (MODEL_DAG_ID, {"model": "llama-3-8b", "accelerator": "gpu", "region": "us-west-2",
+                              "deployment_name": "llama3-gpu"}),
+    "trn2": (DAG_ID, {"model": "llama4-scout", "accelerator": "neuron", "region": "us-east-2",
+                      "deployment_name": "scout-trn2", "images_per_prompt": 0}),
+}
+# The tiny model answers under the catalog names of every model the demo deploys.
+SERVED = [SCOUT, LLAMA3, "tiny-llama4"]
 IDLE_TTL_MINUTES = 5  # the form's minimum
+CLUSTER_QUIET_MINUTES = 5
 RUN_TIMEOUT_S = 45 * 60
 TERMINAL = {"success", "failed"}
 
@@ -97,14 +114,16 @@ def ensure_vllm(state: dict) -> str:
     from local_stack.vllm import netns_unavailable_reason, start_server
 
     vllm = state.get("vllm", {})
-    if alive(vllm.get("pid")) and http_ok(f"{vllm['url']}/health"):
+    if alive(vllm.get("pid")) and http_ok(f"{vllm['url']}/health") and vllm.get("served") == SERVED:
         say(f"  vLLM (CPU)         reused   {vllm['url']}")
         return vllm["url"]
+    if alive(vllm.get("pid")):
+        stop_vllm(vllm)  # started by an earlier demo, under other names
     say("  vLLM (CPU)         starting (1-2 minutes on 2 cores) ...")
     no_netns = netns_unavailable_reason()
-    server = start_server("tiny-llama4", [SCOUT, "tiny-llama4"], use_netns=no_netns is None)
+    server = start_server("tiny-llama4", SERVED, use_netns=no_netns is None)
     netns = server.netns
-    state["vllm"] = {"pid": server.process.pid, "url": server.base_url,
+    state["vllm"] = {"pid": server.process.pid, "url": server.base_url, "served": SERVED,
                      "netns": netns and {"name": netns.name, "host_veth": netns.host_veth,
                                          "inner_veth": netns.inner_veth}}
     save_state(state)
@@ -156,25 +175,31 @@ def ensure_airflow(state: dict, aws_url: str, identity: dict[str, str], helm: st
 
 
 # -- the runs -----------------------------------------------------------------------------------
-def deploy_conf(accelerator: str, vllm_url: str) -> dict[str, Any]:
+# A run: (label, DAG id, run id).
+Run = tuple[str, str, str]
+
+
+def deploy_conf(params: dict[str, Any], vllm_url: str) -> dict[str, Any]:
     return {
-        "model": "llama4-scout", "accelerator": accelerator, **TARGETS[accelerator], "namespace": NAMESPACE,
-        # As from an empty account: no roles or subnets given, provision makes them with the cluster.
-        "cluster_name": CLUSTER, "create_cluster": True,
+        **params, "namespace": NAMESPACE,
+        # As from an empty account: no roles or subnets given, provision makes them with the cluster;
+        # the idle teardown removes the cluster too, once no deployment has used it for a while.
+        "cluster_name": CLUSTER, "create_cluster": True, "cluster_quiet_minutes": CLUSTER_QUIET_MINUTES,
         # kwok's pod IPs lead nowhere: the checks reach the local vLLM server by URL.
-        "endpoint_url": vllm_url, "images_per_prompt": 0,
+        "endpoint_url": vllm_url,
         "benchmark": True, "benchmark_num_prompts": 8, "benchmark_concurrency": 2, "benchmark_input_len": 64,
         "benchmark_output_len": 16,
         "idle_ttl_minutes": IDLE_TTL_MINUTES,
     }
 
 
-def trigger(airflow: LocalAirflow, label: str, conf: dict[str, Any]) -> str:
+def trigger(airflow: LocalAirflow, label: str, dag_id: str, conf: dict[str, Any]) -> Run:
     """``airflow dags trigger``, as a user runs it."""
     run_id = f"demo-{label}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-    say(f"  $ airflow dags trigger {DAG_ID} --run-id {run_id} --conf '{{\"accelerator\": \"{conf['accelerator']}\", ...}}'")
-    airflow.cli("dags", "trigger", DAG_ID, "--run-id", run_id, "--conf", json.dumps(conf))
-    return run_id
+    shown = {k: conf[k] for k in ("model", "accelerator", "deployment_name", "region") if k in conf}
+    say(f"  $ airflow dags trigger {dag_id} --run-id {run_id} --conf '{json.dumps(shown)[:-1]}, ...}}'")
+    airflow.cli("dags", "trigger", dag_id, "--run-id", run_id, "--conf", json.dumps(conf))
+    return label, dag_id, run_id
 
 
 def _doing(ti: dict[str, Any]) -> str:
@@ -184,22 +209,23 @@ def _doing(ti: dict[str, Any]) -> str:
             "scheduled": "waiting for the executor", "running": "in a worker"}.get(ti["state"] or "", "")
 
 
-def follow(api: Api, runs: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
-    """Print every task's state changes with the elapsed time, until every run ends. The two runs
-    (two deployments, each with its own Lease) go side by side, up to ``[llm_on_eks] max_active_runs``."""
+def follow(api: Api, runs: list[Run]) -> dict[str, list[dict[str, Any]]]:
+    """Print every task's state changes with the elapsed time, until every run ends. Runs of
+    different deployments (each with its own Lease) go side by side, up to ``[llm_on_eks]
+    max_active_runs`` per DAG."""
     start, seen, tis = time.monotonic(), {}, {}
     while True:
         states = {}
-        for label, run_id in runs.items():
-            states[label] = api.run(DAG_ID, run_id)["state"]
-            tis[label] = api.task_instances(DAG_ID, run_id)
+        for label, dag_id, run_id in runs:
+            states[label] = api.run(dag_id, run_id)["state"]
+            tis[label] = api.task_instances(dag_id, run_id)
             for ti in sorted(tis[label], key=lambda t: (t["start_date"] or "~", t["task_id"])):
                 key = (label, ti["task_id"], ti["map_index"])
                 if ti["state"] and seen.get(key) != ti["state"]:
                     seen[key] = ti["state"]
                     elapsed = int(time.monotonic() - start)
-                    say(f"  [{elapsed // 60:02d}:{elapsed % 60:02d}] {label:<5} {ti['task_id']:<40} {ti['state']:<10} "
-                        f"{_doing(ti)}".rstrip())
+                    say(f"  [{elapsed // 60:02d}:{elapsed % 60:02d}] {label:<6} {ti['task_id']:<40} "
+                        f"{ti['state']:<10} {_doing(ti)}".rstrip())
         if all(state in TERMINAL for state in states.values()):
             return tis
         if time.monotonic() - start > RUN_TIMEOUT_S:
@@ -207,25 +233,66 @@ def follow(api: Api, runs: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
         time.sleep(3)
 
 
-def report(api: Api, runs: dict[str, str], tis: dict[str, list[dict[str, Any]]]) -> bool:
-    """Each run's task states, then its report (the register step's), or the plan when it failed."""
+def report(api: Api, runs: list[Run], tis: dict[str, list[dict[str, Any]]]) -> bool:
+    """Each run's task states, then its report (the register step's, or a teardown's removal and
+    what still bills), or the plan when it failed."""
     ok = True
-    for label, run_id in runs.items():
-        state = api.run(DAG_ID, run_id)["state"]
+    for label, dag_id, run_id in runs:
+        state = api.run(dag_id, run_id)["state"]
         ok &= state == "success"
-        say(f"\n== {label}: run {run_id}: {state.upper()}")
+        say(f"\n== {label}: {dag_id} run {run_id}: {state.upper()}")
         by_state: dict[str, set[str]] = {}
         for ti in tis[label]:
             by_state.setdefault(ti["state"] or "none", set()).add(ti["task_id"])
         for ti_state, tasks in sorted(by_state.items()):
             say(f"  {ti_state:<9} {len(tasks):>2}: {', '.join(sorted(tasks))}")
-        record = api.xcom(DAG_ID, run_id, "register")
-        plan = api.xcom(DAG_ID, run_id, "plan_deployment")
+        if dag_id == TEARDOWN_DAG_ID:
+            billing = api.xcom(dag_id, run_id, "still_billing")
+            say("\n" + (billing["summary"] if billing else "what still bills: not read"))
+            continue
+        record = api.xcom(dag_id, run_id, "register")
+        plan = api.xcom(dag_id, run_id, "plan_deployment")
         if record:
             say("\n" + record["report"])
         elif plan:
             say(f"  plan: {plan['profile']['nodes']}x {plan['profile']['instance_type']}, "
                 f"${plan['sizing']['hourly_usd']:.2f}/hour; the failed step's log is in the UI")
+    return ok
+
+
+def holdings(aws_url: str, identity: dict[str, str], region: str) -> dict[str, list[str]]:
+    """What the local AWS holds in ``region``, from its own listings (not from our code's view)."""
+    import boto3
+
+    session = boto3.session.Session(aws_access_key_id=identity["access_key_id"],
+                                     aws_secret_access_key=identity["secret_access_key"], region_name=region)
+    eks, fsx, s3 = (session.client(s, endpoint_url=aws_url) for s in ("eks", "fsx", "s3"))
+    clusters = eks.list_clusters()["clusters"]
+    groups = {c: eks.list_nodegroups(clusterName=c)["nodegroups"] for c in clusters}
+    return {"clusters": clusters,
+            "system node groups": [g for c in clusters for g in groups[c] if g.startswith(f"{c}-system")],
+            "deployment node groups": sorted(g for c in clusters for g in groups[c]
+                                             if not g.startswith(f"{c}-system")),
+            "FSx file systems": [f["FileSystemId"] for f in fsx.describe_file_systems()["FileSystems"]
+                                 if f["Lifecycle"] not in ("DELETING", "DELETED")],
+            "buckets": [b["Name"] for b in s3.list_buckets()["Buckets"] if region in b["Name"]]}
+
+
+def check_holdings(aws_url: str, identity: dict[str, str], expected: dict[str, set[str]]) -> bool:
+    """Each region's cluster holds one of each shared thing and exactly the expected deployments'
+    node groups: what two runs made together ended as one of each."""
+    ok = True
+    for region, deployments in sorted(expected.items()):
+        held = holdings(aws_url, identity, region)
+        shared = {k: len(v) for k, v in held.items() if k != "deployment node groups"}
+        # One FSx where a deployment staged weights on it (Scout on GPU), none where none did.
+        fits = (shared["clusters"] == shared["system node groups"] == shared["buckets"] == 1
+                and shared["FSx file systems"] <= 1
+                and {g.split("_", 1)[1].removesuffix("-nodes") for g in held["deployment node groups"]}
+                == deployments)
+        ok &= fits
+        say(f"  {region}: {', '.join(f'{n} {k}' for k, n in shared.items())}; node groups of "
+            f"{', '.join(sorted(deployments)) or 'no deployment'}: {'as expected' if fits else held}")
     return ok
 
 
@@ -244,30 +311,51 @@ def up(team_stack: bool) -> int:
     ensure_job_markers(state, kubeconfig, aws_url)
     airflow = ensure_airflow(state, aws_url, identity, helm, ensure_team(state) if team_stack else None)
     api = airflow.api()
-    api.wait_for_dags(DAG_ID, IDLE_DAG_ID)
-    say(f"\nTriggering {DAG_ID} for Llama 4 Scout on GPU and on Trainium2 (real runs on the local stand-ins):")
-    runs = {label: trigger(airflow, label, deploy_conf(accelerator, vllm_url))
-            for label, accelerator in (("gpu", "gpu"), ("trn2", "neuron"))}
+    api.wait_for_dags(DAG_ID, MODEL_DAG_ID, TEARDOWN_DAG_ID, IDLE_DAG_ID)
+    say("\nThree deploys at once (real runs on the local stand-ins): Llama 4 Scout on GPU and Llama 3 8B onto "
+        f"cluster {CLUSTER} in us-west-2, which does not exist yet (one run creates it and what the deployments "
+        "share, the other adopts them), and Scout on Trainium2 onto its namesake in us-east-2:")
+    runs = [trigger(airflow, label, dag_id, deploy_conf(params, vllm_url))
+            for label, (dag_id, params) in DEPLOYS.items()]
     say("\nFollowing the runs (elapsed mm:ss, run, step, state, what it waits for):")
     ok = report(api, runs, follow(api, runs))
+    say("\nIn the local AWS's own listings:")
+    ok &= check_holdings(aws_url, identity, {"us-west-2": {"scout-gpu", "llama3-gpu"}, "us-east-2": {"scout-trn2"}})
+    say("\nOn the shared cluster, a teardown of one deployment while the other is deployed again (it serves "
+        "already: the run adopts everything):")
+    teardown = {"deployment_name": "scout-gpu", "cluster_name": CLUSTER, "region": "us-west-2",
+                "namespace": NAMESPACE}
+    again = [trigger(airflow, "down", TEARDOWN_DAG_ID, teardown),
+             trigger(airflow, "again", MODEL_DAG_ID, deploy_conf(DEPLOYS["llama3"][1], vllm_url))]
+    ok &= report(api, again, follow(api, again))
+    say("\nIn the local AWS's own listings:")
+    ok &= check_holdings(aws_url, identity, {"us-west-2": {"llama3-gpu"}, "us-east-2": {"scout-trn2"}})
     cli_env = f"export AIRFLOW_HOME={TEAM_HOME}; source {TEAM_HOME}/airflow.env; " if team_stack else ""
     say(f"""
 The Airflow UI: {airflow.base_url}   user {USER}, password {airflow.password}
   (the password is in {airflow.password_file}; each process logs to {stack.LOGS})
 The CLI, on the same metadata DB: source scripts/env.sh; {cli_env}airflow dags list-runs {DAG_ID}
 
-Idle teardown: {IDLE_DAG_ID} runs every 2 minutes here ({IDLE_SCHEDULE}; teams keep */10). Both
-deployments have an idle TTL of {IDLE_TTL_MINUTES} minutes: about {IDLE_TTL_MINUTES}-{IDLE_TTL_MINUTES + 2} minutes after their last request it
-uninstalls their releases and deletes their node groups on its own. Watch it in the UI (Dags ->
+Idle teardown: {IDLE_DAG_ID} runs every 2 minutes here ({IDLE_SCHEDULE}; teams keep */10). The two
+deployments left have an idle TTL of {IDLE_TTL_MINUTES} minutes: about {IDLE_TTL_MINUTES}-{IDLE_TTL_MINUTES + 2} minutes after their last request
+it uninstalls their releases and deletes their node groups on its own; {CLUSTER_QUIET_MINUTES} minutes after that, the
+clusters they leave unused (deployed with cluster_quiet_minutes={CLUSTER_QUIET_MINUTES}) go too, with their FSx, system
+nodes, network and roles; the artifact buckets stay. Watch it in the UI (Dags ->
 {IDLE_DAG_ID} -> the latest run -> summarize), or:
   source scripts/env.sh; {cli_env}airflow dags list-runs {IDLE_DAG_ID}
 A second scripts/demo reuses what is up; scripts/demo-stop stops everything it started.""")
     return 0 if ok else 1
 
 
-def stop() -> int:
+def stop_vllm(vllm: dict[str, Any]) -> None:
     from local_stack.vllm import NetNamespace
 
+    stop_pid(vllm["pid"])
+    if vllm.get("netns"):
+        NetNamespace(host_ip="", ip="", **vllm["netns"]).delete()
+
+
+def stop() -> int:
     state = load_state()
     if "airflow" in state:
         LocalAirflow.from_state(state["airflow"]).stop()
@@ -281,9 +369,7 @@ def stop() -> int:
         say(f"  {name:<22} stopped (pid {backend['pid']})")
     vllm = state.get("vllm")
     if vllm:
-        stop_pid(vllm["pid"])
-        if vllm.get("netns"):
-            NetNamespace(host_ip="", ip="", **vllm["netns"]).delete()
+        stop_vllm(vllm)
         say(f"  vLLM                   stopped (pid {vllm['pid']})")
     if state.get("control_plane", {}).get("started_by_demo"):
         stack.sandbox("down")
