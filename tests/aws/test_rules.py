@@ -205,6 +205,13 @@ def test_quiet_cluster_decision(tags, users, remove, reason, since):
     assert verdict.remove is remove and reason in verdict.reason and verdict.quiet_since == since
 
 
+@pytest.mark.parametrize("status", ["CREATING", "UPDATING"])
+def test_a_cluster_at_work_is_not_unused(status):
+    """A deploy is making it (and its node group comes once it is ACTIVE), or someone changes it."""
+    verdict = quiet_cluster_decision({"name": "c1", "tags": _quiet_since(90), "status": status}, [], NOW)
+    assert verdict == QuietVerdict(False, f"kept: {status}", None)
+
+
 def test_a_gone_cluster_is_neither_kept_nor_removed():
     assert quiet_cluster_decision(None, [], NOW) == QuietVerdict(False, "gone", None)
 

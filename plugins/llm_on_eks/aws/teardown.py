@@ -145,7 +145,7 @@ class QuietVerdict:
 def quiet_cluster_decision(cluster: dict[str, Any] | None, users: list[str], now: datetime) -> QuietVerdict:
     """A cluster goes only when llm-on-eks created it, it opted in (``QUIET_MINUTES_KEY``), and no
     deployment has used it (a node group of a deployment, a user of its FSx) since the idle
-    teardown first found it unused, that many minutes ago."""
+    teardown first found it ACTIVE and unused, that many minutes ago."""
     if cluster is None:
         return QuietVerdict(False, "gone", None)
     tags = cluster.get("tags") or {}
@@ -161,6 +161,10 @@ def quiet_cluster_decision(cluster: dict[str, Any] | None, users: list[str], now
                                    f"or deploy with cluster_quiet_minutes, turns it on)", None)
     if users:
         return QuietVerdict(False, f"kept: used by {', '.join(users)}", None)
+    if cluster.get("status", "ACTIVE") != "ACTIVE":
+        # CREATING: a deploy is making it (15 minutes on EKS) and makes its node group once it is
+        # ACTIVE; UPDATING, DELETING: someone is at work on it. None of these is unused.
+        return QuietVerdict(False, f"kept: {cluster['status']}", None)
     try:
         since = datetime.fromisoformat(tags[QUIET_SINCE_KEY])
     except (KeyError, ValueError):
