@@ -20,6 +20,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from llm_on_eks import naming
 from local_stack import stack, team
 from local_stack.airflow import USER, Api, LocalAirflow, connections
 from local_stack.aws import AIRFLOW_ARN, AIRFLOW_USER, iam_user
@@ -269,10 +270,10 @@ def holdings(aws_url: str, identity: dict[str, str], region: str) -> dict[str, l
     eks, fsx, s3 = (session.client(s, endpoint_url=aws_url) for s in ("eks", "fsx", "s3"))
     clusters = eks.list_clusters()["clusters"]
     groups = {c: eks.list_nodegroups(clusterName=c)["nodegroups"] for c in clusters}
+    system = {naming.system_nodegroup_name(c, region) for c in clusters}
     return {"clusters": clusters,
-            "system node groups": [g for c in clusters for g in groups[c] if g.startswith(f"{c}-system")],
-            "deployment node groups": sorted(g for c in clusters for g in groups[c]
-                                             if not g.startswith(f"{c}-system")),
+            "system node groups": [g for c in clusters for g in groups[c] if g in system],
+            "deployment node groups": sorted(g for c in clusters for g in groups[c] if g not in system),
             "FSx file systems": [f["FileSystemId"] for f in fsx.describe_file_systems()["FileSystems"]
                                  if f["Lifecycle"] not in ("DELETING", "DELETED")],
             "buckets": [b["Name"] for b in s3.list_buckets()["Buckets"] if region in b["Name"]]}
@@ -288,8 +289,8 @@ def check_holdings(aws_url: str, identity: dict[str, str], expected: dict[str, s
         # One FSx where a deployment staged weights on it (Scout on GPU), none where none did.
         fits = (shared["clusters"] == shared["system node groups"] == shared["buckets"] == 1
                 and shared["FSx file systems"] <= 1
-                and {g.split("_", 1)[1].removesuffix("-nodes") for g in held["deployment node groups"]}
-                == deployments)
+                and set(held["deployment node groups"])
+                == {naming.nodegroup_name(CLUSTER, region, NAMESPACE, d) for d in deployments})
         ok &= fits
         say(f"  {region}: {', '.join(f'{n} {k}' for k, n in shared.items())}; node groups of "
             f"{', '.join(sorted(deployments)) or 'no deployment'}: {'as expected' if fits else held}")
