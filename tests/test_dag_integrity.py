@@ -58,14 +58,16 @@ def test_the_task_chain_follows_the_design(dagbag):
     order = ["plan_deployment", "provision.ensure_nodegroup", "device_plugin", "helm_deploy", "wait_ready", "smoke_test", "benchmark", "register"]
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert downstream in {t.task_id for t in dag.get_task(upstream).get_flat_relatives(upstream=False)}, (upstream, downstream)
-    assert {"hf_token_secret", "prepare_weights.stage_to_fsx", "prepare_weights.neuron_compile"} <= _upstream(
+    assert {"hf_token_secret", "prepare_weights.stage_to_fsx", "prepare_weights.stage_to_s3",
+            "prepare_weights.neuron_compile"} <= _upstream(
         dag, "helm_deploy")
     # The cold start is measured once the smoke test has had its first token, beside the benchmark.
     assert "smoke_test" in _upstream(dag, "cold_start") and "benchmark" not in _upstream(dag, "cold_start")
     assert "cold_start" in _upstream(dag, "register") and "cold_start" in _upstream(dag, "mark_failed")
     branch = dag.get_task("prepare_weights.choose_weight_prep")
     assert {t.task_id for t in branch.downstream_list} == {
-        "prepare_weights.neuron_compile", "prepare_weights.stage_to_fsx", "prepare_weights.weights_from_hub"}
+        "prepare_weights.neuron_compile", "prepare_weights.stage_to_fsx", "prepare_weights.stage_to_s3",
+        "prepare_weights.weights_from_hub"}
 
 
 def test_runs_of_different_deployments_go_at_once_the_idle_teardown_alone(dagbag, monkeypatch):

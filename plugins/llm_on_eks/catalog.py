@@ -97,6 +97,15 @@ class NeuronSettings:
 
 
 @dataclass(frozen=True)
+class Streamer:
+    """vLLM's Run:ai model streamer settings for weights streamed from S3 (its model loader extra
+    config: reads at once, and the CPU buffer in GiB)."""
+
+    concurrency: int
+    memory_limit_gib: int
+
+
+@dataclass(frozen=True)
 class HostMemory:
     request_gib: int
     limit_gib: int
@@ -128,6 +137,7 @@ class Profile:
     # The quantization method the checkpoint declares in its config.json (vLLM reads it: no flag).
     checkpoint_quantization: str | None = None
     host_memory: HostMemory | None = None
+    streamer: Streamer | None = None
 
     @property
     def images_refusal(self) -> str | None:
@@ -214,6 +224,7 @@ def _profile(name: str, raw: dict[str, Any], model_repo: str, gpu_util: float,
     raw = dict(raw)
     neuron = raw.pop("neuron", None)
     memory = raw.pop("host_memory_gib", None)
+    streamer = raw.pop("streamer", None)
     settings, env = None, dict(raw.pop("env", {}))
     if neuron:
         runtime = frameworks.get(neuron["framework"]) or NeuronFramework(neuron["framework"], "", {}, "compile_cache", True)
@@ -230,6 +241,7 @@ def _profile(name: str, raw: dict[str, Any], model_repo: str, gpu_util: float,
         neuron=settings,
         env=env,
         host_memory=HostMemory(memory["request"], memory["limit"]) if memory else None,
+        streamer=Streamer(**streamer) if streamer else None,
         **raw,
     )
 

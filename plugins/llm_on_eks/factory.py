@@ -3,7 +3,7 @@ the catalog, so both come from here and cannot drift apart; the task groups are 
 and test DAGs use the same builders.
 
     plan_deployment -> provision (take_lease after the cluster) + storage + hf_token_secret
-    -> prepare_weights (neuron_compile after device_plugin | stage_to_fsx | weights_from_hub)
+    -> prepare_weights (neuron_compile after device_plugin | stage_to_fsx | stage_to_s3 | weights_from_hub)
     -> helm_deploy (after device_plugin too) -> wait_ready -> smoke_test -> benchmark + cold_start
     -> register
     -> release_lease
@@ -54,6 +54,7 @@ from llm_on_eks.operators.plan_teardown import plan_teardown
 from llm_on_eks.operators.prepare_weights import (
     NeuronCompileOperator,
     StageWeightsToFsxOperator,
+    StageWeightsToS3Operator,
     choose_weight_prep,
     weights_from_hub,
 )
@@ -130,7 +131,7 @@ def provision_group(plan: XComArg, *, take: TakeLeaseOperator | None = None, def
         preflight = PreflightOperator(task_id="preflight", hf_token=plan["hf_token"], preflight=plan["preflight"],
                                       nodepool=plan["nodepool"], **groups, **aws)
         made_with_cluster = [EnsureNetworkOperator(task_id="ensure_network", **groups, **aws),
-                             EnsureRolesOperator(task_id="ensure_roles", **groups, **aws)]
+                             EnsureRolesOperator(task_id="ensure_roles", storage=plan["storage"], **groups, **aws)]
         preflight >> made_with_cluster >> cluster >> [*nodegroups, nodepool]
         if take is not None:
             cluster >> CheckClusterAccessOperator(task_id="check_access", target=plan["target"],
@@ -152,13 +153,14 @@ def storage_group(plan: XComArg, *, lease: str | None = None, deferrable: bool |
 
 def prepare_weights_group(plan: XComArg, fsx: XComArg, *, lease: str | None = None,
                           deferrable: bool | None = None) -> TaskGroup:
-    """One branch runs: the Neuron compile, FSx staging, or nothing (weights from the hub)."""
+    """One branch runs: the Neuron compile, FSx or S3 staging, or nothing (weights from the hub)."""
     job = {"target": plan["target"], "aws": plan["aws"], "release": plan["release"], "model": plan["model"],
            "storage": plan["storage"], **_waits(deferrable, None, lease)}
     with TaskGroup(group_id="prepare_weights") as group:
         choose_weight_prep(plan["profile"]) >> [
             NeuronCompileOperator(task_id="neuron_compile", neuron=plan["neuron"], **job),
             StageWeightsToFsxOperator(task_id="stage_to_fsx", fsx=fsx, **job),
+            StageWeightsToS3Operator(task_id="stage_to_s3", **job),
             weights_from_hub(plan["model"]),
         ]
     return group

@@ -14,7 +14,7 @@ from airflow.sdk import Param
 from llm_on_eks.catalog import profile_names
 from llm_on_eks.inputs import schema
 from llm_on_eks.naming import DEPLOYMENT_NAME_MAX
-from llm_on_eks.plan import DEFAULTS
+from llm_on_eks.plan import DEFAULTS, WEIGHT_SOURCES
 
 # The longest context any catalog model has (Llama 4 Scout, 10M tokens).
 MAX_CONTEXT = 10_485_760
@@ -60,6 +60,12 @@ def _model(model_ids: list[str], default_model: str, instance_types: list[str]) 
                          section="Model"),
         "instance_type": Param(None, **_optional("string"), enum=[None, *instance_types], title="Instance type",
                                description="Override the profile's instance type (same accelerator).", section="Model"),
+        "weights": Param(None, **_optional("string"), enum=[None, *WEIGHT_SOURCES], title="Weight source",
+                         description="Where a GPU profile's serving pods load weights from: fsx (staged on FSx for "
+                                     "Lustre), s3_stream (staged in the artifact bucket, streamed by vLLM's Run:ai "
+                                     "model streamer) or hub (downloaded at every start). Empty: the profile's; the "
+                                     "plan summary compares them. Neuron profiles load what neuron_compile made.",
+                         section="Model"),
         "deployment_name": Param(None, **_optional("string", **schema("deployment_name"), maxLength=DEPLOYMENT_NAME_MAX),
                                  title="Deployment name",
                                  description="Names the Helm release, node group and tags. Default: <model>-<profile>.",

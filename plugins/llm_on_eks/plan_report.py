@@ -12,11 +12,13 @@ from llm_on_eks.plan.types import (
     ProfileSection,
     ReleaseSpec,
     Target,
+    WeightOption,
 )
 from llm_on_eks.sizing import SizingSection
 
 # The plan's sections ``summarize`` reads, by keyword: ``summarize(**{k: plan[k] for k in SECTIONS})``.
-SECTIONS = ("target", "model", "profile", "sizing", "cluster", "nodegroup", "neuron", "release", "cold_start")
+SECTIONS = ("target", "model", "profile", "sizing", "cluster", "nodegroup", "neuron", "release", "cold_start",
+            "weights_options")
 PHASE_NAMES = {"cluster": "cluster", "nodegroup": "node group", "weights": "weights", "image_pull": "image pull",
                "weight_load": "weight load", "engine_start": "engine start"}
 
@@ -27,7 +29,7 @@ def minutes(seconds: float) -> str:
 
 def summarize(*, target: Target, model: ModelSection, profile: ProfileSection, sizing: SizingSection,
               cluster: ClusterSection, nodegroup: NodegroupSpec, neuron: NeuronSection | None,
-              release: ReleaseSpec, cold_start: ColdStartSection) -> str:
+              release: ReleaseSpec, cold_start: ColdStartSection, weights_options: list[WeightOption]) -> str:
     network = not cluster["subnet_ids"]
     cluster_cost = (f" (+${CLUSTER_HOURLY_USD + (NETWORK_HOURLY_USD if network else 0):.2f}/hour if the cluster is "
                     f"created: EKS control plane{',' if network else ' and'} {SYSTEM_SCALING['desired_size']}x "
@@ -50,7 +52,11 @@ def summarize(*, target: Target, model: ModelSection, profile: ProfileSection, s
         f"{sizing['kv_budget_per_rank_gib']} GiB per rank",
         f"  context     max_model_len {profile['max_model_len']} (largest that fits: {sizing['max_model_len_fit']}, "
         f"by {sizing['kv_source']}), images per prompt {profile['images_per_prompt']}",
-        f"  weights     {profile['weights']}",
+        f"  weights     {profile['weights']}" + ("; each source predicted (the weights param picks one):"
+                                                     if weights_options else ""),
+        *(f"              {o['weights']:<10} load {minutes(o['weight_load_s']):>6}, first token "
+          f"~{minutes(o['ttft_s']):>6}, storage ${o['storage_usd_month']:,.2f}/month: {o['storage']}"
+          + ("  <- this run" if o["weights"] == profile["weights"] else "") for o in weights_options),
         *([f"  compile     {neuron['framework']} into {neuron['artifacts_uri']} "
            f"({neuron['cache_env']}), once per key {neuron['hash']}"] if neuron else []),
         f"  cluster     {cluster['name']} in {target['access']['region']} "

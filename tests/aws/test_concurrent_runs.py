@@ -66,7 +66,7 @@ def context(run_id: str, task_id: str) -> dict[str, Any]:
 
 STEPS = {
     "provision.ensure_network": (EnsureNetworkOperator, ("cluster", "nodegroup", "system_nodegroup")),
-    "provision.ensure_roles": (EnsureRolesOperator, ("cluster", "nodegroup", "system_nodegroup")),
+    "provision.ensure_roles": (EnsureRolesOperator, ("cluster", "nodegroup", "system_nodegroup", "storage")),
     "provision.ensure_cluster": (EnsureClusterOperator, ("cluster", "tags")),
     "provision.ensure_system_nodegroup": (EnsureNodegroupOperator, ("cluster",)),
     "provision.ensure_addons": (EnsureAddonsOperator, ("cluster", "tags")),

@@ -56,6 +56,11 @@ def test_an_empty_account_gets_a_network_and_roles_that_go_with_the_cluster(aws_
     assert fs["SubnetIds"] == made["private_subnet_ids"][:1]
     attached = {p["PolicyName"] for p in iam.list_attached_role_policies(RoleName=NODE_ROLE)["AttachedPolicies"]}
     assert attached == {"AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"}
+    # The nodes may use the artifact bucket (staging and compile Jobs write, serving pods read), and no other.
+    bucket = f"llm-on-eks-llm-inference-{region}"
+    (inline,) = iam.list_role_policies(RoleName=NODE_ROLE)["PolicyNames"]
+    granted = iam.get_role_policy(RoleName=NODE_ROLE, PolicyName=inline)["PolicyDocument"]["Statement"]
+    assert {s["Resource"] for s in granted} == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
     public = ec2.describe_route_tables(Filters=[*OURS, {"Name": "tag:Name", "Values": ["llm-inference-public"]}])
     assert {r.get("GatewayId", "")[:4] for r in public["RouteTables"][0]["Routes"]} == {"loca", "igw-"}
     private = ec2.describe_route_tables(Filters=[*OURS, {"Name": "tag:Name", "Values": ["llm-inference-private"]}])

@@ -17,15 +17,12 @@ from llm_on_eks.catalog import CatalogError, default_catalog
 from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY, ROLE_KEY, SYSTEM_ROLE, fsx_name, fsx_user, is_managed
 from llm_on_eks.plan.defaults import (
     EKS_CONTROL_PLANE_HOURLY_USD,
+    FSX_GB_MONTH_USD,
+    HOURS_PER_MONTH,
     NETWORK_HOURLY_USD,
     SYSTEM_HOURLY_USD,
     SYSTEM_INSTANCE_TYPE,
 )
-
-# FSx for Lustre PERSISTENT_2 SSD storage per GB-month by throughput per TiB, us-east-1
-# (aws.amazon.com/fsx/lustre/pricing); a month is 730 hours there.
-FSX_GB_MONTH_USD = {125: 0.145, 250: 0.210, 500: 0.340, 1000: 0.600}
-HOURS_PER_MONTH = 730
 
 
 def _instance_hourly(instance_type: str) -> float | None:

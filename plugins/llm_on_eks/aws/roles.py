@@ -1,6 +1,8 @@
 """The cluster's and the nodes' IAM roles: checked when given, made with the cluster when not,
 removed with it. Their trust and managed policies are AWS's (EKS user guide, "Amazon EKS cluster
-IAM role" and "Amazon EKS node IAM role")."""
+IAM role" and "Amazon EKS node IAM role"). The nodes' role we make may also use the artifact
+buckets of the cluster's deployments: the weight-staging and Neuron compile Jobs write there, and
+serving pods read streamed weights and compiled artifacts, with the node's identity."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ ROLES: dict[str, dict[str, Any]] = {
              "policies": ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"),
              "param": "node_role_arn"},
 }
+
+ARTIFACTS_POLICY_PREFIX = "llm-on-eks-artifacts-"
 
 
 def name_of(arn: str) -> str:
@@ -113,10 +117,30 @@ def ensure_role(iam, name: str, kind: str, cluster: str, region: str, tags: dict
     return {"name": name, "arn": role["Arn"], "action": action}
 
 
+def artifacts_policy(partition: str, bucket: str) -> dict[str, Any]:
+    """Read and write objects of one artifact bucket, and list it (vLLM's streamer lists the
+    weights' prefix; the Jobs check what is there)."""
+    arn = f"arn:{partition}:s3:::{bucket}"
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "ListArtifacts", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+         "Resource": arn},
+        {"Sid": "ReadWriteArtifacts", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+         "Resource": f"{arn}/*"}]}
+
+
+def grant_artifacts(iam, name: str, bucket: str, partition: str, log: logging.Logger) -> None:
+    """An inline policy per bucket on a role of ours (put_role_policy replaces one of that name)."""
+    iam.put_role_policy(RoleName=name, PolicyName=f"{ARTIFACTS_POLICY_PREFIX}{bucket}",
+                        PolicyDocument=json.dumps(artifacts_policy(partition, bucket)))
+    log.info("IAM role %s may use s3://%s", name, bucket)
+
+
 def delete_role(iam, name: str, log: logging.Logger) -> None:
-    """Detach its policies, take it out of its instance profiles, delete it."""
+    """Detach its policies and delete its inline ones, take it out of its instance profiles, delete it."""
     for policy in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
         iam.detach_role_policy(RoleName=name, PolicyArn=policy["PolicyArn"])
+    for policy_name in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+        iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
     for profile in iam.list_instance_profiles_for_role(RoleName=name)["InstanceProfiles"]:
         iam.remove_role_from_instance_profile(InstanceProfileName=profile["InstanceProfileName"], RoleName=name)
     iam.delete_role(RoleName=name)

@@ -11,7 +11,15 @@ import shlex
 from typing import Any
 
 from llm_on_eks.naming import COMPLETION_MARKER_ANNOTATION, MANAGED_BY_KEY, PROJECT, fsx_pv_name, k8s_labels
-from llm_on_eks.plan.types import FsxSection, ModelSection, NeuronSection, ReleaseSpec, SecretRef, Target
+from llm_on_eks.plan.types import (
+    FsxSection,
+    ModelSection,
+    NeuronSection,
+    ReleaseSpec,
+    S3StreamSection,
+    SecretRef,
+    Target,
+)
 
 REDACTED = "<redacted>"
 SHM_SIZE = "64Gi"
@@ -123,6 +131,58 @@ def neuron_compile_job(release: ReleaseSpec, model: ModelSection, neuron: Neuron
                 "tolerations": release["tolerations"], "containers": [container], "volumes": volumes}
     name = f"{release['deployment']}-compile-{neuron['hash'][:8]}"
     return _job(release, name, "neuron-compile", pod_spec, neuron["budget_s"], marker)
+
+
+# Copies the repo's top-level files from the hub into S3 one at a time, so a node's disk needs room
+# for one shard only (a system node has 50 GiB; Scout's checkpoint is 203 GiB). vLLM lists the S3
+# prefix without recursion (its runai_utils.list_safetensors), so subfolders, such as a Meta-format
+# original/ copy as large as the checkpoint, are left out. A file already in S3 at its size is
+# kept: a retried Job carries on where the last one stopped. The marker is written last.
+S3_STAGING_SCRIPT = """\
+import json, os, sys, tempfile
+import boto3
+from huggingface_hub import HfApi, hf_hub_download
+repo, revision, bucket, prefix, marker = sys.argv[1:6]
+s3, files = boto3.client("s3"), {}
+info = HfApi().model_info(repo, revision=revision, files_metadata=True)
+for sibling in info.siblings:
+    name, size = sibling.rfilename, sibling.size
+    if "/" in name or name.startswith("."):
+        continue
+    key, files[name] = f"{prefix}{name}", size
+    try:
+        if s3.head_object(Bucket=bucket, Key=key)["ContentLength"] == size:
+            print(f"{name}: in s3://{bucket}/{key}", flush=True)
+            continue
+    except s3.exceptions.ClientError:
+        pass
+    with tempfile.TemporaryDirectory(dir="/scratch") as scratch:
+        path = hf_hub_download(repo, name, revision=info.sha, local_dir=scratch)
+        s3.upload_file(path, bucket, key)
+    print(f"{name}: {size} bytes to s3://{bucket}/{key}", flush=True)
+body = json.dumps({"files": files, "bytes": sum(files.values()), "commit": info.sha})
+s3.put_object(Bucket=bucket, Key=marker, Body=body.encode())
+"""
+
+
+def stage_weights_to_s3_job(release: ReleaseSpec, model: ModelSection, spec: S3StreamSection) -> dict[str, Any]:
+    """Copy the repo at its revision into the S3 prefix the serving pods stream from, on the
+    system nodes (no accelerator needed: neither the release's node selector nor its tolerations),
+    with the nodes' IAM role; then write the marker listing files and sizes."""
+    bucket, _, prefix = spec["uri"].removeprefix("s3://").partition("/")
+    args = [model["hf_repo"], model["revision"], bucket, prefix, spec["marker_key"]]
+    container = {
+        "name": "stage", "image": release["image"], "command": ["python3", "-c", S3_STAGING_SCRIPT, *args],
+        "env": [*hf_token_env(release["hf_token_secret"]), {"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "1"},
+                *({"name": k, "value": v} for k, v in release["env"].items() if k.startswith("AWS_"))],
+        "resources": {"requests": {"cpu": "2", "memory": "8Gi", "ephemeral-storage": "20Gi"}},
+        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+    }
+    pod_spec = {"restartPolicy": "Never", "containers": [container],
+                "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "40Gi"}}]}
+    digest = hashlib.sha256(f"{model['hf_repo']}@{model['revision']}".encode()).hexdigest()[:8]
+    return _job(release, f"{release['deployment']}-stage-s3-{digest}", "stage-weights", pod_spec, spec["budget_s"],
+                f"s3://{bucket}/{spec['marker_key']}")
 
 
 def fsx_volume(spec: FsxSection, namespace: str, fsx: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
-"""The ``prepare_weights`` task group: compile for Neuron, stage weights onto FSx, or nothing
-(vLLM downloads from the hub), chosen by the profile's weight path.
+"""The ``prepare_weights`` task group: compile for Neuron, stage weights onto FSx or into S3 (to be
+streamed), or nothing (vLLM downloads from the hub), chosen by the profile's weight source.
 
 The compile and staging Jobs are made idempotent by a completion marker in S3: its presence
 makes the step a no-op, a retry adopts the Job an earlier try created, and the marker is
@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from llm_on_eks.kube.access import api_client
 from llm_on_eks.kube.jobs import JobFailed, ensure_job, stop_unfinished, wait_for_job
-from llm_on_eks.kube.manifests import fsx_volume, neuron_compile_job, stage_weights_job
+from llm_on_eks.kube.manifests import fsx_volume, neuron_compile_job, stage_weights_job, stage_weights_to_s3_job
 from llm_on_eks.kube.namespace import ensure_namespace
 from llm_on_eks.kube.volumes import ensure_static_volume
 from llm_on_eks.operators.aws_wait import S3_HOOK, AwsStepOperator
@@ -27,6 +27,7 @@ from llm_on_eks.plan.types import (
     NeuronSection,
     ProfileSection,
     ReleaseSpec,
+    S3StreamSection,
     StorageSection,
 )
 
@@ -40,13 +41,14 @@ MARKER_POLL_S = 2
 WEIGHT_PREP_TASKS = {
     "neuron_compiled": "prepare_weights.neuron_compile",
     "fsx": "prepare_weights.stage_to_fsx",
+    "s3_stream": "prepare_weights.stage_to_s3",
     "hub": "prepare_weights.weights_from_hub",
 }
 
 
 @task.branch
 def choose_weight_prep(profile: ProfileSection) -> str:
-    """Neuron profiles compile, FSx profiles stage weights, small models load from the hub."""
+    """Neuron profiles compile, FSx and S3-streaming profiles stage weights, hub ones have nothing to do."""
     return WEIGHT_PREP_TASKS[profile["weights"]]
 
 
@@ -199,3 +201,25 @@ class StageWeightsToFsxOperator(_MarkedJobOperator):
     def prepare(self, api: Any) -> None:
         pv, pvc = fsx_volume(self.spec, self.release["namespace"], self.fsx)
         self.log.info("FSx volume: %s", ensure_static_volume(api, pv, pvc))
+
+
+class StageWeightsToS3Operator(_MarkedJobOperator):
+    """Copy the weights into the artifact bucket once per repo and revision, for vLLM's Run:ai
+    model streamer to read at every start; the Job runs on the system nodes, beside the node group.
+    """
+
+    @property
+    def spec(self) -> S3StreamSection:
+        return self.storage["s3_stream"]
+
+    def enabled(self) -> bool:
+        return self.spec is not None
+
+    def describe(self) -> Any:
+        return self.describe_job()
+
+    def job(self) -> dict[str, Any]:
+        return stage_weights_to_s3_job(self.release, self.model, self.spec)
+
+    def marker(self) -> tuple[str, int]:
+        return self.spec["marker_key"], self.spec["budget_s"]

@@ -21,7 +21,14 @@ from llm_on_eks.aws.hf_token import token_origin
 from llm_on_eks.naming import DEPLOYMENT_KEY, NAMESPACE_KEY, cluster_tags, is_managed, role_name
 from llm_on_eks.operators.aws_wait import EKS_HOOK, EKS_NODEGROUP_HOOK, AwsStepOperator, creating_run_tags
 from llm_on_eks.operators.ensure import EnsureOperator, ready_after_s
-from llm_on_eks.plan.types import ClusterSection, HfTokenSection, NodegroupSpec, NodePoolSpec, PreflightSection
+from llm_on_eks.plan.types import (
+    ClusterSection,
+    HfTokenSection,
+    NodegroupSpec,
+    NodePoolSpec,
+    PreflightSection,
+    StorageRef,
+)
 
 if TYPE_CHECKING:  # the hook's type, named as a string below: the provider is imported at run time only
     from airflow.providers.amazon.aws.hooks.eks import EksHook  # noqa: F401
@@ -185,18 +192,34 @@ class EnsureNetworkOperator(_MadeWithClusterOperator):
 
 class EnsureRolesOperator(_MadeWithClusterOperator):
     """The cluster's and the nodes' IAM roles when no ARNs are given (``llm_on_eks.aws.roles``);
-    given ones were checked by preflight."""
+    given ones were checked by preflight. The nodes' role of ours may use the deployment's
+    artifact bucket; a given role is not changed.
+
+    :param storage: the artifact bucket
+    """
+
+    template_fields = (*_MadeWithClusterOperator.template_fields, "storage")
+
+    def __init__(self, *, storage: StorageRef, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.storage = storage
 
     def _given(self) -> dict[str, str | None]:
         return {"cluster": self.cluster["role_arn"], "node": self.nodegroup["node_role_arn"]}
 
     def describe(self) -> Any:
+        import boto3
+
         region = self.aws["region"]
+        partition = boto3.session.Session().get_partition_for_region(region)
         return {kind: f"given: {arn}" if arn else {
             "find": {"service": "iam", "operation": "get_role",
                      "kwargs": {"RoleName": role_name(self.cluster["name"], region, kind)}},
             "if_missing": {"service": "iam", "operation": "create_role", "trusts": roles.ROLES[kind]["service"],
                            "attach": list(roles.ROLES[kind]["policies"])},
+            **({"grant": {"service": "iam", "operation": "put_role_policy",
+                          "policy": roles.artifacts_policy(partition, self.storage["artifact_bucket"])}}
+               if kind == "node" else {}),
             "only_if": "the cluster is created by this run or is llm-on-eks's"} for kind, arn in self._given().items()}
 
     def makes(self) -> str | None:
@@ -224,6 +247,8 @@ class EnsureRolesOperator(_MadeWithClusterOperator):
                 made[kind] = roles.ensure_role(iam, role, kind, name, region, self.tags(context), partition, self.log)
             except ValueError as exc:
                 raise AirflowFailException(str(exc)) from exc
+            if kind == "node":
+                roles.grant_artifacts(iam, role, self.storage["artifact_bucket"], partition, self.log)
         return {**{kind: {"arn": arn, "action": "given"} for kind, arn in self._given().items() if arn}, **made}
 
 

@@ -15,6 +15,7 @@ from llm_on_eks.plan.defaults import (
     SERVING_PORT,
     SYSTEM_INSTANCE_TYPE,
     SYSTEM_SCALING,
+    WEIGHT_SOURCES,
     PlanError,
     is_true,
     param,
@@ -24,5 +25,5 @@ from llm_on_eks.plan.teardown import TEARDOWN_KEYS, build_cluster_removal_plan, 
 from llm_on_eks.plan.types import NodegroupSpec, Plan, TeardownPlan
 
 __all__ = ["ACCELERATORS", "CLUSTER_HOURLY_USD", "DEFAULTS", "SERVING_PORT", "SYSTEM_INSTANCE_TYPE", "SYSTEM_SCALING",
-           "TEARDOWN_KEYS", "NodegroupSpec", "Plan", "PlanError", "TeardownPlan", "build_cluster_removal_plan", "build_plan",
+           "TEARDOWN_KEYS", "WEIGHT_SOURCES", "NodegroupSpec", "Plan", "PlanError", "TeardownPlan", "build_cluster_removal_plan", "build_plan",
            "build_teardown_plan", "is_true", "param", "teardown_params"]

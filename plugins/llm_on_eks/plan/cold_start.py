@@ -38,6 +38,9 @@ IMAGE_BYTES = {"gpu": 12e9, "neuron": 18e9}
 # Python "already saturates the bandwidth" of common machines (HF staff, huggingface_hub docs
 # discussions); a planning 300 MB/s for a checkpoint of many large files.
 HUB_BYTES_PER_S = 300 * MB
+# S3 through vLLM's Run:ai model streamer: 3.51 GiB/s on a g5.12xlarge (runai-model-streamer
+# docs/src/benchmarks.md; gp3 1.03 GiB/s, io2 1.96 GiB/s there), with every shard read at once.
+S3_STREAM_BYTES_PER_S = 3.51 * GIB
 # NxD Inference compile on a cache miss: Scout 30-60 min, Maverick 60-90 min (AWS Neuron vLLM user
 # guide); the middle of each range, by the model's total parameters (Scout 109B, Maverick 400B).
 NEURON_COMPILE_S = ((150, 45 * 60), (float("inf"), 75 * 60))
@@ -75,13 +78,18 @@ def _phase(phase: str, seconds: float, basis: str) -> Phase:
 
 def predict(*, accelerator: str, instance_type: str, weights: str, checkpoint_bytes: float, total_params_b: float,
             fsx_bytes_per_s: float | None) -> ColdStartSection:
-    """Each phase's predicted time for a profile (``weights``: fsx, hub or neuron_compiled)."""
+    """Each phase's predicted time for a profile (``weights``: fsx, s3_stream, hub or neuron_compiled)."""
     size = f"{checkpoint_bytes / GIB:.0f} GiB"
     hub = f"{size} from the Hugging Face Hub at {HUB_BYTES_PER_S / MB:.0f} MB/s"
     if weights == "fsx":
         prepare = _phase("weights", checkpoint_bytes / HUB_BYTES_PER_S, f"staging {hub} onto FSx, beside the node group")
         load = _phase("weight_load", checkpoint_bytes / fsx_bytes_per_s,
                       f"{size} from FSx for Lustre at {fsx_bytes_per_s / MB:.0f} MB/s (its disk throughput)")
+    elif weights == "s3_stream":
+        prepare = _phase("weights", checkpoint_bytes / HUB_BYTES_PER_S,
+                         f"staging {hub} into S3, on the system nodes beside the node group")
+        load = _phase("weight_load", checkpoint_bytes / S3_STREAM_BYTES_PER_S,
+                      f"{size} streamed from S3 at {S3_STREAM_BYTES_PER_S / GIB:.2f} GiB/s (Run:ai model streamer)")
     elif weights == "neuron_compiled":
         compile_s = next(seconds for bound, seconds in NEURON_COMPILE_S if total_params_b <= bound)
         prepare = _phase("weights", compile_s, "Neuron compile on a cache miss, after the node group (0 once compiled)")

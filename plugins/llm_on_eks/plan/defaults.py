@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-# 8: the cluster's removal once unused (quiet_minutes); 7: the predicted cold start; 6: the
+# 9: weights streamed from S3 (storage.s3_stream, weights_options); 8: the cluster's removal once unused (quiet_minutes); 7: the predicted cold start; 6: the
 # NodePool (EKS Auto Mode); 5: the node groups' capacity reservation and launch template; 4: typed
 # target, release and smoke-test sections; 3: named profiles, Neuron frameworks
-PLAN_VERSION = 8
+PLAN_VERSION = 9
 SERVING_PORT = 8000
 # Where FSx for Lustre is mounted in the staging Job; the serving pods read the claim directly.
 FSX_MOUNT_PATH = "/fsx"
@@ -17,8 +17,24 @@ FSX_MOUNT_PATH = "/fsx"
 # 2400 GiB, 500 MB/s/TiB.
 FSX_STORAGE_GIB = 2400
 FSX_THROUGHPUT_PER_TIB = 500
-# Downloading ~400 GiB (Maverick FP8) onto FSx: the staging Job's deadline and its wait, one number.
-FSX_STAGING_BUDGET_S = 6 * 3600
+# Downloading ~400 GiB (Maverick FP8) onto FSx or into S3: the staging Job's deadline and its
+# wait, one number.
+STAGING_BUDGET_S = 6 * 3600
+# Where a GPU profile's serving pods may load weights from (the weights param); a Neuron profile's
+# are what its compile made (neuron_compiled).
+WEIGHT_SOURCES = ("fsx", "s3_stream", "hub")
+# Storage list prices in us-east-1, for estimates only: FSx for Lustre PERSISTENT_2 SSD per
+# GB-month by throughput per TiB (aws.amazon.com/fsx/lustre/pricing); S3 Standard, first 50 TB
+# (aws.amazon.com/s3/pricing). A month is 730 hours on both pages.
+FSX_GB_MONTH_USD = {125: 0.145, 250: 0.210, 500: 0.340, 1000: 0.600}
+S3_GB_MONTH_USD = 0.023
+HOURS_PER_MONTH = 730
+# vLLM's Run:ai model streamer (--load-format runai_streamer, vLLM docs "Loading models with
+# Run:ai Model Streamer"): how many reads run at once (the docs' example: 16) and the CPU buffer
+# it may fill, capped so a small node (g5.2xlarge: 32 GiB) keeps memory for the server; a profile
+# may set its own (catalog `streamer`).
+STREAMER_CONCURRENCY = 16
+STREAMER_MEMORY_LIMIT_GIB = 8
 NODE_DISK_GIB = 500
 
 # EKS managed node group settings per accelerator: the AMI type carrying the drivers (not the

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from llm_on_eks import inputs, naming
 from llm_on_eks.catalog import Catalog, CatalogError, Model, Profile, default_catalog
 from llm_on_eks.plan import sections as s
-from llm_on_eks.plan.defaults import PLAN_VERSION, PlanError, param
-from llm_on_eks.plan.types import Plan
+from llm_on_eks.plan.defaults import PLAN_VERSION, WEIGHT_SOURCES, PlanError, param
+from llm_on_eks.plan.types import Plan, StorageSection
 from llm_on_eks.sizing import InfeasiblePlan, Sizing, SizingRequest, check_feasible
 
 
@@ -87,6 +88,18 @@ def _check_benchmark(params: dict[str, Any], max_model_len: int) -> None:
                         f"{max_model_len}")
 
 
+def _with_weights(profile: Profile, weights: str | None) -> Profile:
+    """The profile with the weight source the run asks for, or PlanError naming the field."""
+    if not weights:
+        return profile
+    if profile.neuron:
+        raise PlanError(f"weights: profile {profile.name} runs on Neuron, which loads what neuron_compile made; "
+                        f"{', '.join(WEIGHT_SOURCES)} are GPU profiles' sources (leave weights empty)")
+    if weights not in WEIGHT_SOURCES:
+        raise PlanError(f"weights: {weights!r} is not one of {', '.join(WEIGHT_SOURCES)}")
+    return dataclasses.replace(profile, weights=weights)
+
+
 def choose(params: dict[str, Any], catalog: Catalog) -> s.Choice:
     """The model, profile and sizing the params name, and the names they share; or PlanError."""
     if not params.get("model"):
@@ -95,6 +108,7 @@ def choose(params: dict[str, Any], catalog: Catalog) -> s.Choice:
         model = catalog.model(params["model"])
         # A named profile (gpu-p4d, neuron-nxdi) wins over the accelerator, which names its default one.
         profile = model.profile(params.get("profile") or param(params, "accelerator"))
+        profile = _with_weights(profile, params.get("weights"))
         request, sizing = _resolve_sizing(catalog, model, profile, params)
     except (CatalogError, InfeasiblePlan) as exc:
         raise PlanError(str(exc)) from exc
@@ -118,7 +132,8 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None, allowed: 
     catalog = catalog or default_catalog()
     c = choose(params, catalog)
     model, profile, kubernetes = s.model_section(c), s.profile_section(c), s.kubernetes_section(c)
-    fsx, neuron, hf_token = s.fsx_section(c), s.neuron_section(c, profile), s.hf_token_section(c)
+    neuron, hf_token = s.neuron_section(c, profile), s.hf_token_section(c)
+    storage: StorageSection = {"artifact_bucket": c.bucket, "fsx": s.fsx_section(c), "s3_stream": s.s3_stream_section(c)}
     target = s.target_section(params, c.deployment, c.cluster, c.region, c.namespace)
     return {
         "plan_version": PLAN_VERSION,
@@ -134,13 +149,14 @@ def build_plan(params: dict[str, Any], catalog: Catalog | None = None, allowed: 
         "nodegroup": s.nodegroup_section(c),
         "system_nodegroup": s.system_nodegroup_section(c),
         "nodepool": s.nodepool_section(c),
-        "storage": {"artifact_bucket": c.bucket, "fsx": fsx},
-        "cold_start": s.cold_start_section(c, fsx),
+        "storage": storage,
+        "cold_start": s.cold_start_section(c),
+        "weights_options": s.weights_options(c),
         "neuron": neuron,
         "hf_token": hf_token,
         "kubernetes": kubernetes,
         "serving": s.serving_section(c),
-        "release": s.release_section(c, model, profile, kubernetes, fsx, neuron, hf_token),
+        "release": s.release_section(c, model, profile, kubernetes, storage, neuron, hf_token),
         "preflight": {"proceed_on_unknown": bool(param(params, "preflight_proceed_on_unknown"))},
         "smoke_test": {"enabled": bool(param(params, "smoke_test")), "images_per_prompt": c.images_per_prompt},
         "benchmark": s.benchmark_section(c),

@@ -11,20 +11,25 @@ from typing import Any
 
 from llm_on_eks import naming
 from llm_on_eks.catalog import Catalog, Model, Profile
-from llm_on_eks.plan.cold_start import MB, ColdStartSection, predict
+from llm_on_eks.plan.cold_start import GIB, MB, ColdStartSection, predict
 from llm_on_eks.plan.defaults import (
     ACCELERATORS,
     ADDONS,
     AUTO_MODE_NODE_CLASS,
+    FSX_GB_MONTH_USD,
     FSX_MOUNT_PATH,
-    FSX_STAGING_BUDGET_S,
     FSX_STORAGE_GIB,
     FSX_THROUGHPUT_PER_TIB,
     NODE_DISK_GIB,
+    S3_GB_MONTH_USD,
     SERVING_PORT,
+    STAGING_BUDGET_S,
+    STREAMER_CONCURRENCY,
+    STREAMER_MEMORY_LIMIT_GIB,
     SYSTEM_HOURLY_USD,
     SYSTEM_INSTANCE_TYPE,
     SYSTEM_SCALING,
+    WEIGHT_SOURCES,
     param,
 )
 from llm_on_eks.plan.types import (
@@ -40,8 +45,11 @@ from llm_on_eks.plan.types import (
     NodePoolSpec,
     ProfileSection,
     ReleaseSpec,
+    S3StreamSection,
     ServingSection,
+    StorageSection,
     Target,
+    WeightOption,
 )
 from llm_on_eks.sizing import Sizing, SizingRequest, weight_bytes
 
@@ -213,11 +221,21 @@ def system_nodegroup_section(c: Choice) -> NodegroupSpec:
     }
 
 
+# What a weight-staging Job writes last, beside the files: its presence means they are whole.
+STAGED_MARKER = ".llm-on-eks-staged.json"
+
+
+def weights_key(c: Choice) -> str:
+    """The checkpoint's key prefix in the artifact bucket, and its path under FSx's /models (linked
+    to s3://<bucket>/models/): staged once, by either path, under the same marker."""
+    return f"models/{c.profile.hf_repo}/{c.model.revision}"
+
+
 def fsx_section(c: Choice) -> FsxSection | None:
     if c.profile.weights != "fsx":
         return None
     subnets = c.subnet_ids
-    model_path = f"models/{c.profile.hf_repo}/{c.model.revision}"
+    model_path = weights_key(c)
     return {
         "name": naming.fsx_name(c.cluster),
         "deployment_type": "PERSISTENT_2",
@@ -230,11 +248,21 @@ def fsx_section(c: Choice) -> FsxSection | None:
         "file_system_path": "/models",
         "mount_path": FSX_MOUNT_PATH,
         "model_path": f"{FSX_MOUNT_PATH}/{model_path}",
-        "marker_key": f"{model_path}/.llm-on-eks-staged.json",
+        "marker_key": f"{model_path}/{STAGED_MARKER}",
         "pvc_name": naming.fsx_claim_name(c.cluster, c.region),
-        "budget_s": FSX_STAGING_BUDGET_S,
+        "budget_s": STAGING_BUDGET_S,
         "user": naming.fsx_user(c.namespace, c.deployment),
     }
+
+
+def s3_stream_section(c: Choice) -> S3StreamSection | None:
+    if c.profile.weights != "s3_stream":
+        return None
+    streamer = c.profile.streamer
+    return {"uri": f"s3://{c.bucket}/{weights_key(c)}/", "marker_key": f"{weights_key(c)}/{STAGED_MARKER}",
+            "budget_s": STAGING_BUDGET_S,
+            "concurrency": streamer.concurrency if streamer else STREAMER_CONCURRENCY,
+            "memory_limit_bytes": (streamer.memory_limit_gib if streamer else STREAMER_MEMORY_LIMIT_GIB) * GIB}
 
 
 # The vLLM flags that shape what Neuron compiles. optimum-neuron exports with batch size =
@@ -307,11 +335,24 @@ def target_section(params: dict[str, Any], deployment: str | None, cluster: str,
     return {"deployment": deployment, "dry_run": bool(param(params, "dry_run")), "access": access}
 
 
-def model_source(model: ModelSection, profile: ProfileSection, fsx: FsxSection | None) -> str:
-    """Where vLLM loads weights from: the FSx claim path for staged weights, else the hub."""
-    if profile["weights"] == "fsx" and fsx:
+def model_source(model: ModelSection, fsx: FsxSection | None, s3_stream: S3StreamSection | None) -> str:
+    """Where vLLM loads weights from: the FSx claim path or the S3 prefix they were staged to,
+    else the hub."""
+    if fsx:
         return f"pvc://{fsx['pvc_name']}{fsx['model_path'].removeprefix(fsx['mount_path'])}"
+    if s3_stream:
+        return s3_stream["uri"]
     return f"hf://{model['hf_repo']}@{model['revision']}"
+
+
+def streamer_args(profile: ProfileSection, s3_stream: S3StreamSection) -> dict[str, str]:
+    """vLLM's flags for the Run:ai model streamer. ``distributed`` (each rank reads a share of the
+    files and shares it, instead of every rank reading all) is CUDA's only (vLLM's
+    RunaiModelStreamerLoader), so it is on for a GPU profile of more than one rank."""
+    config: dict[str, Any] = {"concurrency": s3_stream["concurrency"], "memory_limit": s3_stream["memory_limit_bytes"]}
+    if profile["accelerator"] == "gpu" and profile["tensor_parallel_size"] * profile["pipeline_parallel_size"] > 1:
+        config["distributed"] = True
+    return {"load-format": "runai_streamer", "model-loader-extra-config": json.dumps(config, sort_keys=True)}
 
 
 def _neuron_values(neuron: NeuronSection | None) -> dict[str, str]:
@@ -339,18 +380,22 @@ def _resources(profile: ProfileSection, kube: KubernetesSection) -> dict[str, di
 
 
 def release_section(c: Choice, model: ModelSection, profile: ProfileSection, kube: KubernetesSection,
-                    fsx: FsxSection | None, neuron: NeuronSection | None, hf_token: HfTokenSection) -> ReleaseSpec:
+                    storage: StorageSection, neuron: NeuronSection | None, hf_token: HfTokenSection) -> ReleaseSpec:
     """The serving pods, and the Jobs that must run exactly like them (the vllm-neuron plugin
     takes NxD Inference's neuron config as additional_config.override_neuron_config)."""
     args = dict(profile["vllm_args"])
     if neuron and neuron["framework"] == "nxdi":
         args["additional-config"] = json.dumps({"override_neuron_config": neuron["config"]}, sort_keys=True)
+    fsx, s3_stream = storage["fsx"], storage["s3_stream"]
+    if s3_stream:
+        args.update(streamer_args(profile, s3_stream))
     return {
         "name": kube["release"], "namespace": c.namespace, "deployment": c.deployment, "image": profile["image"],
         "nodes": profile["nodes"], "accelerator": profile["accelerator"], "served_model_name": c.profile.hf_repo,
-        "model_source": model_source(model, profile, fsx), "server_args": args,
-        # The S3 compile cache or artifacts are read with boto3 in the bucket's region.
-        "env": {**profile["env"], **({"AWS_DEFAULT_REGION": c.region} if neuron else {})},
+        "model_source": model_source(model, fsx, s3_stream), "server_args": args,
+        # The S3 compile cache, artifacts or weights are read in the bucket's region (boto3 and the
+        # streamer's AWS SDK for C++ both read AWS_DEFAULT_REGION).
+        "env": {**profile["env"], **({"AWS_DEFAULT_REGION": c.region} if neuron or s3_stream else {})},
         "resources": _resources(profile, kube), "node_selector": dict(kube["node_selector"]),
         "tolerations": [dict(t) for t in kube["tolerations"]], "labels": dict(kube["labels"]),
         "hf_token_secret": dict(hf_token["k8s_secret"]),
@@ -366,13 +411,40 @@ def benchmark_section(c: Choice) -> BenchmarkSection:
             "output_len": param(p, "benchmark_output_len"), "slo_p99_ttft_ms": p.get("benchmark_slo_p99_ttft_ms")}
 
 
-def cold_start_section(c: Choice, fsx: FsxSection | None) -> ColdStartSection:
-    """The predicted time to first token, by phase. The checkpoint is read at its own precision:
-    BF16 for a profile that quantizes at load time."""
-    checkpoint = weight_bytes(c.model, c.profile.dtype, c.profile.checkpoint_quantization and c.profile.quantization)
-    # A cold read from FSx for Lustre runs at the lower of its network and disk throughput: the
-    # disk's, capacity (TiB) x per-unit throughput (AWS FSx for Lustre guide, "Performance").
-    fsx_bytes_per_s = fsx["throughput_per_tib"] * MB * fsx["storage_capacity_gib"] / 1024 if fsx else None
+def checkpoint_bytes(c: Choice) -> float:
+    """The checkpoint's size, at its own precision: BF16 for a profile that quantizes at load time."""
+    return weight_bytes(c.model, c.profile.dtype, c.profile.checkpoint_quantization and c.profile.quantization)
+
+
+def cold_start_section(c: Choice, weights: str | None = None) -> ColdStartSection:
+    """The predicted time to first token, by phase, with the profile's weight source or ``weights``.
+    A cold read from FSx for Lustre runs at the lower of its network and disk throughput: the
+    disk's, capacity (TiB) x per-unit throughput (AWS FSx for Lustre guide, "Performance")."""
+    fsx_bytes_per_s = FSX_THROUGHPUT_PER_TIB * MB * FSX_STORAGE_GIB / 1024
     return predict(accelerator=c.profile.accelerator, instance_type=c.request.instance.name,
-                   weights=c.profile.weights, checkpoint_bytes=checkpoint,
+                   weights=weights or c.profile.weights, checkpoint_bytes=checkpoint_bytes(c),
                    total_params_b=c.model.architecture.total_params_b, fsx_bytes_per_s=fsx_bytes_per_s)
+
+
+def weights_options(c: Choice) -> list[WeightOption]:
+    """Each weight source a GPU profile may use, predicted: time to first token onto an existing
+    cluster and the storage's monthly price (the FSx file system is the cluster's, shared by its
+    deployments; S3 bills the checkpoint's bytes). Empty on Neuron, which loads its compile."""
+    if c.profile.neuron:
+        return []
+    size_gb = checkpoint_bytes(c) / 1e9
+    fsx_gb = FSX_STORAGE_GIB * GIB / 1e9
+    storage = {
+        "fsx": (fsx_gb * FSX_GB_MONTH_USD[FSX_THROUGHPUT_PER_TIB],
+                f"FSx for Lustre {FSX_STORAGE_GIB} GiB at {FSX_THROUGHPUT_PER_TIB} MB/s/TiB, shared on the cluster"),
+        "s3_stream": (size_gb * S3_GB_MONTH_USD, f"{size_gb:.0f} GB in S3 Standard"),
+        "hub": (0.0, "none (the hub at every start)"),
+    }
+    options: list[WeightOption] = []
+    for weights in WEIGHT_SOURCES:
+        predicted = cold_start_section(c, weights)
+        load = next(p["seconds"] for p in predicted["phases"] if p["phase"] == "weight_load")
+        usd, what = storage[weights]
+        options.append({"weights": weights, "weight_load_s": load, "ttft_s": predicted["ttft_s"],
+                        "storage_usd_month": round(usd, 2), "storage": what})
+    return options

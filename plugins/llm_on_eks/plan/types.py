@@ -166,6 +166,27 @@ class FsxSection(FsxRef):
     user: str
 
 
+class S3StreamSection(TypedDict):
+    """Weights staged once into the artifact bucket and streamed from there by vLLM's Run:ai model
+    streamer (--load-format runai_streamer)."""
+
+    uri: str  # s3://<bucket>/models/<repo>/<revision>/: vLLM lists it, not recursively
+    marker_key: str
+    budget_s: int
+    concurrency: int
+    memory_limit_bytes: int
+
+
+class WeightOption(TypedDict):
+    """One weight source, predicted for this deployment: the plan summary compares them."""
+
+    weights: str
+    weight_load_s: int
+    ttft_s: int
+    storage_usd_month: float
+    storage: str  # what is billed, in words
+
+
 class StorageRef(TypedDict):
     artifact_bucket: str
     fsx: FsxRef | None
@@ -173,6 +194,7 @@ class StorageRef(TypedDict):
 
 class StorageSection(StorageRef):
     fsx: FsxSection | None  # type: ignore[misc]  # narrows StorageRef.fsx
+    s3_stream: S3StreamSection | None
 
 
 class NeuronSection(TypedDict):
@@ -294,6 +316,7 @@ class Plan(TypedDict):
     nodepool: NodePoolSpec
     storage: StorageSection
     cold_start: ColdStartSection
+    weights_options: list[WeightOption]
     neuron: NeuronSection | None
     hf_token: HfTokenSection
     kubernetes: KubernetesSection

@@ -59,8 +59,11 @@ llm-on-eks.io/protected: {{ .Values.lifecycle.protected | quote }}
 
 {{/* Invariants the schema cannot express. */}}
 {{- define "vllm-serving.validate" -}}
-{{- if not (or (hasPrefix "hf://" .Values.model.source) (hasPrefix "pvc://" .Values.model.source)) -}}
-{{- fail (printf "model.source must start with hf:// or pvc://, got %q" .Values.model.source) -}}
+{{- if not (or (hasPrefix "hf://" .Values.model.source) (hasPrefix "pvc://" .Values.model.source) (hasPrefix "s3://" .Values.model.source)) -}}
+{{- fail (printf "model.source must start with hf://, pvc:// or s3://, got %q" .Values.model.source) -}}
+{{- end -}}
+{{- if and (hasPrefix "s3://" .Values.model.source) (ne (toString (index .Values.vllm.args "load-format")) "runai_streamer") -}}
+{{- fail "an s3:// model.source is read by vLLM's Run:ai model streamer: set vllm.args.load-format to runai_streamer" -}}
 {{- end -}}
 {{- if eq .Values.accelerator.type "neuron" -}}
 {{- /* Each Neuron framework keeps its compiled model its own way; the other's location would be ignored. */ -}}
@@ -121,6 +124,8 @@ llm-on-eks.io/protected: {{ .Values.lifecycle.protected | quote }}
 {{- if gt (len $ref) 1 }}
 - {{ printf "--revision=%s" (index $ref 1) | quote }}
 {{- end }}
+{{- else if hasPrefix "s3://" $source }}
+- {{ printf "--model=%s" $source | quote }}
 {{- else }}
 {{- $path := splitn "/" 2 (trimPrefix "pvc://" $source) }}
 - {{ printf "--model=%s/%s" (include "vllm-serving.modelsMount" .) $path._1 | quote }}
