@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -205,7 +206,10 @@ def trigger(airflow: LocalAirflow, label: str, dag_id: str, conf: dict[str, Any]
 
 def _doing(ti: dict[str, Any]) -> str:
     if ti["state"] == "deferred" and ti.get("trigger"):
-        return f"the triggerer polls: {ti['trigger']['classpath'].rpartition('.')[2]}"
+        # The trigger a SettledTrigger wraps is named in its kwargs (the API gives them as text).
+        trigger = ti["trigger"]
+        inner = re.search(r"'classpath': '([\w.]+)'", str(trigger.get("kwargs") or ""))
+        return f"the triggerer polls: {(inner[1] if inner else trigger['classpath']).rpartition('.')[2]}"
     return {"queued": "waiting for a worker slot", "up_for_retry": "waiting to retry",
             "scheduled": "waiting for the executor", "running": "in a worker"}.get(ti["state"] or "", "")
 

@@ -196,6 +196,16 @@ class VllmServer:
             self.netns.delete()
 
 
+def s3_streamer_env(aws_url: str) -> dict[str, str]:
+    """What vLLM's Run:ai model streamer needs to read S3 from the local AWS instead of AWS's:
+    the endpoint (vLLM copies AWS_ENDPOINT_URL to RUNAI_STREAMER_S3_ENDPOINT), path-style
+    addressing (0, an integer), no instance metadata lookup, and the local server's test keys
+    (runai-model-streamer's S3 docs; its own CI reads MinIO over plain HTTP the same way)."""
+    return {"AWS_ENDPOINT_URL": aws_url, "RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING": "0",
+            "AWS_EC2_METADATA_DISABLED": "true", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "RUNAI_STREAMER_S3_REQUEST_TIMEOUT_MS": "10000"}
+
+
 def ensure_tiny_models() -> None:
     subprocess.run([str(VLLM_PYTHON), str(ROOT / "scripts" / "make-tiny-model"), "--out", str(MODELS)],
                    check=True, capture_output=True, text=True, timeout=300)
@@ -203,8 +213,12 @@ def ensure_tiny_models() -> None:
 
 def start_server(model: str = "tiny-llama4", served_names: list[str] | None = None, *, use_netns: bool = True,
                  deadline_s: float = STARTUP_DEADLINE_S, extra_args: list[str] | None = None,
-                 max_model_len: int = 2048, kv_cache_bytes: int | None = None) -> VllmServer:
+                 max_model_len: int = 2048, kv_cache_bytes: int | None = None,
+                 weights: list[str] | None = None, env: dict[str, str] | None = None) -> VllmServer:
     """Start the server and wait for ``/health`` to answer 200, at most ``deadline_s``.
+
+    ``weights`` replaces ``--model <tiny model dir> --load-format dummy`` with flags that load
+    real weights (e.g. an ``s3://`` model and the streamer's load format); ``env`` adds variables.
 
     ``kv_cache_bytes`` fixes the KV cache to exactly that many bytes (--kv-cache-memory-bytes)
     instead of VLLM_CPU_KVCACHE_SPACE's 1 GiB, which would override the flag when set
@@ -219,10 +233,10 @@ def start_server(model: str = "tiny-llama4", served_names: list[str] | None = No
     log_path = LOGS / f"{model}-{os.getpid()}.log"
     args = [
         str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(MODELS / model), "--served-model-name", *served_names,
+        *(weights or ["--model", str(MODELS / model), "--load-format", "dummy"]), "--served-model-name", *served_names,
         # In its own namespace it listens on every address there (reachable only over the veth
         # pair), so a pod IP added later serves too; otherwise on loopback only.
-        "--host", "0.0.0.0" if netns else host, "--port", str(PORT), "--load-format", "dummy", "--max-model-len", str(max_model_len),
+        "--host", "0.0.0.0" if netns else host, "--port", str(PORT), "--max-model-len", str(max_model_len),
         # No torch.compile warm-up: at toy size on CPU it only adds ~50 s to every start.
         "--enforce-eager",
         *(extra_args or []),
@@ -241,6 +255,7 @@ def start_server(model: str = "tiny-llama4", served_names: list[str] | None = No
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
         "PYTHONUNBUFFERED": "1",
+        **(env or {}),
     }
     env.pop("VIRTUAL_ENV", None)
     if kv_cache_bytes:

@@ -32,6 +32,9 @@ os.environ.update(
     # The local profile: the sandbox cluster's connection, and vLLM servers on 127.0.0.1.
     AIRFLOW__LLM_ON_EKS__ALLOWED_CONN_IDS="aws_default,kubernetes_default,hf_default,llm_on_eks_*,sandbox_k8s",
     AIRFLOW__LLM_ON_EKS__ALLOW_LOOPBACK_ENDPOINT="True",
+    # dag.test() runs each trigger in its own process, where a resumed task cannot race its
+    # deferring try's exit (llm_on_eks.triggers.settled): no settle time.
+    AIRFLOW__LLM_ON_EKS__RESUME_AFTER_DEFERRAL_S="0",
     AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(
         [
             {"name": name, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": str(path)}}

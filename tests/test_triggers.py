@@ -3,13 +3,17 @@ as the triggerer does after a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
+import time
 
 import pytest
+from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from llm_on_eks.plan import build_plan
 from llm_on_eks.triggers.kube import JobCompleteTrigger, ReleaseReadyTrigger
+from llm_on_eks.triggers.settled import SettledTrigger
 
 
 @pytest.fixture(scope="module")
@@ -29,3 +33,42 @@ def test_round_trip_carries_ids_only(access, make):
     module, _, name = classpath.rpartition(".")
     rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
     assert rebuilt.serialize() == (classpath, kwargs)
+
+
+class FiresAt(BaseTrigger):
+    """Fires once the clock passes ``at`` (a Unix time)."""
+
+    def __init__(self, at: float):
+        super().__init__()
+        self.at = at
+
+    def serialize(self):
+        return f"{__name__}.FiresAt", {"at": self.at}
+
+    async def run(self):
+        await asyncio.sleep(max(0.0, self.at - time.time()))
+        yield TriggerEvent({"status": "success", "result": self.at})
+
+
+def first_event(trigger) -> tuple[dict, float]:
+    async def first():
+        async for event in trigger.run():
+            return event.payload, time.time()
+    return asyncio.run(first())
+
+
+def test_a_resumption_waits_out_the_settle_time_and_a_later_one_does_not(access):
+    # apache/airflow#72716: an event right after the deferral is held until settle_s has passed.
+    settled = SettledTrigger.around(FiresAt(time.time()), settle_s=1.0)
+    payload, at = first_event(settled)
+    assert payload["status"] == "success" and at >= settled.deferred_at + 1.0
+    # An event after the settle time passes on as it comes.
+    late = SettledTrigger(f"{__name__}.FiresAt", {"at": time.time() + 0.5}, deferred_at=time.time() - 5, settle_s=1.0)
+    payload, at = first_event(late)
+    assert payload["result"] <= at < payload["result"] + 0.5
+    # The triggerer rebuilds it (and what it wraps) from what it serializes.
+    wrapped = SettledTrigger.around(JobCompleteTrigger(access=access, job_name="j", deadline=1.0, budget_s=60))
+    classpath, kwargs = wrapped.serialize()
+    assert classpath == "llm_on_eks.triggers.settled.SettledTrigger"
+    rebuilt = SettledTrigger(**json.loads(json.dumps(kwargs)))
+    assert rebuilt.serialize() == (classpath, kwargs) and rebuilt.inner.serialize() == wrapped.inner.serialize()

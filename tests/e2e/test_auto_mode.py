@@ -75,8 +75,9 @@ def auto_mode(aws_env, sandbox_cluster, eks_access):
 
 
 def _conf(namespace: str, name: str) -> dict:
+    # Weights from the hub: no staging Job, whose S3 path tests/e2e/test_teardown.py's deploys take.
     return {"model": "llama-3-8b", "accelerator": "gpu", "region": REGION, "cluster_name": CLUSTER,
-            "namespace": namespace, "deployment_name": name, "smoke_test": False}
+            "namespace": namespace, "deployment_name": name, "smoke_test": False, "weights": "hub"}
 
 
 def _deploy(namespace: str, name: str):

@@ -97,6 +97,11 @@ def test_renders_and_passes_strict_validation(helm, tmp_path, model, accelerator
     assert ("NEURON_COMPILE_CACHE_URL" in env) == (framework == "optimum")
     assert server["metadata"]["labels"]["llm-on-eks.io/managed-by"] == "llm-on-eks"
     assert server["metadata"]["annotations"]["llm-on-eks.io/idle-ttl-minutes"] == "60"
+    # Weights from S3 go to vLLM's streamer; no volume is mounted for them.
+    source = values_for(model, accelerator)["model"]["source"]
+    if source.startswith("s3://"):
+        assert {f"--model={source}", "--load-format=runai_streamer"} <= set(container["args"])
+        assert [m["name"] for m in container["volumeMounts"]] == ["shm"]
 
 
 def test_startup_budget_covers_maverick_two_hours(helm, tmp_path):
@@ -115,6 +120,7 @@ def test_startup_budget_covers_maverick_two_hours(helm, tmp_path):
         ({"neuron": {"framework": "optimum", "compileCacheUrl": "s3://b/c/", "compiledArtifacts": "s3://b/a/"}},
          "neuron.compiledArtifacts is NxD Inference's"),
         ({"model": {"name": "m", "source": "s3://bucket/model"}}, "/model/source"),
+        ({"model": {"name": "m", "source": "s3://bucket/model/"}}, "set vllm.args.load-format to runai_streamer"),
         ({"image": {"repository": "vllm/vllm-openai", "tag": "latest"}}, "/image/tag"),
         ({"hfTokenValue": "hf_secret"}, "hfTokenValue"),
         ({"schedulerName": "my-scheduler"}, "schedulerName"),

@@ -173,7 +173,8 @@ def stage_weights_to_s3_job(release: ReleaseSpec, model: ModelSection, spec: S3S
     args = [model["hf_repo"], model["revision"], bucket, prefix, spec["marker_key"]]
     container = {
         "name": "stage", "image": release["image"], "command": ["python3", "-c", S3_STAGING_SCRIPT, *args],
-        "env": [*hf_token_env(release["hf_token_secret"]), {"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "1"},
+        # Xet's parallel download (huggingface_hub replaced hf_transfer with it) and the bucket's region.
+        "env": [*hf_token_env(release["hf_token_secret"]), {"name": "HF_XET_HIGH_PERFORMANCE", "value": "1"},
                 *({"name": k, "value": v} for k, v in release["env"].items() if k.startswith("AWS_"))],
         "resources": {"requests": {"cpu": "2", "memory": "8Gi", "ephemeral-storage": "20Gi"}},
         "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],

@@ -130,10 +130,15 @@ class WaitingStepOperator(DeploymentStepOperator):
         self.deferrable = deferrable
 
     def defer_or_poll(self, *, trigger: Callable[[], Any], timeout_s: float, poll: Callable[[], Any]) -> Any:
-        """Defer to ``trigger()`` (the task resumes in ``execute_complete``), or return ``poll()``,
-        which waits here and calls ``wait_failed`` itself when the wait fails."""
+        """Defer to ``trigger()`` (the task resumes in ``execute_complete``, never within seconds of
+        deferring: ``llm_on_eks.triggers.settled``), or return ``poll()``, which waits here and
+        calls ``wait_failed`` itself when the wait fails."""
         if self.deferrable:
-            self.defer(trigger=trigger(), method_name="execute_complete", timeout=timedelta(seconds=timeout_s))
+            from llm_on_eks.triggers.settled import SETTLE_S, SettledTrigger
+
+            settle_s = conf.getfloat("llm_on_eks", "resume_after_deferral_s", fallback=SETTLE_S)
+            self.defer(trigger=SettledTrigger.around(trigger(), settle_s), method_name="execute_complete",
+                       timeout=timedelta(seconds=timeout_s))
         return poll()
 
 

@@ -21,7 +21,7 @@ from llm_on_eks.plan.types import ReleaseSpec
 
 # A phase off its prediction by more than this is flagged in the report.
 TOLERANCE = 0.20
-WEIGHT_STEPS = ("prepare_weights.stage_to_fsx", "prepare_weights.neuron_compile")
+WEIGHT_STEPS = ("prepare_weights.stage_to_fsx", "prepare_weights.stage_to_s3", "prepare_weights.neuron_compile")
 SERVING_PHASES = ("image_pull", "weight_load", "engine_start")
 
 

@@ -1,0 +1,140 @@
+"""What deploying an already-serving deployment again costs: every AWS and Kubernetes request that
+creates or changes something, counted from what the servers received (the moto server's request
+log, local_stack/request_log.py, and the API server's own counter apiserver_request_total), not
+from our code's view; and the run's wall time beside the deployment's first deploy.
+
+Runs on the local stack that scripts/demo leaves up (its state file names the parts):
+
+    scripts/demo
+    .venv/bin/python benchmarks/redeploy_cost.py [--runs N]
+
+It deploys the demo's Llama 3 8B (llama3-gpu) with the demo's own conf. When the idle teardown
+has removed it meanwhile, the first run makes it serve again and is not counted. Then it counts
+``--runs`` deploys of the serving deployment, one after another (default 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
+
+from local_stack import request_log, stack  # noqa: E402
+from local_stack.airflow import Api, LocalAirflow  # noqa: E402
+from local_stack.demo import DEPLOYS, MODEL_DAG_ID, deploy_conf  # noqa: E402
+
+LABEL = "llama3"
+DEPLOYMENT = DEPLOYS[LABEL][1]["deployment_name"]
+# A request is a change unless it only reads (IAM's read actions; the API server's read verbs).
+READ_ACTIONS = re.compile(r":(Describe|Get|List|Head)")
+CHANGING_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"}
+METRIC = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$')
+# What other actors of the control plane change all the time (kwok's node heartbeats and status,
+# the scheduler's bindings, the controllers' status and events): not requests of a deploy. The
+# counter does not say who asked, so the deploy's own Lease (taken and released: two changes by
+# design) is among the leases left out.
+BACKGROUND = {("coordination.k8s.io", "leases", ""), ("", "nodes", "status"), ("", "events", ""),
+              ("events.k8s.io", "events", ""), ("", "pods", "status"), ("", "pods", "binding")}
+
+
+def api_server_changes(kubeconfig: str) -> Counter:
+    """apiserver_request_total's changing requests now, by (verb, group, resource, subresource)."""
+    from kubernetes import config
+
+    api = config.new_client_from_config(config_file=kubeconfig)
+    text = api.call_api("/metrics", "GET", _preload_content=False, auth_settings=["BearerToken"])[0].data.decode()
+    counts: Counter = Counter()
+    for line in text.splitlines():
+        match = METRIC.match(line)
+        if not match:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
+        if labels.get("verb") in CHANGING_VERBS:
+            counts[(labels["verb"], labels.get("group", ""), labels.get("resource", ""),
+                    labels.get("subresource", ""))] += float(match["value"])
+    return counts
+
+
+def deploy(airflow: LocalAirflow, api: Api, conf: dict, label: str) -> tuple[str, float]:
+    """Trigger the deploy as a user does and wait for its end: the state and the wall time."""
+    run_id = f"bench-{label}-{datetime.now():%Y%m%dT%H%M%S}"
+    started = time.monotonic()
+    airflow.cli("dags", "trigger", MODEL_DAG_ID, "--run-id", run_id, "--conf", json.dumps(conf))
+    while (state := api.run(MODEL_DAG_ID, run_id)["state"]) not in ("success", "failed"):
+        if time.monotonic() - started > 1800:
+            raise TimeoutError(f"{run_id} not done in 30 min")
+        time.sleep(2)
+    return state, time.monotonic() - started
+
+
+def first_deploy_s(api: Api) -> float | None:
+    """The deployment's first successful deploy run's duration, from Airflow's own records."""
+    runs = api.get(f"/api/v2/dags/{MODEL_DAG_ID}/dagRuns?order_by=start_date&limit=100")["dag_runs"]
+    for run in runs:
+        if run["state"] == "success" and (run.get("conf") or {}).get("deployment_name") == DEPLOYMENT:
+            start, end = (datetime.fromisoformat(run[k]) for k in ("start_date", "end_date"))
+            return (end - start).total_seconds()
+    return None
+
+
+def serving(aws_url: str, identity: dict) -> bool:
+    from local_stack.demo import holdings
+
+    region = DEPLOYS[LABEL][1]["region"]
+    return any(DEPLOYMENT in name for name in holdings(aws_url, identity, region)["deployment node groups"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=2)
+    args = parser.parse_args()
+    state = stack.load_state()
+    if "airflow" not in state or not stack.alive(state["aws"].get("pid")):
+        print("no local stack: run scripts/demo first", file=sys.stderr)
+        return 2
+    airflow = LocalAirflow.from_state(state["airflow"])
+    api = airflow.api()
+    aws_url, identity = state["aws"]["url"], state["aws"]["identity"]
+    kubeconfig = stack.sandbox("kubeconfig").stdout.strip()
+    conf = deploy_conf(DEPLOYS[LABEL][1], state["vllm"]["url"])
+    if not serving(aws_url, identity):
+        print(f"{DEPLOYMENT} was removed (the idle teardown): deploying it again first, not counted")
+        outcome, seconds = deploy(airflow, api, conf, "first")
+        print(f"  {outcome} in {seconds:.0f} s")
+    first = first_deploy_s(api)
+    print(f"first deploy of {DEPLOYMENT} (Airflow's record): {first:.0f} s" if first else "first deploy: not found")
+    key = identity["access_key_id"]
+    for n in range(1, args.runs + 1):
+        request_log.reset(aws_url)
+        request_log.start(aws_url)
+        before = api_server_changes(kubeconfig)
+        try:
+            outcome, seconds = deploy(airflow, api, conf, f"again{n}")
+        finally:
+            request_log.stop(aws_url)
+        after = api_server_changes(kubeconfig)
+        calls = [c for c in request_log.calls(aws_url) if c.access_key_id == key]
+        changing = Counter(c.action for c in calls if not READ_ACTIONS.search(c.action))
+        kube = {k: after[k] - before.get(k, 0) for k in after if after[k] > before.get(k, 0)}
+        ours = {k: v for k, v in kube.items() if k[1:] not in BACKGROUND}
+        share = f", {seconds / first:.0%} of the first deploy" if first else ""
+        print(f"\nre-deploy {n}: {outcome} in {seconds:.0f} s{share}")
+        print(f"  AWS: {len(calls)} requests, {sum(changing.values())} changing: "
+              f"{dict(changing) or 'none'}")
+        print(f"  Kubernetes (every client of the API server; background heartbeats and status left out): "
+              f"{int(sum(ours.values()))} changing: "
+              + (", ".join(f"{verb} {group + '/' if group else ''}{resource}{'/' + sub if sub else ''} x{int(v)}"
+                           for (verb, group, resource, sub), v in sorted(ours.items())) or "none"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
