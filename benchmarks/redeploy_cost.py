@@ -42,7 +42,9 @@ METRIC = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0
 # counter does not say who asked, so the deploy's own Lease (taken and released: two changes by
 # design) is among the leases left out.
 BACKGROUND = {("coordination.k8s.io", "leases", ""), ("", "nodes", "status"), ("", "events", ""),
-              ("events.k8s.io", "events", ""), ("", "pods", "status"), ("", "pods", "binding")}
+              ("events.k8s.io", "events", ""), ("", "pods", "status"), ("", "pods", "binding"),
+              # Access reviews (the check_access step) are created, answered and kept nowhere.
+              ("authorization.k8s.io", "selfsubjectaccessreviews", "")}
 
 
 def api_server_changes(kubeconfig: str) -> Counter:
@@ -50,7 +52,8 @@ def api_server_changes(kubeconfig: str) -> Counter:
     from kubernetes import config
 
     api = config.new_client_from_config(config_file=kubeconfig)
-    text = api.call_api("/metrics", "GET", _preload_content=False, auth_settings=["BearerToken"])[0].data.decode()
+    text = api.call_api("/metrics", "GET", _preload_content=False, _return_http_data_only=True,
+                        auth_settings=["BearerToken"]).data.decode()
     counts: Counter = Counter()
     for line in text.splitlines():
         match = METRIC.match(line)
@@ -59,7 +62,7 @@ def api_server_changes(kubeconfig: str) -> Counter:
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
         if labels.get("verb") in CHANGING_VERBS:
             counts[(labels["verb"], labels.get("group", ""), labels.get("resource", ""),
-                    labels.get("subresource", ""))] += float(match["value"])
+                    labels.get("subresource", ""), labels.get("code", ""))] += float(match["value"])
     return counts
 
 
@@ -124,15 +127,17 @@ def main() -> int:
         calls = [c for c in request_log.calls(aws_url) if c.access_key_id == key]
         changing = Counter(c.action for c in calls if not READ_ACTIONS.search(c.action))
         kube = {k: after[k] - before.get(k, 0) for k in after if after[k] > before.get(k, 0)}
-        ours = {k: v for k, v in kube.items() if k[1:] not in BACKGROUND}
+        ours = {k: v for k, v in kube.items() if k[1:4] not in BACKGROUND}
+        done = {k: v for k, v in ours.items() if k[4].startswith("2")}
         share = f", {seconds / first:.0%} of the first deploy" if first else ""
         print(f"\nre-deploy {n}: {outcome} in {seconds:.0f} s{share}")
         print(f"  AWS: {len(calls)} requests, {sum(changing.values())} changing: "
               f"{dict(changing) or 'none'}")
-        print(f"  Kubernetes (every client of the API server; background heartbeats and status left out): "
-              f"{int(sum(ours.values()))} changing: "
-              + (", ".join(f"{verb} {group + '/' if group else ''}{resource}{'/' + sub if sub else ''} x{int(v)}"
-                           for (verb, group, resource, sub), v in sorted(ours.items())) or "none"))
+        print(f"  Kubernetes (every client of the API server; heartbeats, status, events and access reviews "
+              f"left out): {int(sum(ours.values()))} changing requests, {int(sum(done.values()))} accepted: "
+              + (", ".join(f"{verb} {group + '/' if group else ''}{resource}{'/' + sub if sub else ''} "
+                           f"HTTP {code} x{int(v)}" for (verb, group, resource, sub, code), v in sorted(ours.items()))
+                 or "none"))
     return 0
 
 

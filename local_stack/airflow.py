@@ -180,6 +180,9 @@ class Api:
     def patch(self, path: str, body: Any) -> Any:
         return self._call("PATCH", path, body)
 
+    def post(self, path: str, body: Any) -> Any:
+        return self._call("POST", path, body)
+
     def found(self, path: str) -> bool:
         try:
             self.get(path)

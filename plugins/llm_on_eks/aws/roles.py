@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import unquote
 
 from llm_on_eks.naming import CLUSTER_KEY, REGION_KEY, is_managed
 
@@ -129,9 +130,16 @@ def artifacts_policy(partition: str, bucket: str) -> dict[str, Any]:
 
 
 def grant_artifacts(iam, name: str, bucket: str, partition: str, log: logging.Logger) -> None:
-    """An inline policy per bucket on a role of ours (put_role_policy replaces one of that name)."""
-    iam.put_role_policy(RoleName=name, PolicyName=f"{ARTIFACTS_POLICY_PREFIX}{bucket}",
-                        PolicyDocument=json.dumps(artifacts_policy(partition, bucket)))
+    """An inline policy per bucket on a role of ours, put only when missing or different: a
+    deploy that finds everything in place changes nothing."""
+    policy_name, wanted = f"{ARTIFACTS_POLICY_PREFIX}{bucket}", artifacts_policy(partition, bucket)
+    try:
+        document = iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"]
+        if (json.loads(unquote(document)) if isinstance(document, str) else document) == wanted:
+            return
+    except iam.exceptions.NoSuchEntityException:
+        pass
+    iam.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(wanted))
     log.info("IAM role %s may use s3://%s", name, bucket)
 
 

@@ -39,12 +39,10 @@ def _failed_tag(aws: AwsSection, cluster: str, nodegroup: str, when: str | None)
     return "node group not marked failed"
 
 
-@task(trigger_rule=TriggerRule.NONE_FAILED, outlets=[DEPLOYMENTS_ASSET])
-def register(plan: dict[str, Any], smoke: Any = None, bench: Any = None, cold_start: Any = None, *,
-             outlet_events=None) -> dict[str, Any]:
-    """Runs after skipped checks too; a dry run records nothing. What the idle teardown needs to
-    find and reach the deployment is in the record; a failed-at mark from an earlier run goes."""
-    record = {
+def deployment_record(plan: dict[str, Any], smoke: Any = None, bench: Any = None,
+                      cold_start: Any = None) -> dict[str, Any]:
+    """What the idle teardown needs to find, reach and judge the deployment, and its checks."""
+    return {
         **teardown_params(plan),
         "deployment": plan["deployment"],
         "model": plan["model"]["id"],
@@ -66,6 +64,14 @@ def register(plan: dict[str, Any], smoke: Any = None, bench: Any = None, cold_st
         "benchmark": bench,
         "cold_start": cold_start,
     }
+
+
+@task(trigger_rule=TriggerRule.NONE_FAILED, outlets=[DEPLOYMENTS_ASSET])
+def register(plan: dict[str, Any], smoke: Any = None, bench: Any = None, cold_start: Any = None, *,
+             outlet_events=None) -> dict[str, Any]:
+    """Runs after skipped checks too; a dry run records nothing. The record goes to the
+    deployments Asset's event; a failed-at mark from an earlier run goes."""
+    record = deployment_record(plan, smoke, bench, cold_start)
     # The report goes to the task log and, with the record, to the Asset event the UI shows.
     record["report"] = deployment_report(record)
     print(record["report"])
