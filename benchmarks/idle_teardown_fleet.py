@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -42,7 +43,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
+from llm_on_eks.aws.api_calls import create_nodegroup_request  # noqa: E402
 from llm_on_eks.kube.helm_values import helm_command, helm_values  # noqa: E402
+from llm_on_eks.naming import CREATED_AT_KEY  # noqa: E402
 from llm_on_eks.operators.register import deployment_record  # noqa: E402
 from llm_on_eks.plan import build_plan  # noqa: E402
 from llm_on_eks.serving.idleness import STATE_ANNOTATION  # noqa: E402
@@ -122,13 +125,11 @@ def make_aws(aws_url: str, identity: dict, items: list[dict]) -> None:
     for name in sorted({i["plan"]["cluster"]["name"] for i in items} - existing):
         eks.create_cluster(name=name, roleArn="arn:aws:iam::123456789012:role/fleet",
                            resourcesVpcConfig={"subnetIds": ["subnet-fleet"]})
+    created = {CREATED_AT_KEY: datetime.now(UTC).isoformat(timespec="seconds")}
     for item in items:
-        group = item["plan"]["nodegroup"]
-        eks.create_nodegroup(clusterName=item["plan"]["cluster"]["name"], nodegroupName=group["name"],
-                             scalingConfig=group["scaling"], subnets=["subnet-fleet"],
-                             nodeRole="arn:aws:iam::123456789012:role/fleet-nodes",
-                             instanceTypes=[group["instance_type"]], labels=group["labels"],
-                             tags={**group["tags"], "llm-on-eks.io/created-at": datetime.now(UTC).isoformat()})
+        eks.create_nodegroup(**create_nodegroup_request(item["plan"]["cluster"]["name"], item["plan"]["nodegroup"],
+                                                        ["subnet-fleet"], created,
+                                                        "arn:aws:iam::123456789012:role/fleet-nodes"))
 
 
 def make_nodes(api, count: int) -> list[str]:
@@ -228,6 +229,8 @@ def main() -> int:
     api = airflow.api()
     api.wait_for_dags(demo.IDLE_DAG_ID)
 
+    # The plans name the metrics stand-in on 127.0.0.1, as the stack's Airflow allows (demo.ensure_airflow).
+    os.environ["AIRFLOW__LLM_ON_EKS__ALLOW_LOOPBACK_ENDPOINT"] = "True"
     items = fleet(args.deployments, args.clusters)
     metrics = FleetMetrics({item["conf"]["deployment_name"]: item["kind"] for item in items})
     for item in items:
