@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,7 @@ from llm_on_eks.operators.register import deployment_record  # noqa: E402
 from llm_on_eks.plan import build_plan  # noqa: E402
 from llm_on_eks.serving.idleness import STATE_ANNOTATION  # noqa: E402
 from local_stack import demo, request_log, stack  # noqa: E402
+from local_stack.api_server_requests import request_totals, since  # noqa: E402
 
 REGION = "us-west-2"
 NEVER = "0 0 1 1 *"  # the idle teardown runs when triggered here, not on its schedule
@@ -198,21 +198,6 @@ def all_task_instances(api, dag_id: str, run_id: str) -> list[dict]:
             return found
 
 
-def api_server_requests(kubeconfig: str) -> Counter:
-    """apiserver_request_total by verb and resource (every client: the API server does not count by client)."""
-    from kubernetes import config
-
-    api = config.new_client_from_config(config_file=kubeconfig)
-    text = api.call_api("/metrics", "GET", _preload_content=False, _return_http_data_only=True,
-                        auth_settings=["BearerToken"]).data.decode()
-    counts: Counter = Counter()
-    for line in text.splitlines():
-        if line.startswith("apiserver_request_total{"):
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-            counts[(labels.get("verb"), labels.get("resource"))] += float(line.rsplit(" ", 1)[1])
-    return counts
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deployments", type=int, default=200)
@@ -256,7 +241,7 @@ def main() -> int:
 
     request_log.reset(aws_url)
     request_log.start(aws_url)
-    before = api_server_requests(kubeconfig)
+    before = request_totals(kubeconfig)
     run_id = f"fleet-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     started = time.monotonic()
     airflow.cli("dags", "trigger", demo.IDLE_DAG_ID, "--run-id", run_id)
@@ -266,7 +251,9 @@ def main() -> int:
         time.sleep(5)
     wall = time.monotonic() - started
     request_log.stop(aws_url)
-    kube_requests = {k: v - before.get(k, 0) for k, v in api_server_requests(kubeconfig).items()}
+    kube_requests: Counter = Counter()
+    for (verb, _, resource, _, _), count in since(before, request_totals(kubeconfig)).items():
+        kube_requests[(verb, resource)] += count
     aws_calls = [c for c in request_log.calls(aws_url) if c.access_key_id == identity["access_key_id"]]
 
     tis = all_task_instances(api, demo.IDLE_DAG_ID, run_id)

@@ -29,6 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
 from local_stack import request_log, stack  # noqa: E402
 from local_stack.airflow import Api, LocalAirflow  # noqa: E402
+from local_stack.api_server_requests import request_totals, since  # noqa: E402
 from local_stack.demo import DEPLOYS, MODEL_DAG_ID, deploy_conf  # noqa: E402
 
 LABEL = "llama3"
@@ -36,7 +37,6 @@ DEPLOYMENT = DEPLOYS[LABEL][1]["deployment_name"]
 # A request is a change unless it only reads (IAM's read actions; the API server's read verbs).
 READ_ACTIONS = re.compile(r":(Describe|Get|List|Head)")
 CHANGING_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"}
-METRIC = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$')
 # What other actors of the control plane change all the time (kwok's node heartbeats and status,
 # the scheduler's bindings, the controllers' status and events): not requests of a deploy. The
 # counter does not say who asked, so the deploy's own Lease (taken and released: two changes by
@@ -45,25 +45,6 @@ BACKGROUND = {("coordination.k8s.io", "leases", ""), ("", "nodes", "status"), ("
               ("events.k8s.io", "events", ""), ("", "pods", "status"), ("", "pods", "binding"),
               # Access reviews (the check_access step) are created, answered and kept nowhere.
               ("authorization.k8s.io", "selfsubjectaccessreviews", "")}
-
-
-def api_server_changes(kubeconfig: str) -> Counter:
-    """apiserver_request_total's changing requests now, by (verb, group, resource, subresource)."""
-    from kubernetes import config
-
-    api = config.new_client_from_config(config_file=kubeconfig)
-    text = api.call_api("/metrics", "GET", _preload_content=False, _return_http_data_only=True,
-                        auth_settings=["BearerToken"]).data.decode()
-    counts: Counter = Counter()
-    for line in text.splitlines():
-        match = METRIC.match(line)
-        if not match:
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
-        if labels.get("verb") in CHANGING_VERBS:
-            counts[(labels["verb"], labels.get("group", ""), labels.get("resource", ""),
-                    labels.get("subresource", ""), labels.get("code", ""))] += float(match["value"])
-    return counts
 
 
 def deploy(airflow: LocalAirflow, api: Api, conf: dict, label: str) -> tuple[str, float]:
@@ -118,16 +99,15 @@ def main() -> int:
     for n in range(1, args.runs + 1):
         request_log.reset(aws_url)
         request_log.start(aws_url)
-        before = api_server_changes(kubeconfig)
+        before = request_totals(kubeconfig)
         try:
             outcome, seconds = deploy(airflow, api, conf, f"again{n}")
         finally:
             request_log.stop(aws_url)
-        after = api_server_changes(kubeconfig)
+        after = request_totals(kubeconfig)
         calls = [c for c in request_log.calls(aws_url) if c.access_key_id == key]
         changing = Counter(c.action for c in calls if not READ_ACTIONS.search(c.action))
-        kube = {k: after[k] - before.get(k, 0) for k in after if after[k] > before.get(k, 0)}
-        ours = {k: v for k, v in kube.items() if k[1:4] not in BACKGROUND}
+        ours = {k: v for k, v in since(before, after).items() if k[0] in CHANGING_VERBS and k[1:4] not in BACKGROUND}
         done = {k: v for k, v in ours.items() if k[4].startswith("2")}
         share = f", {seconds / first:.0%} of the first deploy" if first else ""
         print(f"\nre-deploy {n}: {outcome} in {seconds:.0f} s{share}")

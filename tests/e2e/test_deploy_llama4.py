@@ -70,7 +70,7 @@ def test_scout_from_nothing_to_a_tested_endpoint_and_again(aws_env, deploy_llama
     # Nothing failed: mark_failed and the teardown-on-failure groups after it are skipped too.
     on_failure = {t for t in first.states if t == "mark_failed" or t.startswith(("teardown_kube.", "teardown_aws."))}
     assert len(on_failure) == 10
-    assert skipped == {"prepare_weights.weights_from_hub", "benchmark", *on_failure, *(
+    assert skipped == {"prepare_weights.weights_from_hub", "prepare_weights.stage_to_s3", "benchmark", *on_failure, *(
         {"prepare_weights.stage_to_fsx"} if target == "neuron" else {"prepare_weights.neuron_compile"})}
 
     api = sandbox_cluster.api_client()

@@ -77,12 +77,23 @@ class _MarkedJobOperator(AwsStepOperator["S3Hook"], WaitingStepOperator):
         self.model = model
         self.storage = storage
 
+    @property
+    def spec(self) -> NeuronSection | FsxSection | S3StreamSection | None:
+        """The plan's section for this Job (None: the profile takes another path, the step skips)."""
+        raise NotImplementedError
+
     def job(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def enabled(self) -> bool:
+        return self.spec is not None
+
+    def describe(self) -> Any:
+        return self.describe_job()
+
     def marker(self) -> tuple[str, int]:
         """The marker's S3 key and the Job's budget in seconds (its activeDeadlineSeconds too)."""
-        raise NotImplementedError
+        return self.spec["marker_key"], self.spec["budget_s"]
 
     def lease_hold_s(self) -> int:
         return self.marker()[1] + 300 + LEASE_MARGIN_S
@@ -154,17 +165,12 @@ class NeuronCompileOperator(_MarkedJobOperator):
         super().__init__(**kwargs)
         self.neuron = neuron
 
-    def enabled(self) -> bool:
-        return self.neuron is not None
-
-    def describe(self) -> Any:
-        return self.describe_job()
+    @property
+    def spec(self) -> NeuronSection | None:
+        return self.neuron
 
     def job(self) -> dict[str, Any]:
         return neuron_compile_job(self.release, self.model, self.neuron, self.storage["artifact_bucket"])
-
-    def marker(self) -> tuple[str, int]:
-        return self.neuron["marker_key"], self.neuron["budget_s"]
 
 
 class StageWeightsToFsxOperator(_MarkedJobOperator):
@@ -181,11 +187,8 @@ class StageWeightsToFsxOperator(_MarkedJobOperator):
         self.fsx = fsx
 
     @property
-    def spec(self) -> FsxSection:
+    def spec(self) -> FsxSection | None:
         return self.storage["fsx"]
-
-    def enabled(self) -> bool:
-        return self.spec is not None
 
     def describe(self) -> Any:
         handles = {"file_system_id": "<from storage.ensure_fsx>", "dns_name": "<from storage.ensure_fsx>",
@@ -194,9 +197,6 @@ class StageWeightsToFsxOperator(_MarkedJobOperator):
 
     def job(self) -> dict[str, Any]:
         return stage_weights_job(self.release, self.model, self.spec, self.storage["artifact_bucket"])
-
-    def marker(self) -> tuple[str, int]:
-        return self.spec["marker_key"], self.spec["budget_s"]
 
     def prepare(self, api: Any) -> None:
         pv, pvc = fsx_volume(self.spec, self.release["namespace"], self.fsx)
@@ -209,17 +209,8 @@ class StageWeightsToS3Operator(_MarkedJobOperator):
     """
 
     @property
-    def spec(self) -> S3StreamSection:
+    def spec(self) -> S3StreamSection | None:
         return self.storage["s3_stream"]
-
-    def enabled(self) -> bool:
-        return self.spec is not None
-
-    def describe(self) -> Any:
-        return self.describe_job()
 
     def job(self) -> dict[str, Any]:
         return stage_weights_to_s3_job(self.release, self.model, self.spec)
-
-    def marker(self) -> tuple[str, int]:
-        return self.spec["marker_key"], self.spec["budget_s"]
