@@ -214,11 +214,11 @@ def ensure_tiny_models() -> None:
 def start_server(model: str = "tiny-llama4", served_names: list[str] | None = None, *, use_netns: bool = True,
                  deadline_s: float = STARTUP_DEADLINE_S, extra_args: list[str] | None = None,
                  max_model_len: int = 2048, kv_cache_bytes: int | None = None,
-                 weights: list[str] | None = None, env: dict[str, str] | None = None) -> VllmServer:
+                 weights: list[str] | None = None, extra_env: dict[str, str] | None = None) -> VllmServer:
     """Start the server and wait for ``/health`` to answer 200, at most ``deadline_s``.
 
     ``weights`` replaces ``--model <tiny model dir> --load-format dummy`` with flags that load
-    real weights (e.g. an ``s3://`` model and the streamer's load format); ``env`` adds variables.
+    real weights (e.g. an ``s3://`` model and the streamer's load format); ``extra_env`` adds variables.
 
     ``kv_cache_bytes`` fixes the KV cache to exactly that many bytes (--kv-cache-memory-bytes)
     instead of VLLM_CPU_KVCACHE_SPACE's 1 GiB, which would override the flag when set
@@ -255,7 +255,7 @@ def start_server(model: str = "tiny-llama4", served_names: list[str] | None = No
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
         "PYTHONUNBUFFERED": "1",
-        **(env or {}),
+        **(extra_env or {}),
     }
     env.pop("VIRTUAL_ENV", None)
     if kv_cache_bytes:

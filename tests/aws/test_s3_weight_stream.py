@@ -64,7 +64,7 @@ def test_staged_weights_are_streamed_from_s3_by_the_served_model(moto_url, tmp_p
     vllm = start_server("tiny-llama", [args["served-model-name"]], use_netns=False,
                         weights=["--model", release["model_source"], "--load-format", args["load-format"],
                                  "--model-loader-extra-config", args["model-loader-extra-config"]],
-                        env={**s3_streamer_env(moto_url), **release["env"]})
+                        extra_env={**s3_streamer_env(moto_url), **release["env"]})
     try:
         body = json.dumps({"model": args["served-model-name"], "max_tokens": 4,
                            "messages": [{"role": "user", "content": "Which weights?"}]}).encode()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import unquote
 
 from llm_on_eks.naming import CLUSTER_KEY, REGION_KEY, is_managed
 
@@ -134,8 +133,8 @@ def grant_artifacts(iam, name: str, bucket: str, partition: str, log: logging.Lo
     deploy that finds everything in place changes nothing."""
     policy_name, wanted = f"{ARTIFACTS_POLICY_PREFIX}{bucket}", artifacts_policy(partition, bucket)
     try:
-        document = iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"]
-        if (json.loads(unquote(document)) if isinstance(document, str) else document) == wanted:
+        # botocore decodes IAM's URL-encoded policy documents into dicts (handlers.json_decode_policies).
+        if iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"] == wanted:
             return
     except iam.exceptions.NoSuchEntityException:
         pass

@@ -25,5 +25,5 @@ from llm_on_eks.plan.teardown import TEARDOWN_KEYS, build_cluster_removal_plan, 
 from llm_on_eks.plan.types import NodegroupSpec, Plan, TeardownPlan
 
 __all__ = ["ACCELERATORS", "CLUSTER_HOURLY_USD", "DEFAULTS", "SERVING_PORT", "SYSTEM_INSTANCE_TYPE", "SYSTEM_SCALING",
-           "TEARDOWN_KEYS", "WEIGHT_SOURCES", "NodegroupSpec", "Plan", "PlanError", "TeardownPlan", "build_cluster_removal_plan", "build_plan",
-           "build_teardown_plan", "is_true", "param", "teardown_params"]
+           "TEARDOWN_KEYS", "WEIGHT_SOURCES", "NodegroupSpec", "Plan", "PlanError", "TeardownPlan",
+           "build_cluster_removal_plan", "build_plan", "build_teardown_plan", "is_true", "param", "teardown_params"]

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-# 9: weights streamed from S3 (storage.s3_stream, weights_options); 8: the cluster's removal once unused (quiet_minutes); 7: the predicted cold start; 6: the
-# NodePool (EKS Auto Mode); 5: the node groups' capacity reservation and launch template; 4: typed
-# target, release and smoke-test sections; 3: named profiles, Neuron frameworks
+# 9: weights streamed from S3 (storage.s3_stream, weights_options); 8: the cluster's removal once
+# unused (quiet_minutes); 7: the predicted cold start; 6: the NodePool (EKS Auto Mode); 5: the node
+# groups' capacity reservation and launch template; 4: typed target, release and smoke-test
+# sections; 3: named profiles, Neuron frameworks
 PLAN_VERSION = 9
 SERVING_PORT = 8000
 # Where FSx for Lustre is mounted in the staging Job; the serving pods read the claim directly.
