@@ -39,7 +39,7 @@ from llm_on_eks.operators.device_plugin import DevicePluginOperator
 from llm_on_eks.operators.helm_deploy import HelmDeployOperator, WaitReadyOperator
 from llm_on_eks.operators.hf_token_secret import HfTokenSecretOperator
 from llm_on_eks.operators.idle_teardown import (
-    JudgeDeploymentOperator,
+    JudgeDeploymentsOperator,
     discover_clusters,
     discover_deployments,
     judge_clusters,
@@ -177,13 +177,15 @@ def teardown_kube_group(plan: Sections, lease: Any = None) -> TaskGroup:
     return group
 
 
-def teardown_aws_group(plan: Sections, *, deployment: bool = True, delete_nodegroup: Any = True,
+def teardown_aws_group(plan: Sections, *, deployment: bool = True, shared: bool = True, delete_nodegroup: Any = True,
                        delete_cluster: Any = False, delete_fsx: Any = False, delete_artifacts: Any = False,
                        lease: Any = None, deferrable: bool | None = None, waiter_delay: int | None = None) -> TaskGroup:
     """node group (until gone) -> FSx (opt-in, unused) -> system node group and cluster (opt-in,
     ours, no other node group) -> the network and roles made with it -> bucket (opt-in). The opt-ins may be templates
     (``"{{ params.delete_cluster }}"``). Without ``deployment`` (an unused cluster's removal) there
-    is no deployment's node group: it starts at FSx."""
+    is no deployment's node group: it starts at FSx. Without ``shared`` it ends at FSx (whose step
+    also withdraws the deployment's use of it): the idle teardown leaves the cluster and what comes
+    with it to ``remove_cluster``, so its steps for them, switched off, would only hold worker slots."""
     waits = {"target": plan["target"], "aws": plan["aws"], "cluster": plan["cluster"],
              **_waits(deferrable, waiter_delay, lease)}
     own = plan["nodegroup"] if deployment else plan["system_nodegroup"]
@@ -192,22 +194,23 @@ def teardown_aws_group(plan: Sections, *, deployment: bool = True, delete_nodegr
         if deployment:
             DeleteNodegroupOperator(task_id="delete_nodegroup", nodegroup=own, opted_in=delete_nodegroup,
                                     **waits) >> fsx
-        # FSx goes before the bucket it exports to; the cluster only once no node group is left.
-        # Each step runs only when the one before succeeded: nothing shared goes after a failed
-        # delete, and a teardown that is off as a whole (mark_failed skipped) stays off.
-        system = DeleteNodegroupOperator(task_id="delete_system_nodegroup", nodegroup=plan["system_nodegroup"],
-                                         deployment_nodegroup=own, opted_in=delete_cluster, **waits)
-        cluster = DeleteClusterOperator(task_id="delete_cluster", nodegroup=own,
-                                        system_nodegroup=plan["system_nodegroup"], delete_cluster=delete_cluster,
-                                        **waits)
-        # No lease from here on: the cluster that holds it may be gone; AWS alone decides.
-        made_with_cluster = {"target": plan["target"], "aws": plan["aws"], "cluster": plan["cluster"],
-                             "delete_cluster": delete_cluster}
-        network = DeleteNetworkOperator(task_id="delete_network", **made_with_cluster)
-        iam_roles = DeleteRolesOperator(task_id="delete_roles", **made_with_cluster)
-        bucket = DeleteArtifactsOperator(task_id="delete_artifacts", target=plan["target"], aws=plan["aws"],
-                                         storage=plan["storage"], delete_artifacts=delete_artifacts)
-        fsx >> system >> cluster >> [network, iam_roles] >> bucket
+        if shared:
+            # FSx goes before the bucket it exports to; the cluster only once no node group is left.
+            # Each step runs only when the one before succeeded: nothing shared goes after a failed
+            # delete, and a teardown that is off as a whole (mark_failed skipped) stays off.
+            system = DeleteNodegroupOperator(task_id="delete_system_nodegroup", nodegroup=plan["system_nodegroup"],
+                                             deployment_nodegroup=own, opted_in=delete_cluster, **waits)
+            cluster = DeleteClusterOperator(task_id="delete_cluster", nodegroup=own,
+                                            system_nodegroup=plan["system_nodegroup"], delete_cluster=delete_cluster,
+                                            **waits)
+            # No lease from here on: the cluster that holds it may be gone; AWS alone decides.
+            made_with_cluster = {"target": plan["target"], "aws": plan["aws"], "cluster": plan["cluster"],
+                                 "delete_cluster": delete_cluster}
+            network = DeleteNetworkOperator(task_id="delete_network", **made_with_cluster)
+            iam_roles = DeleteRolesOperator(task_id="delete_roles", **made_with_cluster)
+            bucket = DeleteArtifactsOperator(task_id="delete_artifacts", target=plan["target"], aws=plan["aws"],
+                                             storage=plan["storage"], delete_artifacts=delete_artifacts)
+            fsx >> system >> cluster >> [network, iam_roles] >> bucket
     return group
 
 
@@ -279,7 +282,7 @@ def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str | None,
     # One run at a time: each run judges every deployment; an overlapping run would judge the
     # same ones again and wait on the Leases the first holds for their teardowns.
     with _dag(dag_id, doc_md=doc_md, schedule=schedule, params={}, tags=["teardown"], max_active_runs=1) as dag:
-        verdicts = JudgeDeploymentOperator.partial(task_id="judge_deployment").expand(record=discover_deployments())
+        verdicts = JudgeDeploymentsOperator.partial(task_id="judge_deployments").expand(records=discover_deployments())
 
         @task_group(group_id="teardown")
         def teardown(target: Any, aws: Any, cluster: Any, nodegroup: Any, system_nodegroup: Any, nodepool: Any,
@@ -292,7 +295,7 @@ def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str | None,
             take = take_lease(plan, TEARDOWN)
             # In a mapped group the XComArg resolves to this map index's Lease; the teardown
             # steps' trigger rules are all all_success.
-            kube, aws = teardown_groups(plan, lease=take.output, waiter_delay=waiter_delay)
+            kube, aws = teardown_groups(plan, lease=take.output, waiter_delay=waiter_delay, shared=False)
             release_lease(plan, take, [aws >> register_removal(target, reason)])
 
         @task_group(group_id="remove_cluster")
@@ -355,6 +358,6 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         # teardown_on_failure remove it now (release and node group; shared things stay).
         failed = mark_failed("{{ params.teardown_on_failure }}")
         [devices, secret, weights, deploy, ready, smoke, bench, cold] >> failed
-        _, aws = teardown_groups(failed, lease=lease, waiter_delay=waiter_delay)
+        _, aws = teardown_groups(failed, lease=lease, waiter_delay=waiter_delay, shared=False)
         release_lease(plan, take, [registered, aws])
     return dag

@@ -116,10 +116,10 @@ def test_cluster_not_created_by_us_is_never_deleted(aws_env, gaps):
 def test_the_idle_judge_finds_a_deployment_gone_with_its_cluster(aws_env):
     """A deployment the Asset still names, whose EKS cluster was deleted outside a teardown run:
     nothing is left to read or remove, so the judge says so instead of failing on the cluster."""
-    from llm_on_eks.operators.idle_teardown import JudgeDeploymentOperator
+    from llm_on_eks.operators.idle_teardown import JudgeDeploymentsOperator
 
     record = {"deployment": "scout", "cluster": "deleted-by-hand", "region": "us-west-2", "namespace": "llm",
               "aws_conn_id": "aws_default", "kubernetes_conn_id": None, "hourly_usd": 55.04}
-    verdict = JudgeDeploymentOperator(task_id="judge_deployment", record=record).execute({})
+    (verdict,) = JudgeDeploymentsOperator(task_id="judge_deployments", records=[record]).execute({})
     assert verdict["teardown"] is False and verdict["idle_cost_usd"] == 0
     assert verdict["reason"] == "gone: EKS cluster deleted-by-hand no longer exists in us-west-2"
