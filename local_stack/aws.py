@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, unquote
 
 import botocore.session
 
-from local_stack.aws_gaps import ACCOUNT, BOTOCORE_NAMES, AwsGaps
+from local_stack.aws_gaps import ACCOUNT, BOTOCORE_NAMES, HOLD_KINDS, AwsGaps
 from local_stack.sts_presigned import PresignedCallerIdentity
 
 # What is created reports CREATING for this long at least. On AWS a node group takes minutes; here
@@ -202,8 +202,9 @@ def make_server(port: int, gaps: AwsGaps | None):
     return werkzeug_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
 
 
-def serve(port: int, settle_s: float = SETTLE_S, control_plane: str | None = None) -> None:
-    server = make_server(port, AwsGaps(settle_s=settle_s, control_plane=control_plane))
+def serve(port: int, settle_s: float = SETTLE_S, control_plane: str | None = None,
+          holds: dict[str, float] | None = None) -> None:
+    server = make_server(port, AwsGaps(settle_s=settle_s, control_plane=control_plane, holds=holds))
     print(f"local AWS (moto + gap filler) on http://127.0.0.1:{server.server_port}", flush=True)
     server.serve_forever()
 
@@ -213,5 +214,8 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--settle-s", type=float, default=SETTLE_S, help="CREATING at least this long")
     parser.add_argument("--control-plane", help="kubeconfig of the API server EKS clusters are served by")
+    parser.add_argument("--hold", action="append", default=[], metavar="KIND=SECONDS",
+                        help=f"CREATING this long for one kind ({', '.join(HOLD_KINDS)}): a delaying layer")
     args = parser.parse_args()
-    serve(args.port, args.settle_s, args.control_plane)
+    holds = {kind: float(seconds) for kind, _, seconds in (h.partition("=") for h in args.hold)}
+    serve(args.port, args.settle_s, args.control_plane, holds)

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,24 +76,26 @@ def say(message: str = "") -> None:
 
 
 # -- the local parts ----------------------------------------------------------------------------
-def ensure_aws(state: dict, kubeconfig: str) -> tuple[str, dict[str, str]]:
+def ensure_aws(state: dict, kubeconfig: str, holds: dict[str, float] | None = None) -> tuple[str, dict[str, str]]:
     """The local AWS, its EKS clusters served by the control plane, and the Airflow identity: an
-    IAM user whose ARN the control plane maps to a cluster admin, as EKS maps a cluster's creator."""
-    aws = state.get("aws", {})
-    if alive(aws.get("pid")) and http_ok(f"{aws['url']}/moto-api/") and aws.get("control_plane") == kubeconfig:
+    IAM user whose ARN the control plane maps to a cluster admin, as EKS maps a cluster's creator.
+    ``holds``: how long each kind of resource stays CREATING (``local_stack.aws --hold``)."""
+    aws, holds = state.get("aws", {}), holds or {}
+    if (alive(aws.get("pid")) and http_ok(f"{aws['url']}/moto-api/") and aws.get("control_plane") == kubeconfig
+            and aws.get("holds", {}) == holds):
         say(f"  local AWS          reused   {aws['url']}")
         return aws["url"], aws["identity"]
     if alive(aws.get("pid")):
-        stop_pid(aws["pid"])  # started for another control plane
+        stop_pid(aws["pid"])  # started for another control plane, or other holds
     port = stack.free_port(5055)
-    pid = spawn("aws", [sys.executable, "-m", "local_stack.aws", "--port", str(port), "--control-plane", kubeconfig],
-                os.environ.copy())
+    pid = spawn("aws", [sys.executable, "-m", "local_stack.aws", "--port", str(port), "--control-plane", kubeconfig,
+                        *(f"--hold={kind}={seconds:g}" for kind, seconds in holds.items())], os.environ.copy())
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: http_ok(f"{url}/moto-api/"), 60, "local AWS", pid)
     key = iam_user(url, AIRFLOW_USER)
     map_identity(kubeconfig, AIRFLOW_ARN, AIRFLOW_USER, ["system:masters"])
     identity = {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
-    state["aws"] = {"pid": pid, "url": url, "control_plane": kubeconfig, "identity": identity}
+    state["aws"] = {"pid": pid, "url": url, "control_plane": kubeconfig, "identity": identity, "holds": holds}
     save_state(state)
     say(f"  local AWS          started  {url} (moto server, pid {pid}); Airflow is IAM user {AIRFLOW_USER}")
     return url, identity
@@ -159,11 +162,14 @@ def ensure_team(state: dict) -> dict[str, str]:
 
 # -- Airflow ------------------------------------------------------------------------------------
 def ensure_airflow(state: dict, aws_url: str, identity: dict[str, str], helm: str,
-                   team_settings: dict[str, str] | None, idle_schedule: str = IDLE_SCHEDULE) -> LocalAirflow:
+                   team_settings: dict[str, str] | None, idle_schedule: str = IDLE_SCHEDULE,
+                   settings: dict[str, str] | None = None) -> LocalAirflow:
+    """``settings``: more Airflow settings (environment variables) for every component."""
     extra_env = {"LLM_ON_EKS_IDLE_TEARDOWN_SCHEDULE": idle_schedule, "HELM_BIN": helm,
                  # Where no network namespace can be made, the local vLLM server is on 127.0.0.1.
                  "AIRFLOW__LLM_ON_EKS__ALLOW_LOOPBACK_ENDPOINT": "True"}
     extra_env.update(team_settings or {})
+    extra_env.update(settings or {})
     airflow = (LocalAirflow.from_state(state["airflow"], extra_env=extra_env) if "airflow" in state
                else LocalAirflow(home=TEAM_HOME if team_settings else AIRFLOW_HOME, extra_env=extra_env,
                                  workers=team.WORKERS if team_settings else 0))
@@ -212,10 +218,11 @@ def _doing(ti: dict[str, Any]) -> str:
             "scheduled": "waiting for the executor", "running": "in a worker"}.get(ti["state"] or "", "")
 
 
-def follow(api: Api, runs: list[Run]) -> dict[str, list[dict[str, Any]]]:
+def follow(api: Api, runs: list[Run], on_poll: Callable[[dict[str, list[dict[str, Any]]]], None] | None = None,
+           poll_s: float = 3) -> dict[str, list[dict[str, Any]]]:
     """Print every task's state changes with the elapsed time, until every run ends. Runs of
     different deployments (each with its own Lease) go side by side, up to ``[llm_on_eks]
-    max_active_runs`` per DAG."""
+    max_active_runs`` per DAG. ``on_poll`` gets every run's task instances at each look."""
     start, seen, tis = time.monotonic(), {}, {}
     while True:
         states = {}
@@ -229,11 +236,13 @@ def follow(api: Api, runs: list[Run]) -> dict[str, list[dict[str, Any]]]:
                     elapsed = int(time.monotonic() - start)
                     say(f"  [{elapsed // 60:02d}:{elapsed % 60:02d}] {label:<6} {ti['task_id']:<40} "
                         f"{ti['state']:<10} {_doing(ti)}".rstrip())
+        if on_poll:
+            on_poll(tis)
         if all(state in TERMINAL for state in states.values()):
             return tis
         if time.monotonic() - start > RUN_TIMEOUT_S:
             raise TimeoutError(f"runs not finished within {RUN_TIMEOUT_S // 60} min: {states}")
-        time.sleep(3)
+        time.sleep(poll_s)
 
 
 def report(api: Api, runs: list[Run], tis: dict[str, list[dict[str, Any]]]) -> bool:

@@ -92,3 +92,17 @@ def test_ec2_vcpu_quotas_are_answered(local_aws):
     assert quotas.get_aws_default_service_quota(ServiceCode="ec2", QuotaCode="L-2C3B7624")["Quota"]["Value"] == 384.0
     with pytest.raises(quotas.exceptions.NoSuchResourceException):
         quotas.get_service_quota(ServiceCode="ec2", QuotaCode="L-00000000")
+
+
+def test_a_hold_keeps_one_kind_creating_and_an_unknown_kind_is_refused():
+    """The critical-path benchmark's delaying layer (benchmarks/critical_path.py): a held kind stays
+    CREATING past its first look, the others settle as before; a misspelt kind is named."""
+    from local_stack.aws_gaps import AwsGaps
+
+    gaps = AwsGaps(settle_s=0.0, holds={"cluster": 600.0})
+    for key in (("cluster", "c1"), ("nodegroup", "c1", "n1")):
+        gaps._started_creating(key)
+    assert [gaps._still_creating(("cluster", "c1")) for _ in range(2)] == [True, True]
+    assert [gaps._still_creating(("nodegroup", "c1", "n1")) for _ in range(2)] == [True, False]
+    with pytest.raises(ValueError, match=r"unknown kind\(s\) \['clusters'\]"):
+        AwsGaps(holds={"clusters": 1.0})
