@@ -41,12 +41,15 @@ from local_stack.kwok_stages import write_held_stages  # noqa: E402
 
 # The holds, in seconds: planning figures scaled down about 8x (plan/cold_start.py: an EKS cluster
 # ~15 min, a p5 node group ~8 min; FSx for Lustre and the staging Job several minutes each), so a
-# run takes minutes. The local AWS's kinds: cluster, nodegroup, fs.
-HOLDS = {"cluster": 120.0, "nodegroup": 60.0, "fs": 60.0, "job": 45.0, "rollout": 45.0}
-# The steps that wait on a held thing, by task id.
-HELD_STEPS = {"provision.ensure_cluster": "cluster", "provision.ensure_system_nodegroup": "nodegroup",
-              "provision.ensure_nodegroup": "nodegroup", "storage.ensure_fsx": "fs",
-              "prepare_weights.stage_to_fsx": "job", "wait_ready": "rollout"}
+# run takes minutes; EKS add-ons and FSx's S3 link at the local AWS's usual settle time.
+HOLDS = {"cluster": 120.0, "nodegroup": 60.0, "fs": 60.0, "association": 20.0, "addon": 20.0, "job": 45.0,
+         "rollout": 45.0}
+AWS_KINDS = ("cluster", "nodegroup", "fs", "association", "addon")
+# The holds each step waits out, by task id (ensure_addons: the add-ons are made side by side).
+HELD_STEPS = {"provision.ensure_cluster": ("cluster",), "provision.ensure_system_nodegroup": ("nodegroup",),
+              "provision.ensure_nodegroup": ("nodegroup",), "provision.ensure_addons": ("addon",),
+              "storage.ensure_fsx": ("fs", "association"), "prepare_weights.stage_to_fsx": ("job",),
+              "wait_ready": ("rollout",)}
 CLUSTER_NAME = "llm-on-eks-held"  # the local control plane's, not an EKS cluster's
 POLL_S = 2.0
 
@@ -108,6 +111,8 @@ def main() -> int:
         print("a local stack is up (scripts/demo or a benchmark): scripts/demo-stop first", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as workdir:
+        # What it starts imports the project as scripts/env.sh makes it importable.
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "plugins"), str(ROOT)])
         os.environ["SANDBOX_CLUSTER_NAME"] = CLUSTER_NAME
         os.environ["SANDBOX_KWOK_STAGES"] = str(write_held_stages(Path(workdir) / "stages.yaml", holds["job"],
                                                                   holds["rollout"]))
@@ -120,7 +125,7 @@ def main() -> int:
 def run(state: dict, holds: dict[str, float], polling: bool) -> int:
     print("Holds (a delaying layer, stand-ins): " + ", ".join(f"{k} {v:.0f} s" for k, v in holds.items()))
     kubeconfig, helm = demo.ensure_control_plane(state)
-    aws_url, identity = demo.ensure_aws(state, kubeconfig, {k: holds[k] for k in ("cluster", "nodegroup", "fs")})
+    aws_url, identity = demo.ensure_aws(state, kubeconfig, {k: holds[k] for k in AWS_KINDS})
     vllm_url = demo.ensure_vllm(state)
     demo.ensure_job_markers(state, kubeconfig, aws_url)
     airflow = demo.ensure_airflow(state, aws_url, identity, helm, None,
@@ -148,7 +153,7 @@ def report(api, dag_id: str, dag_run: dict, tis: dict[str, dict], holds: dict[st
         for down in task["downstream_task_ids"]:
             upstream[down].add(task["task_id"])
     ran = {t for t, ti in tis.items() if ti["state"] == "success"}
-    weight = {t: holds[kind] for t, kind in HELD_STEPS.items() if t in ran}
+    weight = {t: sum(holds[kind] for kind in kinds) for t, kinds in HELD_STEPS.items() if t in ran}
     bound, path = longest_path(upstream, weight)
     wall = seconds(dag_run["end_date"]) - seconds(dag_run["start_date"])
     print(f"\nrun {dag_run['dag_run_id']}: {wall:.0f} s wall (the run's start to its end), critical path's lower "

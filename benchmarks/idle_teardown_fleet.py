@@ -19,7 +19,7 @@ busy (counters moved: kept), protected (kept), unreadable metrics (HTTP 503: kep
     scripts/demo-stop      # stops what it started
 
 It prints the run's wall time (from the trigger to the run's end), the task instances by task and
-the seconds they were running in a worker, the AWS requests per deployment (moto's request log)
+their seconds from start to end, the AWS requests per deployment (moto's request log)
 and the Kubernetes requests per deployment (the API server's own counter; every client of it).
 """
 
@@ -261,8 +261,8 @@ def main() -> int:
     for ti in tis:
         by_task.setdefault(ti["task_id"], []).append(ti.get("duration") or 0.0)
     print(f"\nrun {run_id}: {run_state} in {wall:.0f} s wall ({wall / 60:.1f} min; the schedule's interval is 10 min)")
-    print(f"  {len(tis)} task instances, {sum(map(sum, by_task.values())):.0f} s in workers in all "
-          f"({sum(map(sum, by_task.values())) / wall:.1f} slots busy on average of 16):")
+    print(f"  {len(tis)} task instances, {sum(map(sum, by_task.values())):.0f} s from their starts to their ends "
+          "(deferred waits included):")
     for task_id, durations in sorted(by_task.items(), key=lambda kv: -sum(kv[1])):
         print(f"    {task_id:<42} x{len(durations):<4} {sum(durations):7.0f} s, {max(durations):5.1f} s the longest")
     n = len(items)

@@ -574,10 +574,15 @@ class EnsureAddonsOperator(_EksEnsureOperator):
                 "wait_for": "add-ons ACTIVE", "deferrable": self.deferrable}
 
     def run(self, context: Context) -> Any:
-        # Deferred, the task resumes by running this loop again: the add-ons before the one waited
-        # for are found ACTIVE, that one too, and the loop goes on with the next.
         built_in = rules.AUTO_MODE_BUILT_IN if rules.auto_mode(rules.describe_cluster(self.hook.conn,
                                                                                       self.cluster["name"])) else ()
+        # Every missing add-on is created first, so that EKS makes them side by side (each takes
+        # a minute or more); the loop then waits for each in turn and finds most of those after
+        # the first ACTIVE. Deferred, the task resumes by running this again: nothing is missing
+        # any more, the add-ons before the one waited for are found ACTIVE, and the loop goes on.
+        for name in self.cluster["addons"]:
+            if name not in built_in and self.find(name) is None:
+                self.create(name, context)
         return {"cluster": self.cluster["name"],
                 "addons": {name: "built into EKS Auto Mode" if name in built_in else self.ensure(context, name)
                            for name in self.cluster["addons"]}}
