@@ -10,7 +10,9 @@ free): what the run would take if Airflow and our code added nothing. The script
 time over it, the run's measured critical chain (each step after the one it waited for last) with
 what Airflow adds before each step (upstream done -> step started) and inside it (the step's time
 beyond its hold: process start, API calls, the poll interval that sees the hold end), and how much
-of the held waits a worker slot was held (sampled every 2 s; deferred waits hold none).
+of the held waits a worker slot was held (sampled every 2 s; deferred waits hold none). Then it
+deploys the same again and prints what that run asked AWS and Kubernetes to create or change
+(local_stack/changes.py: from the servers' own records) and its wall time against the first.
 
 It brings up its own local stack (its own control plane, named ``llm-on-eks-held``, so that its
 delayed pods touch no other cluster) and stops it at the end:
@@ -36,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
-from local_stack import demo, stack  # noqa: E402
+from local_stack import changes, demo, stack  # noqa: E402
 from local_stack.kwok_stages import write_held_stages  # noqa: E402
 
 # The holds, in seconds: planning figures scaled down about 8x (plan/cold_start.py: an EKS cluster
@@ -141,12 +143,22 @@ def run(state: dict, holds: dict[str, float], polling: bool) -> int:
     if dag_run["state"] != "success":
         print(f"run {run_id}: {dag_run['state']}; nothing to measure")
         return 1
-    report(api, dag_id, dag_run, {ti["task_id"]: ti for ti in tis}, holds, sampler, polling)
-    return 0
+    first = report(api, dag_id, dag_run, {ti["task_id"]: ti for ti in tis}, holds, sampler, polling)
+    print("\nThe same deploy again (it serves: every step adopts what is there):")
+    with changes.counting(aws_url, kubeconfig, identity["access_key_id"]) as made:
+        again = demo.trigger(airflow, "again", demo.DAG_ID, conf)
+        demo.follow(api, [again])
+    dag_run = api.run(dag_id, again[2])
+    wall = seconds(dag_run["end_date"]) - seconds(dag_run["start_date"])
+    print(f"\nrun {again[2]}: {dag_run['state']} in {wall:.0f} s, {wall / first:.0%} of the first deploy's wall time")
+    for line in made.lines():
+        print(f"  {line}")
+    return 0 if dag_run["state"] == "success" else 1
 
 
 def report(api, dag_id: str, dag_run: dict, tis: dict[str, dict], holds: dict[str, float], sampler: SlotSampler,
-           polling: bool) -> None:
+           polling: bool) -> float:
+    """Print the run's measures; its wall time."""
     tasks = api.get(f"/api/v2/dags/{dag_id}/tasks")["tasks"]
     upstream: dict[str, set[str]] = {t["task_id"]: set() for t in tasks}
     for task in tasks:
@@ -185,6 +197,7 @@ def report(api, dag_id: str, dag_run: dict, tis: dict[str, dict], holds: dict[st
           f"steps = {running / waited if waited else 0:.2f} (target < 0.05 deferred)")
     for task in held:
         print(f"  {task:<40} running {sampler.running[task]:6.0f} s, deferred {sampler.deferred[task]:6.0f} s")
+    return wall
 
 
 if __name__ == "__main__":

@@ -17,34 +17,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
-from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
-from local_stack import request_log, stack  # noqa: E402
+from local_stack import changes, stack  # noqa: E402
 from local_stack.airflow import Api, LocalAirflow  # noqa: E402
-from local_stack.api_server_requests import request_totals, since  # noqa: E402
 from local_stack.demo import DEPLOYS, MODEL_DAG_ID, deploy_conf  # noqa: E402
 
 LABEL = "llama3"
 DEPLOYMENT = DEPLOYS[LABEL][1]["deployment_name"]
-# A request is a change unless it only reads (IAM's read actions; the API server's read verbs).
-READ_ACTIONS = re.compile(r":(Describe|Get|List|Head)")
-CHANGING_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"}
-# What other actors of the control plane change all the time (kwok's node heartbeats and status,
-# the scheduler's bindings, the controllers' status and events): not requests of a deploy. The
-# counter does not say who asked, so the deploy's own Lease (taken and released: two changes by
-# design) is among the leases left out.
-BACKGROUND = {("coordination.k8s.io", "leases", ""), ("", "nodes", "status"), ("", "events", ""),
-              ("events.k8s.io", "events", ""), ("", "pods", "status"), ("", "pods", "binding"),
-              # Access reviews (the check_access step) are created, answered and kept nowhere.
-              ("authorization.k8s.io", "selfsubjectaccessreviews", "")}
 
 
 def deploy(airflow: LocalAirflow, api: Api, conf: dict, label: str) -> tuple[str, float]:
@@ -95,29 +81,13 @@ def main() -> int:
         print(f"  {outcome} in {seconds:.0f} s")
     first = first_deploy_s(api)
     print(f"first deploy of {DEPLOYMENT} (Airflow's record): {first:.0f} s" if first else "first deploy: not found")
-    key = identity["access_key_id"]
     for n in range(1, args.runs + 1):
-        request_log.reset(aws_url)
-        request_log.start(aws_url)
-        before = request_totals(kubeconfig)
-        try:
+        with changes.counting(aws_url, kubeconfig, identity["access_key_id"]) as made:
             outcome, seconds = deploy(airflow, api, conf, f"again{n}")
-        finally:
-            request_log.stop(aws_url)
-        after = request_totals(kubeconfig)
-        calls = [c for c in request_log.calls(aws_url) if c.access_key_id == key]
-        changing = Counter(c.action for c in calls if not READ_ACTIONS.search(c.action))
-        ours = {k: v for k, v in since(before, after).items() if k[0] in CHANGING_VERBS and k[1:4] not in BACKGROUND}
-        done = {k: v for k, v in ours.items() if k[4].startswith("2")}
         share = f", {seconds / first:.0%} of the first deploy" if first else ""
         print(f"\nre-deploy {n}: {outcome} in {seconds:.0f} s{share}")
-        print(f"  AWS: {len(calls)} requests, {sum(changing.values())} changing: "
-              f"{dict(changing) or 'none'}")
-        print(f"  Kubernetes (every client of the API server; heartbeats, status, events and access reviews "
-              f"left out): {int(sum(ours.values()))} changing requests, {int(sum(done.values()))} accepted: "
-              + (", ".join(f"{verb} {group + '/' if group else ''}{resource}{'/' + sub if sub else ''} "
-                           f"HTTP {code} x{int(v)}" for (verb, group, resource, sub, code), v in sorted(ours.items()))
-                 or "none"))
+        for line in made.lines():
+            print(f"  {line}")
     return 0
 
 

@@ -70,12 +70,17 @@ def latest_records(extras: list[dict[str, Any]], *, removed: bool = False) -> li
     return [r for r in latest.values() if (removed or not r.get("removed")) and not r.get("dry_run")]
 
 
+def cluster_key(record: dict[str, Any]) -> tuple[str, str, str]:
+    """The cluster a record names: its AWS connection (a removal recorded before connections were
+    part of the record gives none: the default), region and name."""
+    return record.get("aws_conn_id") or DEFAULTS["aws_conn_id"], record["region"], record["cluster"]
+
+
 def clusters_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each cluster the records name once, with the connections its newest record gives (a removal
-    recorded before they were part of it gives none: the defaults)."""
+    """Each cluster the records name once, with the connections its newest record gives."""
     clusters: dict[tuple, dict[str, Any]] = {}
     for record in records:
-        key = (record.get("aws_conn_id") or DEFAULTS["aws_conn_id"], record["region"], record["cluster"])
+        key = cluster_key(record)
         clusters[key] = {"cluster_name": record["cluster"], "region": record["region"], "aws_conn_id": key[0],
                          "kubernetes_conn_id": record.get("kubernetes_conn_id")}
     return [clusters[key] for key in sorted(clusters)]
@@ -85,8 +90,7 @@ def by_cluster(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """The records grouped by the cluster they are on (connection, region, name), in that order."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for record in records:
-        key = (record.get("aws_conn_id") or DEFAULTS["aws_conn_id"], record["region"], record["cluster"])
-        groups.setdefault(key, []).append(record)
+        groups.setdefault(cluster_key(record), []).append(record)
     return [groups[key] for key in sorted(groups)]
 
 
