@@ -93,3 +93,20 @@ def test_what_needs_no_accelerator_node_runs_while_the_node_group_boots(dagbag):
         dag, "prepare_weights.stage_to_fsx")
     assert accelerator <= _upstream(dag, "prepare_weights.neuron_compile")
     assert "provision.ensure_nodegroup" not in _upstream(dag, "provision.ensure_addons")
+
+
+def test_the_idle_teardown_judges_per_cluster_and_leaves_what_deployments_share_to_remove_cluster(dagbag):
+    """One judge task instance per cluster, and each idle deployment's teardown only its own
+    steps (and FSx's, which withdraws its use): no switched-off steps holding worker slots. The
+    deploy's teardown on failure is as narrow; teardown_deployment keeps its switches."""
+    idle = dagbag.dags["teardown_idle_deployments"]
+    assert "judge_deployments" in idle.task_ids and "judge_deployment" not in idle.task_ids
+    assert {t for t in idle.task_ids if t.startswith("teardown.")} == {
+        "teardown.take_lease", "teardown.teardown_kube.uninstall_release",
+        "teardown.teardown_kube.delete_cluster_objects", "teardown.teardown_aws.delete_nodegroup",
+        "teardown.teardown_aws.delete_fsx", "teardown.register_removal", "teardown.release_lease"}
+    assert "remove_cluster.teardown_aws.delete_cluster" in idle.task_ids
+    shared = {"teardown_aws.delete_system_nodegroup", "teardown_aws.delete_cluster", "teardown_aws.delete_network",
+              "teardown_aws.delete_roles", "teardown_aws.delete_artifacts"}
+    assert shared & set(dagbag.dags["deploy_llama4"].task_ids) == set()
+    assert shared <= set(dagbag.dags["teardown_deployment"].task_ids)

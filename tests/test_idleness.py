@@ -8,7 +8,7 @@ import pytest
 
 from llm_on_eks.kube.cleanup import plugin_decision, release_decision, shared_decision
 from llm_on_eks.naming import MANAGED_BY_KEY
-from llm_on_eks.operators.idle_teardown import latest_records
+from llm_on_eks.operators.idle_teardown import by_cluster, latest_records
 from llm_on_eks.serving.idleness import Observation, judge
 from llm_on_eks.serving.metrics import DeploymentLoad
 
@@ -126,3 +126,11 @@ def test_a_young_deployment_is_read_so_its_idle_clock_starts_at_once():
     assert young.state == {"counters": COUNTS, "last_active": NOW.isoformat(timespec="seconds")}
     # Never removed while young, however long the counters have stood still.
     assert not judge(seen(created_at=NOW - timedelta(minutes=20))).teardown
+
+
+def test_deployments_are_judged_in_groups_by_cluster():
+    """A record without a connection (an older one) is on the default connection's cluster."""
+    records = [{"deployment": d, "cluster": c, "region": r, "aws_conn_id": conn}
+               for d, c, r, conn in (("a", "c1", "us-west-2", "aws_default"), ("b", "c2", "us-west-2", "aws_default"),
+                                     ("c", "c1", "us-west-2", None), ("d", "c1", "us-east-2", "aws_default"))]
+    assert [[r["deployment"] for r in group] for group in by_cluster(records)] == [["d"], ["a", "c"], ["b"]]
