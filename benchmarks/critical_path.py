@@ -149,7 +149,7 @@ def run(state: dict, holds: dict[str, float], polling: bool) -> int:
         again = demo.trigger(airflow, "again", demo.DAG_ID, conf)
         demo.follow(api, [again])
     dag_run = api.run(dag_id, again[2])
-    wall = seconds(dag_run["end_date"]) - seconds(dag_run["start_date"])
+    wall = demo.wall_s(dag_run)
     print(f"\nrun {again[2]}: {dag_run['state']} in {wall:.0f} s, {wall / first:.0%} of the first deploy's wall time")
     for line in made.lines():
         print(f"  {line}")
@@ -167,7 +167,7 @@ def report(api, dag_id: str, dag_run: dict, tis: dict[str, dict], holds: dict[st
     ran = {t for t, ti in tis.items() if ti["state"] == "success"}
     weight = {t: sum(holds[kind] for kind in kinds) for t, kinds in HELD_STEPS.items() if t in ran}
     bound, path = longest_path(upstream, weight)
-    wall = seconds(dag_run["end_date"]) - seconds(dag_run["start_date"])
+    wall = demo.wall_s(dag_run)
     print(f"\nrun {dag_run['dag_run_id']}: {wall:.0f} s wall (the run's start to its end), critical path's lower "
           f"bound {bound:.0f} s: ratio {wall / bound:.2f} (target <= 1.10)")
     print("  the lower bound's path: " + " -> ".join(f"{t} ({weight[t]:.0f} s)" if t in weight else t

@@ -16,10 +16,7 @@ has removed it meanwhile, the first run makes it serve again and is not counted.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,22 +24,18 @@ sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
 from local_stack import changes, stack  # noqa: E402
 from local_stack.airflow import Api, LocalAirflow  # noqa: E402
-from local_stack.demo import DEPLOYS, MODEL_DAG_ID, deploy_conf  # noqa: E402
+from local_stack.demo import DEPLOYS, MODEL_DAG_ID, deploy_conf, follow, trigger, wall_s  # noqa: E402
 
 LABEL = "llama3"
 DEPLOYMENT = DEPLOYS[LABEL][1]["deployment_name"]
 
 
 def deploy(airflow: LocalAirflow, api: Api, conf: dict, label: str) -> tuple[str, float]:
-    """Trigger the deploy as a user does and wait for its end: the state and the wall time."""
-    run_id = f"bench-{label}-{datetime.now():%Y%m%dT%H%M%S}"
-    started = time.monotonic()
-    airflow.cli("dags", "trigger", MODEL_DAG_ID, "--run-id", run_id, "--conf", json.dumps(conf))
-    while (state := api.run(MODEL_DAG_ID, run_id)["state"]) not in ("success", "failed"):
-        if time.monotonic() - started > 1800:
-            raise TimeoutError(f"{run_id} not done in 30 min")
-        time.sleep(2)
-    return state, time.monotonic() - started
+    """Trigger the deploy as a user does and follow it to its end: the state and the wall time."""
+    run = trigger(airflow, label, MODEL_DAG_ID, conf)
+    follow(api, [run])
+    dag_run = api.run(MODEL_DAG_ID, run[2])
+    return dag_run["state"], wall_s(dag_run)
 
 
 def first_deploy_s(api: Api) -> float | None:
@@ -50,8 +43,7 @@ def first_deploy_s(api: Api) -> float | None:
     runs = api.get(f"/api/v2/dags/{MODEL_DAG_ID}/dagRuns?order_by=start_date&limit=100")["dag_runs"]
     for run in runs:
         if run["state"] == "success" and (run.get("conf") or {}).get("deployment_name") == DEPLOYMENT:
-            start, end = (datetime.fromisoformat(run[k]) for k in ("start_date", "end_date"))
-            return (end - start).total_seconds()
+            return wall_s(run)
     return None
 
 

@@ -245,6 +245,12 @@ def follow(api: Api, runs: list[Run], on_poll: Callable[[dict[str, list[dict[str
         time.sleep(poll_s)
 
 
+def wall_s(dag_run: dict[str, Any]) -> float:
+    """A finished run's wall time, from its own start to its end (Airflow's record)."""
+    start, end = (datetime.fromisoformat(dag_run[k]) for k in ("start_date", "end_date"))
+    return (end - start).total_seconds()
+
+
 def report(api: Api, runs: list[Run], tis: dict[str, list[dict[str, Any]]]) -> bool:
     """Each run's task states, then its report (the register step's, or a teardown's removal and
     what still bills), or the plan when it failed."""
