@@ -14,8 +14,7 @@ of the held waits a worker slot was held (sampled every 2 s; deferred waits hold
 deploys the same again and prints what that run asked AWS and Kubernetes to create or change
 (local_stack/changes.py: from the servers' own records) and its wall time against the first.
 
-It brings up its own local stack (its own control plane, named ``llm-on-eks-held``, so that its
-delayed pods touch no other cluster) and stops it at the end:
+It brings up its own local stack (local_stack/held.py) and stops it at the end:
 
     scripts/demo-stop      # if the demo is up
     .venv/bin/python benchmarks/critical_path.py [--scale 1.0] [--polling]
@@ -27,9 +26,7 @@ so the waits poll in worker slots.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from collections import Counter
 from datetime import datetime
@@ -38,21 +35,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
-from local_stack import changes, demo, stack  # noqa: E402
-from local_stack.kwok_stages import write_held_stages  # noqa: E402
+from local_stack import changes, demo  # noqa: E402
+from local_stack.held import HOLDS, deploy_conf, held_stack  # noqa: E402
 
-# The holds, in seconds: planning figures scaled down about 8x (plan/cold_start.py: an EKS cluster
-# ~15 min, a p5 node group ~8 min; FSx for Lustre and the staging Job several minutes each), so a
-# run takes minutes; EKS add-ons and FSx's S3 link at the local AWS's usual settle time.
-HOLDS = {"cluster": 120.0, "nodegroup": 60.0, "fs": 60.0, "association": 20.0, "addon": 20.0, "job": 45.0,
-         "rollout": 45.0}
-AWS_KINDS = ("cluster", "nodegroup", "fs", "association", "addon")
 # The holds each step waits out, by task id (ensure_addons: the add-ons are made side by side).
 HELD_STEPS = {"provision.ensure_cluster": ("cluster",), "provision.ensure_system_nodegroup": ("nodegroup",),
               "provision.ensure_nodegroup": ("nodegroup",), "provision.ensure_addons": ("addon",),
               "storage.ensure_fsx": ("fs", "association"), "prepare_weights.stage_to_fsx": ("job",),
               "wait_ready": ("rollout",)}
-CLUSTER_NAME = "llm-on-eks-held"  # the local control plane's, not an EKS cluster's
 POLL_S = 2.0
 
 
@@ -108,52 +98,27 @@ def main() -> int:
     parser.add_argument("--polling", action="store_true", help="waits poll in worker slots (no deferral)")
     args = parser.parse_args()
     holds = {kind: held * args.scale for kind, held in HOLDS.items()}
-    state = stack.load_state()
-    if state:
-        print("a local stack is up (scripts/demo or a benchmark): scripts/demo-stop first", file=sys.stderr)
-        return 2
-    with tempfile.TemporaryDirectory() as workdir:
-        # What it starts imports the project as scripts/env.sh makes it importable.
-        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "plugins"), str(ROOT)])
-        os.environ["SANDBOX_CLUSTER_NAME"] = CLUSTER_NAME
-        os.environ["SANDBOX_KWOK_STAGES"] = str(write_held_stages(Path(workdir) / "stages.yaml", holds["job"],
-                                                                  holds["rollout"]))
-        try:
-            return run(state, holds, args.polling)
-        finally:
-            demo.stop()
-
-
-def run(state: dict, holds: dict[str, float], polling: bool) -> int:
-    print("Holds (a delaying layer, stand-ins): " + ", ".join(f"{k} {v:.0f} s" for k, v in holds.items()))
-    kubeconfig, helm = demo.ensure_control_plane(state)
-    aws_url, identity = demo.ensure_aws(state, kubeconfig, {k: holds[k] for k in AWS_KINDS})
-    vllm_url = demo.ensure_vllm(state)
-    demo.ensure_job_markers(state, kubeconfig, aws_url)
-    airflow = demo.ensure_airflow(state, aws_url, identity, helm, None,
-                                  settings={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(not polling)})
-    api = airflow.api()
-    api.wait_for_dags(demo.DAG_ID)
-    conf = demo.deploy_conf({**demo.DEPLOYS["gpu"][1], "deployment_name": "scout-held"}, vllm_url)
-    conf |= {"cluster_name": "held", "benchmark": False}
-    sampler = SlotSampler()
-    _, dag_id, run_id = demo.trigger(airflow, "held", demo.DAG_ID, conf)
-    tis = demo.follow(api, [("held", dag_id, run_id)], on_poll=sampler, poll_s=POLL_S)["held"]
-    dag_run = api.run(dag_id, run_id)
-    if dag_run["state"] != "success":
-        print(f"run {run_id}: {dag_run['state']}; nothing to measure")
-        return 1
-    first = report(api, dag_id, dag_run, {ti["task_id"]: ti for ti in tis}, holds, sampler, polling)
-    print("\nThe same deploy again (it serves: every step adopts what is there):")
-    with changes.counting(aws_url, kubeconfig, identity["access_key_id"]) as made:
-        again = demo.trigger(airflow, "again", demo.DAG_ID, conf)
-        demo.follow(api, [again])
-    dag_run = api.run(dag_id, again[2])
-    wall = demo.wall_s(dag_run)
-    print(f"\nrun {again[2]}: {dag_run['state']} in {wall:.0f} s, {wall / first:.0%} of the first deploy's wall time")
-    for line in made.lines():
-        print(f"  {line}")
-    return 0 if dag_run["state"] == "success" else 1
+    with held_stack(holds, args.polling) as local:
+        conf, api, dag_id = deploy_conf(local), local.api, demo.DAG_ID
+        sampler = SlotSampler()
+        run = demo.trigger(local.airflow, "held", dag_id, conf)
+        tis = demo.follow(api, [run], on_poll=sampler, poll_s=POLL_S)["held"]
+        dag_run = api.run(dag_id, run[2])
+        if dag_run["state"] != "success":
+            print(f"run {run[2]}: {dag_run['state']}; nothing to measure")
+            return 1
+        first = report(api, dag_id, dag_run, {ti["task_id"]: ti for ti in tis}, holds, sampler, args.polling)
+        print("\nThe same deploy again (it serves: every step adopts what is there):")
+        with changes.counting(local.aws_url, local.kubeconfig, local.identity["access_key_id"]) as made:
+            again = demo.trigger(local.airflow, "again", dag_id, conf)
+            demo.follow(api, [again])
+        dag_run = api.run(dag_id, again[2])
+        wall = demo.wall_s(dag_run)
+        print(f"\nrun {again[2]}: {dag_run['state']} in {wall:.0f} s, {wall / first:.0%} of the first deploy's "
+              "wall time")
+        for line in made.lines():
+            print(f"  {line}")
+        return 0 if dag_run["state"] == "success" else 1
 
 
 def report(api, dag_id: str, dag_run: dict, tis: dict[str, dict], holds: dict[str, float], sampler: SlotSampler,

@@ -1,0 +1,101 @@
+"""Task processes killed in the middle of each long step of one deploy, under the real scheduler:
+does each retried try adopt what the killed one made, does the run still succeed with exactly one
+of everything, and is the Lease released at the end?
+
+One deploy of Scout on GPU (weights staged on FSx) onto a new cluster, on the local stack with its
+long steps held (local_stack/held.py) and ``[operators] default_deferrable`` off, so that each wait
+runs in its task process, as a wait does when a team runs without a triggerer; a deferred wait has
+no task process to kill (the triggerer holds it). Each step in ``KILLS`` is SIGKILLed (the pid
+Airflow records for the try, as the OOM killer or a node drain would end it) once it has run
+``--after`` seconds of its first try. At the end it prints, per step, when it was killed, the try
+that finished it and what that try reports (``created``: the killed try's resource, adopted by its
+created-by-run tag), the run's state and the Lease's, and what the local AWS holds (its own
+listings): exactly one cluster, system node group, file system and bucket, and the deployment's
+node group.
+
+    scripts/demo-stop      # if the demo is up
+    .venv/bin/python benchmarks/kill_steps.py [--after 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
+
+from local_stack import demo  # noqa: E402
+from local_stack.held import HOLDS, deploy_conf, held_stack  # noqa: E402
+from local_stack.stack import alive  # noqa: E402
+
+KILLS = ("provision.ensure_cluster", "provision.ensure_nodegroup", "storage.ensure_fsx",
+         "prepare_weights.stage_to_fsx", "wait_ready")
+REGION = demo.DEPLOYS["gpu"][1]["region"]
+
+
+class Killer:
+    """SIGKILL each step of ``KILLS`` once it has run ``after_s`` in its first try."""
+
+    def __init__(self, after_s: float) -> None:
+        self.after_s = after_s
+        self.running_since: dict[str, float] = {}
+        self.killed: dict[str, dict] = {}
+
+    def __call__(self, tis: dict[str, list[dict]]) -> None:
+        now = time.monotonic()
+        for ti in tis["kill"]:
+            task = ti["task_id"]
+            if task not in KILLS or task in self.killed or ti["state"] != "running" or ti["try_number"] != 1:
+                continue
+            since = self.running_since.setdefault(task, now)
+            pid = ti.get("pid")
+            if now - since >= self.after_s and pid and alive(pid) and _is_airflow(pid):
+                os.kill(pid, signal.SIGKILL)
+                self.killed[task] = {"after_s": round(now - since), "pid": pid}
+                print(f"  ** SIGKILL {task} (pid {pid}) after {now - since:.0f} s in its first try", flush=True)
+
+
+def _is_airflow(pid: int) -> bool:
+    """The recorded pid is still a process of Airflow's (not one that took the number since)."""
+    try:
+        return b"airflow" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--after", type=float, default=15.0, help="seconds into a step's first try")
+    args = parser.parse_args()
+    killer = Killer(args.after)
+    with held_stack(HOLDS, polling=True) as local:
+        api, dag_id = local.api, demo.DAG_ID
+        run = demo.trigger(local.airflow, "kill", dag_id, deploy_conf(local))
+        tis = {ti["task_id"]: ti for ti in demo.follow(api, [run], on_poll=killer)["kill"]}
+        dag_run = api.run(dag_id, run[2])
+        print(f"\nrun {run[2]}: {dag_run['state']} in {demo.wall_s(dag_run):.0f} s")
+        print(f"  {'step':<34} {'killed after':>12} {'tries':>5} {'state':<8} what the last try reports")
+        for task in KILLS:
+            killed, ti = killer.killed.get(task), tis.get(task, {})
+            result = api.xcom(dag_id, run[2], task) or {}
+            reported = str(result.get("action", result))[:70]
+            when = f"{killed['after_s']} s" if killed else "not killed"
+            print(f"  {task:<34} {when:>12} {ti.get('try_number', 0):>5} {ti.get('state') or '-':<8} {reported}")
+        lease = api.xcom(dag_id, run[2], "release_lease") or {}
+        print(f"  the Lease: {lease.get('action', 'not released')}")
+        held = demo.holdings(local.aws_url, local.identity, REGION)
+        one_each = all(len(held[k]) == 1 for k in ("clusters", "system node groups", "FSx file systems", "buckets",
+                                                  "deployment node groups"))
+        print("  the local AWS holds: " + ", ".join(f"{len(v)} {k}" for k, v in held.items())
+              + (" (one of each)" if one_each else f": {held}"))
+        ok = dag_run["state"] == "success" and one_each and len(killer.killed) == len(KILLS)
+        return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
