@@ -66,7 +66,7 @@ def held_stack(holds: dict[str, float], polling: bool = False) -> Iterator[HeldS
             demo.stop()
 
 
-def deploy_conf(stack_: HeldStack) -> dict:
+def deploy_conf(local: HeldStack) -> dict:
     """Scout on GPU (weights staged on FSx) onto cluster ``held``, which does not exist yet."""
-    conf = demo.deploy_conf({**demo.DEPLOYS["gpu"][1], "deployment_name": "scout-held"}, stack_.vllm_url)
+    conf = demo.deploy_conf({**demo.DEPLOYS["gpu"][1], "deployment_name": "scout-held"}, local.vllm_url)
     return conf | {"cluster_name": "held", "benchmark": False}
