@@ -101,21 +101,17 @@ def main() -> int:
     with held_stack(holds, args.polling) as local:
         conf, api, dag_id = deploy_conf(local), local.api, demo.DAG_ID
         sampler = SlotSampler()
-        run = demo.trigger(local.airflow, "held", dag_id, conf)
-        tis = demo.follow(api, [run], on_poll=sampler, poll_s=POLL_S)["held"]
-        dag_run = api.run(dag_id, run[2])
+        dag_run, tis = demo.run_to_end(local.airflow, api, "held", dag_id, conf, on_poll=sampler, poll_s=POLL_S)
         if dag_run["state"] != "success":
-            print(f"run {run[2]}: {dag_run['state']}; nothing to measure")
+            print(f"run {dag_run['dag_run_id']}: {dag_run['state']}; nothing to measure")
             return 1
         first = report(api, dag_id, dag_run, {ti["task_id"]: ti for ti in tis}, holds, sampler, args.polling)
         print("\nThe same deploy again (it serves: every step adopts what is there):")
         with changes.counting(local.aws_url, local.kubeconfig, local.identity["access_key_id"]) as made:
-            again = demo.trigger(local.airflow, "again", dag_id, conf)
-            demo.follow(api, [again])
-        dag_run = api.run(dag_id, again[2])
+            dag_run, _ = demo.run_to_end(local.airflow, api, "again", dag_id, conf)
         wall = demo.wall_s(dag_run)
-        print(f"\nrun {again[2]}: {dag_run['state']} in {wall:.0f} s, {wall / first:.0%} of the first deploy's "
-              "wall time")
+        print(f"\nrun {dag_run['dag_run_id']}: {dag_run['state']} in {wall:.0f} s, {wall / first:.0%} of the first "
+              "deploy's wall time")
         for line in made.lines():
             print(f"  {line}")
         return 0 if dag_run["state"] == "success" else 1

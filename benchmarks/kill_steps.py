@@ -75,18 +75,17 @@ def main() -> int:
     killer = Killer(args.after)
     with held_stack(HOLDS, polling=True) as local:
         api, dag_id = local.api, demo.DAG_ID
-        run = demo.trigger(local.airflow, "kill", dag_id, deploy_conf(local))
-        tis = {ti["task_id"]: ti for ti in demo.follow(api, [run], on_poll=killer)["kill"]}
-        dag_run = api.run(dag_id, run[2])
-        print(f"\nrun {run[2]}: {dag_run['state']} in {demo.wall_s(dag_run):.0f} s")
+        dag_run, tis = demo.run_to_end(local.airflow, api, "kill", dag_id, deploy_conf(local), on_poll=killer)
+        run_id, tis = dag_run["dag_run_id"], {ti["task_id"]: ti for ti in tis}
+        print(f"\nrun {run_id}: {dag_run['state']} in {demo.wall_s(dag_run):.0f} s")
         print(f"  {'step':<34} {'killed after':>12} {'tries':>5} {'state':<8} what the last try reports")
         for task in KILLS:
             killed, ti = killer.killed.get(task), tis.get(task, {})
-            result = api.xcom(dag_id, run[2], task) or {}
+            result = api.xcom(dag_id, run_id, task) or {}
             reported = str(result.get("action", result))[:70]
             when = f"{killed['after_s']} s" if killed else "not killed"
             print(f"  {task:<34} {when:>12} {ti.get('try_number', 0):>5} {ti.get('state') or '-':<8} {reported}")
-        lease = api.xcom(dag_id, run[2], "release_lease") or {}
+        lease = api.xcom(dag_id, run_id, "release_lease") or {}
         print(f"  the Lease: {lease.get('action', 'not released')}")
         held = demo.holdings(local.aws_url, local.identity, REGION)
         one_each = all(len(held[k]) == 1 for k in ("clusters", "system node groups", "FSx file systems", "buckets",

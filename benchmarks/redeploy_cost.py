@@ -24,18 +24,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
 from local_stack import changes, stack  # noqa: E402
 from local_stack.airflow import Api, LocalAirflow  # noqa: E402
-from local_stack.demo import DEPLOYS, MODEL_DAG_ID, deploy_conf, follow, trigger, wall_s  # noqa: E402
+from local_stack.demo import DEPLOYS, MODEL_DAG_ID, deploy_conf, run_to_end, wall_s  # noqa: E402
 
 LABEL = "llama3"
 DEPLOYMENT = DEPLOYS[LABEL][1]["deployment_name"]
-
-
-def deploy(airflow: LocalAirflow, api: Api, conf: dict, label: str) -> tuple[str, float]:
-    """Trigger the deploy as a user does and follow it to its end: the state and the wall time."""
-    run = trigger(airflow, label, MODEL_DAG_ID, conf)
-    follow(api, [run])
-    dag_run = api.run(MODEL_DAG_ID, run[2])
-    return dag_run["state"], wall_s(dag_run)
 
 
 def first_deploy_s(api: Api) -> float | None:
@@ -69,15 +61,16 @@ def main() -> int:
     conf = deploy_conf(DEPLOYS[LABEL][1], state["vllm"]["url"])
     if not serving(aws_url, identity):
         print(f"{DEPLOYMENT} was removed (the idle teardown): deploying it again first, not counted")
-        outcome, seconds = deploy(airflow, api, conf, "first")
-        print(f"  {outcome} in {seconds:.0f} s")
+        dag_run, _ = run_to_end(airflow, api, "first", MODEL_DAG_ID, conf)
+        print(f"  {dag_run['state']} in {wall_s(dag_run):.0f} s")
     first = first_deploy_s(api)
     print(f"first deploy of {DEPLOYMENT} (Airflow's record): {first:.0f} s" if first else "first deploy: not found")
     for n in range(1, args.runs + 1):
         with changes.counting(aws_url, kubeconfig, identity["access_key_id"]) as made:
-            outcome, seconds = deploy(airflow, api, conf, f"again{n}")
+            dag_run, _ = run_to_end(airflow, api, f"again{n}", MODEL_DAG_ID, conf)
+        seconds = wall_s(dag_run)
         share = f", {seconds / first:.0%} of the first deploy" if first else ""
-        print(f"\nre-deploy {n}: {outcome} in {seconds:.0f} s{share}")
+        print(f"\nre-deploy {n}: {dag_run['state']} in {seconds:.0f} s{share}")
         for line in made.lines():
             print(f"  {line}")
     return 0

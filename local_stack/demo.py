@@ -245,6 +245,15 @@ def follow(api: Api, runs: list[Run], on_poll: Callable[[dict[str, list[dict[str
         time.sleep(poll_s)
 
 
+def run_to_end(airflow: LocalAirflow, api: Api, label: str, dag_id: str, conf: dict[str, Any],
+               on_poll: Callable[[dict[str, list[dict[str, Any]]]], None] | None = None,
+               poll_s: float = 3) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One run triggered as a user does and followed to its end: its record and its task instances."""
+    run = trigger(airflow, label, dag_id, conf)
+    tis = follow(api, [run], on_poll=on_poll, poll_s=poll_s)[label]
+    return api.run(dag_id, run[2]), tis
+
+
 def wall_s(dag_run: dict[str, Any]) -> float:
     """A finished run's wall time, from its own start to its end (Airflow's record)."""
     start, end = (datetime.fromisoformat(dag_run[k]) for k in ("start_date", "end_date"))

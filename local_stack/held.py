@@ -17,6 +17,7 @@ from pathlib import Path
 
 from local_stack import demo, stack
 from local_stack.airflow import Api, LocalAirflow
+from local_stack.aws_gaps import HOLD_KINDS
 from local_stack.kwok_stages import write_held_stages
 
 # The holds, in seconds: planning figures scaled down about 8x (plan/cold_start.py: an EKS cluster
@@ -24,7 +25,6 @@ from local_stack.kwok_stages import write_held_stages
 # run takes minutes; EKS add-ons and FSx's S3 link at the local AWS's usual settle time.
 HOLDS = {"cluster": 120.0, "nodegroup": 60.0, "fs": 60.0, "association": 20.0, "addon": 20.0, "job": 45.0,
          "rollout": 45.0}
-AWS_KINDS = ("cluster", "nodegroup", "fs", "association", "addon")
 CONTROL_PLANE = "llm-on-eks-held"
 
 
@@ -54,7 +54,7 @@ def held_stack(holds: dict[str, float], polling: bool = False) -> Iterator[HeldS
                                                                   holds["rollout"]))
         try:
             kubeconfig, helm = demo.ensure_control_plane(state)
-            aws_url, identity = demo.ensure_aws(state, kubeconfig, {k: holds[k] for k in AWS_KINDS})
+            aws_url, identity = demo.ensure_aws(state, kubeconfig, {k: holds[k] for k in HOLD_KINDS})
             vllm_url = demo.ensure_vllm(state)
             demo.ensure_job_markers(state, kubeconfig, aws_url)
             airflow = demo.ensure_airflow(state, aws_url, identity, helm, None,
