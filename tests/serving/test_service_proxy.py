@@ -52,6 +52,11 @@ def _serve_release_pod(sandbox_cluster, namespace: str) -> str:
     raise AssertionError(f"no ready endpoint for scout-0 within {WAIT_S} s: {pod.status}")
 
 
+def _task_errors(log: str) -> str:
+    """The failed tasks' error lines from the captured task logs, for the assertion message."""
+    return "\n".join(line for line in log.splitlines() if "error" in line.lower() or "failed" in line.lower())[-4000:]
+
+
 def _exists(core, namespace: str) -> bool:
     from kubernetes.client.exceptions import ApiException
 
@@ -89,7 +94,9 @@ def test_smoke_benchmark_and_metrics_through_the_service_proxy(vllm_server, sand
         conf = {**proxy_conf, "benchmark": True, "benchmark_concurrency": 1, "benchmark_num_prompts": 4,
                 "benchmark_input_len": 16, "benchmark_output_len": 8}
         result = run_dag(_dag(), conf)
-        assert result.state == "success", result.states
+        if result.state != "success":
+            out = capfd.readouterr()
+            pytest.fail(f"{result.states}: {_task_errors(out.out + out.err)}")
         proxy = f"/api/v1/namespaces/{sandbox_namespace}/services/scout:8000/proxy"
         assert result.xcoms["smoke_test"]["endpoint"].endswith(proxy)
         assert set(result.xcoms["smoke_test"]["checks"]) == {"models", "chat", "stream"}

@@ -126,9 +126,11 @@ async def _run(endpoint: Endpoint, settings: BenchmarkSettings) -> tuple[list[Re
                     return await _one_request(client, settings, prompt, began)
                 except Exception as exc:  # noqa: BLE001 - every failure is counted and the first reported
                     # The client's own retry covers a drop before the answer starts; a stream the
-                    # proxy cuts mid-body (incomplete chunked read) is sent again here, once.
-                    if attempt == 1 and isinstance(exc, openai.APIConnectionError):
-                        log.warning("request dropped mid-stream (%s); sending it again", exc.__cause__ or exc)
+                    # proxy cuts mid-body (incomplete chunked read), or a 5xx the API server's proxy
+                    # answers for a backend it could not reach, is sent again here, once.
+                    if attempt == 1 and isinstance(exc, openai.APIConnectionError | openai.InternalServerError):
+                        log.warning("request failed in transit (%s: %s); sending it again", type(exc).__name__,
+                                    exc.__cause__ or exc)
                         continue
                     cause = f" (caused by {type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
                     errors.append(f"{type(exc).__name__}: {exc}{cause}")
