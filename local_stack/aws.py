@@ -185,9 +185,34 @@ def iam_user(aws_url: str, name: str) -> dict[str, str]:
     return iam.create_access_key(UserName=name)["AccessKey"]
 
 
+def _idempotent_file_system_creates() -> None:
+    """moto 5.2.5 makes a new file system for every CreateFileSystem; FSx answers a request whose
+    ClientRequestToken an earlier one carried with the file system that one made (FSx API
+    reference, CreateFileSystem: the token "ensures idempotent creation"). That is what a resend
+    meets: botocore resends a request whose answer was lost with the same token."""
+    from moto.fsx.models import FSxBackend
+
+    create = FSxBackend.create_file_system
+    if getattr(create, "by_token", False):
+        return
+
+    def by_token(self, client_request_token: str | None = None, **kwargs: Any):
+        made = self.__dict__.setdefault("_made_by_token", {})
+        if client_request_token in made and made[client_request_token] in self.file_systems:
+            return self.file_systems[made[client_request_token]]
+        file_system = create(self, client_request_token=client_request_token, **kwargs)
+        if client_request_token:
+            made[client_request_token] = file_system.file_system_id
+        return file_system
+
+    by_token.by_token = True
+    FSxBackend.create_file_system = by_token
+
+
 def make_server(port: int, gaps: AwsGaps | None):
     """The moto server on 127.0.0.1 with the EKS token's STS check in front (local_stack/
-    sts_presigned.py) and, when given, the gap filler (the tests install theirs client-side)."""
+    sts_presigned.py) and, when given, the gap filler (the tests install theirs client-side); its
+    FSx creates are idempotent by token, as FSx's are."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server as werkzeug_server
 
@@ -197,6 +222,7 @@ def make_server(port: int, gaps: AwsGaps | None):
     # AWS's managed policies (AmazonEKSClusterPolicy, ...) exist in moto only when loaded: the IAM
     # roles made with a cluster attach them (read when moto makes an account's IAM backend).
     os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+    _idempotent_file_system_creates()
     app = DomainDispatcherApplication(create_backend_app)
     app = PresignedCallerIdentity(GapsMiddleware(app, gaps) if gaps else app)
     return werkzeug_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from llm_on_eks.naming import CLUSTER_KEY, LABEL_PREFIX, MANAGED_BY_KEY, PROJECT, is_managed
+from llm_on_eks.naming import CLUSTER_KEY, CREATED_BY_RUN_KEY, LABEL_PREFIX, MANAGED_BY_KEY, PROJECT, is_managed
 
 VPC_CIDR = "192.168.0.0/16"
 # A route table's default route (every destination): a route, not an address anything listens on.
@@ -51,6 +51,9 @@ ZONES_KEY = f"{LABEL_PREFIX}/zones"
 # gateway attached"), the same gateway attached again, a second NAT gateway on an Elastic IP, or a
 # subnet's second route table.
 ALREADY_ATTACHED = ("InvalidParameterValue", "Resource.AlreadyAssociated")
+# What AWS answers for a spare gateway or address another run tidied away meanwhile (below): the
+# gateway or NAT that run kept is then looked for, as after ALREADY_ATTACHED.
+TIDIED_AWAY = ("InvalidInternetGatewayID.NotFound", "InvalidAllocationID.NotFound")
 
 
 class NetworkError(Exception):
@@ -223,12 +226,25 @@ class Network:
         vpc_id = vpc["Vpc"]["VpcId"]
         # Nodes reach the cluster endpoint and ECR by DNS name (EKS user guide, VPC requirements).
         self.ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
-        first = find_vpc(self.ec2, self.cluster)
-        if first["VpcId"] != vpc_id:
-            self._lost("VPC", first["VpcId"], vpc_id, lambda: self.ec2.delete_vpc(VpcId=vpc_id))
-            return first
-        self._made("VPC", vpc_id)
-        return first
+        found = sorted(self.ec2.describe_vpcs(Filters=tag_filters(self.cluster))["Vpcs"], key=lambda v: v["VpcId"])
+        return self._keep_first("VPC", found, "VpcId", vpc_id, lambda extra: self.ec2.delete_vpc(VpcId=extra))
+
+    def _keep_first(self, what: str, found: list[dict[str, Any]], key: str, made: str, delete) -> dict[str, Any]:
+        """Of the ``what``s of ours found after this run made ``made``, keep the first (every run
+        adopts the lowest id) and delete the others this run made: its own when another run's came
+        first, and one a create whose answer was lost made (botocore resent it, and CreateVpc takes
+        no client token, EC2 API reference). Another run's extra is that run's to delete."""
+        def this_runs(resource: dict[str, Any]) -> bool:
+            return resource[key] == made or tags_of(resource).get(CREATED_BY_RUN_KEY) == self.tags.get(CREATED_BY_RUN_KEY)
+
+        kept = found[0]
+        for extra in filter(this_runs, found[1:]):
+            self.log.info("network of %s: %s %s is kept (the first made); deleting this run's %s", self.cluster, what,
+                          kept[key], extra[key])
+            delete(extra[key])
+        if this_runs(kept):
+            self._made(what, kept[key])
+        return kept
 
     def _lost(self, what: str, kept: str, mine: str, delete) -> str:
         """Another run made ``what`` at the same time and its one is kept: delete this run's."""
@@ -263,14 +279,36 @@ class Network:
         try:
             self.ec2.attach_internet_gateway(InternetGatewayId=igw_id, VpcId=vpc_id)
         except ClientError as exc:
-            attached = self._attached_gateway(vpc_id) if _code(exc) in ALREADY_ATTACHED else None
+            attached = self._attached_gateway(vpc_id) if _code(exc) in ALREADY_ATTACHED + TIDIED_AWAY else None
             if not attached:
                 raise
             if made and attached != made:
-                self._lost("internet gateway", attached, made,
-                           lambda: self.ec2.delete_internet_gateway(InternetGatewayId=made))
-            return attached
+                self.log.info("network of %s: another run's internet gateway %s was attached first; this run's, "
+                              "%s, is a spare", self.cluster, attached, made)
+            igw_id = attached
+        self._tidy("internet gateway", [g["InternetGatewayId"] for g in self._find(
+            self.ec2.describe_internet_gateways, "InternetGateways") if not g.get("Attachments")],
+            lambda spare: self.ec2.delete_internet_gateway(InternetGatewayId=spare))
         return igw_id
+
+    def _tidy(self, what: str, spares: list[str], delete) -> None:
+        """Delete the spare ``what``s of ours once the one in use is settled: one another run's beat
+        to it, or one a lost answer left. CreateInternetGateway
+        and AllocateAddress take no client token (EC2 API reference), so a create whose answer was
+        lost and that botocore resent leaves one behind: an Elastic IP bills while it is held
+        (Amazon VPC pricing, public IPv4 addresses). A run racing this one for a spare is told it
+        is gone (TIDIED_AWAY) and adopts what this run kept."""
+        from botocore.exceptions import ClientError
+
+        for spare in spares:
+            try:
+                delete(spare)
+                self.log.info("network of %s: deleted spare %s %s", self.cluster, what, spare)
+            except ClientError as exc:
+                if _code(exc) not in TIDIED_AWAY:
+                    raise
+            if f"{what} {spare}" in self.made:
+                self.made.remove(f"{what} {spare}")
 
     def subnet(self, vpc_id: str, kind: str, zone: str, cidr: str) -> str:
         from botocore.exceptions import ClientError
@@ -313,8 +351,9 @@ class Network:
                     SubnetId=public_subnet, AllocationId=address,
                     TagSpecifications=_spec("natgateway", self.tags, self._name("nat")))["NatGateway"]["NatGatewayId"]
             except ClientError as exc:
-                # Another run's NAT gateway took the spare address first: that gateway is the one.
-                found = self._nat_gateways(public_subnet) if _code(exc) in ALREADY_ATTACHED else []
+                # Another run's NAT gateway took the spare address first (or that run tidied it
+                # away): that gateway is the one.
+                found = self._nat_gateways(public_subnet) if _code(exc) in ALREADY_ATTACHED + TIDIED_AWAY else []
                 if not found:
                     raise
                 nat_id = found[0]["NatGatewayId"]
@@ -325,6 +364,10 @@ class Network:
                 else:
                     self._made("NAT gateway", made)
         self.ec2.get_waiter("nat_gateway_available").wait(NatGatewayIds=[nat_id], WaiterConfig=NAT_WAIT)
+        # The gateway holds its address now; any other address of ours is a spare.
+        self._tidy("Elastic IP", [a["AllocationId"] for a in self._find(self.ec2.describe_addresses, "Addresses")
+                                  if not a.get("AssociationId")],
+                   lambda spare: self.ec2.release_address(AllocationId=spare))
         return nat_id
 
     def _delete_nat(self, nat_id: str, address: str | None) -> None:
@@ -356,12 +399,8 @@ class Network:
         if not found:
             made = self.ec2.create_route_table(
                 VpcId=vpc_id, TagSpecifications=_spec("route-table", self.tags, name))["RouteTable"]["RouteTableId"]
-            found = self._route_tables(vpc_id, name)
-            if found[0]["RouteTableId"] != made:
-                self._lost(f"{kind} route table", found[0]["RouteTableId"], made,
-                           lambda: self.ec2.delete_route_table(RouteTableId=made))
-            else:
-                self._made(f"{kind} route table", made)
+            found = [self._keep_first(f"{kind} route table", self._route_tables(vpc_id, name), "RouteTableId", made,
+                                      lambda extra: self.ec2.delete_route_table(RouteTableId=extra))]
         table = found[0]
         table_id = table["RouteTableId"]
         # Another run may add the same route or association meanwhile: AWS refuses the second
