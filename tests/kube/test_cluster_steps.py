@@ -6,31 +6,12 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 
 import pytest
 import yaml
 
 from tests.dag_runs import load_dag, run_dag
-
-TOKEN = "hf_sandbox" + uuid.uuid4().hex  # a fake token, unique so any leak is found by search
-
-
-@pytest.fixture
-def cluster_conf(sandbox_cluster, sandbox_k8s_conn, airflow_db, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_HF_DEFAULT", json.dumps({"conn_type": "generic", "password": TOKEN}))
-    namespace = f"serving-{uuid.uuid4().hex[:6]}"
-    yield {"model": "llama-3-8b", "accelerator": "gpu", "kubernetes_conn_id": "sandbox_k8s",
-           "namespace": namespace, "deployment_name": "llama3"}
-    # The sandbox has one g5.2xlarge GPU: free it for the next test.
-    from kubernetes import client
-
-    sandbox_cluster.helm_run("uninstall", "llama3", "--namespace", namespace, check=False)
-    core = client.CoreV1Api(sandbox_cluster.api_client())
-    deadline = time.monotonic() + 60
-    while core.list_namespaced_pod(namespace).items and time.monotonic() < deadline:
-        time.sleep(0.5)
-    core.delete_namespace(namespace)
+from tests.kube.conftest import TOKEN
 
 
 @pytest.fixture(params=["", "_deferrable"], ids=["in-worker", "deferred"])

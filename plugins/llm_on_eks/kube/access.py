@@ -148,13 +148,26 @@ class _RenewingToken:
             self.on_expiry(configuration)
 
 
+# What the client retries before a step sees it (urllib3's Retry): 429 from API Priority and
+# Fairness, whose Retry-After it waits out (Kubernetes docs, "API Priority and Fairness"), and
+# 500/502/503/504 while a control plane scales or restarts, with backoff (EKS best practices,
+# "Control plane monitoring": clients retry with backoff); dropped connections too. Every verb: a
+# create resent after a lost answer meets 409 AlreadyExists, which each create here takes as
+# found (the Lease's, the token Secret's, the namespace's, the Job's, the volumes').
+RETRIES = {"total": 8, "connect": 3, "read": 2, "status": 5, "backoff_factor": 0.5, "backoff_max": 8,
+           "status_forcelist": (429, 500, 502, 503, 504), "allowed_methods": None, "raise_on_status": False,
+           "respect_retry_after_header": True}
+
+
 @contextmanager
 def api_client(access: ClusterAccess) -> Iterator[Any]:
     """A kubernetes ApiClient for the cluster, good for as long as the context lasts."""
     from kubernetes import client
+    from urllib3.util.retry import Retry
 
     with kubeconfig(access) as config:
         configuration = client.Configuration()
+        configuration.retries = Retry(**RETRIES)
         _RenewingToken(configuration, config)
         api = client.ApiClient(configuration=configuration)
         try:

@@ -4,10 +4,12 @@ both share; neither waits for resources unless told, so readiness is ours to che
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +29,17 @@ KILL_AFTER_S = HELM_TIMEOUT_S + 120
 # A pending-* revision older than this has no helm behind it any more (ours would have timed out).
 STUCK_AFTER_S = KILL_AFTER_S + 60
 PENDING = frozenset({"pending-install", "pending-upgrade", "pending-rollback"})
+# What helm (client-go) says when the API server did not answer one request: a body cut short
+# (client-go's request.go: "unexpected error when reading response body. Please retry."), a
+# connection reset or closed before the answer (Go's net/http: `Patch "https://...": EOF`), a 5xx.
+# client-go itself retries only answers with Retry-After.
+# helm exits before it records a release for these, or records it failed, which the next
+# upgrade --install supersedes; so the command is run again, a bounded number of times.
+TRANSIENT = ("Please retry", "unexpected EOF", '": EOF', "connection reset by peer", "GOAWAY", "TLS handshake timeout",
+             "the server is currently unable to handle the request", "Internal error occurred")
+ATTEMPTS = 3
+
+log = logging.getLogger(__name__)
 
 
 class HelmError(RuntimeError):
@@ -50,10 +63,17 @@ def _run(args: list[str]) -> str:
     binary = helm_binary()
     if not binary:
         raise HelmError("helm not found: put it on PATH or set HELM_BIN")
-    result = subprocess.run([binary, *args], capture_output=True, text=True, timeout=KILL_AFTER_S)
-    if result.returncode:
-        raise HelmError(f"helm {args[0]} failed: {result.stderr.strip()}")
-    return result.stdout
+    attempt = 1
+    while True:
+        result = subprocess.run([binary, *args], capture_output=True, text=True, timeout=KILL_AFTER_S)
+        if not result.returncode:
+            return result.stdout
+        if attempt == ATTEMPTS or not any(marker in result.stderr for marker in TRANSIENT):
+            raise HelmError(f"helm {args[0]} failed: {result.stderr.strip()}")
+        log.warning("helm %s met a transient API server error; running it again in %d s: %s", args[0], 2 ** attempt,
+                    result.stderr.strip()[-300:])
+        time.sleep(2 ** attempt)
+        attempt += 1
 
 
 class HelmBusy(HelmError):

@@ -40,7 +40,14 @@ def ensure_job(api, manifest: dict[str, Any]) -> str:
         batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
         _wait_gone(batch, namespace, name)
         action = "replaced a failed job"
-    batch.create_namespaced_job(namespace, manifest)
+    try:
+        batch.create_namespaced_job(namespace, manifest)
+    except ApiException as exc:
+        # Made meanwhile: by another run, or by this create, resent by the client after its answer
+        # was lost (kube.access.RETRIES). The Job's name is its inputs' digest: the same Job.
+        if exc.status != 409:
+            raise
+        return "adopted"
     return action
 
 
