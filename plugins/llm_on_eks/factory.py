@@ -32,6 +32,7 @@ from airflow.sdk import DAG, TaskGroup, TriggerRule, XComArg, task_group
 from airflow.sdk.configuration import conf
 
 from llm_on_eks.catalog import catalog_index
+from llm_on_eks.operators.approval import ApproveSpendOperator
 from llm_on_eks.operators.billing import still_billing
 from llm_on_eks.operators.cluster_access import CheckClusterAccessOperator
 from llm_on_eks.operators.cold_start import ColdStartOperator
@@ -108,10 +109,10 @@ def _waits(deferrable: bool | None, waiter_delay: int | None, lease: Any = None)
 
 
 def provision_group(plan: XComArg, *, take: TakeLeaseOperator | None = None, deferrable: bool | None = None,
-                    waiter_delay: int | None = None) -> TaskGroup:
-    """preflight -> (network, roles) -> cluster -> [check_access -> take_lease ->] (system node
-    group -> add-ons, accelerator node group, NodePool): nothing is created unless preflight
-    passes; add-ons (coredns) need the untainted system nodes, not the accelerator ones; the
+                    waiter_delay: int | None = None, approval: bool = False) -> TaskGroup:
+    """preflight -> [approve_spend ->] (network, roles) -> cluster -> [check_access -> take_lease ->]
+    (system node group -> add-ons, accelerator node group, NodePool): nothing is created unless
+    preflight passes (and a person approves, when the team's rules ask it); add-ons (coredns) need the untainted system nodes, not the accelerator ones; the
     Lease needs the cluster's API server and the identity's rights there, and guards all the
     rest. On an EKS Auto Mode cluster the NodePool step makes the nodes' NodePool and the node
     group steps make nothing."""
@@ -132,6 +133,10 @@ def provision_group(plan: XComArg, *, take: TakeLeaseOperator | None = None, def
                                       nodepool=plan["nodepool"], **groups, **aws)
         made_with_cluster = [EnsureNetworkOperator(task_id="ensure_network", **groups, **aws),
                              EnsureRolesOperator(task_id="ensure_roles", storage=plan["storage"], **groups, **aws)]
+        if approval:
+            preflight = preflight >> ApproveSpendOperator(task_id="approve_spend", target=plan["target"],
+                                                          nodegroup=plan["nodegroup"], cluster=plan["cluster"],
+                                                          checked=preflight.output, summary=plan["summary"])
         preflight >> made_with_cluster >> cluster >> [*nodegroups, nodepool]
         if take is not None:
             cluster >> CheckClusterAccessOperator(task_id="check_access", target=plan["target"],
@@ -323,7 +328,7 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         plan = plan_deployment()
         take = take_lease(plan, DEPLOY)
         lease = LEASE
-        provision = provision_group(plan, take=take, waiter_delay=waiter_delay)
+        provision = provision_group(plan, take=take, waiter_delay=waiter_delay, approval=True)
         storage, fsx = storage_group(plan, lease=lease, waiter_delay=waiter_delay)
         step = {"target": plan["target"], "lease": lease}
         devices = DevicePluginOperator(task_id="device_plugin", profile=plan["profile"], kubernetes=plan["kubernetes"],

@@ -15,17 +15,43 @@ from pathlib import Path
 import pytest
 
 from local_stack import team
-from local_stack.airflow import LocalAirflow
+from local_stack.airflow import LocalAirflow, connections
 from local_stack.stack import stop_pid
 
 DAG_ID = "deploy_llama4"
 
 
+# The team's rule the local Airflow runs with: a deploy whose nodes cost more per hour waits for a
+# person's approval (provision.approve_spend). Dry runs are never held.
+APPROVAL_LIMIT_USD = 50.0
+
+
 @pytest.fixture(scope="session")
-def local_airflow(tmp_path_factory):
-    airflow = LocalAirflow(home=tmp_path_factory.mktemp("airflow-home"), log_prefix="test-airflow")
+def local_aws():
+    """The local AWS as scripts/demo runs it (moto with the gap filler in front, in this process):
+    the local Airflow's processes reach it through the local profile's connections. Its URL and
+    the Airflow identity's access key."""
+    import threading
+
+    from local_stack.aws import AIRFLOW_USER, iam_user, make_server
+    from local_stack.aws_gaps import AwsGaps
+
+    server = make_server(0, AwsGaps())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    key = iam_user(url, AIRFLOW_USER)
+    yield url, {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def local_airflow(tmp_path_factory, local_aws):
+    airflow = LocalAirflow(home=tmp_path_factory.mktemp("airflow-home"), log_prefix="test-airflow",
+                           extra_env={"AIRFLOW__LLM_ON_EKS__APPROVE_ABOVE_USD_PER_HOUR": str(APPROVAL_LIMIT_USD)})
     try:
-        airflow.start()
+        airflow.start(connections(*local_aws))
         airflow.api().wait_for_dags(DAG_ID)
         yield airflow
     finally:

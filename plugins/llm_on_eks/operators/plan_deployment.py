@@ -16,11 +16,12 @@ from llm_on_eks.plan_report import SECTIONS, summarize
 @task(multiple_outputs=True)
 def plan_deployment(**context: Any) -> dict[str, Any]:
     """The plan, pushed whole and one XCom per section, so a step can take just the section it
-    acts on (``plan["nodegroup"]``). A refusal is final: retrying cannot fix the input."""
+    acts on (``plan["nodegroup"]``), and its summary. A refusal is final: retrying cannot fix the input."""
     try:
         check_known(context["dag_run"].conf or {}, context["dag"].params)
         plan = build_plan(dict(context["params"]))
     except (InputError, PlanError) as exc:
         raise AirflowFailException(f"refused before creating anything: {exc}") from None
-    print(summarize(**{k: plan[k] for k in SECTIONS}))
-    return dict(plan)
+    summary = summarize(**{k: plan[k] for k in SECTIONS})
+    print(summary)
+    return {**plan, "summary": summary}  # the summary too, for the person asked to approve (approve_spend)

@@ -121,7 +121,8 @@ class PreflightOperator(AwsStepOperator["EksHook"]):
                 + ". Grant the missing permission, or trigger with preflight_proceed_on_unknown=true to go ahead")
         for check in untold:
             self.log.warning("preflight %s unknown: proceeding as preflight_proceed_on_unknown asks", check["check"])
-        return {"checks": checks}
+        # For approve_spend: whether this run would create the cluster.
+        return {"checks": checks, "cluster_exists": rules.describe_cluster(self.hook.conn, self.cluster["name"]) is not None}
 
 
 class _MadeWithClusterOperator(AwsStepOperator["EksHook"]):
