@@ -81,18 +81,3 @@ def test_each_step_rides_out_faults_on_each_of_its_calls(aws_env, plan, through_
     assert held["route_tables"] == 2, held  # the public and the private one
     # A role's name is unique in the account: made once, or refused and adopted.
     assert {role["name"] for role in done["provision.ensure_roles"].values()} <= set(held["roles"])
-
-
-def test_throttling_beyond_the_clients_retries_fails_the_try_and_the_next_try_adopts(aws_env, plan, through_faults):
-    proxy = through_faults([Fault("eks.CreateCluster", "throttle", times=10)])
-    for task_id in ("provision.ensure_network", "provision.ensure_roles"):
-        run_step(plan, task_id, OURS)
-    with pytest.raises(Exception, match="ThrottlingException.*CreateCluster|CreateCluster.*ThrottlingException"):
-        run_step(plan, "provision.ensure_cluster", OURS)
-    tried = proxy.seen["eks.CreateCluster"]
-    assert 1 < tried < 10  # the client retried, then gave up; the try failed, nothing was made
-    assert holdings(aws_env, REGION)["clusters"] == []
-
-    proxy.left = [0]  # the throttling is over by the next try
-    assert run_step(plan, "provision.ensure_cluster", OURS)["action"] == "created"
-    assert holdings(aws_env, REGION)["clusters"] == ["llm-inference"]
