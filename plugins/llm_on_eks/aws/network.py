@@ -292,12 +292,12 @@ class Network:
         return igw_id
 
     def _tidy(self, what: str, spares: list[str], delete) -> None:
-        """Delete the spare ``what``s of ours once the one in use is settled: one another run's beat
-        to it, or one a lost answer left. CreateInternetGateway
-        and AllocateAddress take no client token (EC2 API reference), so a create whose answer was
-        lost and that botocore resent leaves one behind: an Elastic IP bills while it is held
-        (Amazon VPC pricing, public IPv4 addresses). A run racing this one for a spare is told it
-        is gone (TIDIED_AWAY) and adopts what this run kept."""
+        """Delete the spare ``what``s of ours once the one in use is settled: this run's when another
+        run's was used first, or one a lost answer left. CreateInternetGateway and AllocateAddress
+        take no client token (EC2 API reference), so a create whose answer was lost and that
+        botocore resent leaves one behind; an Elastic IP bills while it is held (Amazon VPC pricing,
+        public IPv4 addresses). A run racing this one for a spare is told it is gone (TIDIED_AWAY)
+        and adopts what this run kept."""
         from botocore.exceptions import ClientError
 
         for spare in spares:
@@ -375,8 +375,7 @@ class Network:
         self.ec2.delete_nat_gateway(NatGatewayId=nat_id)
         if address:
             self.ec2.get_waiter("nat_gateway_deleted").wait(NatGatewayIds=[nat_id], WaiterConfig=NAT_WAIT)
-            self.ec2.release_address(AllocationId=address)
-            self.made.remove(f"Elastic IP {address}")
+            self._tidy("Elastic IP", [address], lambda spare: self.ec2.release_address(AllocationId=spare))
 
     def elastic_ip(self) -> tuple[str, bool]:
         """An address of ours no NAT gateway holds (an earlier try's), or a new one; and whether new."""
