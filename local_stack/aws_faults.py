@@ -34,12 +34,12 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
+from local_stack.loopback_proxy import UPSTREAM_TIMEOUT_S, LoopbackProxy
+
 KINDS = ("throttle", "500", "503", "slow", "drop", "lost")
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
-UPSTREAM_TIMEOUT_S = 120
 
 
 @dataclass
@@ -97,11 +97,12 @@ def _throttling(protocol: str) -> tuple[int, dict[str, str], bytes]:
         b'{"message": "Rate exceeded"}'
 
 
-class AwsFaultProxy:
+class AwsFaultProxy(LoopbackProxy):
     """The proxy; ``injected`` lists (operation, kind) of each fault answered, ``seen`` counts
     the requests per operation."""
 
     def __init__(self, upstream: str, faults: list[Fault], seed: int = 0, port: int = 0) -> None:
+        super().__init__(port)
         target = urlsplit(upstream)
         self.upstream = (target.hostname, target.port)
         self.faults = list(faults)
@@ -110,26 +111,6 @@ class AwsFaultProxy:
         self.lock = threading.Lock()
         self.injected: list[tuple[str, str]] = []
         self.seen: Counter[str] = Counter()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="aws-fault-proxy", daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> AwsFaultProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
 
     def _take(self, service: str, operation: str) -> Fault | None:
         """The fault this request gets, if any: the first matching one with tries left that its
@@ -143,78 +124,36 @@ class AwsFaultProxy:
                     return fault
         return None
 
-    def _handler(self):
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
         from local_stack.request_log import CREDENTIAL, _candidates, _model, _operation
 
-        proxy = self
+        body = self.body(request)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        credential = CREDENTIAL.search(headers.get("authorization", ""))
+        fault = protocol = None
+        if credential:
+            url = urlsplit(request.path)
+            service = credential["service"]
+            operation = _operation(service, request.command, headers.get("host", ""), url.path or "/",
+                                   parse_qs(url.query, keep_blank_values=True), headers, body)
+            if operation:
+                fault = self._take(service, operation)
+                protocol = _model(next(_candidates(service, url.path))).protocol if fault else None
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay_s)
+        if fault is None or fault.kind == "slow":
+            self._send_on(request, body)
+        elif fault.kind in ("drop", "lost"):
+            if fault.kind == "lost":
+                self._send_on(request, body, answer=False)
+            self.hang_up(request)
+        else:
+            self.answer(request, *(_throttling(protocol) if fault.kind == "throttle" else (int(fault.kind), {}, b"")))
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self._handle()
-
-            do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_GET
-
-            def _handle(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                credential = CREDENTIAL.search(headers.get("authorization", ""))
-                fault = protocol = None
-                if credential:
-                    url = urlsplit(self.path)
-                    service = credential["service"]
-                    operation = _operation(service, self.command, headers.get("host", ""), url.path or "/",
-                                           parse_qs(url.query, keep_blank_values=True), headers, body)
-                    if operation:
-                        fault = proxy._take(service, operation)
-                        protocol = _model(next(_candidates(service, url.path))).protocol if fault else None
-                if fault is None or fault.kind == "slow":
-                    if fault is not None:
-                        time.sleep(fault.delay_s)
-                    self._forward(body)
-                elif fault.kind == "drop":
-                    self._hang_up()
-                elif fault.kind == "lost":
-                    self._forward(body, answer=False)
-                    self._hang_up()
-                else:
-                    status, extra, data = (_throttling(protocol) if fault.kind == "throttle"
-                                           else (int(fault.kind), {}, b""))
-                    self.send_response(status)
-                    for key, value in extra.items():
-                        self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-
-            def _hang_up(self) -> None:
-                self.close_connection = True
-
-            def _forward(self, body: bytes, answer: bool = True) -> None:
-                upstream = http.client.HTTPConnection(*proxy.upstream, timeout=UPSTREAM_TIMEOUT_S)
-                try:
-                    headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                    upstream.request(self.command, self.path, body=body if body else None, headers=headers)
-                    response = upstream.getresponse()
-                    payload = response.read()
-                    if not answer:
-                        return
-                    self.send_response_only(response.status, response.reason)
-                    for key, value in response.getheaders():
-                        if key.lower() not in HOP_BY_HOP:
-                            self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(payload)
-                finally:
-                    upstream.close()
-
-        return Handler
+    def _send_on(self, request: BaseHTTPRequestHandler, body: bytes, answer: bool = True) -> None:
+        # The Host header as the client signed it (moto tells a path-style S3 request by it).
+        self.relay(request, http.client.HTTPConnection(*self.upstream, timeout=UPSTREAM_TIMEOUT_S), body,
+                   answer=answer, keep_host=True)
 
 
 if __name__ == "__main__":

@@ -26,23 +26,23 @@ from __future__ import annotations
 import base64
 import datetime
 import http.client
+import itertools
 import json
 import re
-import socket
 import ssl
 import tempfile
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
 
+from local_stack.loopback_proxy import UPSTREAM_TIMEOUT_S, LoopbackProxy
+
 KINDS = ("429", "500", "503", "drop", "lost", "cut")
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
-UPSTREAM_TIMEOUT_S = 300
 REASONS = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
 
 
@@ -106,11 +106,14 @@ def _data(entry: dict, name: str, directory: Path) -> str | None:
     return entry.get(name)
 
 
-class KubeFaultProxy:
+class KubeFaultProxy(LoopbackProxy):
     """The proxy; ``injected`` lists (method path, kind) of each fault answered, ``seen`` counts the
-    requests by method and path."""
+    requests by method and path; ``kubeconfig`` is the clients' way to it."""
+
+    scheme = "https"
 
     def __init__(self, kubeconfig: str, faults: list[KubeFault]) -> None:
+        super().__init__()
         self._dir = tempfile.TemporaryDirectory(prefix="kube-fault-proxy-")
         directory = Path(self._dir.name)
         config = yaml.safe_load(Path(kubeconfig).read_text())
@@ -129,27 +132,16 @@ class KubeFaultProxy:
         self.injected: list[tuple[str, str]] = []
         self.seen: Counter[str] = Counter()
         cert, key, ca_data = _certificate(directory)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
         serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         serving.load_cert_chain(cert, key)
         self._server.socket = serving.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="kube-fault-proxy", daemon=True)
-        host, port = self._server.server_address[:2]
         self.kubeconfig = str(directory / "kubeconfig")
         proxied = {**config, "clusters": [{"name": context["cluster"],
-                                           "cluster": {"server": f"https://{host}:{port}",
-                                                       "certificate-authority-data": ca_data}}]}
+                                           "cluster": {"server": self.base_url, "certificate-authority-data": ca_data}}]}
         Path(self.kubeconfig).write_text(yaml.safe_dump(proxied))
 
-    def __enter__(self) -> KubeFaultProxy:
-        self._thread.start()
-        return self
-
     def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        super().__exit__(*exc)
         self._dir.cleanup()
 
     def _take(self, method: str, path: str) -> KubeFault | None:
@@ -162,77 +154,24 @@ class KubeFaultProxy:
                     return fault
         return None
 
-    def _handler(self):
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self._handle()
-
-            do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
-
-            def _handle(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                fault = proxy._take(self.command, self.path)
-                if fault is not None and fault.kind in ("drop", "lost"):
-                    if fault.kind == "lost":
-                        self._forward(body, cut_after=None, answer=False)
-                    self.close_connection = True
-                    return
-                if fault is not None and fault.kind != "cut":
-                    code = int(fault.kind)
-                    status = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
-                                         "reason": REASONS[code], "message": "injected by the fault proxy"}).encode()
-                    self.send_response(code)
-                    self.send_header("Content-Type", "application/json")
-                    if code == 429:
-                        self.send_header("Retry-After", "1")
-                    self.send_header("Content-Length", str(len(status)))
-                    self.end_headers()
-                    self.wfile.write(status)
-                    return
-                self._forward(body, cut_after=fault.cut_after if fault else None)
-
-            def _forward(self, body: bytes, cut_after: int | None, answer: bool = True) -> None:
-                upstream = http.client.HTTPSConnection(*proxy.upstream, timeout=UPSTREAM_TIMEOUT_S,
-                                                       context=proxy.upstream_tls)
-                try:
-                    headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | {"host"}}
-                    upstream.request(self.command, self.path, body=body or None, headers=headers)
-                    response = upstream.getresponse()
-                    if not answer:
-                        response.read()
-                        return
-                    self.send_response_only(response.status, response.reason)
-                    for key, value in response.getheaders():
-                        if key.lower() not in HOP_BY_HOP:
-                            self.send_header(key, value)
-                    if response.getheader("Transfer-Encoding", "").lower() != "chunked" and cut_after is None:
-                        payload = response.read()
-                        self.send_header("Content-Length", str(len(payload)))
-                        self.end_headers()
-                        self.wfile.write(payload)
-                        return
-                    # Streamed (a watch, a log): relayed line by line as it comes.
-                    self.send_header("Transfer-Encoding", "chunked")
-                    self.end_headers()
-                    lines = 0
-                    while line := response.readline():
-                        self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
-                        self.wfile.flush()
-                        lines += 1
-                        if cut_after is not None and lines >= cut_after:
-                            # Hang up mid-body: no terminating chunk.
-                            self.close_connection = True
-                            self.connection.shutdown(socket.SHUT_RDWR)
-                            return
-                    self.wfile.write(b"0\r\n\r\n")
-                finally:
-                    upstream.close()
-
-        return Handler
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        body = self.body(request)
+        fault = self._take(request.command, request.path)
+        if fault is None or fault.kind in ("lost", "cut"):
+            lines = itertools.count(1)
+            # Streamed answers (a watch, a log) are relayed line by line as they come.
+            self.relay(request, http.client.HTTPSConnection(*self.upstream, timeout=UPSTREAM_TIMEOUT_S,
+                                                            context=self.upstream_tls), body,
+                       answer=fault is None or fault.kind == "cut",
+                       streamed=lambda response: response.getheader("Transfer-Encoding", "").lower() == "chunked",
+                       cut=(lambda _line: next(lines) >= fault.cut_after) if fault and fault.kind == "cut" else None)
+        if fault is None or fault.kind == "cut":
+            return
+        if fault.kind in ("drop", "lost"):
+            self.hang_up(request)
+            return
+        code = int(fault.kind)
+        status = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+                             "reason": REASONS[code], "message": "injected by the fault proxy"}).encode()
+        self.answer(request, code, {"Content-Type": "application/json", **({"Retry-After": "1"} if code == 429 else {})},
+                    status)

@@ -10,14 +10,12 @@ the terminating chunk, as when a pod dies or a proxy times out mid-stream). List
 from __future__ import annotations
 
 import http.client
-import socket
-import threading
+import itertools
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
-UPSTREAM_TIMEOUT_S = 120
+from local_stack.loopback_proxy import UPSTREAM_TIMEOUT_S, LoopbackProxy
 
 
 @dataclass
@@ -31,92 +29,24 @@ class Fault:
     cut_after_events: int | None = None
 
 
-class FaultProxy:
+class FaultProxy(LoopbackProxy):
     def __init__(self, upstream: str, fault: Fault) -> None:
+        super().__init__()
         target = urlsplit(upstream)
         self.upstream = (target.hostname, target.port)
         self.fault = fault
         self.hits: list[str] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
 
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FaultProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-    def _handler(self):
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:  # keep test output quiet
-                pass
-
-            def do_GET(self) -> None:
-                self._forward()
-
-            def do_POST(self) -> None:
-                self._forward()
-
-            def _forward(self) -> None:
-                proxy.hits.append(f"{self.command} {self.path}")
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                fault = proxy.fault
-                if self.command == "POST" and self.path == fault.path and fault.status is not None:
-                    payload = fault.body.encode()
-                    self.send_response(fault.status)
-                    self.send_header("Content-Type", "text/plain")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    return
-                upstream = http.client.HTTPConnection(*proxy.upstream, timeout=UPSTREAM_TIMEOUT_S)
-                try:
-                    headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | {"host"}}
-                    upstream.request(self.command, self.path, body=body or None, headers=headers)
-                    response = upstream.getresponse()
-                    streamed = response.getheader("Content-Type", "").startswith("text/event-stream")
-                    self.send_response(response.status)
-                    for key, value in response.getheaders():
-                        if key.lower() not in HOP_BY_HOP:
-                            self.send_header(key, value)
-                    if not streamed:
-                        payload = response.read()
-                        self.send_header("Content-Length", str(len(payload)))
-                        self.end_headers()
-                        self.wfile.write(payload)
-                        return
-                    self.send_header("Transfer-Encoding", "chunked")
-                    self.end_headers()
-                    cut = fault.cut_after_events if self.path == fault.path else None
-                    self._relay_events(response, cut)
-                finally:
-                    upstream.close()
-
-            def _relay_events(self, response, cut: int | None) -> None:
-                events = 0
-                while line := response.readline():
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
-                    self.wfile.flush()
-                    if line.startswith(b"data:"):
-                        events += 1
-                        if cut is not None and events >= cut:
-                            # Hang up mid-body: no terminating chunk, no [DONE].
-                            self.close_connection = True
-                            self.connection.shutdown(socket.SHUT_RDWR)
-                            return
-                self.wfile.write(b"0\r\n\r\n")
-
-        return Handler
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        self.hits.append(f"{request.command} {request.path}")
+        body = self.body(request)
+        fault = self.fault
+        on_path = request.path == fault.path
+        if request.command == "POST" and on_path and fault.status is not None:
+            self.answer(request, fault.status, {"Content-Type": "text/plain"}, fault.body.encode())
+            return
+        events = itertools.count(1)
+        cut = fault.cut_after_events if on_path else None
+        self.relay(request, http.client.HTTPConnection(*self.upstream, timeout=UPSTREAM_TIMEOUT_S), body,
+                   streamed=lambda response: response.getheader("Content-Type", "").startswith("text/event-stream"),
+                   cut=(lambda line: line.startswith(b"data:") and next(events) >= cut) if cut is not None else None)

@@ -3,8 +3,9 @@ as separate processes on 127.0.0.1, in a home of the test session's own; stopped
 On SQLite with the LocalExecutor (``local_airflow``), or on the team stack (``team_airflow``:
 PostgreSQL, Redis, the CeleryExecutor and two Celery workers, local_stack/team.py).
 
-Only DAG runs that touch nothing outside Airflow run on it (dry runs): what a real deploy does is
-tested through dag.test() in tests/e2e, and on this same kind of Airflow by scripts/demo."""
+The runs here are dry runs, and real deploys held by the approval step (``local_airflow`` reaches a
+local AWS through the local profile's connections); what a whole real deploy does is tested
+through dag.test() in tests/e2e, and on this same kind of Airflow by scripts/demo."""
 
 from __future__ import annotations
 
