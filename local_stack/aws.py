@@ -19,7 +19,8 @@ import argparse
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -226,6 +227,22 @@ def make_server(port: int, gaps: AwsGaps | None):
     app = DomainDispatcherApplication(create_backend_app)
     app = PresignedCallerIdentity(GapsMiddleware(app, gaps) if gaps else app)
     return werkzeug_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+
+
+@contextmanager
+def in_thread(gaps: AwsGaps | None) -> Iterator[str]:
+    """``make_server`` on a free port in a daemon thread of this process, for a test session: its
+    URL; shut down at the end."""
+    import threading
+
+    server = make_server(0, gaps)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
 
 
 def serve(port: int, settle_s: float = SETTLE_S, control_plane: str | None = None,

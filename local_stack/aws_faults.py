@@ -29,15 +29,13 @@ import argparse
 import http.client
 import random
 import re
-import threading
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from local_stack.loopback_proxy import UPSTREAM_TIMEOUT_S, LoopbackProxy
+from local_stack.loopback_proxy import UPSTREAM_TIMEOUT_S, FaultBook, LoopbackProxy
 
 KINDS = ("throttle", "500", "503", "slow", "drop", "lost")
 
@@ -97,32 +95,22 @@ def _throttling(protocol: str) -> tuple[int, dict[str, str], bytes]:
         b'{"message": "Rate exceeded"}'
 
 
-class AwsFaultProxy(LoopbackProxy):
+class AwsFaultProxy(FaultBook, LoopbackProxy):
     """The proxy; ``injected`` lists (operation, kind) of each fault answered, ``seen`` counts
     the requests per operation."""
 
     def __init__(self, upstream: str, faults: list[Fault], seed: int = 0, port: int = 0) -> None:
-        super().__init__(port)
+        LoopbackProxy.__init__(self, port)
+        FaultBook.__init__(self, faults)
         target = urlsplit(upstream)
         self.upstream = (target.hostname, target.port)
-        self.faults = list(faults)
-        self.left = [fault.times for fault in self.faults]
         self.rng = random.Random(seed)
-        self.lock = threading.Lock()
-        self.injected: list[tuple[str, str]] = []
-        self.seen: Counter[str] = Counter()
 
     def _take(self, service: str, operation: str) -> Fault | None:
-        """The fault this request gets, if any: the first matching one with tries left that its
-        draw lets through. Counted as it is taken, so concurrent requests never exceed ``times``."""
-        with self.lock:
-            self.seen[f"{service}.{operation}"] += 1
-            for i, fault in enumerate(self.faults):
-                if self.left[i] and fault.matches(service, operation) and self.rng.random() < fault.probability:
-                    self.left[i] -= 1
-                    self.injected.append((f"{service}.{operation}", fault.kind))
-                    return fault
-        return None
+        """The first matching fault with tries left that its draw lets through."""
+        name = f"{service}.{operation}"
+        return self.take(name, name, lambda fault: fault.matches(service, operation)
+                         and self.rng.random() < fault.probability)
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         from local_stack.request_log import CREDENTIAL, _candidates, _model, _operation

@@ -31,8 +31,6 @@ import json
 import re
 import ssl
 import tempfile
-import threading
-from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -40,7 +38,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from local_stack.loopback_proxy import UPSTREAM_TIMEOUT_S, LoopbackProxy
+from local_stack.loopback_proxy import UPSTREAM_TIMEOUT_S, FaultBook, LoopbackProxy
 
 KINDS = ("429", "500", "503", "drop", "lost", "cut")
 REASONS = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
@@ -106,14 +104,15 @@ def _data(entry: dict, name: str, directory: Path) -> str | None:
     return entry.get(name)
 
 
-class KubeFaultProxy(LoopbackProxy):
+class KubeFaultProxy(FaultBook, LoopbackProxy):
     """The proxy; ``injected`` lists (method path, kind) of each fault answered, ``seen`` counts the
     requests by method and path; ``kubeconfig`` is the clients' way to it."""
 
     scheme = "https"
 
     def __init__(self, kubeconfig: str, faults: list[KubeFault]) -> None:
-        super().__init__()
+        LoopbackProxy.__init__(self)
+        FaultBook.__init__(self, faults)
         self._dir = tempfile.TemporaryDirectory(prefix="kube-fault-proxy-")
         directory = Path(self._dir.name)
         config = yaml.safe_load(Path(kubeconfig).read_text())
@@ -126,11 +125,6 @@ class KubeFaultProxy(LoopbackProxy):
         if _data(user, "client-certificate", directory):
             self.upstream_tls.load_cert_chain(_data(user, "client-certificate", directory),
                                               _data(user, "client-key", directory))
-        self.faults = list(faults)
-        self.left = [fault.times for fault in self.faults]
-        self.lock = threading.Lock()
-        self.injected: list[tuple[str, str]] = []
-        self.seen: Counter[str] = Counter()
         cert, key, ca_data = _certificate(directory)
         serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         serving.load_cert_chain(cert, key)
@@ -145,14 +139,8 @@ class KubeFaultProxy(LoopbackProxy):
         self._dir.cleanup()
 
     def _take(self, method: str, path: str) -> KubeFault | None:
-        with self.lock:
-            self.seen[f"{method} {urlsplit(path).path}"] += 1
-            for i, fault in enumerate(self.faults):
-                if self.left[i] and fault.method == method and re.search(fault.path, path):
-                    self.left[i] -= 1
-                    self.injected.append((f"{method} {path}", fault.kind))
-                    return fault
-        return None
+        return self.take(f"{method} {urlsplit(path).path}", f"{method} {path}",
+                         lambda fault: fault.method == method and re.search(fault.path, path) is not None)
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         body = self.body(request)

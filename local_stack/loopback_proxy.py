@@ -10,11 +10,37 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
+from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
 UPSTREAM_TIMEOUT_S = 300
+
+
+class FaultBook:
+    """The fault proxies' faults, each answered at most its ``times``, taken under a lock so that
+    concurrent requests never exceed them: ``seen`` counts the requests by name, ``injected``
+    lists (request, kind) of each fault taken."""
+
+    def __init__(self, faults: list[Any]) -> None:
+        self.faults = list(faults)
+        self.left = [fault.times for fault in self.faults]
+        self.lock = threading.Lock()
+        self.injected: list[tuple[str, str]] = []
+        self.seen: Counter[str] = Counter()
+
+    def take(self, seen_as: str, request: str, matches: Callable[[Any], bool]) -> Any:
+        """The first fault with tries left that ``matches`` (called under the lock), or None."""
+        with self.lock:
+            self.seen[seen_as] += 1
+            for i, fault in enumerate(self.faults):
+                if self.left[i] and matches(fault):
+                    self.left[i] -= 1
+                    self.injected.append((request, fault.kind))
+                    return fault
+        return None
 
 
 class LoopbackProxy:

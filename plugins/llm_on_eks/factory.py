@@ -112,10 +112,10 @@ def provision_group(plan: XComArg, *, take: TakeLeaseOperator | None = None, def
                     waiter_delay: int | None = None, approval: bool = False) -> TaskGroup:
     """preflight -> [approve_spend ->] (network, roles) -> cluster -> [check_access -> take_lease ->]
     (system node group -> add-ons, accelerator node group, NodePool): nothing is created unless
-    preflight passes (and a person approves, when the team's rules ask it); add-ons (coredns) need the untainted system nodes, not the accelerator ones; the
-    Lease needs the cluster's API server and the identity's rights there, and guards all the
-    rest. On an EKS Auto Mode cluster the NodePool step makes the nodes' NodePool and the node
-    group steps make nothing."""
+    preflight passes (and a person approves, when the team's rules ask it); add-ons (coredns)
+    need the untainted system nodes, not the accelerator ones; the Lease needs the cluster's API
+    server and the identity's rights there, and guards all the rest. On an EKS Auto Mode cluster
+    the NodePool step makes the nodes' NodePool and the node group steps make nothing."""
     waits = _waits(deferrable, waiter_delay, LEASE if take else None)
     aws = {"target": plan["target"], "aws": plan["aws"], "cluster": plan["cluster"]}
     with TaskGroup(group_id="provision") as group:

@@ -53,16 +53,10 @@ def foreign_network(moto_url: str, region: str, zones: int = 2, prefix: int = 20
 
 @pytest.fixture(scope="session")
 def moto_url():
-    import threading
+    from local_stack.aws import in_thread
 
-    from local_stack.aws import make_server
-
-    server = make_server(0, gaps=None)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with in_thread(gaps=None) as url:
+        yield url
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ also mapped one by one, with no server: S3 path and virtual-host style, sub-reso
 from __future__ import annotations
 
 import base64
-import threading
 import urllib.request
 import uuid
 
@@ -18,7 +17,7 @@ from botocore.exceptions import ClientError
 from botocore.signers import RequestSigner
 
 from local_stack import request_log
-from local_stack.aws import iam_user, make_server
+from local_stack.aws import iam_user, in_thread
 from local_stack.aws_gaps import AwsGaps
 
 REGION = "us-west-2"
@@ -28,16 +27,11 @@ SUBNET = "subnet-0a1b2c3d4e5f60001"
 @pytest.fixture(scope="module")
 def recorded_aws():
     """An in-process moto server with the gap filler in front, its recorder on (and off after)."""
-    server = make_server(0, gaps=AwsGaps())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    try:
-        yield url
-    finally:
-        request_log.stop(url)
-        server.shutdown()
-        thread.join(timeout=10)
+    with in_thread(AwsGaps()) as url:
+        try:
+            yield url
+        finally:
+            request_log.stop(url)
 
 
 def _client(url: str, service: str, key_id: str, secret: str):

@@ -32,19 +32,12 @@ def local_aws():
     """The local AWS as scripts/demo runs it (moto with the gap filler in front, in this process):
     the local Airflow's processes reach it through the local profile's connections. Its URL and
     the Airflow identity's access key."""
-    import threading
-
-    from local_stack.aws import AIRFLOW_USER, iam_user, make_server
+    from local_stack.aws import AIRFLOW_USER, iam_user, in_thread
     from local_stack.aws_gaps import AwsGaps
 
-    server = make_server(0, AwsGaps())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    key = iam_user(url, AIRFLOW_USER)
-    yield url, {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
-    server.shutdown()
-    thread.join(timeout=10)
+    with in_thread(AwsGaps()) as url:
+        key = iam_user(url, AIRFLOW_USER)
+        yield url, {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
 
 
 @pytest.fixture(scope="session")
