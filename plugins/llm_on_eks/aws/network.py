@@ -154,10 +154,15 @@ def node_subnets(ec2, cluster: str, cluster_subnet_ids: list[str], instance_type
     return fitting
 
 
+def cluster_vpcs(ec2, cluster: str) -> list[dict[str, Any]]:
+    """The cluster's VPCs made by this project, lowest id first."""
+    return sorted(ec2.describe_vpcs(Filters=tag_filters(cluster))["Vpcs"], key=lambda v: v["VpcId"])
+
+
 def find_vpc(ec2, cluster: str) -> dict[str, Any] | None:
     """The cluster's VPC made by this project. Two runs creating it at once may both have made
     one: both adopt the lowest id, and the other one's maker deletes it (``Network.vpc``)."""
-    vpcs = sorted(ec2.describe_vpcs(Filters=tag_filters(cluster))["Vpcs"], key=lambda v: v["VpcId"])
+    vpcs = cluster_vpcs(ec2, cluster)
     return vpcs[0] if vpcs else None
 
 
@@ -226,8 +231,8 @@ class Network:
         vpc_id = vpc["Vpc"]["VpcId"]
         # Nodes reach the cluster endpoint and ECR by DNS name (EKS user guide, VPC requirements).
         self.ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
-        found = sorted(self.ec2.describe_vpcs(Filters=tag_filters(self.cluster))["Vpcs"], key=lambda v: v["VpcId"])
-        return self._keep_first("VPC", found, "VpcId", vpc_id, lambda extra: self.ec2.delete_vpc(VpcId=extra))
+        return self._keep_first("VPC", cluster_vpcs(self.ec2, self.cluster), "VpcId", vpc_id,
+                                lambda extra: self.ec2.delete_vpc(VpcId=extra))
 
     def _keep_first(self, what: str, found: list[dict[str, Any]], key: str, made: str, delete) -> dict[str, Any]:
         """Of the ``what``s of ours found after this run made ``made``, keep the first (every run
@@ -235,7 +240,7 @@ class Network:
         first, and one a create whose answer was lost made (botocore resent it, and CreateVpc takes
         no client token, EC2 API reference). Another run's extra is that run's to delete."""
         def this_runs(resource: dict[str, Any]) -> bool:
-            return resource[key] == made or tags_of(resource).get(CREATED_BY_RUN_KEY) == self.tags.get(CREATED_BY_RUN_KEY)
+            return resource[key] == made or self._this_runs(resource)
 
         kept = found[0]
         for extra in filter(this_runs, found[1:]):
@@ -245,6 +250,10 @@ class Network:
         if this_runs(kept):
             self._made(what, kept[key])
         return kept
+
+    def _this_runs(self, resource: dict[str, Any]) -> bool:
+        """Whether this run made it (its created-by-run tag)."""
+        return tags_of(resource).get(CREATED_BY_RUN_KEY) == self.tags.get(CREATED_BY_RUN_KEY)
 
     def _lost(self, what: str, kept: str, mine: str, delete) -> str:
         """Another run made ``what`` at the same time and its one is kept: delete this run's."""
@@ -287,17 +296,17 @@ class Network:
                               "%s, is a spare", self.cluster, attached, made)
             igw_id = attached
         self._tidy("internet gateway", [g["InternetGatewayId"] for g in self._find(
-            self.ec2.describe_internet_gateways, "InternetGateways") if not g.get("Attachments")],
+            self.ec2.describe_internet_gateways, "InternetGateways") if not g.get("Attachments") and self._this_runs(g)],
             lambda spare: self.ec2.delete_internet_gateway(InternetGatewayId=spare))
         return igw_id
 
     def _tidy(self, what: str, spares: list[str], delete) -> None:
-        """Delete the spare ``what``s of ours once the one in use is settled: this run's when another
+        """Delete this run's spare ``what``s once the one in use is settled: its own when another
         run's was used first, or one a lost answer left. CreateInternetGateway and AllocateAddress
         take no client token (EC2 API reference), so a create whose answer was lost and that
         botocore resent leaves one behind; an Elastic IP bills while it is held (Amazon VPC pricing,
-        public IPv4 addresses). A run racing this one for a spare is told it is gone (TIDIED_AWAY)
-        and adopts what this run kept."""
+        public IPv4 addresses). Another run's spares are that run's to delete; a run that took one
+        of this run's meanwhile is told it is gone (TIDIED_AWAY) and adopts what this run kept."""
         from botocore.exceptions import ClientError
 
         for spare in spares:
@@ -364,9 +373,9 @@ class Network:
                 else:
                     self._made("NAT gateway", made)
         self.ec2.get_waiter("nat_gateway_available").wait(NatGatewayIds=[nat_id], WaiterConfig=NAT_WAIT)
-        # The gateway holds its address now; any other address of ours is a spare.
+        # The gateway holds its address now; any other address this run made is a spare.
         self._tidy("Elastic IP", [a["AllocationId"] for a in self._find(self.ec2.describe_addresses, "Addresses")
-                                  if not a.get("AssociationId")],
+                                  if not a.get("AssociationId") and self._this_runs(a)],
                    lambda spare: self.ec2.release_address(AllocationId=spare))
         return nat_id
 
