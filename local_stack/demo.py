@@ -48,6 +48,7 @@ DAG_ID = "deploy_llama4"
 MODEL_DAG_ID = "deploy_model"
 TEARDOWN_DAG_ID = "teardown_deployment"
 IDLE_DAG_ID = "teardown_idle_deployments"
+BATCH_DAG_ID = "llm_batch_example"
 IDLE_SCHEDULE = "*/2 * * * *"  # the demo's; teams keep the default */10
 NAMESPACE = "llm-demo"
 CLUSTER = "llm-demo"
@@ -287,6 +288,35 @@ def report(api: Api, runs: list[Run], tis: dict[str, list[dict[str, Any]]]) -> b
     return ok
 
 
+def consume(airflow: LocalAirflow, api: Api, vllm_url: str, aws_url: str, identity: dict[str, str],
+            kubeconfig: str) -> bool:
+    """Two runs of the example consumer DAG, one after the other; the second's changes counted
+    from the servers' own logs (an adopted deployment: only the batch's answers are written)."""
+    from local_stack import changes
+
+    _, params = DEPLOYS["gpu"]
+    where = {"model": params["model"], "accelerator": params["accelerator"], "region": params["region"],
+             "cluster_name": CLUSTER, "namespace": NAMESPACE}
+    more = {k: v for k, v in deploy_conf(params, vllm_url).items() if k not in where}
+    conf = {**where, "deploy": more, "max_tokens": 16,
+            "prompts": ["Summarize in one sentence what Amazon EKS is.", "Summarize in one sentence what FSx is."]}
+    ok = True
+    for n in (1, 2):
+        with changes.counting(aws_url, kubeconfig, identity["access_key_id"]) as made:
+            dag_run, tis = run_to_end(airflow, api, f"batch{n}", BATCH_DAG_ID, conf)
+        states = {ti["task_id"]: ti["state"] for ti in tis}
+        run_id = dag_run["dag_run_id"]
+        hold = api.xcom(BATCH_DAG_ID, run_id, "llm_endpoint.hold") or {}
+        written = api.xcom(BATCH_DAG_ID, run_id, "llm_endpoint.complete")
+        ok &= dag_run["state"] == "success" and states.get("llm_endpoint.deploy") == ("success", "skipped")[n - 1]
+        say(f"\n== batch{n}: {BATCH_DAG_ID} run {run_id}: {dag_run['state'].upper()} in {wall_s(dag_run):.0f} s")
+        say(f"  hold: {hold.get('why', 'not read')}; deploy step {states.get('llm_endpoint.deploy')}; "
+            f"release {states.get('llm_endpoint.release')}; answers in {written}")
+        for line in made.lines():
+            say(f"  {line}")
+    return ok
+
+
 def holdings(aws_url: str, identity: dict[str, str], region: str) -> dict[str, list[str]]:
     """What the local AWS holds in ``region``, from its own listings (not from our code's view)."""
     import boto3
@@ -338,7 +368,7 @@ def up(team_stack: bool) -> int:
     ensure_job_markers(state, kubeconfig, aws_url)
     airflow = ensure_airflow(state, aws_url, identity, helm, ensure_team(state) if team_stack else None)
     api = airflow.api()
-    api.wait_for_dags(DAG_ID, MODEL_DAG_ID, TEARDOWN_DAG_ID, IDLE_DAG_ID)
+    api.wait_for_dags(DAG_ID, MODEL_DAG_ID, TEARDOWN_DAG_ID, IDLE_DAG_ID, BATCH_DAG_ID)
     say("\nThree deploys at once (real runs on the local stand-ins): Llama 4 Scout on GPU and Llama 3 8B onto "
         f"cluster {CLUSTER} in us-west-2, which does not exist yet (one run creates it and what the deployments "
         "share, the other adopts them), and Scout on Trainium2 onto its namesake in us-east-2:")
@@ -357,14 +387,19 @@ def up(team_stack: bool) -> int:
     ok &= report(api, again, follow(api, again))
     say("\nIn the local AWS's own listings:")
     ok &= check_holdings(aws_url, identity, {"us-west-2": {"llama3-gpu"}, "us-east-2": {"scout-trn2"}})
+    say(f"\nA DAG of a team's own that needs Scout while it runs ({BATCH_DAG_ID}, through llm_endpoint): the first "
+        "run holds scout-gpu and brings it back up through deploy_model, the second, right after, adopts it:")
+    ok &= consume(airflow, api, vllm_url, aws_url, identity, kubeconfig)
+    say("\nIn the local AWS's own listings:")
+    ok &= check_holdings(aws_url, identity, {"us-west-2": {"llama3-gpu", "scout-gpu"}, "us-east-2": {"scout-trn2"}})
     cli_env = f"export AIRFLOW_HOME={TEAM_HOME}; source {TEAM_HOME}/airflow.env; " if team_stack else ""
     say(f"""
 The Airflow UI: {airflow.base_url}   user {USER}, password {airflow.password}
   (the password is in {airflow.password_file}; each process logs to {stack.LOGS})
 The CLI, on the same metadata DB: source scripts/env.sh; {cli_env}airflow dags list-runs {DAG_ID}
 
-Idle teardown: {IDLE_DAG_ID} runs every 2 minutes here ({IDLE_SCHEDULE}; teams keep */10). The two
-deployments left have an idle TTL of {IDLE_TTL_MINUTES} minutes: about {IDLE_TTL_MINUTES}-{IDLE_TTL_MINUTES + 2} minutes after their last request
+Idle teardown: {IDLE_DAG_ID} runs every 2 minutes here ({IDLE_SCHEDULE}; teams keep */10). The three
+deployments left (no run holds them now) have an idle TTL of {IDLE_TTL_MINUTES} minutes: about {IDLE_TTL_MINUTES}-{IDLE_TTL_MINUTES + 2} minutes after their last request
 it uninstalls their releases and deletes their node groups on its own; {CLUSTER_QUIET_MINUTES} minutes after that, the
 clusters they leave unused (deployed with cluster_quiet_minutes={CLUSTER_QUIET_MINUTES}) go too, with their FSx, system
 nodes, network and roles; the artifact buckets stay. Watch it in the UI (Dags ->

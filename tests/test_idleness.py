@@ -58,6 +58,9 @@ def seen(**changes) -> Observation:
      "kept: deploy in progress (run deploy_llama4/manual__2)"),
     ({"lease": ("teardown", "teardown_deployment/manual__3")}, False,
      "kept: teardown in progress (run teardown_deployment/manual__3)"),
+    # A DAG run using it through llm_endpoint: kept whatever its counters say, even once failed.
+    ({"holds": ("nightly_batch/scheduled__1", "evals/manual__2"), "failed_at": NOW - timedelta(hours=2)}, False,
+     "kept: in use by 2 run(s): nightly_batch/scheduled__1, evals/manual__2"),
     # A successful deploy restarts the clocks, even when a new server's counters read as the old.
     ({"deployed_at": NOW - timedelta(minutes=10)}, False, "kept: 10 min old, younger than its idle TTL of 60 min"),
     ({"deployed_at": NOW - timedelta(hours=2)}, False, "kept: first reading, the idle clock starts now"),
@@ -65,7 +68,7 @@ def seen(**changes) -> Observation:
       "state": {"counters": COUNTS, "last_active": ago(90), "deployed_at": ago(120)}}, True, "idle 90 min, TTL 60 min"),
 ], ids=["idle", "idle-not-long-enough", "protected", "too-young", "not-ready", "not-read", "http-error",
         "no-counters", "first-reading", "served", "counters-reset", "in-flight", "failed-in-grace", "failed",
-        "nothing", "orphan-young", "orphan", "deploying", "redeploying-after-failure", "tearing-down",
+        "nothing", "orphan-young", "orphan", "deploying", "redeploying-after-failure", "tearing-down", "held",
         "redeployed-recently", "redeployed-new-baseline", "idle-since-redeploy"])
 def test_judge(changes, teardown, reason):
     verdict = judge(seen(**changes))

@@ -18,6 +18,9 @@ so on); ``deferrable`` and ``waiter_delay`` pass through to every waiting step (
 operator's default: ``[operators] default_deferrable``, and a poll interval sized for AWS).
 ``lease`` is take_lease's result (``llm_on_eks.operators.lease``): every step after it renews
 the deployment's Lease when it starts; the builders leave it out for test DAGs of one half.
+
+``llm_endpoint`` is the task group any DAG uses to have a model endpoint while it runs; it runs
+the deploy DAG built here when the deployment does not serve yet.
 """
 
 from __future__ import annotations
@@ -49,6 +52,14 @@ from llm_on_eks.operators.idle_teardown import (
     summarize,
 )
 from llm_on_eks.operators.lease import DEPLOY, TEARDOWN, ReleaseLeaseOperator, TakeLeaseOperator
+from llm_on_eks.operators.llm_endpoint import (
+    DEFAULT_HOLD_HOURS,
+    DeployForEndpointOperator,
+    HoldDeploymentOperator,
+    ReleaseHoldOperator,
+    endpoint,
+    plan_endpoint,
+)
 from llm_on_eks.operators.nodepool import EnsureNodePoolOperator
 from llm_on_eks.operators.plan_deployment import plan_deployment
 from llm_on_eks.operators.plan_teardown import plan_teardown
@@ -366,3 +377,64 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         _, aws = teardown_groups(failed, lease=lease, waiter_delay=waiter_delay, shared=False)
         release_lease(plan, take, [registered, aws])
     return dag
+
+
+class llm_endpoint:  # noqa: N801 (used like Airflow's task_group and TaskGroup: a builder in a with block)
+    """A model endpoint for the length of a DAG's run: the tasks written inside the ``with`` block
+    run once the deployment serves, and ``llm.endpoint`` (an XComArg) tells them where and which
+    model (``llm_on_eks.serving.endpoint.openai_client_for``)::
+
+        with llm_endpoint(model="llama4-scout", accelerator="gpu", cluster_name="ml", region="us-west-2") as llm:
+            summarize(llm.endpoint)
+
+    builds, in task group ``group_id``: plan_endpoint -> hold (setup) -> deploy (a run of
+    ``deploy_dag_id``, skipped when the deployment serves already with these values) -> endpoint
+    -> the block's tasks -> release (teardown, after a failure too). ``request`` is the deploy
+    form's fields (templates allowed); ``overrides`` more of them, as a dict or its JSON text.
+    ``when_released``: ``idle`` leaves the deployment to the idle teardown once no run holds it;
+    ``teardown`` has the last holder out start ``teardown_dag_id`` (unless protected).
+    ``hold_hours``: how long a hold counts when its run dies without releasing it.
+    """
+
+    def __init__(self, *, model: str, group_id: str = "llm_endpoint", overrides: Any = None,
+                 when_released: str = "idle", hold_hours: float = DEFAULT_HOLD_HOURS,
+                 deploy_dag_id: str = "deploy_model", teardown_dag_id: str = "teardown_deployment",
+                 **request: Any) -> None:
+        self.group_id = group_id
+        self.request = {"model": model, **request}
+        self.overrides = overrides
+        self.when_released = when_released
+        self.hold_hours = hold_hours
+        self.dag_ids = deploy_dag_id, teardown_dag_id
+
+    def __enter__(self) -> llm_endpoint:
+        self.group = TaskGroup(group_id=self.group_id)
+        self.group.__enter__()
+        self.plan = plan_endpoint(self.request, self.overrides)
+        self.hold = HoldDeploymentOperator(task_id="hold", target=self.plan["target"],
+                                           kubernetes=self.plan["kubernetes"], release=self.plan["release"],
+                                           hold_hours=self.hold_hours)
+        run_id = f"{self.group_id}__{{{{ dag.dag_id }}}}__{{{{ run_id }}}}"
+        deploy = DeployForEndpointOperator(task_id="deploy", trigger_dag_id=self.dag_ids[0], trigger_run_id=run_id,
+                                           conf=self.plan["conf"], hold=self.hold.output)
+        self.endpoint = endpoint(self.plan)
+        self.hold >> deploy >> self.endpoint
+        self._own = set(self.group.children)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            if exc_info[0] is None:
+                body = [child for node_id, child in self.group.children.items() if node_id not in self._own]
+                release = ReleaseHoldOperator(task_id="release", target=self.plan["target"],
+                                              kubernetes=self.plan["kubernetes"], when_released=self.when_released,
+                                              trigger_dag_id=self.dag_ids[1], conf=self.plan["teardown_conf"],
+                                              trigger_run_id=f"{self.group_id}_release__{{{{ dag.dag_id }}}}__"
+                                                             "{{ run_id }}")
+                for child in body:
+                    self.endpoint >> child >> release
+                if not body:
+                    self.endpoint >> release
+                release.as_teardown(setups=self.hold)
+        finally:
+            self.group.__exit__(*exc_info)

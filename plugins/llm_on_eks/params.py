@@ -9,10 +9,13 @@ connection id or Secrets Manager id only.
 
 from __future__ import annotations
 
-from airflow.sdk import Param
+from typing import Any
 
-from llm_on_eks.catalog import profile_names
-from llm_on_eks.inputs import schema
+from airflow.sdk import Param
+from airflow.sdk.exceptions import ParamValidationError
+
+from llm_on_eks.catalog import catalog_index, profile_names
+from llm_on_eks.inputs import InputError, check_known, schema
 from llm_on_eks.naming import DEPLOYMENT_NAME_MAX
 from llm_on_eks.plan import DEFAULTS, WEIGHT_SOURCES
 
@@ -212,3 +215,21 @@ def teardown_form() -> dict[str, Param]:
                          description="List what would go and why each kept thing is kept; remove nothing.",
                          section="What goes"),
     }
+
+
+def deploy_request(request: dict[str, Any]) -> dict[str, Any]:
+    """A deploy's params from ``request`` (e.g. ``llm_endpoint``'s), checked as the deploy_model
+    form checks a trigger's conf: an unknown key or a value outside its field's schema is refused,
+    naming the field; what is not given takes the form's default."""
+    from airflow.sdk.definitions.param import ParamsDict
+
+    model_ids, instance_types = catalog_index()
+    form = deploy_form(model_ids, model_ids[0], instance_types)
+    check_known(request, form)
+    params = ParamsDict(form)
+    for key, value in request.items():
+        try:
+            params[key] = value
+        except ParamValidationError as exc:
+            raise InputError(str(exc).split("\n\n")[0]) from None  # the field and why, not the schema dump
+    return params.validate()

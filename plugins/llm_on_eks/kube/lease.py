@@ -78,7 +78,7 @@ class LeaseHeld(Exception):
     """Another run holds the deployment's Lease (the message names it)."""
 
 
-def _micro(when: datetime) -> str:
+def micro_time(when: datetime) -> str:
     # MicroTime wants exactly six fractional digits (RFC 3339 micro); isoformat drops them at 0.
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -115,8 +115,8 @@ def _body(deployment: str, me: str, action: str, duration_s: int, now: datetime,
     if resource_version:
         metadata["resourceVersion"] = resource_version
     return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata,
-            "spec": {"holderIdentity": me, "leaseDurationSeconds": int(duration_s), "acquireTime": _micro(acquired),
-                     "renewTime": _micro(now), "leaseTransitions": transitions}}
+            "spec": {"holderIdentity": me, "leaseDurationSeconds": int(duration_s), "acquireTime": micro_time(acquired),
+                     "renewTime": micro_time(now), "leaseTransitions": transitions}}
 
 
 def try_acquire(api: Any, namespace: str, deployment: str, me: str, action: str, duration_s: int,

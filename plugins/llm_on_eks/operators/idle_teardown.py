@@ -23,6 +23,7 @@ from llm_on_eks.aws import eks as rules
 from llm_on_eks.aws.teardown import QuietVerdict, quiet_cluster_decision
 from llm_on_eks.kube import readiness
 from llm_on_eks.kube.access import api_client
+from llm_on_eks.kube.holds import live_holds
 from llm_on_eks.kube.lease import holder_of
 from llm_on_eks.naming import (
     CREATED_AT_KEY,
@@ -206,7 +207,7 @@ class DeploymentJudge:
     def _judge(self, record: dict[str, Any]) -> tuple[Any, Any]:
         """The idleness rules' verdict on what the cluster and AWS say of the deployment, and its load."""
         now = datetime.now(UTC)
-        lease, service, ready, load = self._cluster_side(record, now)
+        lease, holds, service, ready, load = self._cluster_side(record, now)
         annotations = (service or {}).get("annotations") or {}
         failed_at, nodegroup_created = self._nodegroup_marks()
         seen = Observation(
@@ -216,7 +217,7 @@ class DeploymentJudge:
             protected=is_true(annotations.get(PROTECTED_ANNOTATION)),
             created_at=(service or {}).get("created_at"), ready=ready, load=load,
             state=(service or {}).get("state") or {}, failed_at=failed_at, nodegroup_created_at=nodegroup_created,
-            lease=lease,
+            lease=lease, holds=tuple(h.holder for h in holds),
             deployed_at=datetime.fromisoformat(record["deployed_at"]) if record.get("deployed_at") else None)
         verdict = judge(seen)
         if verdict.state is not None and service is not None:
@@ -224,8 +225,8 @@ class DeploymentJudge:
         return verdict, load
 
     def _cluster_side(self, record: dict[str, Any], now: datetime) -> tuple:
-        """((action, holder) of a live Lease or None, the Service's annotations/creation/state or
-        None, pods ready, vLLM load or None)."""
+        """((action, holder) of a live Lease or None, the live holds, the Service's
+        annotations/creation/state or None, pods ready, vLLM load or None)."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
@@ -233,12 +234,13 @@ class DeploymentJudge:
         with api_client(access) as api:
             held = holder_of(api, kube["namespace"], self.teardown_plan["target"]["deployment"], now)
             lease = (held.action or "unknown action", held.holder) if held else None
+            holds = live_holds(api, kube["namespace"], self.teardown_plan["target"]["deployment"], now)
             try:
                 found = client.CoreV1Api(api).read_namespaced_service(kube["release"], kube["namespace"])
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-                return lease, None, None, None
+                return lease, holds, None, None, None
             annotations = found.metadata.annotations or {}
             service = {"annotations": annotations, "created_at": found.metadata.creation_timestamp,
                        "state": parse_state(annotations.get(STATE_ANNOTATION))}
@@ -250,10 +252,10 @@ class DeploymentJudge:
                     raise
                 ready = False
         if not ready:
-            return lease, service, ready, None
+            return lease, holds, service, ready, None
         load = read_deployment_load(access, base_url=record.get("endpoint_url"), namespace=kube["namespace"],
                                     release=kube["release"], port=record.get("port", SERVING_PORT))
-        return lease, service, ready, load
+        return lease, holds, service, ready, load
 
     def _nodegroup_marks(self) -> tuple[datetime | None, datetime | None]:
         """The node group's failed-at and created-at tags (None when absent or no node group)."""

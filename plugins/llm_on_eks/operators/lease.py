@@ -19,6 +19,7 @@ from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from llm_on_eks.kube.access import api_client
+from llm_on_eks.kube.holds import describe_holds, live_holds
 from llm_on_eks.kube.lease import LeaseHeld, acquire, release
 from llm_on_eks.kube.namespace import ensure_namespace
 from llm_on_eks.kube.occupancy import foreign_occupants
@@ -38,7 +39,8 @@ class TakeLeaseOperator(DeploymentStepOperator):
     """Take the deployment's Lease for this run (``action``: deploy or teardown), waiting up to
     ``wait_s`` for a run that holds it, then failing with that run's id. Creates the namespace
     the Lease lives in when it is missing. A deploy also fails here, before its node group, when
-    the names its chart takes in the namespace belong to someone else's objects.
+    the names its chart takes in the namespace belong to someone else's objects; a teardown fails
+    here when a DAG run holds the deployment (``llm_on_eks.kube.holds``).
 
     :param kubernetes: the namespace the Lease lives in, and the release whose names a deploy checks
     :param action: deploy or teardown: what the holder does, which the idle judge names
@@ -73,9 +75,22 @@ class TakeLeaseOperator(DeploymentStepOperator):
                 raise AirflowFailException(f"{deployment}: {exc}; try again once that run has finished") from None
             if self.action == DEPLOY:
                 self._refuse_foreign(api, namespace)
+            else:
+                self._refuse_held(api, namespace, me)
         self.log.info("lease %s/%s taken (%s)", namespace, lease_name(deployment), decision.reason)
         return {"lease": lease_name(deployment), "namespace": namespace, "holder": me, "action": self.action,
                 "taken": decision.reason}
+
+    def _refuse_held(self, api: Any, namespace: str, me: str) -> None:
+        """A teardown leaves a deployment that a DAG run is using (``llm_endpoint``): read once
+        the Lease is held, so a hold written before is seen, and one written after finds the
+        teardown's Lease and waits for it (a new deploy then)."""
+        holds = live_holds(api, namespace, self.target["deployment"])
+        if holds:
+            release(api, namespace, self.target["deployment"], me)
+            raise AirflowFailException(
+                f"{self.target['deployment']} is in use by {describe_holds(holds)} (llm_endpoint): nothing removed; "
+                "it can go once they release it, which they do when their runs end")
 
     def _refuse_foreign(self, api: Any, namespace: str) -> None:
         release = self.kubernetes["release"]

@@ -128,3 +128,12 @@ def open_endpoint(access: ClusterAccess, *, base_url: str | None, namespace: str
 
     with kubeconfig_path(access) as path:
         yield service_proxy_endpoint(path, namespace, release, port)
+
+
+@contextmanager
+def openai_client_for(handle: dict[str, Any], *, timeout: float = 300.0, max_retries: int = 2) -> Iterator[Any]:
+    """An OpenAI client for the endpoint ``llm_endpoint`` hands a DAG's tasks (its ``endpoint``
+    step's result): ``client.chat.completions.create(model=handle["model"], ...)``."""
+    with open_endpoint(handle["access"], base_url=handle["base_url"], namespace=handle["namespace"],
+                       release=handle["release"], port=handle["port"]) as found:
+        yield found.openai_client(timeout=timeout, max_retries=max_retries)

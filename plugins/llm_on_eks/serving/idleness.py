@@ -9,7 +9,7 @@ so a restarted Airflow or another worker loses nothing.
 
 It fails safe: unreadable metrics, pods not ready (a model still loading), a deployment younger
 than its TTL, a protected one and one whose Lease another run holds (a deploy or a teardown in
-progress) are kept, each with its reason. A deploy that failed (its node
+progress) are kept, each with its reason, and so is one a DAG run holds (``llm_endpoint``). A deploy that failed (its node
 group tagged ``failed-at``) is removed after a grace period unless it has served since.
 """
 
@@ -46,6 +46,7 @@ class Observation:
     nodegroup_created_at: datetime | None = None  # from the node group's tag
     failed_grace_minutes: int = FAILED_GRACE_MINUTES
     lease: tuple[str, str] | None = None  # (action, holder) of a live Lease on the deployment
+    holds: tuple[str, ...] = ()  # the runs holding it now (llm_on_eks.kube.holds)
     deployed_at: datetime | None = None  # when the last successful deploy run registered it
 
 
@@ -70,6 +71,8 @@ def judge(seen: Observation) -> Verdict:
     if seen.lease is not None:  # the most current fact: another run is working on it
         action, holder = seen.lease
         return Verdict(False, f"kept: {action} in progress (run {holder})", None)
+    if seen.holds:  # a DAG run is using it (llm_endpoint): it releases its hold when it ends
+        return Verdict(False, f"kept: in use by {len(seen.holds)} run(s): {', '.join(seen.holds)}", None)
     if seen.protected:
         return Verdict(False, "kept: protected", None)
     if seen.failed_at is not None:  # a later successful run removes the tag
