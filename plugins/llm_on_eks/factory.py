@@ -31,6 +31,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, TaskGroup, TriggerRule, XComArg, task_group
 from airflow.sdk.configuration import conf
 
@@ -91,6 +92,7 @@ from llm_on_eks.operators.teardown import (
     DeleteRolesOperator,
     UninstallReleaseOperator,
 )
+from llm_on_eks.operators.warm_up import plan_warm_ups
 from llm_on_eks.params import deploy_form, teardown_form
 
 OWNER = "ml-platform"
@@ -328,6 +330,16 @@ def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str | None,
     return dag
 
 
+def build_warm_up_dag(dag_id: str, *, doc_md: str, schedule: str | None, deploy_dag_id: str = "deploy_model") -> DAG:
+    """warm_up_deployments: for each DAG that uses a deployment through ``llm_endpoint``, start
+    ``deploy_dag_id`` ahead of its next run when the deployment is gone (one run of it per
+    consumer run: a deployment already being brought up is not started twice)."""
+    with _dag(dag_id, doc_md=doc_md, schedule=schedule, params={}, tags=["warm-up"], max_active_runs=1) as dag:
+        TriggerDagRunOperator.partial(task_id="warm_up", trigger_dag_id=deploy_dag_id, wait_for_completion=False,
+                                      skip_when_already_exists=True).expand_kwargs(plan_warm_ups())
+    return dag
+
+
 def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = None,
                      default_model: str | None = None, tags: list[str] | None = None,
                      waiter_delay: int | None = None) -> DAG:
@@ -394,26 +406,30 @@ class llm_endpoint:  # noqa: N801 (used like Airflow's task_group and TaskGroup:
     ``when_released``: ``idle`` leaves the deployment to the idle teardown once no run holds it;
     ``teardown`` has the last holder out start ``teardown_dag_id`` (unless protected).
     ``hold_hours``: how long a hold counts when its run dies without releasing it.
+    ``keep_within_minutes``: the idle teardown keeps the deployment when this DAG's next run is
+    due this soon (default: the deployment's predicted cold start), and the warm-up
+    (``warm_up_deployments``) brings it up that long ahead of the run when it is gone.
     """
 
     def __init__(self, *, model: str, group_id: str = "llm_endpoint", overrides: Any = None,
                  when_released: str = "idle", hold_hours: float = DEFAULT_HOLD_HOURS,
-                 deploy_dag_id: str = "deploy_model", teardown_dag_id: str = "teardown_deployment",
+                 keep_within_minutes: float | None = None, deploy_dag_id: str = "deploy_model", teardown_dag_id: str = "teardown_deployment",
                  **request: Any) -> None:
         self.group_id = group_id
         self.request = {"model": model, **request}
         self.overrides = overrides
         self.when_released = when_released
         self.hold_hours = hold_hours
+        self.keep_within_minutes = keep_within_minutes
         self.dag_ids = deploy_dag_id, teardown_dag_id
 
     def __enter__(self) -> llm_endpoint:
         self.group = TaskGroup(group_id=self.group_id)
         self.group.__enter__()
-        self.plan = plan_endpoint(self.request, self.overrides)
+        self.plan = plan_endpoint(self.request, self.overrides, self.keep_within_minutes)
         self.hold = HoldDeploymentOperator(task_id="hold", target=self.plan["target"],
                                            kubernetes=self.plan["kubernetes"], release=self.plan["release"],
-                                           hold_hours=self.hold_hours)
+                                           consumer=self.plan["consumer"], hold_hours=self.hold_hours)
         run_id = f"{self.group_id}__{{{{ dag.dag_id }}}}__{{{{ run_id }}}}"
         deploy = DeployForEndpointOperator(task_id="deploy", trigger_dag_id=self.dag_ids[0], trigger_run_id=run_id,
                                            conf=self.plan["conf"], hold=self.hold.output)

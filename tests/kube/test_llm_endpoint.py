@@ -36,6 +36,15 @@ def _teardown_runs(deployment: str) -> list:
                 if (run.conf or {}).get("deployment_name") == deployment]
 
 
+def _consumer_events(dag_id: str) -> list[dict]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = session.query(AssetEvent).join(AssetModel).filter(AssetModel.name == "llm_deployments")
+        return [e.extra for e in events if (e.extra or {}).get("consumer") == dag_id]
+
+
 def test_a_consumer_adopts_holds_and_releases_and_never_pulls_it_from_another(sandbox_cluster, serving, capfd):
     from tests.dags.cluster_steps.llm_endpoint_steps import DAG_ID, TEARDOWN_DAG_ID
 
@@ -49,7 +58,13 @@ def test_a_consumer_adopts_holds_and_releases_and_never_pulls_it_from_another(sa
     assert first.xcoms[f"{GROUP}.hold"]["adopt"], first.xcoms[f"{GROUP}.hold"]
     assert first.states[f"{GROUP}.deploy"] == "skipped"  # serving with these values: no deploy run
     assert first.xcoms[f"{GROUP}.endpoint"]["model"] == "meta-llama/Meta-Llama-3-8B-Instruct"
-    assert sorted(first.xcoms[f"{GROUP}.use"]) == sorted([f"{DAG_ID}/{first.run_id}", OTHER])
+    used = first.xcoms[f"{GROUP}.use"]
+    assert sorted(used["holds"]) == sorted([f"{DAG_ID}/{first.run_id}", OTHER])
+    assert used["next_run"].endswith("T02:00:00+00:00")  # what the idle judge and the warm-up read
+    (record,) = _consumer_events(DAG_ID)  # this DAG declared its use of the deployment
+    assert (record["deployment"], record["namespace"], record["conf"]["deployment_name"]) == ("llama3", namespace,
+                                                                                            "llama3")
+    assert record["cold_start_s"] > 0 and record["keep_within_minutes"] == -(-record["cold_start_s"] // 60)
     # Released: only OTHER holds it, so no teardown started; the Lease the check took is free.
     assert [h.holder for h in live_holds(api, namespace, "llama3")] == [OTHER]
     assert _teardown_runs("llama3") == [] and read(api, namespace, "llama3") is None
@@ -66,6 +81,7 @@ def test_a_consumer_adopts_holds_and_releases_and_never_pulls_it_from_another(sa
     second = run_dag(consumer, {"deploy": deploy})
     assert second.state == "success", second.states
     assert second.states[f"{GROUP}.deploy"] == "skipped"
+    assert len(_consumer_events(DAG_ID)) == 2
     assert live_holds(api, namespace, "llama3") == []
     (started,) = _teardown_runs("llama3")
     assert started["namespace"] == namespace and started["kubernetes_conn_id"] == "sandbox_k8s"

@@ -13,11 +13,13 @@ removed deployments' too.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, TriggerRule, task
+from airflow.sdk.exceptions import AirflowRuntimeError
 
 from llm_on_eks.aws import eks as rules
 from llm_on_eks.aws.teardown import QuietVerdict, quiet_cluster_decision
@@ -47,6 +49,7 @@ from llm_on_eks.plan import (
     build_teardown_plan,
     is_true,
 )
+from llm_on_eks.serving.consumers import Consumer
 from llm_on_eks.serving.idleness import STATE_ANNOTATION, Observation, Verdict, idle_cost, judge, parse_state
 from llm_on_eks.serving.metrics import read_deployment_load
 
@@ -63,12 +66,40 @@ def identity(record: dict[str, Any]) -> tuple[str, str, str, str]:
 
 def latest_records(extras: list[dict[str, Any]], *, removed: bool = False) -> list[dict[str, Any]]:
     """The newest record per deployment, oldest events first in ``extras``; removed ones dropped
-    unless ``removed``."""
+    unless ``removed``. A consumer's record (``llm_endpoint``'s hold) is not one of the deployment's."""
     latest: dict[tuple, dict[str, Any]] = {}
     for extra in extras:
-        if extra and {"deployment", "cluster", "region", "namespace"} <= set(extra):
+        if extra and {"deployment", "cluster", "region", "namespace"} <= set(extra) and "consumer" not in extra:
             latest[identity(extra)] = extra
     return [r for r in latest.values() if (removed or not r.get("removed")) and not r.get("dry_run")]
+
+
+def consumer_records(extras: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """Per deployment, the newest record of each DAG that used it through ``llm_endpoint``."""
+    latest: dict[tuple, dict[str, dict[str, Any]]] = {}
+    for extra in extras:
+        if extra and extra.get("consumer"):
+            latest.setdefault(identity(extra), {})[extra["consumer"]] = extra
+    return {key: [by_dag[dag] for dag in sorted(by_dag)] for key, by_dag in latest.items()}
+
+
+def next_run_of(ti: Any) -> Callable[[str], datetime | None]:
+    """When a DAG runs next, as Airflow's scheduler has it (``next_dagrun``; a cron schedule's
+    runs start at their logical date in Airflow 3); None when it is paused, unscheduled or gone.
+    Asked once per DAG."""
+    found: dict[str, datetime | None] = {}
+
+    def next_run(dag_id: str) -> datetime | None:
+        if dag_id not in found:
+            try:
+                dag = ti.get_dag(dag_id)
+            except AirflowRuntimeError:  # the API server's error answer: no such DAG (deleted since)
+                found[dag_id] = None
+            else:
+                found[dag_id] = None if dag.is_paused else dag.next_dagrun
+        return found[dag_id]
+
+    return next_run
 
 
 def cluster_key(record: dict[str, Any]) -> tuple[str, str, str]:
@@ -117,7 +148,7 @@ def _orphans(records: list[dict[str, Any]], known: set[tuple]) -> list[dict[str,
     return found
 
 
-def _extras(inlet_events: Any) -> list[dict[str, Any]]:
+def asset_records(inlet_events: Any) -> list[dict[str, Any]]:
     """The records of the Asset's recent events, oldest first."""
     events = list(inlet_events[DEPLOYMENTS_ASSET][-EVENTS_READ:])
     return [dict(e.extra or {}) for e in sorted(events, key=lambda e: e.timestamp)]
@@ -127,7 +158,9 @@ def _extras(inlet_events: Any) -> list[dict[str, Any]]:
 def discover_deployments(*, inlet_events=None) -> list[list[dict[str, Any]]]:
     """Every deployment to judge, grouped by cluster: the live ones the Asset's events name, plus
     orphaned node groups."""
-    records = latest_records(_extras(inlet_events))
+    extras = asset_records(inlet_events)
+    consumers = consumer_records(extras)
+    records = [{**r, "consumers": consumers.get(identity(r), [])} for r in latest_records(extras)]
     orphans = _orphans(records, {identity(r) for r in records}) if records else []
     groups = by_cluster(records + orphans)
     print(f"{len(records)} deployment(s) registered, {len(orphans)} orphaned node group(s), "
@@ -138,7 +171,7 @@ def discover_deployments(*, inlet_events=None) -> list[list[dict[str, Any]]]:
 @task(inlets=[DEPLOYMENTS_ASSET])
 def discover_clusters(*, inlet_events=None) -> list[dict[str, Any]]:
     """Every cluster a deployment has been on, its removed deployments' too."""
-    clusters = clusters_of(latest_records(_extras(inlet_events), removed=True))
+    clusters = clusters_of(latest_records(asset_records(inlet_events), removed=True))
     print(f"{len(clusters)} cluster(s) with deployments, live or removed")
     return clusters
 
@@ -161,16 +194,20 @@ class JudgeDeploymentsOperator(BaseOperator):
         self.records = records
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
-        return [DeploymentJudge(record, self.log).verdict() for record in self.records]
+        next_run = next_run_of(context["ti"])
+        return [DeploymentJudge(record, self.log, next_run).verdict() for record in self.records]
 
 
 class DeploymentJudge:
-    """Read one deployment (its release's Service, readiness, vLLM counters, node group tags),
-    judge it, keep the idle clock on the Service, and say whether it goes and why."""
+    """Read one deployment (its release's Service, readiness, vLLM counters, node group tags, its
+    consumers' next runs), judge it, keep the idle clock on the Service, and say whether it goes
+    and why."""
 
-    def __init__(self, record: dict[str, Any], log: Any) -> None:
+    def __init__(self, record: dict[str, Any], log: Any,
+                 next_run: Callable[[str], datetime | None] = lambda dag_id: None) -> None:
         self.record = record
         self.log = log
+        self.next_run = next_run
 
     @cached_property
     def teardown_plan(self) -> TeardownPlan:
@@ -200,9 +237,15 @@ class DeploymentJudge:
                   "namespace": record["namespace"], "teardown": verdict.teardown, "reason": verdict.reason,
                   "hourly_usd": hourly, "idle_cost_usd": idle_cost(hourly, verdict.idle_minutes),
                   "load": load.as_dict() if load else None,
+                  "kept_for": verdict.kept_for and {**verdict.kept_for, "cold_start_s": self._cold_start_s(verdict)},
                   "plan": dict(self.teardown_plan) | {"reason": verdict.reason}}
         self.log.info("%s/%s on %s: %s", record["namespace"], record["deployment"], record["cluster"], verdict.reason)
         return result
+
+    def _cold_start_s(self, verdict: Verdict) -> int:
+        """The predicted cold start the consumer it is kept for would otherwise wait for."""
+        return next(int(c.get("cold_start_s") or 0) for c in self.record.get("consumers", [])
+                    if c["consumer"] == verdict.kept_for["dag_id"])
 
     def _judge(self, record: dict[str, Any]) -> tuple[Any, Any]:
         """The idleness rules' verdict on what the cluster and AWS say of the deployment, and its load."""
@@ -218,6 +261,8 @@ class DeploymentJudge:
             created_at=(service or {}).get("created_at"), ready=ready, load=load,
             state=(service or {}).get("state") or {}, failed_at=failed_at, nodegroup_created_at=nodegroup_created,
             lease=lease, holds=tuple(h.holder for h in holds),
+            consumers=tuple(Consumer(c["consumer"], self.next_run(c["consumer"]), float(c["keep_within_minutes"]))
+                            for c in record.get("consumers", [])),
             deployed_at=datetime.fromisoformat(record["deployed_at"]) if record.get("deployed_at") else None)
         verdict = judge(seen)
         if verdict.state is not None and service is not None:
@@ -322,6 +367,15 @@ def judge_clusters(clusters: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return judged
 
 
+def _kept_for(verdict: dict[str, Any]) -> dict[str, Any]:
+    """What keeping a deployment for a consumer's next run costs (idle until then, at the hourly
+    list price) and saves (the cold start that run would otherwise start with)."""
+    kept, hourly = verdict["kept_for"], verdict["hourly_usd"]
+    return {"deployment": verdict["deployment"], **kept,
+            "idle_until_run_usd": round(hourly * kept["in_minutes"] / 60, 2),
+            "cold_start_usd": round(hourly * kept["cold_start_s"] / 3600, 2)}
+
+
 def _keep_quiet_since(eks: Any, cluster: dict[str, Any], since: str | None) -> None:
     """The cluster's quiet-since tag as the verdict has it: set, kept, or gone once it is used."""
     tags = cluster.get("tags") or {}
@@ -363,6 +417,10 @@ def summarize(verdicts: list[list[dict[str, Any]]] | None, clusters: list[dict[s
              f" ${summary['idle_cost_usd']:.2f} spent idle since last activity"]
     lines += [f"  remove {r['namespace']}/{r['deployment']} on {r['cluster']}: {r['reason']}" for r in summary["removed"]]
     lines += [f"  keep   {k['namespace']}/{k['deployment']} on {k['cluster']}: {k['reason']}" for k in summary["kept"]]
+    summary["kept_for_consumers"] = [_kept_for(v) for v in verdicts if v.get("kept_for")]
+    lines += [f"  for its next consumer run, {k['deployment']} costs ${k['idle_until_run_usd']:.2f} idle until "
+              f"{k['dag_id']} runs and saves a {k['cold_start_s'] / 60:.0f}-min cold start (${k['cold_start_usd']:.2f} "
+              "of nodes booting and loading), and that run's wait" for k in summary["kept_for_consumers"]]
     summary["clusters"] = [{"cluster": c["cluster"], "region": c["region"], "removed": c["remove"],
                             "reason": c["reason"]} for c in clusters if c["reason"] != "gone"]
     lines += [f"  {'remove' if c['removed'] else 'keep  '} cluster {c['cluster']} ({c['region']}): {c['reason']}"

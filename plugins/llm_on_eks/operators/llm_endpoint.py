@@ -14,6 +14,7 @@ waits for it. ``release`` drops the hold whatever happened before it; with
 from __future__ import annotations
 
 import json
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,7 @@ from llm_on_eks.kube.lease import release, try_acquire
 from llm_on_eks.kube.namespace import ensure_namespace
 from llm_on_eks.naming import PROTECTED_ANNOTATION
 from llm_on_eks.operators.base import LEASE_HOLD_S, DeploymentStepOperator, eks_cluster_gone, lease_holder
+from llm_on_eks.operators.register import DEPLOYMENTS_ASSET
 from llm_on_eks.params import deploy_request
 from llm_on_eks.plan import PlanError, build_plan, is_true, teardown_params
 from llm_on_eks.plan.types import KubernetesSection, ReleaseSpec
@@ -45,10 +47,13 @@ DEFAULT_HOLD_HOURS = 24
 
 
 @task(multiple_outputs=True)
-def plan_endpoint(request: dict[str, Any], overrides: Any = None) -> dict[str, Any]:
+def plan_endpoint(request: dict[str, Any], overrides: Any = None, keep_within_minutes: float | None = None
+                  ) -> dict[str, Any]:
     """The deployment the DAG asks for, checked as a deploy checks its conf, before anything is
     held or created. ``overrides`` (a dict, or its JSON text: ``{{ params.x | tojson }}`` renders
-    so in any DAG) are more of the deploy form's fields."""
+    so in any DAG) are more of the deploy form's fields. ``consumer`` is what the hold step
+    records of this DAG's use: the conf a warm-up deploys with, the predicted cold start (onto
+    the existing cluster) and the keep window (default: that cold start)."""
     if isinstance(overrides, str):
         overrides = json.loads(overrides or "{}")
     conf = {k: v for k, v in {**request, **(overrides or {})}.items() if v is not None}
@@ -61,7 +66,15 @@ def plan_endpoint(request: dict[str, Any], overrides: Any = None) -> dict[str, A
     print(f"{plan['deployment']} ({plan['model']['id']} on {plan['profile']['instance_type']} x "
           f"{plan['profile']['nodes']}, ${plan['sizing']['hourly_usd']:.2f}/hour) in "
           f"{plan['cluster']['name']}/{plan['kubernetes']['namespace']}")
-    return {"conf": conf, "teardown_conf": teardown_params(plan), "target": plan["target"],
+    cold_start_s = plan["cold_start"]["ttft_s"]
+    where = teardown_params(plan)
+    consumer = {"deployment": plan["deployment"], "cluster": plan["cluster"]["name"], "region": plan["aws"]["region"],
+                "namespace": plan["kubernetes"]["namespace"], "aws_conn_id": where["aws_conn_id"],
+                "kubernetes_conn_id": where["kubernetes_conn_id"], "conf": conf, "cold_start_s": cold_start_s,
+                "hourly_usd": plan["sizing"]["hourly_usd"],
+                "keep_within_minutes": keep_within_minutes if keep_within_minutes is not None
+                else math.ceil(cold_start_s / 60)}
+    return {"conf": conf, "teardown_conf": where, "consumer": consumer, "target": plan["target"],
             "kubernetes": plan["kubernetes"], "release": plan["release"], "serving": plan["serving"],
             "storage": plan["storage"], "lifecycle": plan["lifecycle"]}
 
@@ -72,18 +85,24 @@ class HoldDeploymentOperator(DeploymentStepOperator):
     is written first, so a teardown that starts now sees it, and the check runs under the
     deployment's Lease, so one already under way is not taken for serving.
 
+    It also records, as an event of the deployments Asset, that this DAG uses the deployment
+    (``consumer``): the idle teardown keeps it for the DAG's next run, and the warm-up brings it
+    up ahead of it.
+
     :param kubernetes: the namespace the hold lives in
     :param release: what the serving pods should run (the values compared)
+    :param consumer: plan_endpoint's record of this DAG's use
     :param hold_hours: how long the hold counts if this run never releases it (killed)
     """
 
-    template_fields = (*DeploymentStepOperator.template_fields, "kubernetes", "release")
+    template_fields = (*DeploymentStepOperator.template_fields, "kubernetes", "release", "consumer")
 
-    def __init__(self, *, kubernetes: KubernetesSection, release: ReleaseSpec,
+    def __init__(self, *, kubernetes: KubernetesSection, release: ReleaseSpec, consumer: Any,
                  hold_hours: float = DEFAULT_HOLD_HOURS, **kwargs) -> None:
-        super().__init__(**kwargs)
+        super().__init__(outlets=[DEPLOYMENTS_ASSET], **kwargs)
         self.kubernetes = kubernetes
         self.release = release
+        self.consumer = consumer
         self.hold_hours = hold_hours
 
     def describe(self) -> Any:
@@ -97,6 +116,8 @@ class HoldDeploymentOperator(DeploymentStepOperator):
             held = take_hold(api, namespace, deployment, me, int(self.hold_hours * 3600))
             adopt, why = self._adoptable(api, namespace, me)
         self.log.info("%s: %s by %s; %s", deployment, held, me, why)
+        context["outlet_events"][DEPLOYMENTS_ASSET].extra = {
+            **self.consumer, "consumer": context["ti"].dag_id, "at": datetime.now(UTC).isoformat(timespec="seconds")}
         return {"hold": hold_name(deployment, me), "holder": me, "adopt": adopt, "why": why}
 
     def _adoptable(self, api: Any, namespace: str, me: str) -> tuple[bool, str]:

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from llm_on_eks.naming import LABEL_PREFIX
+from llm_on_eks.serving.consumers import Consumer, due_consumer
 from llm_on_eks.serving.metrics import DeploymentLoad
 
 STATE_ANNOTATION = f"{LABEL_PREFIX}/idle-state"
@@ -47,6 +48,7 @@ class Observation:
     failed_grace_minutes: int = FAILED_GRACE_MINUTES
     lease: tuple[str, str] | None = None  # (action, holder) of a live Lease on the deployment
     holds: tuple[str, ...] = ()  # the runs holding it now (llm_on_eks.kube.holds)
+    consumers: tuple[Consumer, ...] = ()
     deployed_at: datetime | None = None  # when the last successful deploy run registered it
 
 
@@ -56,6 +58,7 @@ class Verdict:
     reason: str
     state: dict[str, Any] | None  # the annotation to write; None: leave it
     idle_minutes: float | None = None
+    kept_for: dict[str, Any] | None = None  # the consumer it is kept for, and in how many minutes it runs
 
 
 def parse_state(text: str | None) -> dict[str, Any]:
@@ -127,6 +130,12 @@ def _serving(seen: Observation, started: datetime) -> Verdict:
     state = {"counters": counters, "last_active": last_active, **deploy}
     if idle < seen.idle_ttl_minutes:
         return Verdict(False, f"kept: idle {idle:.0f} of {seen.idle_ttl_minutes} min", state, idle)
+    due = due_consumer(seen.consumers, now)
+    if due is not None:  # removed now, it would have to start cold for that run
+        consumer, minutes = due
+        return Verdict(False, f"kept: {consumer.dag_id} runs in {minutes:.0f} min (idle {idle:.0f} min, TTL "
+                              f"{seen.idle_ttl_minutes} min)", state, idle,
+                       {"dag_id": consumer.dag_id, "in_minutes": round(minutes, 1)})
     return Verdict(True, f"idle {idle:.0f} min, TTL {seen.idle_ttl_minutes} min", state, idle)
 
 

@@ -16,19 +16,21 @@ TEARDOWN_DAG_ID = "test_llm_endpoint_teardown"
 
 
 @task
-def use(endpoint: dict, params: dict | None = None) -> list[str]:
+def use(endpoint: dict, params: dict | None = None, ti=None) -> dict:
     """The holds on the deployment while this run uses it, after ``params["also_held_by"]`` (a
-    second consumer run) held it too."""
+    second consumer run) held it too; and this DAG's next run as a task reads it (the idle judge's
+    and the warm-up's source)."""
     from llm_on_eks.kube.access import api_client
     from llm_on_eks.kube.holds import live_holds, take_hold
 
     with api_client(endpoint["access"]) as api:
         if params["also_held_by"]:
             take_hold(api, endpoint["namespace"], endpoint["deployment"], params["also_held_by"], 3600)
-        return [h.holder for h in live_holds(api, endpoint["namespace"], endpoint["deployment"])]
+        holds = [h.holder for h in live_holds(api, endpoint["namespace"], endpoint["deployment"])]
+    return {"holds": holds, "next_run": ti.get_dag(DAG_ID).next_dagrun.isoformat()}
 
 
-with DAG(DAG_ID, schedule=None, start_date=START_DATE, catchup=False, default_args={**DEFAULT_ARGS, "retries": 0},
+with DAG(DAG_ID, schedule="0 2 * * *", start_date=START_DATE, catchup=False, default_args={**DEFAULT_ARGS, "retries": 0},
          tags=["test"], params={"deploy": Param({}, type="object"), "also_held_by": Param(None, type=["null", "string"])}):
     with llm_endpoint(model="llama-3-8b", overrides="{{ params.deploy | tojson }}", when_released="teardown",
                       teardown_dag_id=TEARDOWN_DAG_ID) as llm:
