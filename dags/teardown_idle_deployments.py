@@ -4,7 +4,9 @@
 Every 10 minutes (`LLM_ON_EKS_IDLE_TEARDOWN_SCHEDULE` to change it), judges every deployment
 llm-on-eks has registered, each in its own task: idle means vLLM's request and token counters
 have not moved and nothing is in flight for at least the deployment's idle TTL. Protected,
-not-ready, unreadable and too-young deployments are kept, each with its reason. Failed deploys
+not-ready, unreadable and too-young deployments are kept, each with its reason, and so are those
+a DAG run holds through `llm_endpoint` and idle ones whose consumer DAG runs again within its keep
+window (Airflow's next run of it). Failed deploys
 (node group tagged `failed-at`) go after a 30-minute grace period, node groups with no release
 after 3 hours. The idle ones go through the same teardown groups as `teardown_deployment`
 (release and node group; shared things stay); the summary says what was kept and why, what was

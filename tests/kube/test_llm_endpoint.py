@@ -41,7 +41,8 @@ def _consumer_events(dag_id: str) -> list[dict]:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        events = session.query(AssetEvent).join(AssetModel).filter(AssetModel.name == "llm_deployments")
+        events = session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).filter(
+            AssetModel.name == "llm_deployments")
         return [e.extra for e in events if (e.extra or {}).get("consumer") == dag_id]
 
 

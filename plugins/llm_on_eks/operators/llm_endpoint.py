@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import task
+from airflow.sdk import TriggerRule, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from llm_on_eks.inputs import InputError
@@ -114,7 +114,13 @@ class HoldDeploymentOperator(DeploymentStepOperator):
         with api_client(self.access) as api:
             ensure_namespace(api, namespace)
             held = take_hold(api, namespace, deployment, me, int(self.hold_hours * 3600))
-            adopt, why = self._adoptable(api, namespace, me)
+            try:
+                adopt, why = self._adoptable(api, namespace, me)
+            except BaseException:
+                # A failed setup has no teardown to release it: a hold left would keep the
+                # deployment from the idle teardown for hold_hours. The retry holds again.
+                drop_hold(api, namespace, deployment, me)
+                raise
         self.log.info("%s: %s by %s; %s", deployment, held, me, why)
         context["outlet_events"][DEPLOYMENTS_ASSET].extra = {
             **self.consumer, "consumer": context["ti"].dag_id, "at": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -182,7 +188,7 @@ class DeployForEndpointOperator(TriggerDagRunOperator):
             raise AirflowFailException(f"{self.trigger_dag_id} run {run_id} ended {state}")
 
 
-@task(trigger_rule="none_failed_min_one_success")
+@task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
 def endpoint(plan: dict[str, Any]) -> dict[str, Any]:
     """The endpoint for the DAG's tasks: who serves what, and how to reach it (the deployment's
     ``endpoint_url``, or the API server's service proxy with the run's own credentials:
