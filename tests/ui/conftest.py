@@ -74,13 +74,13 @@ def team_airflow():
         shutil.rmtree(home, ignore_errors=True)
 
 
-def wait_for_run(api, run_id: str, timeout_s: float = 600) -> str:
+def wait_for_run(api, run_id: str, timeout_s: float = 600, dag_id: str = DAG_ID) -> str:
     """The run's final state, polled through the REST API."""
     import time
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        state = api.run(DAG_ID, run_id)["state"]
+        state = api.run(dag_id, run_id)["state"]
         if state in ("success", "failed"):
             return state
         time.sleep(2)
