@@ -51,7 +51,9 @@ def test_an_unknown_when_released_is_refused_when_the_dag_is_parsed():
     ({"model": "llama-3-8b"}, {"idle_ttl_minute": 5}, "unknown conf key(s) idle_ttl_minute"),
     ({"model": "llama-3-8b"}, json.dumps({"idle_ttl_minutes": 1}), "param idle_ttl_minutes: 1 is less than the minimum"),
     ({"model": "llama-3-8b", "dry_run": True}, None, "dry_run: llm_endpoint serves for real"),
-    ({"model": "llama-3-8b", "accelerator": "neuron"}, None, "refused before holding or creating anything"),
+    ({"model": "llama-3-8b", "accelerator": "neuron"}, None, "model 'llama-3-8b' has no 'neuron' profile"),
+    ({"model": "llama-3-8b"}, "{not json", "overrides: not JSON"),
+    ({"model": "llama-3-8b"}, "[1]", "overrides: an object of deploy form fields, not list"),
 ])
 def test_a_bad_request_is_refused_naming_the_field(request_, overrides, names):
     with pytest.raises(AirflowFailException, match="refused before holding or creating anything") as refused:

@@ -54,10 +54,15 @@ def plan_endpoint(request: dict[str, Any], overrides: Any = None, keep_within_mi
     so in any DAG) are more of the deploy form's fields. ``consumer`` is what the hold step
     records of this DAG's use: the conf a warm-up deploys with, the predicted cold start (onto
     the existing cluster) and the keep window (default: that cold start)."""
-    if isinstance(overrides, str):
-        overrides = json.loads(overrides or "{}")
-    conf = {k: v for k, v in {**request, **(overrides or {})}.items() if v is not None}
     try:
+        if isinstance(overrides, str):
+            try:
+                overrides = json.loads(overrides or "{}")
+            except ValueError as exc:
+                raise InputError(f"overrides: not JSON ({exc})") from None
+        if not isinstance(overrides or {}, dict):
+            raise InputError(f"overrides: an object of deploy form fields, not {type(overrides).__name__}")
+        conf = {k: v for k, v in {**request, **(overrides or {})}.items() if v is not None}
         if conf.get("dry_run"):
             raise InputError("dry_run: llm_endpoint serves for real (a dry run is deploy_model's)")
         plan = build_plan(deploy_request(conf))
@@ -76,7 +81,7 @@ def plan_endpoint(request: dict[str, Any], overrides: Any = None, keep_within_mi
                 else math.ceil(cold_start_s / 60)}
     return {"conf": conf, "teardown_conf": where, "consumer": consumer, "target": plan["target"],
             "kubernetes": plan["kubernetes"], "release": plan["release"], "serving": plan["serving"],
-            "storage": plan["storage"], "lifecycle": plan["lifecycle"]}
+            "storage": plan["storage"]}
 
 
 class HoldDeploymentOperator(DeploymentStepOperator):
