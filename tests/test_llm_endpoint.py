@@ -7,7 +7,7 @@ import json
 
 import pytest
 from airflow.sdk import DAG, TaskGroup, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from llm_on_eks.factory import START_DATE, llm_endpoint
 from llm_on_eks.operators.llm_endpoint import plan_endpoint
@@ -68,3 +68,35 @@ def test_the_plan_carries_the_deploy_conf_and_the_teardown_s():
                                "deployment_name": "nightly", "idle_ttl_minutes": 30}
     assert planned["teardown_conf"]["deployment_name"] == "nightly" == planned["target"]["deployment"]
     assert planned["teardown_conf"]["namespace"] == "batch" == planned["kubernetes"]["namespace"]
+
+
+class _RunsSeen:
+    """The task instance's view of the deploy DAG's runs (``get_dr_count``), as the Task SDK gives it."""
+
+    def __init__(self, *run_ids: str) -> None:
+        self.run_ids = set(run_ids)
+
+    def get_dr_count(self, dag_id: str, run_ids: list[str]) -> int:
+        return len(self.run_ids & set(run_ids))
+
+
+def test_the_deploy_step_waits_for_a_deploy_under_way_then_for_its_own_run():
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from llm_on_eks.operators.llm_endpoint import DeployForEndpointOperator
+
+    busy = {"dag_id": "deploy_model", "run_id": "llm_endpoint__other__manual_1"}
+    step = DeployForEndpointOperator(task_id="deploy", trigger_dag_id="deploy_model", trigger_run_id="llm_endpoint__c__r",
+                                     hold={"adopt": False, "why": "another run is working on it", "busy": busy})
+    # Another consumer's deploy run holds the Lease: wait for it before starting this run's own.
+    with pytest.raises(TaskDeferred) as first:
+        step.execute({"ti": _RunsSeen()})
+    assert (first.value.trigger.dag_id, first.value.trigger.run_ids, first.value.method_name) == (
+        "deploy_model", ["llm_endpoint__other__manual_1"], "deploy")
+    # A retry after this run's own deploy run started: wait for that one, start none.
+    with pytest.raises(TaskDeferred) as retried:
+        step.execute({"ti": _RunsSeen("llm_endpoint__c__r")})
+    assert (retried.value.trigger.run_ids, retried.value.method_name) == (["llm_endpoint__c__r"], "execute_complete")
+    step.hold = {"adopt": True, "why": "adopted: release llama3 revision 1 serves with these values", "busy": None}
+    with pytest.raises(AirflowSkipException, match="adopted"):
+        step.execute({"ti": _RunsSeen()})

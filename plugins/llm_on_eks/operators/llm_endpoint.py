@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import TriggerRule, task
+from airflow.sdk import DagRunState, TriggerRule, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from llm_on_eks.inputs import InputError
@@ -33,6 +33,7 @@ from llm_on_eks.kube.lease import release, try_acquire
 from llm_on_eks.kube.namespace import ensure_namespace
 from llm_on_eks.naming import PROTECTED_ANNOTATION
 from llm_on_eks.operators.base import LEASE_HOLD_S, DeploymentStepOperator, eks_cluster_gone, lease_holder
+from llm_on_eks.operators.lease import DEPLOY, TEARDOWN
 from llm_on_eks.operators.register import DEPLOYMENTS_ASSET
 from llm_on_eks.params import deploy_request
 from llm_on_eks.plan import PlanError, build_plan, is_true, teardown_params
@@ -120,7 +121,7 @@ class HoldDeploymentOperator(DeploymentStepOperator):
             ensure_namespace(api, namespace)
             held = take_hold(api, namespace, deployment, me, int(self.hold_hours * 3600))
             try:
-                adopt, why = self._adoptable(api, namespace, me)
+                adopt, why, busy = self._adoptable(api, namespace, me)
             except BaseException:
                 # A failed setup has no teardown to release it: a hold left would keep the
                 # deployment from the idle teardown for hold_hours. The retry holds again.
@@ -129,25 +130,30 @@ class HoldDeploymentOperator(DeploymentStepOperator):
         self.log.info("%s: %s by %s; %s", deployment, held, me, why)
         context["outlet_events"][DEPLOYMENTS_ASSET].extra = {
             **self.consumer, "consumer": context["ti"].dag_id, "at": datetime.now(UTC).isoformat(timespec="seconds")}
-        return {"hold": hold_name(deployment, me), "holder": me, "adopt": adopt, "why": why}
+        return {"hold": hold_name(deployment, me), "holder": me, "adopt": adopt, "why": why, "busy": busy}
 
-    def _adoptable(self, api: Any, namespace: str, me: str) -> tuple[bool, str]:
+    def _adoptable(self, api: Any, namespace: str, me: str) -> tuple[bool, str, dict[str, str] | None]:
+        """(adopt?, why, the deploy or teardown run working on it now, if any)."""
         deployment, name = self.target["deployment"], self.release["name"]
         decision, found = try_acquire(api, namespace, deployment, me, ADOPT, LEASE_HOLD_S)
         if decision.step == "wait":
-            return False, f"another run is working on it ({found.describe() if found else decision.reason})"
+            busy = None
+            if found and found.action in (DEPLOY, TEARDOWN):  # a run of a deploy or teardown DAG
+                busy = dict(zip(("dag_id", "run_id"), found.holder.split("/", 1), strict=True))
+            return False, f"another run is working on it ({found.describe() if found else decision.reason})", busy
         try:
             with kubeconfig(self.access) as config:
                 helm = Helm(config, namespace)
                 deployed = [h["revision"] for h in helm.history(name) if h["status"] == "deployed"]
                 if not deployed:
-                    return False, f"no deployed Helm release {namespace}/{name}"
+                    return False, f"no deployed Helm release {namespace}/{name}", None
                 if helm.values(name, deployed[-1]) != helm_values(self.release):
-                    return False, f"release {name} revision {deployed[-1]} has other values than this run asks for"
+                    return (False, f"release {name} revision {deployed[-1]} has other values than this run asks for",
+                            None)
             state = readiness.check(api, namespace, name, self.release["nodes"] > 1, datetime.now(UTC))
             if not state.ready:
-                return False, f"release {name} is not ready: {state.detail}"
-            return True, f"adopted: release {name} revision {deployed[-1]} serves with these values"
+                return False, f"release {name} is not ready: {state.detail}", None
+            return True, f"adopted: release {name} revision {deployed[-1]} serves with these values", None
         finally:
             release(api, namespace, deployment, me)
 
@@ -156,6 +162,9 @@ class DeployForEndpointOperator(TriggerDagRunOperator):
     """Unless ``hold`` adopted the deployment, run the deploy DAG with the endpoint's conf and
     wait for it (deferred). Its run id is this run's, so a retried step waits for the deploy run
     it started rather than starting another; a failed deploy run fails this step, naming it.
+    When ``hold`` found another deploy or teardown of the deployment under way (two consumers
+    bringing up the same deployment at once), it first waits for that run to end: its own deploy
+    run then adopts what that one made, instead of giving up on the Lease after ``lease_wait_s``.
 
     :param hold: the hold step's result
     """
@@ -173,24 +182,35 @@ class DeployForEndpointOperator(TriggerDagRunOperator):
         if self.hold["adopt"]:
             raise AirflowSkipException(self.hold["why"])
         self.log.info("not adopted (%s): deploying through %s", self.hold["why"], self.trigger_dag_id)
+        busy = self.hold.get("busy")
+        if busy and not context["ti"].get_dr_count(self.trigger_dag_id, run_ids=[str(self.trigger_run_id)]):
+            self._wait_for(context, busy["dag_id"], busy["run_id"], [DagRunState.SUCCESS, DagRunState.FAILED],
+                           method_name="deploy")
+        return self.deploy(context)
+
+    def deploy(self, context: Any, event: Any = None) -> Any:
+        """Run (or, on a retry, wait for) this consumer run's deploy run."""
         run_id = str(self.trigger_run_id)
         if context["ti"].get_dr_count(self.trigger_dag_id, run_ids=[run_id]):
-            self._wait_for(context, run_id)  # started by an earlier try of this step
+            # Started by an earlier try of this step.
+            state = self._wait_for(context, self.trigger_dag_id, run_id, [*self.allowed_states, *self.failed_states],
+                                   method_name="execute_complete")
+            if state in self.failed_states:
+                raise AirflowFailException(f"{self.trigger_dag_id} run {run_id} ended {state}")
             return None
         return super().execute(context)
 
-    def _wait_for(self, context: Any, run_id: str) -> None:
-        states = [*self.allowed_states, *self.failed_states]
+    def _wait_for(self, context: Any, dag_id: str, run_id: str, states: list[Any], method_name: str) -> str:
+        """Until run ``run_id`` of ``dag_id`` is in one of ``states``: deferred (resuming in
+        ``method_name``), or polled here (returning its state)."""
         if self.deferrable:
             from airflow.providers.standard.triggers.external_task import DagStateTrigger
 
-            self.defer(trigger=DagStateTrigger(dag_id=self.trigger_dag_id, states=states, execution_dates=None,
-                                               run_ids=[run_id], poll_interval=self.poke_interval),
-                       method_name="execute_complete")
-        while (state := context["ti"].get_dagrun_state(self.trigger_dag_id, run_id)) not in states:
+            self.defer(trigger=DagStateTrigger(dag_id=dag_id, states=states, execution_dates=None, run_ids=[run_id],
+                                               poll_interval=self.poke_interval), method_name=method_name)
+        while (state := context["ti"].get_dagrun_state(dag_id, run_id)) not in states:
             time.sleep(self.poke_interval)
-        if state in self.failed_states:
-            raise AirflowFailException(f"{self.trigger_dag_id} run {run_id} ended {state}")
+        return state
 
 
 @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
