@@ -83,16 +83,16 @@ def consumer_records(extras: list[dict[str, Any]]) -> dict[tuple, list[dict[str,
     return {key: [by_dag[dag] for dag in sorted(by_dag)] for key, by_dag in latest.items()}
 
 
-def next_run_of(ti: Any) -> Callable[[str], datetime | None]:
-    """When a DAG runs next, as Airflow's scheduler has it (``next_dagrun``; a cron schedule's
-    runs start at their logical date in Airflow 3); None when it is paused, unscheduled or gone.
-    Asked once per DAG."""
+def next_run_of(context: Any) -> Callable[[str], datetime | None]:
+    """When a DAG runs next, as Airflow's scheduler has it (``next_dagrun``, asked through the
+    running task's Task SDK; a cron schedule's runs start at their logical date in Airflow 3);
+    None when it is paused, unscheduled or gone. Asked once per DAG, and only for a consumer."""
     found: dict[str, datetime | None] = {}
 
     def next_run(dag_id: str) -> datetime | None:
         if dag_id not in found:
             try:
-                dag = ti.get_dag(dag_id)
+                dag = context["ti"].get_dag(dag_id)
             except AirflowRuntimeError:  # the API server's error answer: no such DAG (deleted since)
                 found[dag_id] = None
             else:
@@ -194,7 +194,7 @@ class JudgeDeploymentsOperator(BaseOperator):
         self.records = records
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
-        next_run = next_run_of(context["ti"])
+        next_run = next_run_of(context)
         return [DeploymentJudge(record, self.log, next_run).verdict() for record in self.records]
 
 

@@ -23,7 +23,7 @@ def plan_warm_ups(*, inlet_events=None) -> list[dict[str, Any]]:
     one per consumer run, so a later check starts no second one); each consumer's verdict printed."""
     extras = asset_records(inlet_events)
     live, consumers = {identity(r) for r in latest_records(extras)}, consumer_records(extras)
-    next_run, now = next_run_of(get_current_context()["ti"]), datetime.now(UTC)
+    next_run, now = next_run_of(get_current_context()), datetime.now(UTC)
     runs, lines = [], []
     for key, records in sorted(consumers.items()):
         for record in records:
