@@ -98,6 +98,8 @@ from llm_on_eks.params import deploy_form, teardown_form
 OWNER = "ml-platform"
 DEFAULT_ARGS = {"owner": OWNER, "retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+# The DAGs llm_endpoint and the warm-up start (dags/deploy_model.py, dags/teardown_deployment.py).
+DEPLOY_MODEL_DAG_ID, TEARDOWN_DAG_ID = "deploy_model", "teardown_deployment"
 # Runs of the deploy and teardown DAGs at once, for different deployments (``[llm_on_eks]
 # max_active_runs`` changes it): Airflow's own default per DAG (``[core] max_active_runs_per_dag``).
 # Two runs of one deployment never act at once whatever this is (the deployment's Lease), and
@@ -330,7 +332,8 @@ def build_idle_teardown_dag(dag_id: str, *, doc_md: str, schedule: str | None,
     return dag
 
 
-def build_warm_up_dag(dag_id: str, *, doc_md: str, schedule: str | None, deploy_dag_id: str = "deploy_model") -> DAG:
+def build_warm_up_dag(dag_id: str, *, doc_md: str, schedule: str | None,
+                      deploy_dag_id: str = DEPLOY_MODEL_DAG_ID) -> DAG:
     """warm_up_deployments: for each DAG that uses a deployment through ``llm_endpoint``, start
     ``deploy_dag_id`` ahead of its next run when the deployment is gone (one run of it per
     consumer run: a deployment already being brought up is not started twice)."""
@@ -413,8 +416,8 @@ class llm_endpoint:  # noqa: N801 (used like Airflow's task_group and TaskGroup:
 
     def __init__(self, *, model: str, group_id: str = "llm_endpoint", overrides: Any = None,
                  when_released: str = "idle", hold_hours: float = DEFAULT_HOLD_HOURS,
-                 keep_within_minutes: float | None = None, deploy_dag_id: str = "deploy_model", teardown_dag_id: str = "teardown_deployment",
-                 **request: Any) -> None:
+                 keep_within_minutes: float | None = None, deploy_dag_id: str = DEPLOY_MODEL_DAG_ID,
+                 teardown_dag_id: str = TEARDOWN_DAG_ID, **request: Any) -> None:
         self.group_id = group_id
         self.request = {"model": model, **request}
         self.overrides = overrides
