@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from llm_on_eks.kube.lease import LeaseView, micro_time, view
+from llm_on_eks.kube.lease import LeaseView, delete_unchanged, micro_time, view
 from llm_on_eks.naming import DEPLOYMENT_KEY, LABEL_PREFIX, identity_hash, k8s_labels, lease_name
 
 HOLD_KEY = f"{LABEL_PREFIX}/hold"
@@ -40,7 +40,8 @@ def take_hold(api: Any, namespace: str, deployment: str, holder: str, duration_s
     coordination, name = client.CoordinationV1Api(api), hold_name(deployment, holder)
     for expired in _holds(api, namespace, deployment):
         if expired.metadata.name != name and not _live(view(expired), now):
-            _delete(coordination, namespace, expired)
+            # Left when its holder renewed it since it was read.
+            delete_unchanged(api, namespace, expired.metadata.name, expired.metadata.resource_version)
     body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": name, "labels": {**k8s_labels(deployment), HOLD_KEY: "true"}},
             "spec": {"holderIdentity": holder, "leaseDurationSeconds": int(duration_s), "acquireTime": micro_time(now),
@@ -97,16 +98,3 @@ def _holds(api: Any, namespace: str, deployment: str) -> list[Any]:
             return []
         raise
 
-
-def _delete(coordination: Any, namespace: str, lease: Any) -> None:
-    """Delete an expired hold, unless its holder renewed it since it was read."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    options = client.V1DeleteOptions(
-        preconditions=client.V1Preconditions(resource_version=lease.metadata.resource_version))
-    try:
-        coordination.delete_namespaced_lease(lease.metadata.name, namespace, body=options)
-    except ApiException as exc:
-        if exc.status not in (404, 409):
-            raise

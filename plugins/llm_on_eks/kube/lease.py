@@ -180,24 +180,33 @@ def renew(api: Any, namespace: str, deployment: str, me: str, action: str, durat
 def release(api: Any, namespace: str, deployment: str, me: str) -> str:
     """Delete the Lease if this run holds it (precondition: the version read, so a Lease another
     run took over meanwhile stays); what was done."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
 
     found = read(api, namespace, deployment)
     if found is None:
         return "already free"
     if found.holder != me:
         return f"not this run's: {found.describe()}"
-    options = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version=found.resource_version))
+    return {"deleted": "released", "gone": "already free",
+            "changed": "taken over by another run meanwhile: left to it"}[
+        delete_unchanged(api, namespace, lease_name(deployment), found.resource_version)]
+
+
+def delete_unchanged(api: Any, namespace: str, name: str, resource_version: str | None) -> str:
+    """Delete Lease ``name`` unless it was written since it was read at ``resource_version``
+    (a precondition the API server checks): deleted, gone (already) or changed (left)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    options = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version=resource_version))
     try:
-        client.CoordinationV1Api(api).delete_namespaced_lease(lease_name(deployment), namespace, body=options)
+        client.CoordinationV1Api(api).delete_namespaced_lease(name, namespace, body=options)
     except ApiException as exc:
         if exc.status == 404:
-            return "already free"
+            return "gone"
         if exc.status == 409:
-            return "taken over by another run meanwhile: left to it"
+            return "changed"
         raise
-    return "released"
+    return "deleted"
 
 
 def holder_of(api: Any, namespace: str, deployment: str, now: datetime | None = None) -> LeaseView | None:
