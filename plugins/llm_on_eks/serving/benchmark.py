@@ -112,34 +112,22 @@ async def _one_request(client, settings: BenchmarkSettings, prompt: str, start: 
 
 
 async def _run(endpoint: Endpoint, settings: BenchmarkSettings) -> tuple[list[RequestResult], list[str], float]:
-    import openai
-
     prompts = make_prompts(settings)
     semaphore = asyncio.Semaphore(settings.concurrency)
     errors: list[str] = []
 
     async def bounded(prompt: str) -> RequestResult | None:
         async with semaphore:
-            began = time.perf_counter()
-            for attempt in (1, 2):
-                try:
-                    return await _one_request(client, settings, prompt, began)
-                except Exception as exc:  # noqa: BLE001 - every failure is counted and the first reported
-                    # The client's own retry covers a drop before the answer starts; a stream the
-                    # proxy cuts mid-body (incomplete chunked read), or a 5xx the API server's proxy
-                    # answers for a backend it could not reach, is sent again here, once.
-                    if attempt == 1 and isinstance(exc, openai.APIConnectionError | openai.InternalServerError):
-                        log.warning("request failed in transit (%s: %s); sending it again", type(exc).__name__,
-                                    exc.__cause__ or exc)
-                        continue
-                    cause = f" (caused by {type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
-                    errors.append(f"{type(exc).__name__}: {exc}{cause}")
-                    return None
+            try:
+                return await _one_request(client, settings, prompt, time.perf_counter())
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and the first reported
+                cause = f" (caused by {type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
+                errors.append(f"{type(exc).__name__}: {exc}{cause}")
+                return None
 
     start = time.perf_counter()
-    # One retry: through the API server's proxy a connection can drop under load; a request
-    # that needed it counts its full latency, retry included. A server that keeps failing
-    # still fails the benchmark.
+    # The client sends a request again once when its connection drops before an answer (a
+    # request that needed it counts its full latency); a stream cut mid-body fails the run.
     async with endpoint.openai_client(timeout=REQUEST_TIMEOUT_S, asynchronous=True, max_retries=1) as client:
         tasks = [asyncio.ensure_future(bounded(prompt)) for prompt in prompts]
         done, pending = await asyncio.wait(tasks, timeout=settings.deadline_s)
