@@ -19,7 +19,7 @@ def in_minutes(minutes: float | None):
 
 
 def consumer(dag_id: str = "nightly_batch", minutes: float | None = 12, keep: float = 15) -> Consumer:
-    return Consumer(dag_id, in_minutes(minutes), keep)
+    return Consumer(dag_id, in_minutes(minutes), keep, cold_start_s=840)
 
 
 @pytest.mark.parametrize(("consumers", "teardown", "reason"), [
@@ -36,7 +36,8 @@ def test_an_idle_deployment_is_kept_for_a_consumer_due_within_its_window(consume
     assert verdict.teardown is teardown and verdict.reason.startswith(reason), verdict
     if not teardown:
         assert verdict.state is not None  # the idle clock goes on: kept for a run, not busy
-        assert verdict.kept_for == {"dag_id": reason.split()[1], "in_minutes": float(reason.split()[4])}
+        assert verdict.kept_for == {"dag_id": reason.split()[1], "in_minutes": float(reason.split()[4]),
+                                    "cold_start_s": 840}
 
 
 def test_only_an_idle_deployment_is_kept_for_a_consumer():

@@ -237,15 +237,10 @@ class DeploymentJudge:
                   "namespace": record["namespace"], "teardown": verdict.teardown, "reason": verdict.reason,
                   "hourly_usd": hourly, "idle_cost_usd": idle_cost(hourly, verdict.idle_minutes),
                   "load": load.as_dict() if load else None,
-                  "kept_for": verdict.kept_for and {**verdict.kept_for, "cold_start_s": self._cold_start_s(verdict)},
+                  "kept_for": verdict.kept_for,
                   "plan": dict(self.teardown_plan) | {"reason": verdict.reason}}
         self.log.info("%s/%s on %s: %s", record["namespace"], record["deployment"], record["cluster"], verdict.reason)
         return result
-
-    def _cold_start_s(self, verdict: Verdict) -> int:
-        """The predicted cold start the consumer it is kept for would otherwise wait for."""
-        return next(int(c.get("cold_start_s") or 0) for c in self.record.get("consumers", [])
-                    if c["consumer"] == verdict.kept_for["dag_id"])
 
     def _judge(self, record: dict[str, Any]) -> tuple[Any, Any]:
         """The idleness rules' verdict on what the cluster and AWS say of the deployment, and its load."""
@@ -261,7 +256,8 @@ class DeploymentJudge:
             created_at=(service or {}).get("created_at"), ready=ready, load=load,
             state=(service or {}).get("state") or {}, failed_at=failed_at, nodegroup_created_at=nodegroup_created,
             lease=lease, holds=tuple(h.holder for h in holds),
-            consumers=tuple(Consumer(c["consumer"], self.next_run(c["consumer"]), float(c["keep_within_minutes"]))
+            consumers=tuple(Consumer(c["consumer"], self.next_run(c["consumer"]), float(c["keep_within_minutes"]),
+                                     int(c.get("cold_start_s") or 0))
                             for c in record.get("consumers", [])),
             deployed_at=datetime.fromisoformat(record["deployed_at"]) if record.get("deployed_at") else None)
         verdict = judge(seen)

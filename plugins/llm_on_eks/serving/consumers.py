@@ -24,6 +24,7 @@ class Consumer:
     dag_id: str
     next_run: datetime | None
     keep_within_minutes: float  # keep the deployment when its next run is due this soon
+    cold_start_s: int = 0  # the plan's predicted cold start: what the run would wait for were it removed
 
 
 def due_consumer(consumers: tuple[Consumer, ...], now: datetime) -> tuple[Consumer, float] | None:

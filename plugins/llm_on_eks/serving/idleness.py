@@ -135,7 +135,8 @@ def _serving(seen: Observation, started: datetime) -> Verdict:
         consumer, minutes = due
         return Verdict(False, f"kept: {consumer.dag_id} runs in {minutes:.0f} min (idle {idle:.0f} min, TTL "
                               f"{seen.idle_ttl_minutes} min)", state, idle,
-                       {"dag_id": consumer.dag_id, "in_minutes": round(minutes, 1)})
+                       {"dag_id": consumer.dag_id, "in_minutes": round(minutes, 1),
+                        "cold_start_s": consumer.cold_start_s})
     return Verdict(True, f"idle {idle:.0f} min, TTL {seen.idle_ttl_minutes} min", state, idle)
 
 
