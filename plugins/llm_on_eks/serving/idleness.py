@@ -58,7 +58,7 @@ class Verdict:
     reason: str
     state: dict[str, Any] | None  # the annotation to write; None: leave it
     idle_minutes: float | None = None
-    kept_for: dict[str, Any] | None = None  # the consumer it is kept for, and in how many minutes it runs
+    kept_for: dict[str, Any] | None = None  # the consumer it is kept for, when it runs, the cold start it saves
 
 
 def parse_state(text: str | None) -> dict[str, Any]:
