@@ -5,13 +5,17 @@ of everything, and is the Lease released at the end?
 One deploy of Scout on GPU (weights staged on FSx) onto a new cluster, on the local stack with its
 long steps held (local_stack/held.py) and ``[operators] default_deferrable`` off, so that each wait
 runs in its task process, as a wait does when a team runs without a triggerer; a deferred wait has
-no task process to kill (the triggerer holds it). Each step in ``KILLS`` is SIGKILLed (the pid
-Airflow records for the try, as the OOM killer or a node drain would end it) once it has run
-``--after`` seconds of its first try. At the end it prints, per step, when it was killed, the try
-that finished it and what that try reports (``created``: the killed try's resource, adopted by its
-created-by-run tag), the run's state and the Lease's, and what the local AWS holds (its own
-listings): exactly one cluster, system node group, file system and bucket, and the deployment's
-node group.
+no task process to kill (the triggerer holds it). Each step in ``KILLS`` is SIGKILLed once it has
+run ``--after`` seconds of its first try (the smoke test, which lasts seconds, as soon as it is seen
+running): the task process Airflow records for the try, as the OOM killer would end it, or, for
+the accelerator node group, its supervisor (the LocalExecutor worker that runs the try and
+heartbeats for it), as a node drain ends both. A try whose supervisor is gone stops heartbeating;
+the scheduler fails it after ``[scheduler] task_instance_heartbeat_timeout`` (60 s here, 300 s by
+default) and the retry runs while the orphaned task process may still be polling. At the end it
+prints, per step, what was killed and when, the try that finished it and what that try reports
+(``created``: the killed try's resource, adopted by its created-by-run tag), the run's state and
+the Lease's, and what the local AWS holds (its own listings): exactly one cluster, system node
+group, file system and bucket, and the deployment's node group.
 
     scripts/demo-stop      # if the demo is up
     .venv/bin/python benchmarks/kill_steps.py [--after 15]
@@ -33,13 +37,18 @@ from local_stack import demo  # noqa: E402
 from local_stack.held import HOLDS, deploy_conf, held_stack  # noqa: E402
 from local_stack.stack import alive  # noqa: E402
 
-KILLS = ("provision.ensure_cluster", "provision.ensure_nodegroup", "storage.ensure_fsx",
-         "prepare_weights.stage_to_fsx", "wait_ready")
+# step -> what is killed: its task process, or the supervisor that runs it.
+KILLS = {"provision.ensure_cluster": "task", "provision.ensure_nodegroup": "supervisor", "storage.ensure_fsx": "task",
+         "prepare_weights.stage_to_fsx": "task", "wait_ready": "task", "smoke_test": "task"}
+# Steps over in seconds: killed when first seen running rather than ``--after`` into the try.
+AT_ONCE = {"smoke_test"}
+HEARTBEAT_TIMEOUT_S = 60
 REGION = demo.DEPLOYS["gpu"][1]["region"]
 
 
 class Killer:
-    """SIGKILL each step of ``KILLS`` once it has run ``after_s`` in its first try."""
+    """SIGKILL each step of ``KILLS`` (its task process or its supervisor) once it has run
+    ``after_s`` in its first try."""
 
     def __init__(self, after_s: float) -> None:
         self.after_s = after_s
@@ -54,10 +63,13 @@ class Killer:
                 continue
             since = self.running_since.setdefault(task, now)
             pid = ti.get("pid")
-            if now - since >= self.after_s and pid and alive(pid) and _is_airflow(pid):
-                os.kill(pid, signal.SIGKILL)
-                self.killed[task] = {"after_s": round(now - since), "pid": pid}
-                print(f"  ** SIGKILL {task} (pid {pid}) after {now - since:.0f} s in its first try", flush=True)
+            if (now - since < self.after_s and task not in AT_ONCE) or not (pid and alive(pid) and _is_airflow(pid)):
+                continue
+            target = _parent(pid) if KILLS[task] == "supervisor" else pid
+            os.kill(target, signal.SIGKILL)
+            self.killed[task] = {"after_s": round(now - since), "pid": target, "what": KILLS[task]}
+            print(f"  ** SIGKILL {task}'s {KILLS[task]} (pid {target}) after {now - since:.0f} s in its first try",
+                  flush=True)
 
 
 def _is_airflow(pid: int) -> bool:
@@ -68,23 +80,33 @@ def _is_airflow(pid: int) -> bool:
         return False
 
 
+def _parent(pid: int) -> int:
+    """The task process's supervisor: its parent, the LocalExecutor worker that runs the try."""
+    parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    if b"LocalExecutor" not in Path(f"/proc/{parent}/cmdline").read_bytes():
+        raise RuntimeError(f"the parent of task process {pid} is not a LocalExecutor worker")
+    return parent
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--after", type=float, default=15.0, help="seconds into a step's first try")
     args = parser.parse_args()
     killer = Killer(args.after)
-    with held_stack(HOLDS, polling=True) as local:
+    settings = {"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S)}
+    with held_stack(HOLDS, polling=True, settings=settings) as local:
         api, dag_id = local.api, demo.DAG_ID
-        dag_run, tis = demo.run_to_end(local.airflow, api, "kill", dag_id, deploy_conf(local), on_poll=killer)
+        dag_run, tis = demo.run_to_end(local.airflow, api, "kill", dag_id, deploy_conf(local), on_poll=killer,
+                                       poll_s=1)
         run_id, tis = dag_run["dag_run_id"], {ti["task_id"]: ti for ti in tis}
         print(f"\nrun {run_id}: {dag_run['state']} in {demo.wall_s(dag_run):.0f} s")
-        print(f"  {'step':<34} {'killed after':>12} {'tries':>5} {'state':<8} what the last try reports")
+        print(f"  {'step':<30} {'killed':<22} {'tries':>5} {'state':<8} what the last try reports")
         for task in KILLS:
             killed, ti = killer.killed.get(task), tis.get(task, {})
             result = api.xcom(dag_id, run_id, task) or {}
             reported = str(result.get("action", result))[:70]
-            when = f"{killed['after_s']} s" if killed else "not killed"
-            print(f"  {task:<34} {when:>12} {ti.get('try_number', 0):>5} {ti.get('state') or '-':<8} {reported}")
+            when = f"{killed['what']} after {killed['after_s']} s" if killed else "not killed"
+            print(f"  {task:<30} {when:<22} {ti.get('try_number', 0):>5} {ti.get('state') or '-':<8} {reported}")
         lease = api.xcom(dag_id, run_id, "release_lease") or {}
         print(f"  the Lease: {lease.get('action', 'not released')}")
         held = demo.holdings(local.aws_url, local.identity, REGION)

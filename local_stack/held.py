@@ -39,9 +39,11 @@ class HeldStack:
 
 
 @contextmanager
-def held_stack(holds: dict[str, float], polling: bool = False) -> Iterator[HeldStack]:
+def held_stack(holds: dict[str, float], polling: bool = False,
+               settings: dict[str, str] | None = None) -> Iterator[HeldStack]:
     """The stack with these holds; ``polling``: ``[operators] default_deferrable`` off, so that
-    every wait polls in its worker slot. Refused while another local stack is up."""
+    every wait polls in its worker slot; ``settings``: more Airflow settings. Refused while
+    another local stack is up."""
     state = stack.load_state()
     if state:
         raise SystemExit("a local stack is up (scripts/demo or a benchmark): scripts/demo-stop first")
@@ -58,7 +60,8 @@ def held_stack(holds: dict[str, float], polling: bool = False) -> Iterator[HeldS
             vllm_url = demo.ensure_vllm(state)
             demo.ensure_job_markers(state, kubeconfig, aws_url)
             airflow = demo.ensure_airflow(state, aws_url, identity, helm, None,
-                                          settings={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(not polling)})
+                                          settings={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(not polling),
+                                                    **(settings or {})})
             api = airflow.api()
             api.wait_for_dags(demo.DAG_ID)
             yield HeldStack(airflow, api, aws_url, identity, kubeconfig, vllm_url)
