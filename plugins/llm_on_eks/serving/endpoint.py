@@ -54,7 +54,7 @@ class Endpoint:
     ca_file: str | None = None
     verify: bool = True
     client_cert: tuple[str, str] | None = None
-    via_api_server: bool = False
+    via_api_server: bool = False  # through the API server's service proxy: a POST's body goes chunked
 
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
