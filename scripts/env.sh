@@ -15,7 +15,7 @@ export AIRFLOW__API__HOST=127.0.0.1
 export PYTHONPATH="$ROOT/plugins${PYTHONPATH:+:$PYTHONPATH}"
 
 # The local control plane's binaries: built once per version set, then reused from the cache (about
-# 19 minutes on a fresh 2-core machine). build_start runs the build in the background, in a process
+# 13 minutes on a fresh 2-core machine). build_start runs the build in the background, in a process
 # group of its own (setsid: the go commands under it too), so that it overlaps other work (the
 # virtualenv installs, the moto-only tests); a script that stops early (a failure, an interrupt)
 # stops it by that group. build_wait waits for it, showing the end of its log if it failed.
