@@ -9,7 +9,7 @@ no task process to kill (the triggerer holds it). Each step in ``KILLS`` is SIGK
 run ``--after`` seconds of its first try (the smoke test, which lasts seconds, as soon as it is seen
 running): the task process Airflow records for the try, as the OOM killer would end it, or, for
 the accelerator node group, its supervisor (the LocalExecutor worker that runs the try and
-heartbeats for it), as a node drain ends both. A try whose supervisor is gone stops heartbeating;
+heartbeats for it), as when the OOM killer picks that one. A try whose supervisor is gone stops heartbeating;
 the scheduler fails it after ``[scheduler] task_instance_heartbeat_timeout`` (60 s here, 300 s by
 default) and the retry runs while the orphaned task process may still be polling. At the end it
 prints, per step, what was killed and when, the try that finished it and what that try reports
