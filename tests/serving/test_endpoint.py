@@ -6,50 +6,39 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from llm_on_eks.serving.endpoint import Endpoint
+from local_stack.loopback_proxy import LoopbackProxy
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "héllo " * 200}]}
 
 
-class _Echo(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        if self.headers.get("Transfer-Encoding") == "chunked":
-            body = b""
-            while size := int(self.rfile.readline().strip(), 16):
-                body += self.rfile.read(size)
-                self.rfile.readline()
-            self.rfile.readline()
-        else:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-        answer = json.dumps({"transfer_encoding": self.headers.get("Transfer-Encoding"),
-                             "content_length": self.headers.get("Content-Length"),
-                             "authorization": self.headers.get("Authorization"), "length": len(body),
-                             "body": json.loads(body)}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
+class _Echo(LoopbackProxy):
+    """Answers every request with its framing headers and the body it decoded (the loopback
+    server the fault proxies run on, answering itself instead of relaying)."""
 
-    def log_message(self, *args) -> None:
-        pass
+    def handle(self, request) -> None:
+        if request.headers.get("Transfer-Encoding") == "chunked":
+            body = b""
+            while size := int(request.rfile.readline().strip(), 16):
+                body += request.rfile.read(size)
+                request.rfile.readline()
+            request.rfile.readline()
+        else:
+            body = self.body(request)
+        self.answer(request, 200, {"Content-Type": "application/json"}, json.dumps({
+            "transfer_encoding": request.headers.get("Transfer-Encoding"),
+            "content_length": request.headers.get("Content-Length"),
+            "authorization": request.headers.get("Authorization"), "length": len(body),
+            "body": json.loads(body)}).encode())
 
 
 @pytest.fixture
 def echo_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _Echo() as echo:
+        yield echo.base_url
 
 
 @pytest.mark.parametrize("via_api_server", [True, False])
