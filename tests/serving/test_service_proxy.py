@@ -52,6 +52,22 @@ def _serve_release_pod(sandbox_cluster, namespace: str) -> str:
     raise AssertionError(f"no ready endpoint for scout-0 within {WAIT_S} s: {pod.status}")
 
 
+def _proxy_knows_service(core, namespace: str) -> None:
+    """Until the API server's service proxy answers for the new Service with something else than
+    404 "services "scout" not found": in a loaded CI run it did 0.6 s after the create returned."""
+    from kubernetes.client.exceptions import ApiException
+
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            core.connect_get_namespaced_service_proxy_with_path("scout:8000", namespace, "v1/models")
+            return
+        except ApiException as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                return
+        time.sleep(0.5)
+
+
 def _task_errors(log: str) -> str:
     """The failed tasks' error lines from the captured task logs, for the assertion message."""
     return "\n".join(line for line in log.splitlines() if "error" in line.lower() or "failed" in line.lower())[-4000:]
@@ -77,6 +93,7 @@ def test_smoke_benchmark_and_metrics_through_the_service_proxy(vllm_server, sand
 
     core = client.CoreV1Api(sandbox_cluster.api_client())
     core.create_namespaced_service(sandbox_namespace, release_service("scout", selector=LABELS))
+    _proxy_knows_service(core, sandbox_namespace)
 
     # Before the pod: the API server answers 503 "no endpoints available", the check retries
     # it as a server still coming up, and gives up at its deadline.
