@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local_stack.stack import LOGS, ROOT, alive, free_port, http_ok, spawn, stop_pid, wait_until
+from local_stack.stack import LOGS, ROOT, alive, free_port, http_ok, spawn, stop_pids, wait_until
 
 USER = "admin"
 # The CLI of the interpreter's own environment, found without relying on PATH (an unactivated venv).
@@ -141,8 +141,7 @@ class LocalAirflow:
             raise RuntimeError(f"Airflow {', '.join(dead)} exited at start; see {LOGS}/{self.log_prefix}-<name>.log")
 
     def stop(self) -> None:
-        for pid in reversed(list(self.pids.values())):
-            stop_pid(pid)
+        stop_pids(list(self.pids.values()))
 
     def api(self) -> Api:
         return Api(self.base_url, self.password)

@@ -93,18 +93,23 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str, pid: int 
 
 def stop_pid(pid: int | None, grace_s: float = 20) -> None:
     """SIGTERM the process's session, SIGKILL what is left after ``grace_s``."""
-    if not alive(pid):
-        return
+    stop_pids([pid], grace_s)
+
+
+def stop_pids(pids: list[int | None], grace_s: float = 20) -> None:
+    """``stop_pid`` for several processes at once: each is signalled before any is waited for, so
+    stopping them takes the slowest one's time, not the sum (Airflow's components each take a few
+    seconds to shut down)."""
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
+        left = [pid for pid in pids if alive(pid)]
+        for pid in left:
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + wait_s
-        while alive(pid) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in left) and time.monotonic() < deadline:
             time.sleep(0.3)
-        if not alive(pid):
-            return
 
 
 def sandbox(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -5,7 +5,6 @@ through dag.test() against the moto server."""
 
 from __future__ import annotations
 
-import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from llm_on_eks.naming import CREATED_BY_RUN_KEY
@@ -18,10 +17,11 @@ def lost(operation: str) -> EndpointConnectionError:
     return EndpointConnectionError(endpoint_url=f"https://{operation}.example (response lost, injected by the test)")
 
 
-@pytest.mark.parametrize("deferrable", [False, True], ids=["in_worker", "deferred"])
-def test_rerun_after_failures_mid_way_leaves_one_of_each(aws_env, gaps, deferrable):
+def test_rerun_after_failures_mid_way_leaves_one_of_each(aws_env, gaps):
+    # Deferred: a retry after a deferral is the harder case (the resume protocol, llm_on_eks.operators.base);
+    # what a run adopts is the same in the worker.
     conf = {**PLANS["gpu"], **CREATE}
-    region, dag = conf["region"], load("aws_provision" + ("_deferrable" if deferrable else ""))
+    region, dag = conf["region"], load("aws_provision_deferrable")
 
     # Run 1: the node group and the file system are created, but the answers never arrive (as
     # when the worker dies right after the call): the tags sent with the create say who made them.
@@ -60,7 +60,7 @@ def test_rerun_after_failures_mid_way_leaves_one_of_each(aws_env, gaps, deferrab
     assert gaps.calls["fsx.CreateFileSystem"] == 1 and gaps.calls["fsx.CreateDataRepositoryAssociation"] == 2
 
     # The teardown recognises the node group nobody heard created, by its tags, and removes it.
-    down = run_dag(load("aws_teardown" + ("_deferrable" if deferrable else "")), {**conf, "delete_fsx": True})
+    down = run_dag(load("aws_teardown_deferrable"), {**conf, "delete_fsx": True})
     assert down.failed() == [], down.states
     assert down.xcoms["teardown_aws.delete_nodegroup"]["action"] == "deleted"
     assert down.xcoms["teardown_aws.delete_fsx"]["action"] == "deleted"
@@ -111,10 +111,10 @@ def test_incompatible_node_group_is_refused_not_duplicated(aws_env, gaps, capfd)
     assert gaps.calls["eks.CreateNodegroup"] == 1  # the test's own, above
 
 
-@pytest.mark.parametrize("deferrable", [False, True], ids=["in_worker", "deferred"])
-def test_node_group_that_fails_to_start_is_deleted_then_recreated(aws_env, gaps, capfd, deferrable):
+def test_node_group_that_fails_to_start_is_deleted_then_recreated(aws_env, gaps, capfd):
+    # Deferred; the wait in the worker ends at a health issue the same way (test_capacity.py).
     conf = {**PLANS["trn2"], **CREATE}
-    dag_id = "aws_provision" + ("_deferrable" if deferrable else "")
+    dag_id = "aws_provision_deferrable"
     gaps.fail_creation("llm-inference", "llm-serving_llama4-scout-neuron-nodes")
     failed = run_dag(load(dag_id), conf)
     assert failed.states["provision.ensure_nodegroup"] == "failed"

@@ -5,8 +5,6 @@ retried."""
 
 from __future__ import annotations
 
-import pytest
-
 from llm_on_eks.aws.fsx_rules import USED_BY_PREFIX
 from tests.aws.conftest import CREATE, client
 from tests.aws.test_provision import PLANS, SYSTEM, assert_system_nodegroup, inventory, load
@@ -15,17 +13,16 @@ from tests.dag_runs import run_dag
 EVERYTHING = {"delete_cluster": True, "delete_fsx": True}
 
 
-@pytest.mark.parametrize("deferrable", [False, True], ids=["in_worker", "deferred"])
-def test_teardown_leaves_nothing_of_the_deployment(aws_env, gaps, deferrable):
-    suffix = "_deferrable" if deferrable else ""
+def test_teardown_leaves_nothing_of_the_deployment(aws_env, gaps):
+    # Deferred; tests/e2e/test_teardown.py removes everything with the waits in the worker.
     conf = {**PLANS["gpu"], **CREATE}
     region = conf["region"]
-    assert run_dag(load("aws_provision" + suffix), conf).failed() == []
+    assert run_dag(load("aws_provision_deferrable"), conf).failed() == []
     assert len(inventory(aws_env, region)["file_systems"]) == 1
 
     # EKS refuses the node group delete twice (an update in progress): retried with backoff.
     gaps.fail("eks.DeleteNodegroup", "ResourceInUseException", times=2)
-    down = run_dag(load("aws_teardown" + suffix), {**conf, **EVERYTHING})
+    down = run_dag(load("aws_teardown_deferrable"), {**conf, **EVERYTHING})
     assert down.failed() == [], down.states
     # Three tries for the accelerator node group, one for the system node group.
     assert gaps.calls["eks.DeleteNodegroup"] == 4
@@ -38,7 +35,7 @@ def test_teardown_leaves_nothing_of_the_deployment(aws_env, gaps, deferrable):
     assert down.xcoms["teardown_aws.delete_artifacts"]["action"].startswith("kept")
 
     # Everything already gone: a second teardown succeeds and deletes nothing.
-    again = run_dag(load("aws_teardown" + suffix), {**conf, **EVERYTHING, "delete_artifacts": True})
+    again = run_dag(load("aws_teardown_deferrable"), {**conf, **EVERYTHING, "delete_artifacts": True})
     assert again.failed() == [], again.states
     assert again.xcoms["teardown_aws.delete_nodegroup"]["action"] == "already gone"
     assert again.xcoms["teardown_aws.delete_system_nodegroup"]["action"] == "already gone"
