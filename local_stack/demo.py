@@ -72,6 +72,10 @@ RUN_TIMEOUT_S = 45 * 60
 TERMINAL = {"success", "failed"}
 
 
+class DemoFailed(Exception):
+    """A run of the demo failed, or the local AWS holds other than it should."""
+
+
 def say(message: str = "") -> None:
     print(message, flush=True)
 
@@ -187,12 +191,13 @@ def ensure_airflow(state: dict, aws_url: str, identity: dict[str, str], helm: st
 Run = tuple[str, str, str]
 
 
-def deploy_conf(params: dict[str, Any], vllm_url: str) -> dict[str, Any]:
+def deploy_conf(params: dict[str, Any], vllm_url: str, cluster: str = CLUSTER,
+                namespace: str = NAMESPACE) -> dict[str, Any]:
     return {
-        **params, "namespace": NAMESPACE,
+        **params, "namespace": namespace,
         # As from an empty account: no roles or subnets given, provision makes them with the cluster;
         # the idle teardown removes the cluster too, once no deployment has used it for a while.
-        "cluster_name": CLUSTER, "create_cluster": True, "cluster_quiet_minutes": CLUSTER_QUIET_MINUTES,
+        "cluster_name": cluster, "create_cluster": True, "cluster_quiet_minutes": CLUSTER_QUIET_MINUTES,
         # kwok's pod IPs lead nowhere: the checks reach the local vLLM server by URL.
         "endpoint_url": vllm_url,
         "benchmark": True, "benchmark_num_prompts": 8, "benchmark_concurrency": 2, "benchmark_input_len": 64,
@@ -317,40 +322,80 @@ def consume(airflow: LocalAirflow, api: Api, vllm_url: str, aws_url: str, identi
     return ok
 
 
-def holdings(aws_url: str, identity: dict[str, str], region: str) -> dict[str, list[str]]:
-    """What the local AWS holds in ``region``, from its own listings (not from our code's view)."""
+def holdings(aws_url: str, identity: dict[str, str], region: str, cluster: str = CLUSTER) -> dict[str, list[str]]:
+    """What the local AWS holds of ``cluster`` in ``region``, from its own listings (not from our
+    code's view): the cluster itself, its node groups, FSx file systems tagged with it, its bucket."""
     import boto3
 
     session = boto3.session.Session(aws_access_key_id=identity["access_key_id"],
                                      aws_secret_access_key=identity["secret_access_key"], region_name=region)
     eks, fsx, s3 = (session.client(s, endpoint_url=aws_url) for s in ("eks", "fsx", "s3"))
-    clusters = eks.list_clusters()["clusters"]
-    groups = {c: eks.list_nodegroups(clusterName=c)["nodegroups"] for c in clusters}
-    system = {naming.system_nodegroup_name(c, region) for c in clusters}
+    clusters = [c for c in eks.list_clusters()["clusters"] if c == cluster]
+    groups = [g for c in clusters for g in eks.list_nodegroups(clusterName=c)["nodegroups"]]
+    system = naming.system_nodegroup_name(cluster, region)
     return {"clusters": clusters,
-            "system node groups": [g for c in clusters for g in groups[c] if g in system],
-            "deployment node groups": sorted(g for c in clusters for g in groups[c] if g not in system),
+            "system node groups": [g for g in groups if g == system],
+            "deployment node groups": sorted(g for g in groups if g != system),
             "FSx file systems": [f["FileSystemId"] for f in fsx.describe_file_systems()["FileSystems"]
-                                 if f["Lifecycle"] not in ("DELETING", "DELETED")],
-            "buckets": [b["Name"] for b in s3.list_buckets()["Buckets"] if region in b["Name"]]}
+                                 if f["Lifecycle"] not in ("DELETING", "DELETED")
+                                 and {"Key": naming.CLUSTER_KEY, "Value": cluster} in f.get("Tags", [])],
+            "buckets": [b["Name"] for b in s3.list_buckets()["Buckets"]
+                        if b["Name"] == naming.artifact_bucket(cluster, region)]}
 
 
-def check_holdings(aws_url: str, identity: dict[str, str], expected: dict[str, set[str]]) -> bool:
-    """Each region's cluster holds one of each shared thing and exactly the expected deployments'
-    node groups: what two runs made together ended as one of each."""
+def check_holdings(aws_url: str, identity: dict[str, str], expected: dict[str, set[str]], cluster: str = CLUSTER,
+                   namespace: str = NAMESPACE) -> bool:
+    """``cluster`` in each region holds one of each shared thing and exactly the expected
+    deployments' node groups: what two runs made together ended as one of each."""
     ok = True
     for region, deployments in sorted(expected.items()):
-        held = holdings(aws_url, identity, region)
+        held = holdings(aws_url, identity, region, cluster)
         shared = {k: len(v) for k, v in held.items() if k != "deployment node groups"}
         # One FSx where a deployment staged weights on it (Scout on GPU), none where none did.
         fits = (shared["clusters"] == shared["system node groups"] == shared["buckets"] == 1
                 and shared["FSx file systems"] <= 1
                 and set(held["deployment node groups"])
-                == {naming.nodegroup_name(CLUSTER, region, NAMESPACE, d) for d in deployments})
+                == {naming.nodegroup_name(cluster, region, namespace, d) for d in deployments})
         ok &= fits
         say(f"  {region}: {', '.join(f'{n} {k}' for k, n in shared.items())}; node groups of "
             f"{', '.join(sorted(deployments)) or 'no deployment'}: {'as expected' if fits else held}")
     return ok
+
+
+def deploy_at_once(airflow: LocalAirflow, api: Api, aws_url: str, identity: dict[str, str],
+                   confs: dict[str, dict[str, Any]], cluster: str = CLUSTER, namespace: str = NAMESPACE,
+                   on_poll: Callable[[dict[str, list[dict[str, Any]]]], None] | None = None) -> list[Run]:
+    """The three deploys of ``DEPLOYS`` at once (``confs``: each one's conf, by label), followed to
+    their end; then the local AWS's own listings checked. The runs; raises ``DemoFailed``."""
+    say("\nThree deploys at once (real runs on the local stand-ins): Llama 4 Scout on GPU and Llama 3 8B onto "
+        f"cluster {cluster} in us-west-2, which does not exist yet (one run creates it and what the deployments "
+        "share, the other adopts them), and Scout on Trainium2 onto its namesake in us-east-2:")
+    runs = [trigger(airflow, label, dag_id, confs[label]) for label, (dag_id, _) in DEPLOYS.items()]
+    say("\nFollowing the runs (elapsed mm:ss, run, step, state, what it waits for):")
+    _checked(report(api, runs, follow(api, runs, on_poll=on_poll)), aws_url, identity,
+             {"us-west-2": {"scout-gpu", "llama3-gpu"}, "us-east-2": {"scout-trn2"}}, cluster, namespace)
+    return runs
+
+
+def teardown_beside_deploy(airflow: LocalAirflow, api: Api, aws_url: str, identity: dict[str, str],
+                           conf: dict[str, Any], cluster: str = CLUSTER, namespace: str = NAMESPACE,
+                           on_poll: Callable[[dict[str, list[dict[str, Any]]]], None] | None = None) -> list[Run]:
+    """After ``deploy_at_once``: the teardown of scout-gpu while llama3-gpu (``conf``) is deployed
+    again on the same cluster; then the local AWS's own listings checked. The runs; raises ``DemoFailed``."""
+    say("\nOn the shared cluster, a teardown of one deployment while the other is deployed again (it serves "
+        "already: the run adopts everything):")
+    teardown = {"deployment_name": "scout-gpu", "cluster_name": cluster, "region": "us-west-2", "namespace": namespace}
+    runs = [trigger(airflow, "down", TEARDOWN_DAG_ID, teardown), trigger(airflow, "again", MODEL_DAG_ID, conf)]
+    _checked(report(api, runs, follow(api, runs, on_poll=on_poll)), aws_url, identity,
+             {"us-west-2": {"llama3-gpu"}, "us-east-2": {"scout-trn2"}}, cluster, namespace)
+    return runs
+
+
+def _checked(succeeded: bool, aws_url: str, identity: dict[str, str], expected: dict[str, set[str]], cluster: str,
+             namespace: str) -> None:
+    say("\nIn the local AWS's own listings:")
+    if not (check_holdings(aws_url, identity, expected, cluster, namespace) and succeeded):
+        raise DemoFailed("a run failed, or the local AWS holds other than one of each (above)")
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -369,24 +414,14 @@ def up(team_stack: bool) -> int:
     airflow = ensure_airflow(state, aws_url, identity, helm, ensure_team(state) if team_stack else None)
     api = airflow.api()
     api.wait_for_dags(DAG_ID, MODEL_DAG_ID, TEARDOWN_DAG_ID, IDLE_DAG_ID, BATCH_DAG_ID)
-    say("\nThree deploys at once (real runs on the local stand-ins): Llama 4 Scout on GPU and Llama 3 8B onto "
-        f"cluster {CLUSTER} in us-west-2, which does not exist yet (one run creates it and what the deployments "
-        "share, the other adopts them), and Scout on Trainium2 onto its namesake in us-east-2:")
-    runs = [trigger(airflow, label, dag_id, deploy_conf(params, vllm_url))
-            for label, (dag_id, params) in DEPLOYS.items()]
-    say("\nFollowing the runs (elapsed mm:ss, run, step, state, what it waits for):")
-    ok = report(api, runs, follow(api, runs))
-    say("\nIn the local AWS's own listings:")
-    ok &= check_holdings(aws_url, identity, {"us-west-2": {"scout-gpu", "llama3-gpu"}, "us-east-2": {"scout-trn2"}})
-    say("\nOn the shared cluster, a teardown of one deployment while the other is deployed again (it serves "
-        "already: the run adopts everything):")
-    teardown = {"deployment_name": "scout-gpu", "cluster_name": CLUSTER, "region": "us-west-2",
-                "namespace": NAMESPACE}
-    again = [trigger(airflow, "down", TEARDOWN_DAG_ID, teardown),
-             trigger(airflow, "again", MODEL_DAG_ID, deploy_conf(DEPLOYS["llama3"][1], vllm_url))]
-    ok &= report(api, again, follow(api, again))
-    say("\nIn the local AWS's own listings:")
-    ok &= check_holdings(aws_url, identity, {"us-west-2": {"llama3-gpu"}, "us-east-2": {"scout-trn2"}})
+    confs = {label: deploy_conf(params, vllm_url) for label, (_, params) in DEPLOYS.items()}
+    try:
+        deploy_at_once(airflow, api, aws_url, identity, confs)
+        teardown_beside_deploy(airflow, api, aws_url, identity, confs["llama3"])
+        ok = True
+    except DemoFailed as failed:
+        say(f"\n{failed}")
+        ok = False
     say(f"\nA DAG of a team's own that needs Scout while it runs ({BATCH_DAG_ID}, through llm_endpoint): the first "
         "run holds scout-gpu and brings it back up through deploy_model, the second, right after, adopts it:")
     ok &= consume(airflow, api, vllm_url, aws_url, identity, kubeconfig)

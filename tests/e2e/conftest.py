@@ -35,8 +35,8 @@ def namespace(sandbox_cluster):
 # -- least privilege: what the tasks called, against the policy users give the Airflow identity --
 POLICY = Path(__file__).parents[2] / "include" / "iam" / "airflow-policy.json"
 # The runs whose calls, together, must use every action the policy grants (tests of this module).
-COVERING = {"test_scout_from_nothing_to_a_tested_endpoint_and_again[gpu]",
-            "test_scout_from_nothing_to_a_tested_endpoint_and_again[neuron]", "test_idle_and_manual_teardown"}
+COVERING = {"test_scout_from_nothing_to_a_tested_endpoint[gpu]", "test_scout_from_nothing_to_a_tested_endpoint[neuron]",
+            "test_idle_and_manual_teardown"}
 # Permissions a call needs beyond its own action (no call of their own in any log): the roles an
 # EKS create passes (EKS user guide, "Amazon EKS cluster IAM role": iam:PassRole), the service-linked
 # roles EKS and FSx make on first use (EKS user guide, "Using service-linked roles for Amazon EKS";

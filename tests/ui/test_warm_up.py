@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from llm_on_eks.naming import identity_hash
 from llm_on_eks.operators.llm_endpoint import plan_endpoint
-from tests.ui.conftest import wait_for_run
+from tests.ui.conftest import post_consumer_record, wait_for_run
 
 WARM_UP = "warm_up_deployments"
 DEPLOY = "deploy_model"
@@ -32,9 +32,7 @@ def test_a_gone_deployment_is_deployed_once_ahead_of_its_consumer_s_next_run(loc
     record = {**plan_endpoint.function(REQUEST)["consumer"], "consumer": CONSUMER}
     # A dry run: the deploy the warm-up starts creates nothing on this stack.
     record["conf"] = {**record["conf"], "dry_run": True}
-    (asset,) = [a for a in api.get("/api/v2/assets?name_pattern=llm_deployments")["assets"]
-                if a["name"] == "llm_deployments"]
-    api.post("/api/v2/assets/events", {"asset_id": asset["id"], "extra": record})
+    post_consumer_record(api, record)
 
     # Switched on, its schedule's latest run starts at once; a manual run right after finds the
     # deploy run for that consumer run started already, and starts no second one.
