@@ -212,17 +212,12 @@ def ensure_tiny_models() -> None:
 
 
 def start_server(model: str = "tiny-llama4", served_names: list[str] | None = None, *, use_netns: bool = True,
-                 deadline_s: float = STARTUP_DEADLINE_S, extra_args: list[str] | None = None,
-                 max_model_len: int = 2048, kv_cache_bytes: int | None = None,
+                 deadline_s: float = STARTUP_DEADLINE_S, max_model_len: int = 2048,
                  weights: list[str] | None = None, extra_env: dict[str, str] | None = None) -> VllmServer:
     """Start the server and wait for ``/health`` to answer 200, at most ``deadline_s``.
 
     ``weights`` replaces ``--model <tiny model dir> --load-format dummy`` with flags that load
-    real weights (e.g. an ``s3://`` model and the streamer's load format); ``extra_env`` adds variables.
-
-    ``kv_cache_bytes`` fixes the KV cache to exactly that many bytes (--kv-cache-memory-bytes)
-    instead of VLLM_CPU_KVCACHE_SPACE's 1 GiB, which would override the flag when set
-    (vllm/platforms/cpu.py, CpuPlatform.check_and_update_config)."""
+    real weights (e.g. an ``s3://`` model and the streamer's load format); ``extra_env`` adds variables."""
     if not VLLM_PYTHON.exists():
         raise RuntimeError(f"{VLLM_PYTHON} missing: run scripts/setup-vllm")
     ensure_tiny_models()
@@ -239,8 +234,6 @@ def start_server(model: str = "tiny-llama4", served_names: list[str] | None = No
         "--host", "0.0.0.0" if netns else host, "--port", str(PORT), "--max-model-len", str(max_model_len),
         # No torch.compile warm-up: at toy size on CPU it only adds ~50 s to every start.
         "--enforce-eager",
-        *(extra_args or []),
-        *(["--kv-cache-memory-bytes", str(kv_cache_bytes)] if kv_cache_bytes else []),
     ]
     if model == "tiny-llama4":
         # Its image path hangs or crashes on CPU: text-only, and image requests get a clear 400.
@@ -258,10 +251,7 @@ def start_server(model: str = "tiny-llama4", served_names: list[str] | None = No
         **(extra_env or {}),
     }
     env.pop("VIRTUAL_ENV", None)
-    if kv_cache_bytes:
-        env.pop("VLLM_CPU_KVCACHE_SPACE", None)
-    else:
-        env["VLLM_CPU_KVCACHE_SPACE"] = "1"
+    env["VLLM_CPU_KVCACHE_SPACE"] = "1"
     start = time.monotonic()
     with open(log_path, "wb") as log:
         process = subprocess.Popen((netns.exec_prefix() if netns else []) + args, stdout=log,

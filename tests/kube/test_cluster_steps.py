@@ -53,9 +53,12 @@ def test_deploy_is_ready_idempotent_and_keeps_the_token_out(sandbox_cluster, clu
         assert TOKEN not in text
 
 
-def test_unschedulable_upgrade_is_rolled_back(sandbox_cluster, cluster_conf, dag, capfd):
+def test_unschedulable_upgrade_is_rolled_back(sandbox_cluster, cluster_conf, capfd):
+    """Deferred; in the worker the same readiness check and the same failure handler run
+    (``WaitReadyOperator._poll``)."""
     from kubernetes import client
 
+    dag = load_dag("tests/dags/cluster_steps/cluster_steps.py", "test_cluster_steps_deferrable")
     namespace = cluster_conf["namespace"]
     assert run_dag(dag, cluster_conf).state == "success"
     # Plans fine (8x A10G hold Llama 3 8B) but no g5.48xlarge node exists: its pod cannot be placed.

@@ -1,8 +1,9 @@
 """Many deployments at once under the real scheduler, on SQLite with the LocalExecutor and on
-PostgreSQL with the CeleryExecutor: scripts/demo's Monday morning (local_stack.demo). Three deploys
-triggered at once, Scout on GPU and Llama 3 8B onto one cluster that does not exist yet and Scout
-on Trainium2 onto another; on SQLite, then the teardown of Scout on GPU while Llama 3 8B is
-deployed again on the same cluster (it adopts everything). The runs go side by side (the
+PostgreSQL with the CeleryExecutor: scripts/demo's Monday morning (local_stack.demo). Deploys
+triggered at once: Scout on GPU and Llama 3 8B onto one cluster that does not exist yet, and, on
+SQLite, Scout on Trainium2 onto another; there, then, the teardown of Scout on GPU while Llama 3 8B
+is deployed again on the same cluster (it adopts everything). The team stack's run is the
+shortest that shows its executor and database under the race (CI time). The runs go side by side (the
 per-deployment Lease, not a DAG-wide limit, keeps one run per deployment); the local AWS's own
 listings hold exactly one cluster, system node group, FSx file system and bucket per cluster, and
 each deployment's own node group, after each batch.
@@ -85,7 +86,8 @@ def test_many_deployments_at_once(request, stack, local_aws, sandbox_cluster, vl
     url, identity = local_aws
     cluster = f"monday-{stack.removesuffix('_airflow')}"
     confs = {}
-    for label, (_, params) in DEPLOYS.items():
+    # On PostgreSQL + Celery, the two that race for one new cluster (the third adds nothing there).
+    for label, (_, params) in DEPLOYS.items() if local else [(k, DEPLOYS[k]) for k in ("gpu", "llama3")]:
         conf = deploy_conf(params, vllm_server.base_url, cluster, namespace)
         # Nothing for the idle teardown of either stack to act on while the session runs.
         del conf["cluster_quiet_minutes"]
