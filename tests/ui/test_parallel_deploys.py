@@ -1,22 +1,23 @@
 """Many deployments at once under the real scheduler, on SQLite with the LocalExecutor and on
-PostgreSQL with the CeleryExecutor: scripts/demo's Monday morning (local_stack.demo). Deploys
-triggered at once: Scout on GPU and Llama 3 8B onto one cluster that does not exist yet, and, on
-SQLite, Scout on Trainium2 onto another; there, then, the teardown of Scout on GPU while Llama 3 8B
-is deployed again on the same cluster (it adopts everything). The team stack's run is the
-shortest that shows its executor and database under the race (CI time). The runs go side by side (the
-per-deployment Lease, not a DAG-wide limit, keeps one run per deployment); the local AWS's own
-listings hold exactly one cluster, system node group, FSx file system and bucket per cluster, and
-each deployment's own node group, after each batch.
+PostgreSQL with the CeleryExecutor: scripts/demo's Monday morning (local_stack.demo).
 
-On the SQLite stack, afterwards, the idle teardown (run by the scheduler) keeps Scout on Trainium2,
-idle past its TTL, for a consumer DAG due within its keep window, and says what that costs and
-saves (the rule in every case: tests/test_consumers.py, tests/test_idleness.py).
+On SQLite: Scout on GPU and Llama 3 8B onto one cluster that does not exist yet and Scout on
+Trainium2 onto another, triggered at once; then the teardown of Scout on GPU while Llama 3 8B is
+deployed again on the same cluster (it adopts everything). The team's spending rule holds the
+deploys over its hourly limit (Scout on a p5.48xlarge) for a person's approval, answered here
+through the REST API as the UI answers it (tests/ui/test_approval.py: the request itself, and a
+rejection). Afterwards the idle teardown, run by the scheduler, keeps Scout on Trainium2, idle past
+its TTL, for a consumer DAG due within its keep window, and says what that costs and saves (the
+rule in every case: tests/test_consumers.py, tests/test_idleness.py).
 
-On the SQLite stack the team's spending rule holds the deploys over its hourly limit (Scout on a
-p5.48xlarge) for a person's approval,
-answered here through the REST API as the UI answers it (tests/ui/test_approval.py for the request
-itself and a rejection). The smoke tests reach the session's vLLM server by ``endpoint_url``; it
-serves Scout only, so Llama 3 8B deploys without one.
+On PostgreSQL + Celery: the two deploys that race for the one new cluster, the shortest run that
+puts that executor and database under the race (CI time).
+
+Each time the runs go side by side (the per-deployment Lease, not a DAG-wide limit, keeps one run
+per deployment), and the local AWS's own listings hold exactly one cluster, system node group, FSx
+file system and bucket per cluster, and each deployment's own node group, after each batch. The
+smoke tests reach the session's vLLM server by ``endpoint_url``; it serves Scout only, so Llama 3
+8B deploys without one.
 """
 
 from __future__ import annotations
