@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -372,11 +372,8 @@ def deploy_at_once(airflow: LocalAirflow, api: Api, aws_url: str, identity: dict
         "share, the other adopts them), and Scout on Trainium2 onto its namesake in us-east-2:")
     runs = [trigger(airflow, label, dag_id, confs[label]) for label, (dag_id, _) in DEPLOYS.items() if label in confs]
     say("\nFollowing the runs (elapsed mm:ss, run, step, state, what it waits for):")
-    expected: dict[str, set[str]] = {}
-    for label in confs:
-        params = DEPLOYS[label][1]
-        expected.setdefault(params["region"], set()).add(params["deployment_name"])
-    _checked(report(api, runs, follow(api, runs, on_poll=on_poll)), aws_url, identity, expected, cluster, namespace)
+    _checked(report(api, runs, follow(api, runs, on_poll=on_poll)), aws_url, identity, _expected(confs), cluster,
+             namespace)
     return runs
 
 
@@ -387,11 +384,22 @@ def teardown_beside_deploy(airflow: LocalAirflow, api: Api, aws_url: str, identi
     again on the same cluster; then the local AWS's own listings checked. The runs; raises ``DemoFailed``."""
     say("\nOn the shared cluster, a teardown of one deployment while the other is deployed again (it serves "
         "already: the run adopts everything):")
-    teardown = {"deployment_name": "scout-gpu", "cluster_name": cluster, "region": "us-west-2", "namespace": namespace}
+    gone = DEPLOYS["gpu"][1]
+    teardown = {"deployment_name": gone["deployment_name"], "cluster_name": cluster, "region": gone["region"],
+                "namespace": namespace}
     runs = [trigger(airflow, "down", TEARDOWN_DAG_ID, teardown), trigger(airflow, "again", MODEL_DAG_ID, conf)]
     _checked(report(api, runs, follow(api, runs, on_poll=on_poll)), aws_url, identity,
-             {"us-west-2": {"llama3-gpu"}, "us-east-2": {"scout-trn2"}}, cluster, namespace)
+             _expected(label for label in DEPLOYS if label != "gpu"), cluster, namespace)
     return runs
+
+
+def _expected(labels: Iterable[str]) -> dict[str, set[str]]:
+    """The deployments of these ``DEPLOYS`` labels, by region."""
+    expected: dict[str, set[str]] = {}
+    for label in labels:
+        params = DEPLOYS[label][1]
+        expected.setdefault(params["region"], set()).add(params["deployment_name"])
+    return expected
 
 
 def _checked(succeeded: bool, aws_url: str, identity: dict[str, str], expected: dict[str, set[str]], cluster: str,

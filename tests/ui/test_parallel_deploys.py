@@ -28,7 +28,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 
 from llm_on_eks.kube.lease import holder_of
@@ -37,6 +36,7 @@ from llm_on_eks.operators.llm_endpoint import plan_endpoint
 from llm_on_eks.serving.idleness import STATE_ANNOTATION
 from local_stack import job_markers
 from local_stack.demo import DEPLOYS, IDLE_DAG_ID, TEARDOWN_DAG_ID, deploy_at_once, deploy_conf, teardown_beside_deploy
+from tests.aws.conftest import client
 from tests.ui.conftest import (
     ANSWER_AFTER_S,
     APPROVAL_LIMIT_USD,
@@ -95,9 +95,8 @@ def test_many_deployments_at_once(request, stack, local_aws, sandbox_cluster, vl
         confs[label] = {**conf, "benchmark": False, "idle_ttl_minutes": 60,
                         **({"smoke_test": False} if params["model"] == "llama-3-8b" else {})}
     approver = Approver(api)
-    s3 = boto3.session.Session().client("s3", endpoint_url=url, region_name="us-east-1",
-                                        aws_access_key_id="testing", aws_secret_access_key="testing")
-    with job_markers.while_running(sandbox_cluster.api_client(), s3, namespace, deadline_s=1200):
+    with job_markers.while_running(sandbox_cluster.api_client(), client(url, "s3", "us-east-1"), namespace,
+                                   deadline_s=1200):
         deploys = deploy_at_once(airflow, api, url, identity, confs, cluster, namespace, on_poll=approver)
         # What the Lease does is the executor's business nowhere: the second batch on one stack.
         later = teardown_beside_deploy(airflow, api, url, identity, confs["llama3"], cluster, namespace,
