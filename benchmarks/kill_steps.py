@@ -35,7 +35,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
 from local_stack import demo  # noqa: E402
 from local_stack.held import HOLDS, deploy_conf, held_stack  # noqa: E402
-from local_stack.stack import alive  # noqa: E402
+from local_stack.stack import is_airflow  # noqa: E402
 
 # step -> what is killed: its task process, or the supervisor that runs it.
 KILLS = {"provision.ensure_cluster": "task", "provision.ensure_nodegroup": "supervisor", "storage.ensure_fsx": "task",
@@ -63,21 +63,13 @@ class Killer:
                 continue
             since = self.running_since.setdefault(task, now)
             pid = ti.get("pid")
-            if (now - since < self.after_s and task not in AT_ONCE) or not (pid and alive(pid) and _is_airflow(pid)):
+            if (now - since < self.after_s and task not in AT_ONCE) or not is_airflow(pid):
                 continue
             target = _parent(pid) if KILLS[task] == "supervisor" else pid
             os.kill(target, signal.SIGKILL)
             self.killed[task] = {"after_s": round(now - since), "pid": target, "what": KILLS[task]}
             print(f"  ** SIGKILL {task}'s {KILLS[task]} (pid {target}) after {now - since:.0f} s in its first try",
                   flush=True)
-
-
-def _is_airflow(pid: int) -> bool:
-    """The recorded pid is still a process of Airflow's (not one that took the number since)."""
-    try:
-        return b"airflow" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
 
 
 def _parent(pid: int) -> int:

@@ -364,16 +364,18 @@ def check_holdings(aws_url: str, identity: dict[str, str], expected: dict[str, s
 
 def deploy_at_once(airflow: LocalAirflow, api: Api, aws_url: str, identity: dict[str, str],
                    confs: dict[str, dict[str, Any]], cluster: str = CLUSTER, namespace: str = NAMESPACE,
-                   on_poll: Callable[[dict[str, list[dict[str, Any]]]], None] | None = None) -> list[Run]:
+                   on_poll: Callable[[dict[str, list[dict[str, Any]]]], None] | None = None,
+                   poll_s: float = 3) -> list[Run]:
     """The deploys of ``DEPLOYS`` that ``confs`` gives a conf (by label) at once, followed to their
-    end; then the local AWS's own listings checked. The runs; raises ``DemoFailed``."""
+    end (looking every ``poll_s``); then the local AWS's own listings checked. The runs; raises
+    ``DemoFailed``."""
     say("\nDeploys at once (real runs on the local stand-ins): Llama 4 Scout on GPU and Llama 3 8B onto "
         f"cluster {cluster} in us-west-2, which does not exist yet (one run creates it and what the deployments "
         "share, the other adopts them), and Scout on Trainium2 onto its namesake in us-east-2:")
     runs = [trigger(airflow, label, dag_id, confs[label]) for label, (dag_id, _) in DEPLOYS.items() if label in confs]
     say("\nFollowing the runs (elapsed mm:ss, run, step, state, what it waits for):")
-    _checked(report(api, runs, follow(api, runs, on_poll=on_poll)), aws_url, identity, _expected(confs), cluster,
-             namespace)
+    _checked(report(api, runs, follow(api, runs, on_poll=on_poll, poll_s=poll_s)), aws_url, identity,
+             _expected(confs), cluster, namespace)
     return runs
 
 

@@ -49,6 +49,15 @@ def alive(pid: int | None) -> bool:
     return fields[0] != "Z"
 
 
+def is_airflow(pid: int | None) -> bool:
+    """The pid Airflow recorded for a try is still one of Airflow's processes (not one that took
+    the number since)."""
+    try:
+        return alive(pid) and b"airflow" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,11 +72,19 @@ def _synced_once() -> Iterator[None]:
     """dag.test() as it runs, without what load_dag already did once for the file: it re-parses
     and re-syncs the DAG's whole bundle on every call (for sibling DAGs a TriggerDagRunOperator
     may start, apache/airflow#64884; ours start none) and serializes the DAG again (every copy
-    of a file's DAG serializes the same)."""
+    of a file's DAG serializes the same), and with its idle passes short."""
     from airflow.dag_processing import dagbag
+    from airflow.sdk import DAG
     from airflow.serialization.serialized_objects import DagSerialization
 
     serialize = DagSerialization.serialize_dag
+    sleep = time.sleep
+
+    def short_poll(seconds):
+        # dag.test() sleeps a second whenever a pass of its loop has nothing to run, which is
+        # every pass while a failure's upstream_failed marks spread, one level per pass: 15 s of
+        # a preflight refusal's 20. Its own sleeps only; a task's polls keep their intervals.
+        sleep(min(seconds, 0.05) if sys._getframe(1).f_code is DAG.test.__code__ else seconds)
 
     def serialize_once(dag):
         key = (dag.fileloc, dag.dag_id)
@@ -84,7 +94,8 @@ def _synced_once() -> Iterator[None]:
 
     with (mock.patch.object(dagbag, "BundleDagBag", lambda **_: None),
           mock.patch.object(dagbag, "sync_bag_to_db", lambda *_: None),
-          mock.patch.object(DagSerialization, "serialize_dag", serialize_once)):
+          mock.patch.object(DagSerialization, "serialize_dag", serialize_once),
+          mock.patch.object(time, "sleep", short_poll)):
         yield
 
 

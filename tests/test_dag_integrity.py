@@ -81,6 +81,15 @@ def test_runs_of_different_deployments_go_at_once_the_idle_teardown_alone(dagbag
     assert build_teardown_dag("teardown_deployment", doc_md="x").max_active_runs == 4
 
 
+def test_the_first_retry_waits_two_minutes_unless_set(dagbag, monkeypatch):
+    from llm_on_eks.factory import build_teardown_dag
+
+    assert {task.retry_delay for task in dagbag.dags["deploy_llama4"].tasks} == {timedelta(minutes=2)}
+    monkeypatch.setenv("AIRFLOW__LLM_ON_EKS__RETRY_DELAY_S", "10")
+    assert {task.retry_delay for task in build_teardown_dag("teardown_deployment", doc_md="x").tasks} \
+        == {timedelta(seconds=10)}
+
+
 def test_what_needs_no_accelerator_node_runs_while_the_node_group_boots(dagbag):
     """FSx staging (system nodes, FSx CSI driver) and the token Secret wait for neither the
     accelerator node group nor its device plugin; a Neuron compile (on those nodes) waits for both."""

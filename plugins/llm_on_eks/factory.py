@@ -260,6 +260,14 @@ def concurrent_runs() -> int:
     return conf.getint("llm_on_eks", "max_active_runs", fallback=MAX_ACTIVE_RUNS)
 
 
+def default_args() -> dict[str, Any]:
+    """``DEFAULT_ARGS`` with ``[llm_on_eks] retry_delay_s`` as the first retry's delay, if set: a
+    retry adopts what the failed try made, so a team that would rather not wait the 2 minutes
+    (doubling) after a killed worker need not."""
+    delay = conf.getint("llm_on_eks", "retry_delay_s", fallback=0)
+    return {**DEFAULT_ARGS, **({"retry_delay": timedelta(seconds=delay)} if delay else {})}
+
+
 @contextmanager
 def _dag(dag_id: str, *, doc_md: str, schedule: Any, params: dict[str, Any], tags: list[str],
          max_active_runs: int, **kwargs: Any) -> Iterator[DAG]:
@@ -272,7 +280,7 @@ def _dag(dag_id: str, *, doc_md: str, schedule: Any, params: dict[str, Any], tag
     params into each of 29 operators), and serializing validates every copy. A task gets the
     DAG's params at run time all the same (``process_params`` merges the DAG's first)."""
     with DAG(dag_id=dag_id, doc_md=doc_md, schedule=schedule, start_date=START_DATE, catchup=False,
-             max_active_runs=max_active_runs, default_args=DEFAULT_ARGS, tags=["llm", "eks", "vllm", *tags],
+             max_active_runs=max_active_runs, default_args=default_args(), tags=["llm", "eks", "vllm", *tags],
              render_template_as_native_obj=True, **kwargs) as dag:
         yield dag
     dag.params = params

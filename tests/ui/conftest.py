@@ -62,6 +62,8 @@ def stack_env(sandbox_cluster) -> dict[str, str]:
 def local_airflow(tmp_path_factory, local_aws, sandbox_cluster):
     airflow = LocalAirflow(home=tmp_path_factory.mktemp("airflow-home"), log_prefix="test-airflow",
                            extra_env={"AIRFLOW__LLM_ON_EKS__APPROVE_ABOVE_USD_PER_HOUR": str(APPROVAL_LIMIT_USD),
+                                      # A killed try's retry (test_parallel_deploys) 5 s on, not 2 min.
+                                      "AIRFLOW__LLM_ON_EKS__RETRY_DELAY_S": "5",
                                       **stack_env(sandbox_cluster)})
     try:
         airflow.start(connections(*local_aws))

@@ -13,6 +13,10 @@ rule in every case: tests/test_consumers.py, tests/test_idleness.py).
 On PostgreSQL + Celery: the two deploys that race for the one new cluster, the shortest run that
 puts that executor and database under the race (CI time).
 
+On SQLite, while the three deploys run, the triggerer is killed in the middle of a deferred AWS
+wait and started again, and the task process of a smoke test is killed (issue 25's kills, the
+deferred kind; benchmarks/kill_steps.py kills every long step waiting in the worker).
+
 Each time the runs go side by side (the per-deployment Lease, not a DAG-wide limit, keeps one run
 per deployment), and the local AWS's own listings hold exactly one cluster, system node group, FSx
 file system and bucket per cluster, and each deployment's own node group, after each batch. The
@@ -23,7 +27,9 @@ smoke tests reach the session's vLLM server by ``endpoint_url``; it serves Scout
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +42,7 @@ from llm_on_eks.operators.llm_endpoint import plan_endpoint
 from llm_on_eks.serving.idleness import STATE_ANNOTATION
 from local_stack import job_markers
 from local_stack.demo import DEPLOYS, IDLE_DAG_ID, TEARDOWN_DAG_ID, deploy_at_once, deploy_conf, teardown_beside_deploy
+from local_stack.stack import alive, is_airflow
 from tests.aws.conftest import client
 from tests.ui.conftest import (
     ANSWER_AFTER_S,
@@ -68,6 +75,32 @@ class Approver:
                     self.approved.add(asked[:2])
 
 
+class Killer:
+    """``follow``'s look at each poll: SIGKILL the triggerer's process group (as a node drain ends
+    its pod) while a deploy's AWS wait is deferred to it, then start it again (as its supervisor,
+    systemd or Kubernetes, would); and SIGKILL the task process of Scout on Trainium2's smoke test
+    as soon as it runs (as the OOM killer ends one). benchmarks/kill_steps.py kills each long step
+    in the worker (``default_deferrable`` off); deferred, the triggerer is what holds the wait."""
+
+    def __init__(self, airflow) -> None:
+        self.airflow, self.wait, self.smoke_pid = airflow, None, None
+
+    def __call__(self, tis: dict[str, list[dict[str, Any]]]) -> None:
+        for label, instances in tis.items():
+            for ti in instances:
+                if self.wait is None and ti["state"] == "deferred" and ti["task_id"].startswith("provision.ensure_"):
+                    triggerer = self.airflow.pids["triggerer"]
+                    os.killpg(triggerer, signal.SIGKILL)
+                    while alive(triggerer):
+                        time.sleep(0.1)
+                    self.airflow.start(on_start=lambda _: None)
+                    self.wait = (label, ti["task_id"])
+                if (label, ti["task_id"], ti["state"], ti["try_number"]) == ("trn2", "smoke_test", "running", 1) \
+                        and self.smoke_pid is None and is_airflow(ti.get("pid")):
+                    os.kill(ti["pid"], signal.SIGKILL)
+                    self.smoke_pid = ti["pid"]
+
+
 def _overlap(api, runs) -> bool:
     """Every run started before every other one ended: none waited for another."""
     spans = [[datetime.fromisoformat(api.run(dag_id, run_id)[k]) for k in ("start_date", "end_date")]
@@ -94,10 +127,16 @@ def test_many_deployments_at_once(request, stack, local_aws, sandbox_cluster, vl
         del conf["cluster_quiet_minutes"]
         confs[label] = {**conf, "benchmark": False, "idle_ttl_minutes": 60,
                         **({"smoke_test": False} if params["model"] == "llama-3-8b" else {})}
-    approver = Approver(api)
+    approver, killer = Approver(api), Killer(airflow)
+
+    def on_poll(tis):
+        approver(tis)
+        if local:
+            killer(tis)
+
     with job_markers.while_running(sandbox_cluster.api_client(), client(url, "s3", "us-east-1"), namespace,
                                    deadline_s=1200):
-        deploys = deploy_at_once(airflow, api, url, identity, confs, cluster, namespace, on_poll=approver)
+        deploys = deploy_at_once(airflow, api, url, identity, confs, cluster, namespace, on_poll=on_poll, poll_s=1)
         # What the Lease does is the executor's business nowhere: the second batch on one stack.
         later = teardown_beside_deploy(airflow, api, url, identity, confs["llama3"], cluster, namespace,
                                        on_poll=approver) if local else []
@@ -115,11 +154,26 @@ def test_many_deployments_at_once(request, stack, local_aws, sandbox_cluster, vl
         assert approver.approved == over and over, over  # Scout on a p5.48xlarge at least
         for dag_id, run_id in approver.approved:
             assert api.xcom(dag_id, run_id, APPROVAL_STEP) == {"asked": True, "answer": "Approve", "by": "admin"}
+        _survived_the_kills(api, killer, deploys)
         _adopted_everything(api, later[1], deploys[1])
         _kept_for_its_consumer(airflow, kube, confs["trn2"])
     else:
         assert not approver.approved
         _ran_on_celery(api, deploys, backends["postgres"])
+
+
+def _survived_the_kills(api, killer: Killer, deploys) -> None:
+    """The deferred wait went on in the triggerer started again, in the same try; the smoke test's
+    second try passed (``[llm_on_eks] retry_delay_s`` makes its wait short here). Exactly one of
+    each resource and the Leases released: checked for the whole batch."""
+    runs = {label: (dag_id, run_id) for label, dag_id, run_id in deploys}
+
+    def tried(label: str, task: str) -> tuple[str, int]:
+        return next((ti["state"], ti["try_number"]) for ti in api.task_instances(*runs[label]) if ti["task_id"] == task)
+
+    assert tried(*killer.wait) == ("success", 1), killer.wait
+    assert killer.smoke_pid, "the smoke test of Scout on Trainium2 was never seen running"
+    assert tried("trn2", "smoke_test") == ("success", 2)
 
 
 def _adopted_everything(api, again, first) -> None:
