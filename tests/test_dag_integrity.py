@@ -84,7 +84,8 @@ def test_runs_of_different_deployments_go_at_once_the_idle_teardown_alone(dagbag
 def test_the_first_retry_waits_two_minutes_unless_set(dagbag, monkeypatch):
     from llm_on_eks.factory import build_teardown_dag
 
-    assert {task.retry_delay for task in dagbag.dags["deploy_llama4"].tasks} == {timedelta(minutes=2)}
+    tasks = dagbag.dags["deploy_llama4"].tasks
+    assert {(task.retry_delay, task.retry_exponential_backoff) for task in tasks} == {(timedelta(minutes=2), 2.0)}
     monkeypatch.setenv("AIRFLOW__LLM_ON_EKS__RETRY_DELAY_S", "10")
     assert {task.retry_delay for task in build_teardown_dag("teardown_deployment", doc_md="x").tasks} \
         == {timedelta(seconds=10)}

@@ -96,7 +96,9 @@ from llm_on_eks.operators.warm_up import plan_warm_ups
 from llm_on_eks.params import deploy_form, teardown_form
 
 OWNER = "ml-platform"
-DEFAULT_ARGS = {"owner": OWNER, "retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
+# A retry 2-4 minutes after a failed try, the next 4-8 (Airflow's backoff adds jitter). The backoff
+# is a multiplier since apache/airflow#56866: True is 1.0 there, a constant delay.
+DEFAULT_ARGS = {"owner": OWNER, "retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": 2.0}
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 # The DAGs llm_endpoint and the warm-up start (dags/deploy_model.py, dags/teardown_deployment.py).
 DEPLOY_MODEL_DAG_ID, TEARDOWN_DAG_ID = "deploy_model", "teardown_deployment"
