@@ -1,4 +1,4 @@
-"""Task processes killed in the middle of each long step of one deploy, under the real scheduler:
+"""Task processes killed in the middle of each long step of one deploy and its teardown, under the real scheduler:
 does each retried try adopt what the killed one made, does the run still succeed with exactly one
 of everything, and is the Lease released at the end?
 
@@ -16,6 +16,11 @@ prints, per step, what was killed and when, the try that finished it and what th
 (``created``: the killed try's resource, adopted by its created-by-run tag), the run's state and
 the Lease's, and what the local AWS holds (its own listings): exactly one cluster, system node
 group, file system and bucket, and the deployment's node group.
+
+Then the deployment's teardown, its node group's delete killed the same way mid-wait (the local
+AWS keeps a deleted node group DELETING for a while, as EKS does while it drains): the retry finds
+it DELETING and waits without deleting again; the teardown succeeds and leaves what the cluster
+shares, none of the deployment's node group. A retry comes ``RETRY_DELAY_S`` after a killed try.
 
     scripts/demo-stop      # if the demo is up
     .venv/bin/python benchmarks/kill_steps.py [--after 15]
@@ -37,9 +42,14 @@ from local_stack import demo  # noqa: E402
 from local_stack.held import HOLDS, deploy_conf, held_stack  # noqa: E402
 from local_stack.stack import is_airflow  # noqa: E402
 
-# step -> what is killed: its task process, or the supervisor that runs it.
+# step -> what is killed: its task process, or the supervisor that runs it; the deploy's steps,
+# then the teardown's.
 KILLS = {"provision.ensure_cluster": "task", "provision.ensure_nodegroup": "supervisor", "storage.ensure_fsx": "task",
-         "prepare_weights.stage_to_fsx": "task", "wait_ready": "task", "smoke_test": "task"}
+         "prepare_weights.stage_to_fsx": "task", "wait_ready": "task", "smoke_test": "task",
+         "teardown_aws.delete_nodegroup": "task"}
+# A killed try's retry this long after (``[llm_on_eks] retry_delay_s``; 2 minutes unless set): a
+# retry's delay is not what is measured.
+RETRY_DELAY_S = 20
 # Steps over in seconds: killed when first seen running rather than ``--after`` into the try.
 AT_ONCE = {"smoke_test"}
 HEARTBEAT_TIMEOUT_S = 60
@@ -57,7 +67,7 @@ class Killer:
 
     def __call__(self, tis: dict[str, list[dict]]) -> None:
         now = time.monotonic()
-        for ti in tis["kill"]:
+        for ti in (ti for run in tis.values() for ti in run):
             task = ti["task_id"]
             if task not in KILLS or task in self.killed or ti["state"] != "running" or ti["try_number"] != 1:
                 continue
@@ -85,29 +95,34 @@ def main() -> int:
     parser.add_argument("--after", type=float, default=15.0, help="seconds into a step's first try")
     args = parser.parse_args()
     killer = Killer(args.after)
-    settings = {"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S)}
+    settings = {"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
+                "AIRFLOW__LLM_ON_EKS__RETRY_DELAY_S": str(RETRY_DELAY_S)}
     with held_stack(HOLDS, polling=True, settings=settings) as local:
-        api, dag_id = local.api, demo.DAG_ID
-        dag_run, tis = demo.run_to_end(local.airflow, api, "kill", dag_id, deploy_conf(local), on_poll=killer,
-                                       poll_s=1)
-        run_id, tis = dag_run["dag_run_id"], {ti["task_id"]: ti for ti in tis}
-        print(f"\nrun {run_id}: {dag_run['state']} in {demo.wall_s(dag_run):.0f} s")
-        print(f"  {'step':<30} {'killed':<22} {'tries':>5} {'state':<8} what the last try reports")
+        api, conf = local.api, deploy_conf(local)
+        teardown = {k: conf[k] for k in ("deployment_name", "cluster_name", "region", "namespace")}
+        ok, tis = True, {}
+        for label, dag_id, run_conf in (("kill", demo.DAG_ID, conf), ("down", demo.TEARDOWN_DAG_ID, teardown)):
+            dag_run, run_tis = demo.run_to_end(local.airflow, api, label, dag_id, run_conf, on_poll=killer, poll_s=1)
+            run_id = dag_run["dag_run_id"]
+            tis |= {ti["task_id"]: (dag_id, run_id, ti) for ti in run_tis}
+            lease = (api.xcom(dag_id, run_id, "release_lease") or {}).get("action", "not released")
+            print(f"\nrun {run_id} of {dag_id}: {dag_run['state']} in {demo.wall_s(dag_run):.0f} s; its Lease: {lease}")
+            # One of each; after the teardown, none of the deployment's own node group.
+            held = demo.holdings(local.aws_url, local.identity, REGION, conf["cluster_name"])
+            ours = int(dag_id == demo.DAG_ID)
+            as_expected = all(len(held[k]) == 1 for k in ("clusters", "system node groups", "FSx file systems",
+                                                          "buckets")) and len(held["deployment node groups"]) == ours
+            print("  the local AWS holds: " + ", ".join(f"{len(v)} {k}" for k, v in held.items())
+                  + (" (as expected)" if as_expected else f": {held}"))
+            ok &= dag_run["state"] == "success" and as_expected
+        print(f"\n  {'step':<30} {'killed':<22} {'tries':>5} {'state':<8} what the last try reports")
         for task in KILLS:
-            killed, ti = killer.killed.get(task), tis.get(task, {})
-            result = api.xcom(dag_id, run_id, task) or {}
+            killed, (dag_id, run_id, ti) = killer.killed.get(task), tis.get(task, (None, None, {}))
+            result = (api.xcom(dag_id, run_id, task) if dag_id else None) or {}
             reported = str(result.get("action", result))[:70]
             when = f"{killed['what']} after {killed['after_s']} s" if killed else "not killed"
             print(f"  {task:<30} {when:<22} {ti.get('try_number', 0):>5} {ti.get('state') or '-':<8} {reported}")
-        lease = api.xcom(dag_id, run_id, "release_lease") or {}
-        print(f"  the Lease: {lease.get('action', 'not released')}")
-        held = demo.holdings(local.aws_url, local.identity, REGION)
-        one_each = all(len(held[k]) == 1 for k in ("clusters", "system node groups", "FSx file systems", "buckets",
-                                                  "deployment node groups"))
-        print("  the local AWS holds: " + ", ".join(f"{len(v)} {k}" for k, v in held.items())
-              + (" (one of each)" if one_each else f": {held}"))
-        ok = dag_run["state"] == "success" and one_each and len(killer.killed) == len(KILLS)
-        return 0 if ok else 1
+        return 0 if ok and len(killer.killed) == len(KILLS) else 1
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ SETTLE_S = 20.0
 # The IAM user a local Airflow is: the demo's and the tests' AWS connection, mapped to a cluster admin.
 AIRFLOW_USER = "airflow"
 AIRFLOW_ARN = f"arn:aws:iam::{ACCOUNT}:user/{AIRFLOW_USER}"
+# The hold of a deleted node group (``--hold nodegroup_delete=SECONDS``).
+NODEGROUP_DELETE = "nodegroup_delete"
 CREDENTIAL = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
 
 
@@ -210,10 +212,50 @@ def _idempotent_file_system_creates() -> None:
     FSxBackend.create_file_system = by_token
 
 
-def make_server(port: int, gaps: AwsGaps | None):
+def _held_nodegroup_deletes(hold_s: float) -> None:
+    """moto 5.2.5 deletes a node group at once; EKS keeps it DELETING while its instances drain
+    (minutes). With a hold (a delaying layer, like the gap filler's creation holds), a deleted node
+    group reports DELETING for ``hold_s``, then goes at the next look, so a teardown's wait lasts
+    (benchmarks/kill_steps.py kills it mid-wait)."""
+    import time
+
+    from moto.eks.models import EKSBackend
+
+    delete, describe, listed, delete_cluster = (EKSBackend.delete_nodegroup, EKSBackend.describe_nodegroup,
+                                                EKSBackend.list_nodegroups, EKSBackend.delete_cluster)
+
+    def settle(backend: EKSBackend) -> None:
+        gone_at = backend.__dict__.setdefault("_gone_at", {})
+        for (cluster, name), at in list(gone_at.items()):
+            if time.monotonic() >= at:
+                del gone_at[(cluster, name)]
+                if cluster in backend.clusters and name in backend.clusters[cluster].nodegroups:
+                    delete(backend, cluster, name)
+
+    def held_delete(self, cluster_name: str, nodegroup_name: str):
+        settle(self)
+        group = describe(self, cluster_name, nodegroup_name)  # refused as moto refuses
+        if group.status != "DELETING":
+            group.status = "DELETING"
+            self._gone_at[(cluster_name, nodegroup_name)] = time.monotonic() + hold_s
+        return group
+
+    def settled(method):
+        def call(self, *args, **kwargs):
+            settle(self)
+            return method(self, *args, **kwargs)
+        return call
+
+    EKSBackend.delete_nodegroup = held_delete
+    EKSBackend.describe_nodegroup, EKSBackend.list_nodegroups, EKSBackend.delete_cluster = (
+        settled(describe), settled(listed), settled(delete_cluster))
+
+
+def make_server(port: int, gaps: AwsGaps | None, nodegroup_delete_s: float = 0.0):
     """The moto server on 127.0.0.1 with the EKS token's STS check in front (local_stack/
     sts_presigned.py) and, when given, the gap filler (the tests install theirs client-side); its
-    FSx creates are idempotent by token, as FSx's are."""
+    FSx creates are idempotent by token, as FSx's are; a deleted node group stays DELETING for
+    ``nodegroup_delete_s``."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server as werkzeug_server
 
@@ -224,6 +266,8 @@ def make_server(port: int, gaps: AwsGaps | None):
     # roles made with a cluster attach them (read when moto makes an account's IAM backend).
     os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
     _idempotent_file_system_creates()
+    if nodegroup_delete_s:
+        _held_nodegroup_deletes(nodegroup_delete_s)
     app = DomainDispatcherApplication(create_backend_app)
     app = PresignedCallerIdentity(GapsMiddleware(app, gaps) if gaps else app)
     return werkzeug_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
@@ -247,7 +291,10 @@ def in_thread(gaps: AwsGaps | None) -> Iterator[str]:
 
 def serve(port: int, settle_s: float = SETTLE_S, control_plane: str | None = None,
           holds: dict[str, float] | None = None) -> None:
-    server = make_server(port, AwsGaps(settle_s=settle_s, control_plane=control_plane, holds=holds))
+    """``holds``: per kind of ``HOLD_KINDS``, CREATING this long; ``nodegroup_delete``, DELETING."""
+    holds = dict(holds or {})
+    deleting_s = holds.pop(NODEGROUP_DELETE, 0.0)
+    server = make_server(port, AwsGaps(settle_s=settle_s, control_plane=control_plane, holds=holds), deleting_s)
     print(f"local AWS (moto + gap filler) on http://127.0.0.1:{server.server_port}", flush=True)
     server.serve_forever()
 
@@ -258,7 +305,8 @@ if __name__ == "__main__":
     parser.add_argument("--settle-s", type=float, default=SETTLE_S, help="CREATING at least this long")
     parser.add_argument("--control-plane", help="kubeconfig of the API server EKS clusters are served by")
     parser.add_argument("--hold", action="append", default=[], metavar="KIND=SECONDS",
-                        help=f"CREATING this long for one kind ({', '.join(HOLD_KINDS)}): a delaying layer")
+                        help=f"CREATING this long for one kind ({', '.join(HOLD_KINDS)}), or DELETING this long "
+                             f"({NODEGROUP_DELETE}): a delaying layer")
     args = parser.parse_args()
     holds = {kind: float(seconds) for kind, _, seconds in (h.partition("=") for h in args.hold)}
     serve(args.port, args.settle_s, args.control_plane, holds)

@@ -2,7 +2,7 @@
 last (benchmarks/critical_path.py, benchmarks/kill_steps.py): scripts/demo's parts on a control
 plane of its own (``llm-on-eks-held``, so that its delayed pods touch no other cluster), with a
 delaying layer standing in for AWS's and the nodes' own times. The local AWS keeps what it creates
-CREATING per kind (``local_stack.aws --hold``); kwok's Stage delays (local_stack/kwok_stages.py)
+CREATING per kind, and a deleted node group DELETING (``local_stack.aws --hold``); kwok's Stage delays (local_stack/kwok_stages.py)
 keep the weight Job's pod running and the serving pods unready. Stopped by PID at the end.
 """
 
@@ -17,14 +17,16 @@ from pathlib import Path
 
 from local_stack import demo, stack
 from local_stack.airflow import Api, LocalAirflow
+from local_stack.aws import NODEGROUP_DELETE
 from local_stack.aws_gaps import HOLD_KINDS
 from local_stack.kwok_stages import write_held_stages
 
 # The holds, in seconds: planning figures scaled down about 8x (plan/cold_start.py: an EKS cluster
 # ~15 min, a p5 node group ~8 min; FSx for Lustre and the staging Job several minutes each), so a
-# run takes minutes; EKS add-ons and FSx's S3 link at the local AWS's usual settle time.
+# run takes minutes; EKS add-ons and FSx's S3 link at the local AWS's usual settle time; a node
+# group's delete as long as its create.
 HOLDS = {"cluster": 120.0, "nodegroup": 60.0, "fs": 60.0, "association": 20.0, "addon": 20.0, "job": 45.0,
-         "rollout": 45.0}
+         "rollout": 45.0, NODEGROUP_DELETE: 60.0}
 CONTROL_PLANE = "llm-on-eks-held"
 
 
@@ -56,7 +58,7 @@ def held_stack(holds: dict[str, float], polling: bool = False,
                                                                   holds["rollout"]))
         try:
             kubeconfig, helm = demo.ensure_control_plane(state)
-            aws_url, identity = demo.ensure_aws(state, kubeconfig, {k: holds[k] for k in HOLD_KINDS})
+            aws_url, identity = demo.ensure_aws(state, kubeconfig, {k: holds[k] for k in (*HOLD_KINDS, NODEGROUP_DELETE)})
             vllm_url = demo.ensure_vllm(state)
             demo.ensure_job_markers(state, kubeconfig, aws_url)
             airflow = demo.ensure_airflow(state, aws_url, identity, helm, None,

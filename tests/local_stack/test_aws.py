@@ -1,7 +1,8 @@
 """The local AWS a running Airflow uses (local_stack/aws.py): the moto server with the gap filler's
 answers served over HTTP, so clients in any process (a task, the triggerer) see what the tests'
-in-process filler gives, and what is created stays CREATING for a settling time (a short one here).
-Started as the demo starts it, stopped by PID."""
+in-process filler gives, and what is created stays CREATING for a settling time (a short one here);
+held as the benchmarks hold it, a deleted node group stays DELETING. Started as the demo starts
+it, stopped by PID."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ SETTLE_S = 2.0
 def local_aws():
     port = free_port(5056)
     process = subprocess.Popen([sys.executable, "-m", "local_stack.aws", "--port", str(port),
-                                "--settle-s", str(SETTLE_S)], cwd=ROOT,
+                                "--settle-s", str(SETTLE_S), f"--hold=nodegroup_delete={SETTLE_S}"], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -58,6 +59,24 @@ def test_eks_first_looks_say_creating_and_addons_are_answered(local_aws):
         eks.create_addon(clusterName="c1", addonName="vpc-cni")
     assert eks.delete_addon(clusterName="c1", addonName="vpc-cni")["addon"]["status"] == "DELETING"
     assert eks.list_addons(clusterName="c1")["addons"] == []
+
+
+def test_a_held_node_group_delete_says_deleting_then_it_is_gone(local_aws):
+    """benchmarks/kill_steps.py's teardown wait: DELETING (a second delete changes nothing, the
+    cluster cannot go yet) until the hold has passed, then gone."""
+    eks = _client(local_aws, "eks")
+    eks.create_cluster(name="c2", roleArn="arn:aws:iam::123456789012:role/eks", resourcesVpcConfig={"subnetIds": [SUBNET]})
+    eks.create_nodegroup(clusterName="c2", nodegroupName="n1", nodeRole="arn:aws:iam::123456789012:role/node",
+                         subnets=[SUBNET])
+    assert eks.delete_nodegroup(clusterName="c2", nodegroupName="n1")["nodegroup"]["status"] == "DELETING"
+    assert eks.delete_nodegroup(clusterName="c2", nodegroupName="n1")["nodegroup"]["status"] == "DELETING"
+    assert eks.list_nodegroups(clusterName="c2")["nodegroups"] == ["n1"]
+    with pytest.raises(eks.exceptions.ResourceInUseException):
+        eks.delete_cluster(name="c2")
+    wait_until(lambda: eks.list_nodegroups(clusterName="c2")["nodegroups"] == [], 10 * SETTLE_S, "node group gone")
+    with pytest.raises(eks.exceptions.ResourceNotFoundException):
+        eks.describe_nodegroup(clusterName="c2", nodegroupName="n1")
+    assert eks.delete_cluster(name="c2")["cluster"]["name"] == "c2"
 
 
 def test_fsx_lifecycle_mount_name_and_associations_are_answered(local_aws):
