@@ -99,6 +99,7 @@ def main() -> int:
                 "AIRFLOW__LLM_ON_EKS__RETRY_DELAY_S": str(RETRY_DELAY_S)}
     with held_stack(HOLDS, polling=True, settings=settings) as local:
         api, conf = local.api, deploy_conf(local)
+        api.wait_for_dags(demo.TEARDOWN_DAG_ID)  # switched on, as a user does
         teardown = {k: conf[k] for k in ("deployment_name", "cluster_name", "region", "namespace")}
         ok, tis = True, {}
         for label, dag_id, run_conf in (("kill", demo.DAG_ID, conf), ("down", demo.TEARDOWN_DAG_ID, teardown)):

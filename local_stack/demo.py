@@ -81,26 +81,29 @@ def say(message: str = "") -> None:
 
 
 # -- the local parts ----------------------------------------------------------------------------
-def ensure_aws(state: dict, kubeconfig: str, holds: dict[str, float] | None = None) -> tuple[str, dict[str, str]]:
+def ensure_aws(state: dict, kubeconfig: str, holds: dict[str, float] | None = None,
+               served_at: str | None = None) -> tuple[str, dict[str, str]]:
     """The local AWS, its EKS clusters served by the control plane, and the Airflow identity: an
     IAM user whose ARN the control plane maps to a cluster admin, as EKS maps a cluster's creator.
-    ``holds``: how long each kind of resource stays CREATING (``local_stack.aws --hold``)."""
-    aws, holds = state.get("aws", {}), holds or {}
-    if (alive(aws.get("pid")) and http_ok(f"{aws['url']}/moto-api/") and aws.get("control_plane") == kubeconfig
+    ``holds``: how long each kind of resource stays CREATING (``local_stack.aws --hold``);
+    ``served_at``: the kubeconfig of what stands in front of the control plane, whose address
+    and CA the clusters give (a fault proxy), if not the control plane itself."""
+    aws, holds, served_at = state.get("aws", {}), holds or {}, served_at or kubeconfig
+    if (alive(aws.get("pid")) and http_ok(f"{aws['url']}/moto-api/") and aws.get("control_plane") == served_at
             and aws.get("holds", {}) == holds):
         say(f"  local AWS          reused   {aws['url']}")
         return aws["url"], aws["identity"]
     if alive(aws.get("pid")):
         stop_pid(aws["pid"])  # started for another control plane, or other holds
     port = stack.free_port(5055)
-    pid = spawn("aws", [sys.executable, "-m", "local_stack.aws", "--port", str(port), "--control-plane", kubeconfig,
+    pid = spawn("aws", [sys.executable, "-m", "local_stack.aws", "--port", str(port), "--control-plane", served_at,
                         *(f"--hold={kind}={seconds:g}" for kind, seconds in holds.items())], os.environ.copy())
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: http_ok(f"{url}/moto-api/"), 60, "local AWS", pid)
     key = iam_user(url, AIRFLOW_USER)
     map_identity(kubeconfig, AIRFLOW_ARN, AIRFLOW_USER, ["system:masters"])
     identity = {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
-    state["aws"] = {"pid": pid, "url": url, "control_plane": kubeconfig, "identity": identity, "holds": holds}
+    state["aws"] = {"pid": pid, "url": url, "control_plane": served_at, "identity": identity, "holds": holds}
     save_state(state)
     say(f"  local AWS          started  {url} (moto server, pid {pid}); Airflow is IAM user {AIRFLOW_USER}")
     return url, identity

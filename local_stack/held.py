@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +41,12 @@ class HeldStack:
 
 
 @contextmanager
-def held_stack(holds: dict[str, float], polling: bool = False,
-               settings: dict[str, str] | None = None) -> Iterator[HeldStack]:
+def held_stack(holds: dict[str, float], polling: bool = False, settings: dict[str, str] | None = None,
+               front: Callable[[str], str] | None = None) -> Iterator[HeldStack]:
     """The stack with these holds; ``polling``: ``[operators] default_deferrable`` off, so that
-    every wait polls in its worker slot; ``settings``: more Airflow settings. Refused while
-    another local stack is up."""
+    every wait polls in its worker slot; ``settings``: more Airflow settings; ``front``: given the
+    control plane's kubeconfig, that of what the EKS clusters are served through (a fault proxy).
+    Refused while another local stack is up."""
     state = stack.load_state()
     if state:
         raise SystemExit("a local stack is up (scripts/demo or a benchmark): scripts/demo-stop first")
@@ -58,7 +59,8 @@ def held_stack(holds: dict[str, float], polling: bool = False,
                                                                   holds["rollout"]))
         try:
             kubeconfig, helm = demo.ensure_control_plane(state)
-            aws_url, identity = demo.ensure_aws(state, kubeconfig, {k: holds[k] for k in (*HOLD_KINDS, NODEGROUP_DELETE)})
+            aws_url, identity = demo.ensure_aws(state, kubeconfig, {k: holds[k] for k in (*HOLD_KINDS, NODEGROUP_DELETE)},
+                                                front(kubeconfig) if front else None)
             vllm_url = demo.ensure_vllm(state)
             demo.ensure_job_markers(state, kubeconfig, aws_url)
             airflow = demo.ensure_airflow(state, aws_url, identity, helm, None,

@@ -3,7 +3,8 @@ busy or restarting EKS control plane answers, which the local one never does on 
 
 It terminates TLS with a certificate it makes for 127.0.0.1 (its own CA), and sends each request
 on to the API server over TLS as the kubeconfig's user (its client certificate, or the bearer
-token the client sent), so every request it lets through is answered by the real API server. A
+token the client sent: an EKS token, when the EKS clusters are served through it), so every
+request it lets through is answered by the real API server. A
 kubeconfig for clients (``kubeconfig``) names the proxy and its CA, with the same user.
 
 Chosen requests, by method and a path pattern, are answered instead with one of these, each a
@@ -110,7 +111,10 @@ class KubeFaultProxy(FaultBook, LoopbackProxy):
 
     scheme = "https"
 
-    def __init__(self, kubeconfig: str, faults: list[KubeFault]) -> None:
+    def __init__(self, kubeconfig: str, faults: list[KubeFault], client_certificate: bool = True) -> None:
+        """``client_certificate``: send requests on with the kubeconfig user's client certificate,
+        if it has one; off, with only what the client sent (an EKS token checked by the API
+        server's token authenticator, which a client certificate would take the place of)."""
         LoopbackProxy.__init__(self)
         FaultBook.__init__(self, faults)
         self._dir = tempfile.TemporaryDirectory(prefix="kube-fault-proxy-")
@@ -122,7 +126,7 @@ class KubeFaultProxy(FaultBook, LoopbackProxy):
         server = urlsplit(cluster["server"])
         self.upstream = (server.hostname, server.port or 443)
         self.upstream_tls = ssl.create_default_context(cafile=_data(cluster, "certificate-authority", directory))
-        if _data(user, "client-certificate", directory):
+        if client_certificate and _data(user, "client-certificate", directory):
             self.upstream_tls.load_cert_chain(_data(user, "client-certificate", directory),
                                               _data(user, "client-key", directory))
         cert, key, ca_data = _certificate(directory)
