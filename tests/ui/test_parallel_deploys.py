@@ -14,8 +14,8 @@ On PostgreSQL + Celery: the two deploys that race for the one new cluster, the s
 puts that executor and database under the race (CI time).
 
 On SQLite, while the three deploys run, the triggerer is killed in the middle of a deferred AWS
-wait and started again, and the task process of a smoke test is killed (issue 25's kills, the
-deferred kind; benchmarks/kill_steps.py kills every long step waiting in the worker).
+wait and started again, and the task process of a smoke test is killed (kills where waits defer;
+benchmarks/kill_steps.py kills every long step waiting in its worker).
 
 Each time the runs go side by side (the per-deployment Lease, not a DAG-wide limit, keeps one run
 per deployment), and the local AWS's own listings hold exactly one cluster, system node group, FSx
@@ -42,7 +42,7 @@ from llm_on_eks.operators.llm_endpoint import plan_endpoint
 from llm_on_eks.serving.idleness import STATE_ANNOTATION
 from local_stack import job_markers
 from local_stack.demo import DEPLOYS, IDLE_DAG_ID, TEARDOWN_DAG_ID, deploy_at_once, deploy_conf, teardown_beside_deploy
-from local_stack.stack import alive, is_airflow
+from local_stack.stack import alive, is_airflow, wait_until
 from tests.aws.conftest import client
 from tests.ui.conftest import (
     ANSWER_AFTER_S,
@@ -91,8 +91,7 @@ class Killer:
                 if self.wait is None and ti["state"] == "deferred" and ti["task_id"].startswith("provision.ensure_"):
                     triggerer = self.airflow.pids["triggerer"]
                     os.killpg(triggerer, signal.SIGKILL)
-                    while alive(triggerer):
-                        time.sleep(0.1)
+                    wait_until(lambda pid=triggerer: not alive(pid), 30, "the killed triggerer gone")
                     self.airflow.start(on_start=lambda _: None)
                     self.wait = (label, ti["task_id"])
                 if (label, ti["task_id"], ti["state"], ti["try_number"]) == ("trn2", "smoke_test", "running", 1) \

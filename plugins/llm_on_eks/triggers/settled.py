@@ -3,9 +3,9 @@
 When a trigger fires right after a task defers, the resumed try can be running before the
 scheduler reads the deferring try's own exit ("success"); it then takes that for the resumed
 try's end, fails the try and clears its resume point (apache/airflow#72716, open in Airflow
-3.3.2; fix PRs #72767 and #73546 unmerged). The task goes ``up_for_retry`` and waits
-``retry_delay``: about 4 minutes in the local demo, where waits on the local AWS and kwok end
-in seconds, against 10 s here. The wrapped trigger polls as it always does; only an event that
+3.3.2; fix PRs #72767 and #73546 unmerged). The task goes ``up_for_retry`` and waits its
+retry delay (2-4 minutes by default), where waits on the local AWS and kwok end in seconds,
+against 10 s here. The wrapped trigger polls as it always does; only an event that
 comes sooner than ``settle_s`` after the deferral is held back until then, so a wait that lasts
 longer costs nothing. It narrows the race (the issue's timeline: the stale exit was read 6.5 s
 after the deferral) without closing it; the retried task adopts what exists, as before.
