@@ -34,7 +34,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 from local_stack import demo  # noqa: E402
 from local_stack.airflow import connections  # noqa: E402
 from local_stack.aws_faults import AwsFaultProxy, Fault  # noqa: E402
-from local_stack.held import HOLDS, deploy_conf, held_stack  # noqa: E402
+from local_stack.held import HOLDS, ONE_EACH, deploy_conf, held_stack  # noqa: E402
 
 CREATES = ("ec2.CreateVpc", "ec2.CreateSubnet", "ec2.CreateInternetGateway", "ec2.AllocateAddress",
            "ec2.CreateNatGateway", "ec2.CreateRouteTable", "iam.CreateRole", "eks.CreateCluster",
@@ -44,7 +44,6 @@ READS = ("ec2.DescribeVpcs", "ec2.DescribeSubnets", "iam.GetRole", "eks.Describe
          "eks.DescribeAddon", "s3.HeadBucket", "fsx.DescribeFileSystems", "servicequotas.GetServiceQuota")
 PASSING = ("throttle", "500", "503", "slow", "drop")
 REGION = demo.DEPLOYS["gpu"][1]["region"]
-ONE_EACH = ("clusters", "system node groups", "FSx file systems", "buckets", "deployment node groups")
 
 
 def faults(probability: float) -> list[Fault]:

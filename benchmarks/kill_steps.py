@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
 from local_stack import demo  # noqa: E402
-from local_stack.held import HOLDS, deploy_conf, held_stack  # noqa: E402
+from local_stack.held import HOLDS, ONE_EACH, deploy_conf, held_stack  # noqa: E402
 from local_stack.stack import is_airflow  # noqa: E402
 
 # step -> what is killed: its task process, or the supervisor that runs it; the deploy's steps,
@@ -111,8 +111,7 @@ def main() -> int:
             # One of each; after the teardown, none of the deployment's own node group.
             held = demo.holdings(local.aws_url, local.identity, REGION, conf["cluster_name"])
             ours = int(dag_id == demo.DAG_ID)
-            as_expected = all(len(held[k]) == 1 for k in ("clusters", "system node groups", "FSx file systems",
-                                                          "buckets")) and len(held["deployment node groups"]) == ours
+            as_expected = all(len(held[k]) == (ours if k == "deployment node groups" else 1) for k in ONE_EACH)
             print("  the local AWS holds: " + ", ".join(f"{len(v)} {k}" for k, v in held.items())
                   + (" (as expected)" if as_expected else f": {held}"))
             ok &= dag_run["state"] == "success" and as_expected

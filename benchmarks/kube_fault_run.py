@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
 from local_stack import demo  # noqa: E402
-from local_stack.held import HOLDS, deploy_conf, held_stack  # noqa: E402
+from local_stack.held import HOLDS, ONE_EACH, deploy_conf, held_stack  # noqa: E402
 from local_stack.kube_faults import KubeFault, KubeFaultProxy  # noqa: E402
 
 NS = r"/namespaces/[^/]+"
@@ -98,8 +98,10 @@ def main() -> int:
         print("  the API server holds: " + ", ".join(f"{n} {k}" for k, n in held.items())
               + (" (one of each, the Lease released)" if one_each else ""))
         aws = demo.holdings(local.aws_url, local.identity, REGION, conf["cluster_name"])
-        print("  the local AWS holds: " + ", ".join(f"{len(v)} {k}" for k, v in aws.items()))
-        return 0 if dag_run["state"] == "success" and one_each else 1
+        aws_one_each = all(len(aws[kind]) == 1 for kind in ONE_EACH)
+        print("  the local AWS holds: " + ", ".join(f"{len(v)} {k}" for k, v in aws.items())
+              + (" (one of each)" if aws_one_each else ""))
+        return 0 if dag_run["state"] == "success" and one_each and aws_one_each else 1
 
 
 if __name__ == "__main__":

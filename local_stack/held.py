@@ -2,8 +2,9 @@
 last (benchmarks/critical_path.py, benchmarks/kill_steps.py): scripts/demo's parts on a control
 plane of its own (``llm-on-eks-held``, so that its delayed pods touch no other cluster), with a
 delaying layer standing in for AWS's and the nodes' own times. The local AWS keeps what it creates
-CREATING per kind, and a deleted node group DELETING (``local_stack.aws --hold``); kwok's Stage delays (local_stack/kwok_stages.py)
-keep the weight Job's pod running and the serving pods unready. Stopped by PID at the end.
+CREATING per kind, and a deleted node group DELETING (``local_stack.aws --hold``); kwok's Stage
+delays (local_stack/kwok_stages.py) keep the weight Job's pod running and the serving pods
+unready. Stopped by PID at the end.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from local_stack.kwok_stages import write_held_stages
 HOLDS = {"cluster": 120.0, "nodegroup": 60.0, "fs": 60.0, "association": 20.0, "addon": 20.0, "job": 45.0,
          "rollout": 45.0, NODEGROUP_DELETE: 60.0}
 CONTROL_PLANE = "llm-on-eks-held"
+# What a deploy of ``deploy_conf`` leaves in the local AWS, one of each (``demo.holdings``' kinds).
+ONE_EACH = ("clusters", "system node groups", "FSx file systems", "buckets", "deployment node groups")
 
 
 @dataclass
