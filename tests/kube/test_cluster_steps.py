@@ -92,10 +92,13 @@ def test_a_release_another_chart_made_is_refused_and_left_alone(sandbox_cluster,
     assert [(h["revision"], h["chart"], h["status"]) for h in history] == [(1, "other-0.1.0", "deployed")]
 
 
-def test_a_release_left_pending_upgrade_by_a_killed_helm_is_recovered(sandbox_cluster, cluster_conf, in_worker,
-                                                                      monkeypatch, tmp_path, capfd):
+def test_a_release_left_pending_upgrade_by_a_killed_helm_is_waited_for_and_recovered(sandbox_cluster, cluster_conf,
+                                                                                     in_worker, monkeypatch, tmp_path,
+                                                                                     capfd):
     """A helm killed mid-upgrade leaves its revision pending-upgrade, and every later helm upgrade
-    is refused ("another operation is in progress") until someone rolls it back."""
+    is refused ("another operation is in progress") until someone rolls it back. While the
+    revision is young some helm may still be at work, so the step defers until it is old enough
+    (``STUCK_AFTER_S``, lowered here from 480 s), then rolls it back."""
     import subprocess
 
     from llm_on_eks.kube import helm
@@ -125,12 +128,13 @@ def test_a_release_left_pending_upgrade_by_a_killed_helm_is_recovered(sandbox_cl
                                        "--values", str(values), check=False)
     assert refused.returncode != 0 and "another operation" in refused.stderr
 
-    # A pending revision younger than the bound may still have a helm behind it (HelmBusy); this
-    # one's helm is dead, so the bound is lowered instead of waiting it out.
-    monkeypatch.setattr(helm, "STUCK_AFTER_S", 0)
-    recovered = run_dag(in_worker, cluster_conf)
+    monkeypatch.setattr(helm, "STUCK_AFTER_S", 20)
+    deferred = load_dag("tests/dags/cluster_steps/cluster_steps.py", "test_cluster_steps_deferrable")
+    recovered = run_dag(deferred, cluster_conf)
     assert recovered.state == "success", recovered.states
-    assert "release llama3 is stuck pending-upgrade: rollback to revision 1" in capfd.readouterr().out
+    output = capfd.readouterr().out
+    assert "release llama3: revision 2 is pending-upgrade since" in output and "waiting for it" in output
+    assert "release llama3 is stuck pending-upgrade: rollback to revision 1" in output
     history = yaml.safe_load(release(sandbox_cluster, namespace, "history", "-o", "yaml"))
     assert history[-1]["status"] == "deployed" and history[-1]["description"] == "Rollback to 1"
     assert recovered.xcoms["helm_deploy"]["changed"] is False  # revision 1's values are the plan's

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from llm_on_eks.kube.helm import STUCK_AFTER_S, HelmBusy, foreign_release, stuck_recovery
+from llm_on_eks.kube.helm import STUCK_AFTER_S, HelmBusy, foreign_release, stuck_recovery, unlocked
 from llm_on_eks.naming import MANAGED_BY_KEY
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -34,9 +34,22 @@ def test_stuck_recovery(history, recovery):
     assert stuck_recovery(history, NOW) == recovery
 
 
-def test_a_recent_pending_revision_is_left_to_the_helm_working_on_it():
-    with pytest.raises(HelmBusy, match="revision 2 is pending-upgrade since 30 s"):
+def test_a_recent_pending_revision_is_left_to_the_helm_working_on_it_until_it_counts_as_stuck():
+    with pytest.raises(HelmBusy, match="revision 2 is pending-upgrade since 30 s") as busy:
         stuck_recovery(_history("deployed", "pending-upgrade", updated=RECENT), NOW)
+    assert busy.value.revision == 2
+    assert busy.value.stuck_at == pytest.approx((NOW - timedelta(seconds=30)).timestamp() + STUCK_AFTER_S)
+
+
+@pytest.mark.parametrize(("history", "settled"), [
+    (_history("deployed", "pending-upgrade"), False),
+    (_history("deployed", "deployed"), True),  # its helm finished
+    (_history("deployed", "failed"), True),
+    (_history("deployed", "pending-upgrade", "pending-rollback"), True),  # someone else acts now
+    ([], True),  # uninstalled
+])
+def test_what_settles_the_pending_revision_being_waited_for(history, settled):
+    assert unlocked(history, 2) is settled
 
 
 OURS = {"labels": {MANAGED_BY_KEY: "llm-on-eks"}}

@@ -77,7 +77,14 @@ def _run(args: list[str]) -> str:
 
 
 class HelmBusy(HelmError):
-    """Another helm is working on the release right now; retrying later is the answer."""
+    """Another helm may be working on the release: its last revision is pending and younger than
+    STUCK_AFTER_S. Waiting is the answer: until that revision is no longer pending (``unlocked``)
+    or ``stuck_at`` (a Unix time) passes, when it counts as stuck and is recovered."""
+
+    def __init__(self, message: str, revision: int, stuck_at: float):
+        super().__init__(message)
+        self.revision = revision
+        self.stuck_at = stuck_at
 
 
 def foreign_release(found: dict[str, Any] | None, values: dict[str, Any] | None) -> str | None:
@@ -102,15 +109,23 @@ def stuck_recovery(history: list[dict[str, Any]], now: datetime) -> tuple[str, i
     if not history or history[-1]["status"] not in PENDING:
         return None
     last = history[-1]
-    age = (now - datetime.fromisoformat(last["updated"])).total_seconds()
+    updated = datetime.fromisoformat(last["updated"])
+    age = (now - updated).total_seconds()
     if age < STUCK_AFTER_S:
         raise HelmBusy(f"revision {last['revision']} is {last['status']} since {age:.0f} s: another helm "
-                       f"operation may still run (recovered after {STUCK_AFTER_S} s)")
+                       f"operation may still run (recovered after {STUCK_AFTER_S} s)",
+                       last["revision"], updated.timestamp() + STUCK_AFTER_S)
     deployed = [h["revision"] for h in history if h["status"] == "deployed"]
     if deployed:
         return "rollback", deployed[-1]
     # Superseded or failed revisions only: nothing to roll back to, so start afresh.
     return "uninstall", None
+
+
+def unlocked(history: list[dict[str, Any]], revision: int) -> bool:
+    """Whether the release's pending ``revision`` is settled: its helm finished (deployed, failed)
+    or the release is gone."""
+    return not history or history[-1]["revision"] != revision or history[-1]["status"] not in PENDING
 
 
 @dataclass

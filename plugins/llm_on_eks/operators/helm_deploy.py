@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from llm_on_eks.kube import readiness
 from llm_on_eks.kube.access import api_client, kubeconfig
-from llm_on_eks.kube.helm import Helm, foreign_release, stuck_recovery
+from llm_on_eks.kube.helm import STUCK_AFTER_S, Helm, HelmBusy, foreign_release, stuck_recovery, unlocked
 from llm_on_eks.kube.helm_values import HELM_TIMEOUT_S, helm_command, helm_values
 from llm_on_eks.operators.base import LEASE_MARGIN_S, DeploymentStepOperator, WaitingStepOperator
 from llm_on_eks.plan.types import ReleaseSpec
@@ -19,8 +19,11 @@ from llm_on_eks.plan.types import ReleaseSpec
 READY_POLL_S = 5
 
 
-class HelmDeployOperator(DeploymentStepOperator):
-    """`helm upgrade --install` of the release named after the deployment.
+class HelmDeployOperator(WaitingStepOperator):
+    """`helm upgrade --install` of the release named after the deployment. A release left pending
+    by a helm that may still run (a killed worker's) is waited for, deferred like any long wait,
+    until that helm is done or the revision counts as stuck, not failed on: a retry would come
+    2-8 minutes later and could meet it still pending.
 
     :param release: what the serving pods run (the plan's ``release`` section), renamed to the
         chart's values
@@ -34,6 +37,8 @@ class HelmDeployOperator(DeploymentStepOperator):
 
     def describe(self) -> Any:
         return {"command": helm_command(self.release), "values": helm_values(self.release),
+                "on_pending": f"wait for the helm behind a pending revision, up to {STUCK_AFTER_S} s after it began, "
+                              "then roll back to the last deployed revision",
                 "on_failure": "roll back to the last revision that became ready"}
 
     def run(self, context: Any) -> Any:
@@ -51,7 +56,11 @@ class HelmDeployOperator(DeploymentStepOperator):
                 raise AirflowFailException(f"Helm release {namespace}/{release} exists and is not llm-on-eks's "
                                            f"({foreign}): choose another deployment_name or namespace, or remove it")
             history = helm.history(release)
-            recovery = stuck_recovery(history, datetime.now(UTC))
+            try:
+                recovery = stuck_recovery(history, datetime.now(UTC))
+            except HelmBusy as busy:
+                self.log.info("release %s: %s; waiting for it", release, busy)
+                return self._wait_for_helm(context, busy)
             if recovery:
                 self._recover(helm, release, *recovery, status=history[-1]["status"])
                 history = helm.history(release)
@@ -64,6 +73,24 @@ class HelmDeployOperator(DeploymentStepOperator):
         self.log.info("release %s: revision %s installed", release, revision)
         return {"release": release, "revision": revision, "previous": deployed[-1] if deployed else None,
                 "changed": True}
+
+    def _wait_for_helm(self, context: Any, busy: HelmBusy) -> Any:
+        """Until the pending revision is settled or stuck; then the step runs again."""
+        from llm_on_eks.triggers.kube import ReleaseUnlockedTrigger
+
+        release, namespace = self.release["name"], self.release["namespace"]
+
+        def poll() -> Any:
+            with kubeconfig(self.access) as config:
+                helm = Helm(config, namespace)
+                while time.time() < busy.stuck_at and not unlocked(helm.history(release), busy.revision):
+                    time.sleep(READY_POLL_S)
+            return self.run(context)
+
+        return self.defer_or_poll(
+            trigger=lambda: ReleaseUnlockedTrigger(access=self.access, release=release, revision=busy.revision,
+                                                   deadline=busy.stuck_at, budget_s=STUCK_AFTER_S, poll_s=READY_POLL_S),
+            timeout_s=busy.stuck_at - time.time() + 300, poll=poll)
 
     def _recover(self, helm: Any, release: str, action: str, revision: int | None, *, status: str) -> None:
         self.log.warning("release %s is stuck %s: %s%s", release, status, action,

@@ -1,4 +1,5 @@
-"""Deferrable waits on the cluster: a Job's completion, a release's readiness.
+"""Deferrable waits on the cluster: a Job's completion, a release's readiness, a release another
+helm holds.
 
 Both can take hours (Neuron compiles, Maverick's start-up), so the task gives back its worker
 slot and the triggerer polls. A run opens one client through the same access path as the tasks
@@ -16,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from llm_on_eks.kube import jobs, readiness
-from llm_on_eks.kube.access import api_client
+from llm_on_eks.kube.access import api_client, kubeconfig
+from llm_on_eks.kube.helm import Helm, unlocked
 from llm_on_eks.plan.types import ClusterAccess
 
 POLL_S = 10
@@ -48,13 +50,17 @@ class _ClusterPollTrigger(BaseTrigger):
                 {"access": self.access, "deadline": self.deadline, "budget_s": self.budget_s, "poll_s": self.poll_s,
                  **self.fields()})
 
+    def client(self) -> AbstractContextManager[Any]:
+        """What ``look`` is given: a kubernetes client, by default."""
+        return api_client(self.access)
+
     def look(self, api: Any, last: bool) -> dict[str, Any] | None:
         raise NotImplementedError
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        # The kubernetes client is synchronous: opening it and each look run in a thread.
+        # The kubernetes client and helm are synchronous: opening them and each look run in a thread.
         with ExitStack() as stack:
-            api = await asyncio.to_thread(stack.enter_context, api_client(self.access))
+            api = await asyncio.to_thread(stack.enter_context, self.client())
             while True:
                 event = await asyncio.to_thread(self.look, api, time.time() > self.deadline)
                 if event is not None:
@@ -104,4 +110,28 @@ class ReleaseReadyTrigger(_ClusterPollTrigger):
             return {"status": "success", "result": None}
         if state.unschedulable or last:
             return {"status": "error", "message": state.detail, "result": {"unschedulable": state.unschedulable}}
+        return None
+
+
+class ReleaseUnlockedTrigger(_ClusterPollTrigger):
+    """Until the release's pending ``revision`` is settled by the helm working on it, or the
+    deadline passes, after which it counts as stuck; both are a success: the step runs again and
+    upgrades or recovers. Asks helm itself (``helm history``), whatever storage it uses."""
+
+    def __init__(self, release: str, revision: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.release = release
+        self.revision = revision
+
+    def fields(self) -> dict[str, Any]:
+        return {"release": self.release, "revision": self.revision}
+
+    @contextmanager
+    def client(self) -> Any:
+        with kubeconfig(self.access) as config:
+            yield Helm(config, self.access["namespace"])
+
+    def look(self, helm: Any, last: bool) -> dict[str, Any] | None:
+        if last or unlocked(helm.history(self.release), self.revision):
+            return {"status": "success", "result": None}
         return None
