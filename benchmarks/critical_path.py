@@ -20,7 +20,12 @@ It brings up its own local stack (local_stack/held.py) and stops it at the end:
     .venv/bin/python benchmarks/critical_path.py [--scale 1.0] [--polling]
 
 ``--scale`` multiplies every hold; ``--polling`` runs with ``[operators] default_deferrable`` off,
-so the waits poll in worker slots.
+so the waits poll in worker slots. The holds are the plan's own times shrunk (the cluster's 15
+minutes to 120 s), and so are the AWS waits' polls by default (``[llm_on_eks] waiter_delay_s``,
+30 s shrunk alike to 4 s): a wait ends on average half a poll after its hold, which at full size
+is 15 s of a 15-minute step and would be 15 s of a 2-minute one here. ``--full-polls`` keeps 30 s.
+The Kubernetes waits' polls (10 s deferred, 5 s in the worker) and what each step costs to start
+are not shrunk, so the ratio still overstates a full-size run's.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
+from llm_on_eks.operators.aws_wait import AwsWaitOperator  # noqa: E402
+from llm_on_eks.plan.cold_start import CLUSTER_CREATE_S  # noqa: E402
 from local_stack import changes, demo  # noqa: E402
 from local_stack.held import HOLDS, deploy_conf, held_stack  # noqa: E402
 
@@ -96,9 +103,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every hold")
     parser.add_argument("--polling", action="store_true", help="waits poll in worker slots (no deferral)")
+    parser.add_argument("--full-polls", action="store_true", help="AWS waits poll every 30 s, as at full size")
     args = parser.parse_args()
     holds = {kind: held * args.scale for kind, held in HOLDS.items()}
-    with held_stack(holds, args.polling) as local:
+    full_delay = AwsWaitOperator.WAIT[0]
+    delay = full_delay if args.full_polls else max(1, round(full_delay * holds["cluster"] / CLUSTER_CREATE_S))
+    print(f"AWS waits poll every {delay} s (at full size {full_delay} s; the cluster's hold is "
+          f"{holds['cluster'] / CLUSTER_CREATE_S:.2f} of its {CLUSTER_CREATE_S // 60} minutes)")
+    with held_stack(holds, args.polling, settings={"AIRFLOW__LLM_ON_EKS__WAITER_DELAY_S": str(delay)}) as local:
         conf, api, dag_id = deploy_conf(local), local.api, demo.DAG_ID
         sampler = SlotSampler()
         dag_run, tis = demo.run_to_end(local.airflow, api, "held", dag_id, conf, on_poll=sampler, poll_s=POLL_S)

@@ -7,20 +7,24 @@ long steps held (local_stack/held.py) and ``[operators] default_deferrable`` off
 runs in its task process, as a wait does when a team runs without a triggerer; a deferred wait has
 no task process to kill (the triggerer holds it). Each step in ``KILLS`` is SIGKILLed once it has
 run ``--after`` seconds of its first try (the smoke test, which lasts seconds, as soon as it is seen
-running): the task process Airflow records for the try, as the OOM killer would end it, or, for
-the accelerator node group, its supervisor (the LocalExecutor worker that runs the try and
+running): the task process Airflow records for the try, as the OOM killer would end it; for
+``helm_deploy``, its ``helm upgrade --install`` child and then the task process, as soon as helm has
+recorded the release ``pending-install`` (the retry meets a release no helm will finish: it waits
+until the revision counts as stuck, ``kube/helm.py`` ``STUCK_AFTER_S``, then uninstalls and installs);
+or, for the accelerator node group, its supervisor (the LocalExecutor worker that runs the try and
 heartbeats for it), as when the OOM killer picks that one. A try whose supervisor is gone stops heartbeating;
 the scheduler fails it after ``[scheduler] task_instance_heartbeat_timeout`` (60 s here, 300 s by
 default) and the retry runs while the orphaned task process may still be polling. At the end it
 prints, per step, what was killed and when, the try that finished it and what that try reports
 (``created``: the killed try's resource, adopted by its created-by-run tag), the run's state and
-the Lease's, and what the local AWS holds (its own listings): exactly one cluster, system node
-group, file system and bucket, and the deployment's node group.
+the Lease's, and what the local AWS and the API server hold (their own listings): exactly one
+cluster, system node group, file system and bucket, and the deployment's node group; one release,
+Deployment, Service and token Secret, no Lease.
 
 Then the deployment's teardown, its node group's delete killed the same way mid-wait (the local
 AWS keeps a deleted node group DELETING for a while, as EKS does while it drains): the retry finds
 it DELETING and waits without deleting again; the teardown succeeds and leaves what the cluster
-shares, none of the deployment's node group. A retry comes ``RETRY_DELAY_S`` after a killed try.
+shares, none of the deployment's node group, and nothing of the deployment in the API server. A retry comes ``RETRY_DELAY_S`` after a killed try.
 
     scripts/demo-stop      # if the demo is up
     .venv/bin/python benchmarks/kill_steps.py [--after 15]
@@ -32,6 +36,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -39,29 +44,31 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
 from local_stack import demo  # noqa: E402
-from local_stack.held import HOLDS, ONE_EACH, deploy_conf, held_stack  # noqa: E402
+from local_stack.held import HOLDS, ONE_EACH, deploy_conf, held_stack, in_the_cluster  # noqa: E402
 from local_stack.stack import is_airflow  # noqa: E402
 
 # step -> what is killed: its task process, or the supervisor that runs it; the deploy's steps,
 # then the teardown's.
 KILLS = {"provision.ensure_cluster": "task", "provision.ensure_nodegroup": "supervisor", "storage.ensure_fsx": "task",
-         "prepare_weights.stage_to_fsx": "task", "wait_ready": "task", "smoke_test": "task",
+         "prepare_weights.stage_to_fsx": "task", "helm_deploy": "helm", "wait_ready": "task", "smoke_test": "task",
          "teardown_aws.delete_nodegroup": "task"}
 # A killed try's retry this long after (``[llm_on_eks] retry_delay_s``; 2 minutes unless set): a
 # retry's delay is not what is measured.
 RETRY_DELAY_S = 20
 # Steps over in seconds: killed when first seen running rather than ``--after`` into the try.
-AT_ONCE = {"smoke_test"}
+AT_ONCE = {"smoke_test", "helm_deploy"}
+HELM_PENDING = {"pending-install", "pending-upgrade"}
 HEARTBEAT_TIMEOUT_S = 60
 REGION = demo.DEPLOYS["gpu"][1]["region"]
 
 
 class Killer:
-    """SIGKILL each step of ``KILLS`` (its task process or its supervisor) once it has run
-    ``after_s`` in its first try."""
+    """SIGKILL each step of ``KILLS`` (its task process, its supervisor, or its helm and then the
+    task process) once it has run ``after_s`` in its first try."""
 
-    def __init__(self, after_s: float) -> None:
+    def __init__(self, after_s: float, kubeconfig: str, namespace: str, release: str) -> None:
         self.after_s = after_s
+        self.kubeconfig, self.namespace, self.release = kubeconfig, namespace, release
         self.running_since: dict[str, float] = {}
         self.killed: dict[str, dict] = {}
 
@@ -75,11 +82,55 @@ class Killer:
             pid = ti.get("pid")
             if (now - since < self.after_s and task not in AT_ONCE) or not is_airflow(pid):
                 continue
+            if KILLS[task] == "helm":
+                self.killed[task] = {"after_s": None, "pid": pid, "what": "helm"}  # filled in by the thread
+                threading.Thread(target=self._kill_helm, args=(task, pid, since), daemon=True).start()
+                continue
             target = _parent(pid) if KILLS[task] == "supervisor" else pid
             os.kill(target, signal.SIGKILL)
             self.killed[task] = {"after_s": round(now - since), "pid": target, "what": KILLS[task]}
             print(f"  ** SIGKILL {task}'s {KILLS[task]} (pid {target}) after {now - since:.0f} s in its first try",
                   flush=True)
+
+
+    def _kill_helm(self, task: str, pid: int, since: float) -> None:
+        """Watch the task process's helm child and the release's records (helm's own Secrets,
+        read from the API server); once helm has recorded the release pending, SIGKILL it, then
+        the task process. Bounded: 60 s, or the task process's end."""
+        from kubernetes import client, config
+
+        api = client.CoreV1Api(config.new_client_from_config(self.kubeconfig))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            helm = next((child for child in _children(pid) if b"upgrade" in _cmdline(child)), None)
+            if helm and any((secret.metadata.labels or {}).get("status") in HELM_PENDING for secret in
+                            api.list_namespaced_secret(self.namespace,
+                                                       label_selector=f"owner=helm,name={self.release}").items):
+                os.kill(helm, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+                self.killed[task] = {"after_s": round(time.monotonic() - since), "pid": pid, "what": "helm, then task"}
+                print(f"  ** SIGKILL {task}'s helm upgrade (pid {helm}) with the release pending, then its task "
+                      f"process (pid {pid})", flush=True)
+                return
+            time.sleep(0.05)
+        del self.killed[task]
+        print(f"  ** {task}: no helm upgrade seen with the release pending; not killed", flush=True)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``: /proc/<pid>/task/*/children lists them."""
+    try:
+        return [int(child) for thread in Path(f"/proc/{pid}/task").iterdir()
+                for child in (thread / "children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _parent(pid: int) -> int:
@@ -94,11 +145,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--after", type=float, default=15.0, help="seconds into a step's first try")
     args = parser.parse_args()
-    killer = Killer(args.after)
     settings = {"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
                 "AIRFLOW__LLM_ON_EKS__RETRY_DELAY_S": str(RETRY_DELAY_S)}
     with held_stack(HOLDS, polling=True, settings=settings) as local:
         api, conf = local.api, deploy_conf(local)
+        killer = Killer(args.after, local.kubeconfig, conf["namespace"], conf["deployment_name"])
         api.wait_for_dags(demo.TEARDOWN_DAG_ID)  # switched on, as a user does
         teardown = {k: conf[k] for k in ("deployment_name", "cluster_name", "region", "namespace")}
         ok, tis = True, {}
@@ -114,7 +165,12 @@ def main() -> int:
             as_expected = all(len(held[k]) == (ours if k == "deployment node groups" else 1) for k in ONE_EACH)
             print("  the local AWS holds: " + ", ".join(f"{len(v)} {k}" for k, v in held.items())
                   + (" (as expected)" if as_expected else f": {held}"))
-            ok &= dag_run["state"] == "success" and as_expected
+            # The deployment's objects, one of each, the Lease released; after the teardown, none.
+            cluster = in_the_cluster(local.kubeconfig, conf["namespace"], conf["deployment_name"])
+            in_cluster_expected = cluster == {**dict.fromkeys(cluster, ours), "Leases": 0}
+            print("  the API server holds: " + ", ".join(f"{n} {k}" for k, n in cluster.items())
+                  + (" (as expected)" if in_cluster_expected else ""))
+            ok &= dag_run["state"] == "success" and as_expected and in_cluster_expected
         print(f"\n  {'step':<30} {'killed':<22} {'tries':>5} {'state':<8} what the last try reports")
         for task in KILLS:
             killed, (dag_id, run_id, ti) = killer.killed.get(task), tis.get(task, (None, None, {}))

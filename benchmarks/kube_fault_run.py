@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
 from local_stack import demo  # noqa: E402
-from local_stack.held import HOLDS, ONE_EACH, deploy_conf, held_stack  # noqa: E402
+from local_stack.held import HOLDS, ONE_EACH, deploy_conf, held_stack, in_the_cluster  # noqa: E402
 from local_stack.kube_faults import KubeFault, KubeFaultProxy  # noqa: E402
 
 NS = r"/namespaces/[^/]+"
@@ -48,23 +48,6 @@ FAULTS = [
     KubeFault("GET", rf"/api/v1{NS}/services/[^/]+$", "503"),  # smoke_test finds the Service
 ]
 REGION = demo.DEPLOYS["gpu"][1]["region"]
-
-
-def in_the_cluster(kubeconfig: str, namespace: str, release: str) -> dict[str, int]:
-    """What the API server holds of the deployment, from its own listings."""
-    from kubernetes import client, config
-
-    api = config.new_client_from_config(config_file=kubeconfig)
-    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    mine = f"app.kubernetes.io/instance={release}"
-    return {
-        "Deployments": len(apps.list_namespaced_deployment(namespace, label_selector=mine).items),
-        "Services": len([s for s in core.list_namespaced_service(namespace).items if s.metadata.name == release]),
-        "token Secrets": len([s for s in core.list_namespaced_secret(namespace).items if s.metadata.name == "hf-token"]),
-        "Leases": len(client.CoordinationV1Api(api).list_namespaced_lease(namespace).items),
-        "helm releases": len([s for s in core.list_namespaced_secret(namespace, label_selector="owner=helm").items
-                              if s.metadata.labels.get("name") == release and s.metadata.labels.get("status") == "deployed"]),
-    }
 
 
 def main() -> int:

@@ -17,7 +17,9 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -142,6 +144,15 @@ def ensure_vllm(state: dict) -> str:
     where = f"in network namespace {netns.name}" if netns else f"on 127.0.0.1 ({no_netns})"
     say(f"  vLLM (CPU)         started  {server.base_url} in {server.startup_s:.0f} s, {where}")
     return server.base_url
+
+
+@contextmanager
+def vllm_beside(state: dict) -> Iterator[Callable[[], str]]:
+    """``ensure_vllm`` in a thread beside what the context starts: the server's 1-2 minutes of
+    start-up no longer come after the control plane's, the local AWS's and Airflow's. Yields what
+    waits for its URL; leaving the context waits for it too."""
+    with ThreadPoolExecutor(1, thread_name_prefix="vllm") as pool:
+        yield pool.submit(ensure_vllm, state).result
 
 
 def ensure_job_markers(state: dict, kubeconfig: str, aws_url: str) -> None:
@@ -423,11 +434,12 @@ def up(team_stack: bool) -> int:
             "scripts/demo-stop first, then scripts/demo" + (" --team" if team_stack else ""))
         return 2
     say("Starting (or reusing) the local stack" + (" (team: PostgreSQL, Redis, CeleryExecutor):" if team_stack else ":"))
-    kubeconfig, helm = ensure_control_plane(state)
-    aws_url, identity = ensure_aws(state, kubeconfig)
-    vllm_url = ensure_vllm(state)
-    ensure_job_markers(state, kubeconfig, aws_url)
-    airflow = ensure_airflow(state, aws_url, identity, helm, ensure_team(state) if team_stack else None)
+    with vllm_beside(state) as vllm:
+        kubeconfig, helm = ensure_control_plane(state)
+        aws_url, identity = ensure_aws(state, kubeconfig)
+        ensure_job_markers(state, kubeconfig, aws_url)
+        airflow = ensure_airflow(state, aws_url, identity, helm, ensure_team(state) if team_stack else None)
+        vllm_url = vllm()
     api = airflow.api()
     api.wait_for_dags(DAG_ID, MODEL_DAG_ID, TEARDOWN_DAG_ID, IDLE_DAG_ID, BATCH_DAG_ID)
     confs = {label: deploy_conf(params, vllm_url) for label, (_, params) in DEPLOYS.items()}

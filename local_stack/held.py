@@ -61,14 +61,16 @@ def held_stack(holds: dict[str, float], polling: bool = False, settings: dict[st
         os.environ["SANDBOX_KWOK_STAGES"] = str(write_held_stages(Path(workdir) / "stages.yaml", holds["job"],
                                                                   holds["rollout"]))
         try:
-            kubeconfig, helm = demo.ensure_control_plane(state)
-            aws_url, identity = demo.ensure_aws(state, kubeconfig, {k: holds[k] for k in (*HOLD_KINDS, NODEGROUP_DELETE)},
-                                                front(kubeconfig) if front else None)
-            vllm_url = demo.ensure_vllm(state)
-            demo.ensure_job_markers(state, kubeconfig, aws_url)
-            airflow = demo.ensure_airflow(state, aws_url, identity, helm, None,
-                                          settings={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(not polling),
-                                                    **(settings or {})})
+            with demo.vllm_beside(state) as vllm:
+                kubeconfig, helm = demo.ensure_control_plane(state)
+                aws_url, identity = demo.ensure_aws(state, kubeconfig,
+                                                    {k: holds[k] for k in (*HOLD_KINDS, NODEGROUP_DELETE)},
+                                                    front(kubeconfig) if front else None)
+                demo.ensure_job_markers(state, kubeconfig, aws_url)
+                airflow = demo.ensure_airflow(state, aws_url, identity, helm, None,
+                                              settings={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(not polling),
+                                                        **(settings or {})})
+                vllm_url = vllm()
             api = airflow.api()
             api.wait_for_dags(demo.DAG_ID)
             yield HeldStack(airflow, api, aws_url, identity, kubeconfig, vllm_url)
@@ -80,3 +82,20 @@ def deploy_conf(local: HeldStack) -> dict:
     """Scout on GPU (weights staged on FSx) onto cluster ``held``, which does not exist yet."""
     conf = demo.deploy_conf({**demo.DEPLOYS["gpu"][1], "deployment_name": "scout-held"}, local.vllm_url)
     return conf | {"cluster_name": "held", "benchmark": False}
+
+
+def in_the_cluster(kubeconfig: str, namespace: str, release: str) -> dict[str, int]:
+    """What the API server holds of the deployment, from its own listings."""
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=kubeconfig)
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    mine = f"app.kubernetes.io/instance={release}"
+    return {
+        "Deployments": len(apps.list_namespaced_deployment(namespace, label_selector=mine).items),
+        "Services": len([s for s in core.list_namespaced_service(namespace).items if s.metadata.name == release]),
+        "token Secrets": len([s for s in core.list_namespaced_secret(namespace).items if s.metadata.name == "hf-token"]),
+        "Leases": len(client.CoordinationV1Api(api).list_namespaced_lease(namespace).items),
+        "helm releases": len([s for s in core.list_namespaced_secret(namespace, label_selector="owner=helm").items
+                              if s.metadata.labels.get("name") == release and s.metadata.labels.get("status") == "deployed"]),
+    }

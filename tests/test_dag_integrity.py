@@ -91,6 +91,21 @@ def test_the_first_retry_waits_two_minutes_unless_set(dagbag, monkeypatch):
         == {timedelta(seconds=10)}
 
 
+def test_aws_waits_poll_every_30_s_unless_set_over_the_same_time(dagbag, monkeypatch):
+    from llm_on_eks.factory import build_deploy_dag
+
+    def waits(dag):
+        return {t.task_id: (t.waiter_delay, t.waiter_max_attempts) for t in dag.tasks if hasattr(t, "waiter_delay")}
+
+    default = waits(dagbag.dags["deploy_llama4"])
+    assert default["provision.ensure_cluster"] == (30, 60) and default["provision.ensure_nodegroup"] == (30, 120)
+    monkeypatch.setenv("AIRFLOW__LLM_ON_EKS__WAITER_DELAY_S", "4")
+    every_4_s = waits(build_deploy_dag("deploy_llama4", doc_md="x"))
+    assert every_4_s.keys() == default.keys()
+    for task, (delay, attempts) in every_4_s.items():
+        assert delay == 4 and 0 <= delay * attempts - default[task][0] * default[task][1] < 4, task
+
+
 def test_what_needs_no_accelerator_node_runs_while_the_node_group_boots(dagbag):
     """FSx staging (system nodes, FSx CSI driver) and the token Secret wait for neither the
     accelerator node group nor its device plugin; a Neuron compile (on those nodes) waits for both."""

@@ -9,6 +9,7 @@ apache/airflow#73219).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
@@ -16,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import tenacity
 from airflow.sdk import Context
+from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException
 from airflow.sdk.module_loading import import_string
 
@@ -73,17 +75,24 @@ class AwsWaitOperator(AwsStepOperator[HookT], WaitingStepOperator):
     """An AWS step whose waits run in the worker or, with ``deferrable``, in the triggerer.
 
     ``WAIT`` is (seconds between polls, polls): how long AWS can take, with room to spare.
+    ``[llm_on_eks] waiter_delay_s``, when set, is every such wait's poll interval, over the same
+    time (more polls): a wait ends on average half an interval after what it waits for.
 
-    :param waiter_delay: seconds between polls (default ``WAIT[0]``)
-    :param waiter_max_attempts: polls before the wait fails (default ``WAIT[1]``)
+    :param waiter_delay: seconds between polls (default ``WAIT[0]``, or the setting)
+    :param waiter_max_attempts: polls before the wait fails (default ``WAIT[1]``, or as many as
+        the setting's interval takes to span the same time)
     """
 
     WAIT = (30, 60)
 
     def __init__(self, *, waiter_delay: int | None = None, waiter_max_attempts: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.waiter_delay = self.WAIT[0] if waiter_delay is None else waiter_delay
-        self.waiter_max_attempts = waiter_max_attempts or self.WAIT[1]
+        delay, attempts = self.WAIT
+        every = conf.getint("llm_on_eks", "waiter_delay_s", fallback=0)
+        if waiter_delay is None and every:
+            delay, attempts = every, math.ceil(delay * attempts / every)
+        self.waiter_delay = delay if waiter_delay is None else waiter_delay
+        self.waiter_max_attempts = waiter_max_attempts or attempts
 
     def lease_hold_s(self) -> int:
         return self.waiter_delay * self.waiter_max_attempts + 60 + LEASE_MARGIN_S

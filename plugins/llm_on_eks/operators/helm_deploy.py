@@ -17,6 +17,8 @@ from llm_on_eks.operators.base import LEASE_MARGIN_S, DeploymentStepOperator, Wa
 from llm_on_eks.plan.types import ReleaseSpec
 
 READY_POLL_S = 5
+# A release another helm holds: that helm ends within seconds, or never (killed with its worker).
+HELM_POLL_S = 15
 
 
 class HelmDeployOperator(WaitingStepOperator):
@@ -38,7 +40,7 @@ class HelmDeployOperator(WaitingStepOperator):
     def describe(self) -> Any:
         return {"command": helm_command(self.release), "values": helm_values(self.release),
                 "on_pending": f"wait for the helm behind a pending revision, up to {STUCK_AFTER_S} s after it began, "
-                              "then roll back to the last deployed revision",
+                              "then roll back to the last deployed revision (none: uninstall, then install)",
                 "on_failure": "roll back to the last revision that became ready"}
 
     def run(self, context: Any) -> Any:
@@ -84,12 +86,12 @@ class HelmDeployOperator(WaitingStepOperator):
             with kubeconfig(self.access) as config:
                 helm = Helm(config, namespace)
                 while time.time() < busy.stuck_at and not unlocked(helm.history(release), busy.revision):
-                    time.sleep(READY_POLL_S)
+                    time.sleep(min(HELM_POLL_S, max(0.0, busy.stuck_at - time.time())))
             return self.run(context)
 
         return self.defer_or_poll(
             trigger=lambda: ReleaseUnlockedTrigger(access=self.access, release=release, revision=busy.revision,
-                                                   deadline=busy.stuck_at, budget_s=STUCK_AFTER_S, poll_s=READY_POLL_S),
+                                                   deadline=busy.stuck_at, budget_s=STUCK_AFTER_S, poll_s=HELM_POLL_S),
             timeout_s=busy.stuck_at - time.time() + 300, poll=poll)
 
     def _recover(self, helm: Any, release: str, action: str, revision: int | None, *, status: str) -> None:

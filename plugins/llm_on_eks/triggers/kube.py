@@ -66,7 +66,8 @@ class _ClusterPollTrigger(BaseTrigger):
                 if event is not None:
                     yield TriggerEvent(event)
                     return
-                await asyncio.sleep(self.poll_s)
+                # The last look comes at the deadline, not up to a poll after it.
+                await asyncio.sleep(min(self.poll_s, max(0.0, self.deadline - time.time())))
 
 
 class JobCompleteTrigger(_ClusterPollTrigger):
