@@ -4,7 +4,8 @@ once ``scripts/demo-stop`` has stopped everything, again (warm: all built and in
 running).
 
 For each it prints when the local stack began to start (before it: the virtualenv installs and
-the control-plane build, side by side), when the stack was up, the first token (the first
+the control-plane build, side by side), the first deploy's trigger (the stack up, its DAGs
+parsed), the first token (the first
 deployment's smoke test passed: its chat and streamed requests answered through the endpoint),
 when every deploy of the first batch served, and the end; then it stops what the demo started.
 
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # What scripts/demo prints (local_stack/demo.py), in the order it happens.
 MARKS = (
     ("stack starts", re.compile(r"^Starting \(or reusing\) the local stack")),
-    ("stack up", re.compile(r"^  connections ")),
+    ("first trigger", re.compile(r"^  \$ airflow dags trigger ")),
     ("first token", re.compile(r"^  \[\d\d:\d\d\] \S+ +smoke_test +success")),
     ("first deploys serve", re.compile(r"^On the shared cluster, a teardown")),
 )

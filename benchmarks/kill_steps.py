@@ -94,27 +94,29 @@ class Killer:
 
 
     def _kill_helm(self, task: str, pid: int, since: float) -> None:
-        """Watch the task process's helm child and the release's records (helm's own Secrets,
-        read from the API server); once helm has recorded the release pending, SIGKILL it, then
-        the task process. Bounded: 60 s, or the task process's end."""
-        from kubernetes import client, config
+        """Watch the release's records (helm's own Secrets, a watch on the API server: a poll
+        would miss the second or less the record stays pending); once helm has recorded the
+        release pending, SIGKILL the task process's helm child, then the task process. Bounded:
+        60 s."""
+        from kubernetes import client, config, watch
 
         api = client.CoreV1Api(config.new_client_from_config(self.kubeconfig))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        records = watch.Watch()
+        for event in records.stream(api.list_namespaced_secret, self.namespace, timeout_seconds=60,
+                                    label_selector=f"owner=helm,name={self.release}"):
+            if (event["object"].metadata.labels or {}).get("status") not in HELM_PENDING:
+                continue
             helm = next((child for child in _children(pid) if b"upgrade" in _cmdline(child)), None)
-            if helm and any((secret.metadata.labels or {}).get("status") in HELM_PENDING for secret in
-                            api.list_namespaced_secret(self.namespace,
-                                                       label_selector=f"owner=helm,name={self.release}").items):
+            if helm:
                 os.kill(helm, signal.SIGKILL)
                 os.kill(pid, signal.SIGKILL)
                 self.killed[task] = {"after_s": round(time.monotonic() - since), "pid": pid, "what": "helm, then task"}
                 print(f"  ** SIGKILL {task}'s helm upgrade (pid {helm}) with the release pending, then its task "
                       f"process (pid {pid})", flush=True)
-                return
-            time.sleep(0.05)
-        del self.killed[task]
-        print(f"  ** {task}: no helm upgrade seen with the release pending; not killed", flush=True)
+            records.stop()
+        if self.killed[task]["after_s"] is None:
+            del self.killed[task]
+            print(f"  ** {task}: no helm upgrade seen with the release pending; not killed", flush=True)
 
 
 def _cmdline(pid: int) -> bytes:
