@@ -1,9 +1,10 @@
 """Deferrable waits on the cluster: a Job's completion, a release's readiness, a release another
 helm holds.
 
-Both can take hours (Neuron compiles, Maverick's start-up), so the task gives back its worker
-slot and the triggerer polls. A run opens one client through the same access path as the tasks
-(``llm_on_eks.kube.access``), which renews the AWS credentials and the EKS token as they age, so a
+The first two can take hours (Neuron compiles, Maverick's start-up), the third minutes (a killed
+worker's helm), so the task gives back its worker slot and the triggerer polls. A run opens one
+client through the same access path as the tasks (``llm_on_eks.kube.access``; helm gets a
+kubeconfig from it), which renews the AWS credentials and the EKS token as they age, so a
 two-hour wait never holds an expired one (apache/airflow#63020), and each poll runs the same
 probe the in-worker wait uses. The deadline is an absolute time fixed when the task defers: a
 triggerer restart does not restart the budget.
