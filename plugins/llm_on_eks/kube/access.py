@@ -146,6 +146,11 @@ class _RenewingToken:
             self.load()
         elif self.on_expiry is not None:
             self.on_expiry(configuration)
+            # The loader's hook installs itself again as it runs (kubernetes' config/kube_config.py,
+            # _set_config): put this one back, or no later request renews the token, and a wait
+            # longer than the token's 15 minutes meets 401 Unauthorized.
+            self.on_expiry = configuration.refresh_api_key_hook
+            configuration.refresh_api_key_hook = self
 
 
 # What the client retries before a step sees it (urllib3's Retry): 429 from API Priority and
