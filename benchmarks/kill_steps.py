@@ -43,6 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
+from llm_on_eks.kube.helm import PENDING  # noqa: E402
 from local_stack import demo  # noqa: E402
 from local_stack.held import HOLDS, ONE_EACH, deploy_conf, held_stack, in_the_cluster  # noqa: E402
 from local_stack.stack import is_airflow  # noqa: E402
@@ -57,7 +58,6 @@ KILLS = {"provision.ensure_cluster": "task", "provision.ensure_nodegroup": "supe
 RETRY_DELAY_S = 20
 # Steps over in seconds: killed when first seen running rather than ``--after`` into the try.
 AT_ONCE = {"smoke_test", "helm_deploy"}
-HELM_PENDING = {"pending-install", "pending-upgrade"}
 HEARTBEAT_TIMEOUT_S = 60
 REGION = demo.DEPLOYS["gpu"][1]["region"]
 
@@ -104,7 +104,7 @@ class Killer:
         records = watch.Watch()
         for event in records.stream(api.list_namespaced_secret, self.namespace, timeout_seconds=60,
                                     label_selector=f"owner=helm,name={self.release}"):
-            if (event["object"].metadata.labels or {}).get("status") not in HELM_PENDING:
+            if (event["object"].metadata.labels or {}).get("status") not in PENDING:
                 continue
             helm = next((child for child in _children(pid) if b"upgrade" in _cmdline(child)), None)
             if helm:

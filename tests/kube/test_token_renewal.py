@@ -22,6 +22,8 @@ def test_the_token_is_renewed_on_every_request_not_only_the_first(tmp_path):
             "contexts": [{"name": "eks", "context": {"cluster": "c", "user": "u"}}],
             "users": [{"name": "u", "user": {"token": token}}]}))
 
+    # Stands in for _EksTokenKubeconfig.renew, which mints a new token only every 4 minutes
+    # (REMINT_AFTER_S): what is under test is the client's hook calling it on every request.
     def renew() -> bool:
         renewed = next(renewals)
         if renewed:
