@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llm_on_eks.worker_preload import forkserver_settings
 from local_stack.stack import LOGS, ROOT, alive, free_port, http_ok, spawn, stop_pids, wait_until
 
 USER = "admin"
@@ -101,6 +102,8 @@ class LocalAirflow:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.password_file),
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            # Each task process starts with what the steps import at run time (worker_preload).
+            **forkserver_settings(),
             # Every long wait goes to the triggerer, as in a team's deployment.
             "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
             **self.extra_env,
