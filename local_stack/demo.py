@@ -180,13 +180,24 @@ def ensure_team(state: dict) -> dict[str, str]:
 
 
 # -- Airflow ------------------------------------------------------------------------------------
+# The local AWS makes what it creates ACTIVE at once (without a benchmark's holds): its waits poll
+# every 5 s, where they poll AWS every 30 s; the same attempts' window ([llm_on_eks] waiter_delay_s).
+LOCAL_AWS_POLL_S = 5
+
+
+def stack_settings(helm: str) -> dict[str, str]:
+    """What every Airflow process of a local stack gets beside Airflow's own settings (the demo's,
+    the held benchmarks' and the tests' stacks)."""
+    return {"HELM_BIN": helm, "AIRFLOW__LLM_ON_EKS__WAITER_DELAY_S": str(LOCAL_AWS_POLL_S),
+            # Where no network namespace can be made, the local vLLM server is on 127.0.0.1.
+            "AIRFLOW__LLM_ON_EKS__ALLOW_LOOPBACK_ENDPOINT": "True"}
+
+
 def ensure_airflow(state: dict, aws_url: str, identity: dict[str, str], helm: str,
                    team_settings: dict[str, str] | None, idle_schedule: str = IDLE_SCHEDULE,
                    settings: dict[str, str] | None = None) -> LocalAirflow:
     """``settings``: more Airflow settings (environment variables) for every component."""
-    extra_env = {"LLM_ON_EKS_IDLE_TEARDOWN_SCHEDULE": idle_schedule, "HELM_BIN": helm,
-                 # Where no network namespace can be made, the local vLLM server is on 127.0.0.1.
-                 "AIRFLOW__LLM_ON_EKS__ALLOW_LOOPBACK_ENDPOINT": "True"}
+    extra_env = {"LLM_ON_EKS_IDLE_TEARDOWN_SCHEDULE": idle_schedule, **stack_settings(helm)}
     extra_env.update(team_settings or {})
     extra_env.update(settings or {})
     airflow = (LocalAirflow.from_state(state["airflow"], extra_env=extra_env) if "airflow" in state

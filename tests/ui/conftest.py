@@ -19,6 +19,7 @@ import pytest
 
 from local_stack import team
 from local_stack.airflow import LocalAirflow, connections
+from local_stack.demo import stack_settings
 from local_stack.stack import stop_pid
 from tests.e2e.conftest import namespace  # noqa: F401 - a namespace of the test's own, gone afterwards
 
@@ -52,19 +53,13 @@ def local_aws(sandbox_cluster):
         yield url, {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
 
 
-def stack_env(sandbox_cluster) -> dict[str, str]:
-    """What both stacks' processes get beside Airflow's settings, as scripts/demo's do: the
-    control plane's helm, and the local vLLM server allowed where it is on 127.0.0.1."""
-    return {"HELM_BIN": sandbox_cluster.helm, "AIRFLOW__LLM_ON_EKS__ALLOW_LOOPBACK_ENDPOINT": "True"}
-
-
 @pytest.fixture(scope="session")
 def local_airflow(tmp_path_factory, local_aws, sandbox_cluster):
     airflow = LocalAirflow(home=tmp_path_factory.mktemp("airflow-home"), log_prefix="test-airflow",
                            extra_env={"AIRFLOW__LLM_ON_EKS__APPROVE_ABOVE_USD_PER_HOUR": str(APPROVAL_LIMIT_USD),
                                       # A killed try's retry (test_parallel_deploys) 5 s on, not 2 min.
                                       "AIRFLOW__LLM_ON_EKS__RETRY_DELAY_S": "5",
-                                      **stack_env(sandbox_cluster)})
+                                      **stack_settings(sandbox_cluster.helm)})
     try:
         airflow.start(connections(*local_aws))
         airflow.api().wait_for_dags(DAG_ID)
@@ -82,7 +77,7 @@ def team_airflow(local_aws, sandbox_cluster):
     backends: dict = {}
     try:
         settings = team.ensure_backends(home, backends)
-        airflow = LocalAirflow(home=home, log_prefix="test-airflow-team", extra_env={**settings, **stack_env(sandbox_cluster)},
+        airflow = LocalAirflow(home=home, log_prefix="test-airflow-team", extra_env={**settings, **stack_settings(sandbox_cluster.helm)},
                                workers=team.WORKERS)
         try:
             airflow.start(connections(*local_aws))
