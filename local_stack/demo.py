@@ -133,7 +133,7 @@ def ensure_vllm(state: dict) -> str:
         return vllm["url"]
     if alive(vllm.get("pid")):
         stop_vllm(vllm)  # started by an earlier demo, under other names
-    say("  vLLM (CPU)         starting (about a minute on 2 cores) ...")
+    say("  vLLM (CPU)         starting (1-2 minutes on 2 cores) ...")
     no_netns = netns_unavailable_reason()
     server = start_server("tiny-llama4", SERVED, use_netns=no_netns is None)
     netns = server.netns
@@ -148,7 +148,7 @@ def ensure_vllm(state: dict) -> str:
 
 @contextmanager
 def vllm_beside(state: dict) -> Iterator[Callable[[], str]]:
-    """``ensure_vllm`` in a thread beside what the context starts: the server's minute of
+    """``ensure_vllm`` in a thread beside what the context starts: the server's 1-2 minutes of
     start-up no longer come after the control plane's, the local AWS's and Airflow's. Yields what
     waits for its URL; leaving the context waits for it too."""
     with ThreadPoolExecutor(1, thread_name_prefix="vllm") as pool:

