@@ -116,17 +116,39 @@ def stop_pid(pid: int | None, grace_s: float = 20) -> None:
 def stop_pids(pids: list[int | None], grace_s: float = 20) -> None:
     """``stop_pid`` for several processes at once: each is signalled before any is waited for, so
     stopping them takes the slowest one's time, not the sum (Airflow's components each take a few
-    seconds to shut down)."""
+    seconds to shut down). Once a session's leader is gone, whatever is left of the session is
+    signalled again: a process started while it shut down (a LocalExecutor worker forked then by
+    the scheduler's forkserver) got no signal the first time, and would outlive the stack."""
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10)):
-        left = [pid for pid in pids if alive(pid)]
-        for pid in left:
-            try:
-                os.killpg(pid, sig)
-            except ProcessLookupError:
-                pass
+        left = [pid for pid in pids if pid and _session_alive(pid)]
+        _signal_sessions(left, sig)
         deadline = time.monotonic() + wait_s
         while any(alive(pid) for pid in left) and time.monotonic() < deadline:
             time.sleep(0.3)
+        _signal_sessions([pid for pid in left if _session_alive(pid)], sig)
+        while any(_session_alive(pid) for pid in left) and time.monotonic() < deadline:
+            time.sleep(0.3)
+
+
+def _signal_sessions(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _session_alive(pgid: int) -> bool:
+    """Whether a process of the group ``spawn`` made ``pgid`` the leader of runs (the leader or
+    not; zombies count as gone, as in ``alive``)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def sandbox(*args: str, check: bool = True) -> subprocess.CompletedProcess:
