@@ -180,8 +180,9 @@ def ensure_team(state: dict) -> dict[str, str]:
 
 
 # -- Airflow ------------------------------------------------------------------------------------
-# The local AWS makes what it creates ACTIVE at once (without a benchmark's holds): its waits poll
-# every 5 s, where they poll AWS every 30 s; the same attempts' window ([llm_on_eks] waiter_delay_s).
+# The local AWS reports what it creates ACTIVE some 20 s on (local_stack.aws.SETTLE_S, without a
+# benchmark's holds), where AWS takes minutes: its waits poll every 5 s, not every 30 s as against
+# AWS, over the same window ([llm_on_eks] waiter_delay_s).
 LOCAL_AWS_POLL_S = 5
 
 
