@@ -102,8 +102,9 @@ class LocalAirflow:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.password_file),
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-            # Each task process starts with what the steps import at run time (worker_preload).
-            **forkserver_settings(),
+            # Each task process starts with what the steps import at run time (worker_preload); the
+            # Celery workers' own setting is in the team stack's settings.
+            **({} if self.workers else forkserver_settings()),
             # Every long wait goes to the triggerer, as in a team's deployment.
             "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
             **self.extra_env,
