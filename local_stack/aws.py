@@ -31,11 +31,11 @@ import botocore.session
 from local_stack.aws_gaps import ACCOUNT, BOTOCORE_NAMES, HOLD_KINDS, AwsGaps
 from local_stack.sts_presigned import PresignedCallerIdentity
 
-# What is created reports CREATING for this long at least. On AWS a node group takes minutes; here
-# it would be ACTIVE at a trigger's first look, the moment Airflow 3.3's scheduler can take the
-# deferring try's exit for a failure of the resumed one (apache/airflow#72716): a few seconds keep
-# the local stack on AWS's side of that race.
-SETTLE_S = 20.0
+# What is created reports CREATING for this long at least (and at its first look always). On AWS a
+# node group takes minutes; here it would be ACTIVE at once. Every wait resumes no sooner than 10 s
+# after it deferred all the same (llm_on_eks.triggers.settled, against apache/airflow#72716), so
+# as long keeps a trigger's polls on AWS's path without adding to every local wait.
+SETTLE_S = 10.0
 # The IAM user a local Airflow is: the demo's and the tests' AWS connection, mapped to a cluster admin.
 AIRFLOW_USER = "airflow"
 AIRFLOW_ARN = f"arn:aws:iam::{ACCOUNT}:user/{AIRFLOW_USER}"
@@ -153,9 +153,9 @@ class GapsMiddleware:
             line, headers, data = _encode(operation, status, parsed)
             start_response(line, headers)
             return [data]
-        return self._completed(environ, start_response, operation, body, labels)
+        return self._completed(environ, start_response, operation, body, labels, credential["region"])
 
-    def _completed(self, environ, start_response, operation, body: bytes, labels) -> Iterable[bytes]:
+    def _completed(self, environ, start_response, operation, body: bytes, labels, region: str) -> Iterable[bytes]:
         import io
 
         environ["wsgi.input"] = io.BytesIO(body)
@@ -169,7 +169,7 @@ class GapsMiddleware:
         if code < 300 and data.strip():
             parsed = json.loads(data)
             self.gaps.complete(operation, parsed, code,
-                               _params(operation, labels, parse_qs(environ.get("QUERY_STRING", "")), body))
+                               _params(operation, labels, parse_qs(environ.get("QUERY_STRING", "")), body), region)
             data = json.dumps(parsed).encode()
         headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
         start_response(captured["status"], [*headers, ("Content-Length", str(len(data)))])

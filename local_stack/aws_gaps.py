@@ -160,11 +160,11 @@ class AwsGaps:
         http, parsed = handler(model=model, context={"gaps_params": params, "client_region": region})
         return http.status_code, parsed
 
-    def complete(self, model, parsed: dict[str, Any], status: int, params: dict[str, Any]) -> None:
+    def complete(self, model, parsed: dict[str, Any], status: int, params: dict[str, Any], region: str) -> None:
         """Complete moto's parsed answer in place, for an operation in ``COMPLETED`` called with ``params``."""
         name = self.COMPLETED[(model.service_model.endpoint_prefix, model.name)]
         getattr(self, name)(parsed=parsed, http_response=AWSResponse("https://gaps.local", status, {}, None),
-                            context={"gaps_params": params})
+                            context={"gaps_params": params, "client_region": region})
 
     def fail(self, operation: str, error: Any, times: int = 1, **match: Any) -> None:
         """Make the next ``times`` calls of ``operation`` ("service.Operation") fail with ``error``:
@@ -189,12 +189,12 @@ class AwsGaps:
                     return pending.pop(i)[0]
         return None
 
-    def fail_creation(self, cluster: str, nodegroup: str, code: str = "InsufficientFreeAddresses",
+    def fail_creation(self, region: str, cluster: str, nodegroup: str, code: str = "InsufficientFreeAddresses",
                       message: str = "injected by the test") -> None:
         """The node group, once created, stays CREATING with this health issue (code and message,
         EKS's Issue shape), as one whose instances cannot launch does: a p5 without capacity
         reports AsgInstanceLaunchFailures with EC2's InsufficientInstanceCapacity in the message."""
-        self.doomed[("nodegroup", cluster, nodegroup)] = {"code": code, "message": message}
+        self.doomed[("nodegroup", region, cluster, nodegroup)] = {"code": code, "message": message}
 
     def _started_creating(self, key: tuple[str, ...]) -> None:
         self.creating[key] = 1
@@ -463,16 +463,18 @@ class AwsGaps:
                 if fs.get("FileSystemType") == "LUSTRE":
                     fs.setdefault("LustreConfiguration", {})["MountName"] = self._mount_name(fs["FileSystemId"])
 
-    @staticmethod
-    def _eks_key(parsed) -> tuple[str, ...] | None:
+    def _eks_key(self, parsed, context) -> tuple[str, ...] | None:
+        """What an EKS answer is about. Names are regional: one cluster name in two regions (the
+        demo's llm-demo) is two clusters, each CREATING for its own time."""
+        region = self._region(context)
         if "cluster" in parsed:
-            return ("cluster", parsed["cluster"]["name"])
+            return ("cluster", region, parsed["cluster"]["name"])
         if "nodegroup" in parsed:
-            return ("nodegroup", parsed["nodegroup"]["clusterName"], parsed["nodegroup"]["nodegroupName"])
+            return ("nodegroup", region, parsed["nodegroup"]["clusterName"], parsed["nodegroup"]["nodegroupName"])
         return None
 
     def _eks_created(self, parsed, http_response, context, **_):
-        key = self._eks_key(parsed)
+        key = self._eks_key(parsed, context)
         if key and http_response.status_code < 300:
             with self.lock:
                 self._started_creating(key)
@@ -485,8 +487,8 @@ class AwsGaps:
         if self.cluster_endpoint and "cluster" in parsed:
             parsed["cluster"].update(self.cluster_endpoint)
 
-    def _eks_described(self, parsed, http_response, **_):
-        key = self._eks_key(parsed)
+    def _eks_described(self, parsed, http_response, context, **_):
+        key = self._eks_key(parsed, context)
         if key and http_response.status_code < 300:
             self._served_here(parsed)
             with self.lock:

@@ -18,8 +18,9 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -124,35 +125,56 @@ def ensure_control_plane(state: dict) -> tuple[str, str]:
     return stack.sandbox("kubeconfig").stdout.strip(), stack.sandbox("bin", "helm").stdout.strip()
 
 
-def ensure_vllm(state: dict) -> str:
-    from local_stack.vllm import netns_unavailable_reason, start_server
+def ensure_vllm(state: dict) -> tuple[str, Callable[[], None]]:
+    """The local vLLM server's URL, at once, and what waits until it answers (raising when it
+    exits or misses its start-up deadline)."""
+    from local_stack.vllm import netns_unavailable_reason, spawn_server
 
     vllm = state.get("vllm", {})
     if alive(vllm.get("pid")) and http_ok(f"{vllm['url']}/health") and vllm.get("served") == SERVED:
         say(f"  vLLM (CPU)         reused   {vllm['url']}")
-        return vllm["url"]
+        return vllm["url"], lambda: None
     if alive(vllm.get("pid")):
         stop_vllm(vllm)  # started by an earlier demo, under other names
     say("  vLLM (CPU)         starting (1-2 minutes on 2 cores) ...")
     no_netns = netns_unavailable_reason()
-    server = start_server("tiny-llama4", SERVED, use_netns=no_netns is None)
+    server = spawn_server("tiny-llama4", SERVED, use_netns=no_netns is None)
     netns = server.netns
     state["vllm"] = {"pid": server.process.pid, "url": server.base_url, "served": SERVED,
                      "netns": netns and {"name": netns.name, "host_veth": netns.host_veth,
                                          "inner_veth": netns.inner_veth}}
     save_state(state)
     where = f"in network namespace {netns.name}" if netns else f"on 127.0.0.1 ({no_netns})"
-    say(f"  vLLM (CPU)         started  {server.base_url} in {server.startup_s:.0f} s, {where}")
-    return server.base_url
+
+    def healthy() -> None:
+        server.wait_healthy()
+        say(f"  vLLM (CPU)         started  {server.base_url} in {server.startup_s:.0f} s, {where}")
+
+    return server.base_url, healthy
+
+
+@dataclass
+class VllmStart:
+    """The local vLLM server while it starts: its URL (known at once) and its start-up's end."""
+
+    url: str
+    healthy: Future
+
+    def failed(self, *_: Any) -> None:
+        """Raise what ended the server's start-up, if it failed: no run waits out its smoke test's
+        start-up budget for a server that is not coming (an ``on_poll`` of ``follow``)."""
+        if self.healthy.done():
+            self.healthy.result()
 
 
 @contextmanager
-def vllm_beside(state: dict) -> Iterator[Callable[[], str]]:
-    """``ensure_vllm`` in a thread beside what the context starts: the server's 1-2 minutes of
-    start-up no longer come after the control plane's, the local AWS's and Airflow's. Yields what
-    waits for its URL; leaving the context waits for it too."""
+def vllm_beside(state: dict) -> Iterator[VllmStart]:
+    """The local vLLM server started beside what the context starts: its 1-2 minutes of start-up
+    no longer come after the control plane's, the local AWS's and Airflow's. Leaving the context
+    waits for it too."""
+    url, healthy = ensure_vllm(state)
     with ThreadPoolExecutor(1, thread_name_prefix="vllm") as pool:
-        yield pool.submit(ensure_vllm, state).result
+        yield VllmStart(url, pool.submit(healthy))
 
 
 def ensure_job_markers(state: dict, kubeconfig: str, aws_url: str) -> None:
@@ -180,7 +202,7 @@ def ensure_team(state: dict) -> dict[str, str]:
 
 
 # -- Airflow ------------------------------------------------------------------------------------
-# The local AWS reports what it creates ACTIVE some 20 s on (local_stack.aws.SETTLE_S, without a
+# The local AWS reports what it creates ACTIVE some 10 s on (local_stack.aws.SETTLE_S, without a
 # benchmark's holds), where AWS takes minutes: its waits poll every 5 s, not every 30 s as against
 # AWS, over the same window ([llm_on_eks] waiter_delay_s).
 LOCAL_AWS_POLL_S = 5
@@ -451,17 +473,19 @@ def up(team_stack: bool) -> int:
         aws_url, identity = ensure_aws(state, kubeconfig)
         ensure_job_markers(state, kubeconfig, aws_url)
         airflow = ensure_airflow(state, aws_url, identity, helm, ensure_team(state) if team_stack else None)
-        vllm_url = vllm()
-    api = airflow.api()
-    api.wait_for_dags(DAG_ID, MODEL_DAG_ID, TEARDOWN_DAG_ID, IDLE_DAG_ID, BATCH_DAG_ID)
-    confs = {label: deploy_conf(params, vllm_url) for label, (_, params) in DEPLOYS.items()}
-    try:
-        deploy_at_once(airflow, api, aws_url, identity, confs)
-        teardown_beside_deploy(airflow, api, aws_url, identity, confs["llama3"])
-        ok = True
-    except DemoFailed as failed:
-        say(f"\n{failed}")
-        ok = False
+        api = airflow.api()
+        api.wait_for_dags(DAG_ID, MODEL_DAG_ID, TEARDOWN_DAG_ID, IDLE_DAG_ID, BATCH_DAG_ID)
+        vllm_url = vllm.url
+        confs = {label: deploy_conf(params, vllm_url) for label, (_, params) in DEPLOYS.items()}
+        # The deploys start while vLLM still starts: nothing reaches it before a smoke test, which
+        # waits for a server still warming up (SmokeTestOperator), as for a pod's on EKS.
+        try:
+            deploy_at_once(airflow, api, aws_url, identity, confs, on_poll=vllm.failed)
+            teardown_beside_deploy(airflow, api, aws_url, identity, confs["llama3"])
+            ok = True
+        except DemoFailed as failed:
+            say(f"\n{failed}")
+            ok = False
     say(f"\nA DAG of a team's own that needs Scout while it runs ({BATCH_DAG_ID}, through llm_endpoint): the first "
         "run holds scout-gpu and brings it back up through deploy_model, the second, right after, adopts it:")
     ok &= consume(airflow, api, vllm_url, aws_url, identity, kubeconfig)

@@ -70,7 +70,8 @@ def held_stack(holds: dict[str, float], polling: bool = False, settings: dict[st
                 airflow = demo.ensure_airflow(state, aws_url, identity, helm, None,
                                               settings={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(not polling),
                                                         **(settings or {})})
-                vllm_url = vllm()
+                vllm.healthy.result()  # nothing beside the measured run
+                vllm_url = vllm.url
             api = airflow.api()
             api.wait_for_dags(demo.DAG_ID)
             yield HeldStack(airflow, api, aws_url, identity, kubeconfig, vllm_url)

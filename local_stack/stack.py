@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,19 +30,12 @@ def load_state() -> dict:
     return json.loads(STATE.read_text()) if STATE.exists() else {}
 
 
-# The demo starts vLLM in a thread beside the rest (demo.vllm_beside): both threads change and save
-# the one state. Saves take turns, and each reads the state in one go: json.dumps without indent
-# is the C encoder, which runs no Python code between reading a dict's items for these plain values.
-_SAVING = threading.Lock()
-
-
 def save_state(state: dict) -> None:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    with _SAVING:
-        tmp = STATE.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.chmod(tmp, 0o600)  # it holds the JWT secret of the local Airflow
-        tmp.replace(STATE)
+    tmp = STATE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    os.chmod(tmp, 0o600)  # it holds the JWT secret of the local Airflow
+    tmp.replace(STATE)
 
 
 def alive(pid: int | None) -> bool:

@@ -28,6 +28,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
@@ -140,6 +141,7 @@ class VllmServer:
     process: subprocess.Popen
     log_path: Path
     netns: NetNamespace | None = None
+    started_at: float = field(default_factory=time.monotonic)
     startup_s: float = 0.0
     extra: dict = field(default_factory=dict)
 
@@ -168,6 +170,16 @@ class VllmServer:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+    def wait_healthy(self, deadline_s: float = STARTUP_DEADLINE_S) -> None:
+        """Wait for ``/health`` to answer 200, at most ``deadline_s`` from the start; the server is
+        stopped when it exits first (``VllmExited``) or is not healthy in time (``TimeoutError``)."""
+        try:
+            _wait_healthy(self, self.started_at + deadline_s)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.monotonic() - self.started_at
 
     def stop(self) -> None:
         """SIGTERM the process group, SIGKILL what is left after a grace period."""
@@ -206,10 +218,16 @@ def ensure_tiny_models() -> None:
                    check=True, capture_output=True, text=True, timeout=300)
 
 
-def start_server(model: str = "tiny-llama4", served_names: list[str] | None = None, *, use_netns: bool = True,
-                 deadline_s: float = STARTUP_DEADLINE_S,
+def start_server(*args: Any, deadline_s: float = STARTUP_DEADLINE_S, **kwargs: Any) -> VllmServer:
+    """Start the server (``spawn_server``'s arguments) and wait for it to be healthy, at most ``deadline_s``."""
+    server = spawn_server(*args, **kwargs)
+    server.wait_healthy(deadline_s)
+    return server
+
+
+def spawn_server(model: str = "tiny-llama4", served_names: list[str] | None = None, *, use_netns: bool = True,
                  weights: list[str] | None = None, extra_env: dict[str, str] | None = None) -> VllmServer:
-    """Start the server and wait for ``/health`` to answer 200, at most ``deadline_s``.
+    """Start the server; its URL is known at once, it answers once ``wait_healthy`` returns.
 
     ``weights`` replaces ``--model <tiny model dir> --load-format dummy`` with flags that load
     real weights (e.g. an ``s3://`` model and the streamer's load format); ``extra_env`` adds variables."""
@@ -247,19 +265,11 @@ def start_server(model: str = "tiny-llama4", served_names: list[str] | None = No
     }
     env.pop("VIRTUAL_ENV", None)
     env["VLLM_CPU_KVCACHE_SPACE"] = "1"
-    start = time.monotonic()
     with open(log_path, "wb") as log:
         process = subprocess.Popen((netns.exec_prefix() if netns else []) + args, stdout=log,
                                    stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
-    server = VllmServer(model=model, served_names=served_names, host=host, port=PORT, process=process,
-                        log_path=log_path, netns=netns)
-    try:
-        _wait_healthy(server, start + deadline_s)
-    except BaseException:
-        server.stop()
-        raise
-    server.startup_s = time.monotonic() - start
-    return server
+    return VllmServer(model=model, served_names=served_names, host=host, port=PORT, process=process,
+                      log_path=log_path, netns=netns)
 
 
 def _wait_healthy(server: VllmServer, deadline: float) -> None:

@@ -210,7 +210,7 @@ def test_node_group_without_capacity_fails_at_once_saying_what_to_try(aws_env, g
                 "not have sufficient compatible and available capacity for this request."
     else:
         issue = NO_CAPACITY
-    gaps.fail_creation("llm-inference", NODEGROUP, "AsgInstanceLaunchFailures", issue)
+    gaps.fail_creation(conf["region"], "llm-inference", NODEGROUP, "AsgInstanceLaunchFailures", issue)
     result = run_dag(load("aws_provision" + ("_deferrable" if deferrable else "")), conf)
     assert result.states["provision.ensure_nodegroup"] == "failed"
     assert result.states["provision.ensure_system_nodegroup"] == "success"

@@ -115,7 +115,7 @@ def test_node_group_that_fails_to_start_is_deleted_then_recreated(aws_env, gaps,
     # Deferred; the wait in the worker ends at a health issue the same way (test_capacity.py).
     conf = {**PLANS["trn2"], **CREATE}
     dag_id = "aws_provision_deferrable"
-    gaps.fail_creation("llm-inference", "llm-serving_llama4-scout-neuron-nodes")
+    gaps.fail_creation(conf["region"], "llm-inference", "llm-serving_llama4-scout-neuron-nodes")
     failed = run_dag(load(dag_id), conf)
     assert failed.states["provision.ensure_nodegroup"] == "failed"
     assert "the node group this run created was deleted" in capfd.readouterr().out
