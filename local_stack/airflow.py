@@ -91,8 +91,10 @@ class LocalAirflow:
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            # LocalExecutor pre-forks `parallelism` workers: a small number on 2 cores.
-            "AIRFLOW__CORE__PARALLELISM": "4",
+            # LocalExecutor forks up to `parallelism` workers. Steps wait on AWS and Kubernetes more
+            # than they compute (the demo keeps 2 cores half busy): three deploys' side-by-side
+            # steps (up to 6 each) would otherwise queue for a slot.
+            "AIRFLOW__CORE__PARALLELISM": "8",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": self.base_url,

@@ -115,9 +115,10 @@ def ensure_aws(state: dict, kubeconfig: str, holds: dict[str, float] | None = No
 def ensure_control_plane(state: dict) -> tuple[str, str]:
     if stack.sandbox("status", check=False).returncode != 0:
         started = time.monotonic()
-        stack.sandbox("up")
+        # Recorded first: scripts/demo-stop stops what an `up` that failed midway left running.
         state["control_plane"] = {"started_by_demo": True}
         save_state(state)
+        stack.sandbox("up")
         say(f"  control plane      started  in {time.monotonic() - started:.0f} s (scripts/sandbox-cluster)")
     else:
         state.setdefault("control_plane", {"started_by_demo": False})
@@ -138,7 +139,9 @@ def ensure_vllm(state: dict) -> tuple[str, Callable[[], None]]:
         stop_vllm(vllm)  # started by an earlier demo, under other names
     say("  vLLM (CPU)         starting (1-2 minutes on 2 cores) ...")
     no_netns = netns_unavailable_reason()
-    server = spawn_server("tiny-llama4", SERVED, use_netns=no_netns is None)
+    # On EKS the server has a node of its own; here it shares 2 cores with Airflow and the deploys
+    # it serves, so it starts on what they leave idle (nice 10): it is needed at their smoke tests.
+    server = spawn_server("tiny-llama4", SERVED, use_netns=no_netns is None, nice=10)
     netns = server.netns
     state["vllm"] = {"pid": server.process.pid, "url": server.base_url, "served": SERVED,
                      "netns": netns and {"name": netns.name, "host_veth": netns.host_veth,
@@ -169,9 +172,8 @@ class VllmStart:
 
 @contextmanager
 def vllm_beside(state: dict) -> Iterator[VllmStart]:
-    """The local vLLM server started beside what the context starts: its 1-2 minutes of start-up
-    no longer come after the control plane's, the local AWS's and Airflow's. Leaving the context
-    waits for it too."""
+    """The local vLLM server started beside what the context starts and runs: its 1-2 minutes of
+    start-up no longer come before them. Leaving the context waits for it too."""
     url, healthy = ensure_vllm(state)
     with ThreadPoolExecutor(1, thread_name_prefix="vllm") as pool:
         yield VllmStart(url, pool.submit(healthy))
@@ -203,9 +205,9 @@ def ensure_team(state: dict) -> dict[str, str]:
 
 # -- Airflow ------------------------------------------------------------------------------------
 # The local AWS reports what it creates ACTIVE some 10 s on (local_stack.aws.SETTLE_S, without a
-# benchmark's holds), where AWS takes minutes: its waits poll every 5 s, not every 30 s as against
-# AWS, over the same window ([llm_on_eks] waiter_delay_s).
-LOCAL_AWS_POLL_S = 5
+# benchmark's holds), where AWS takes minutes: its waits poll every 2 s, not every 30 s as against
+# AWS, over the same window ([llm_on_eks] waiter_delay_s); a wait ends a second after its object.
+LOCAL_AWS_POLL_S = 2
 
 
 def stack_settings(helm: str) -> dict[str, str]:

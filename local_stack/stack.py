@@ -144,4 +144,9 @@ def _session_alive(pgid: int) -> bool:
 
 
 def sandbox(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SANDBOX), *args], capture_output=True, text=True, timeout=1800, check=check)
+    """scripts/sandbox-cluster ``args``; with ``check``, a failure raises with the end of what it said."""
+    done = subprocess.run([str(SANDBOX), *args], capture_output=True, text=True, timeout=1800)
+    if check and done.returncode:
+        said = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+        raise RuntimeError(f"scripts/sandbox-cluster {' '.join(args)} failed (exit {done.returncode}):\n{said}")
+    return done

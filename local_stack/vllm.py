@@ -17,6 +17,7 @@ Stopped by its process group (the server and its engine core), never by name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -226,8 +227,10 @@ def start_server(*args: Any, deadline_s: float = STARTUP_DEADLINE_S, **kwargs: A
 
 
 def spawn_server(model: str = "tiny-llama4", served_names: list[str] | None = None, *, use_netns: bool = True,
-                 weights: list[str] | None = None, extra_env: dict[str, str] | None = None) -> VllmServer:
-    """Start the server; its URL is known at once, it answers once ``wait_healthy`` returns.
+                 weights: list[str] | None = None, extra_env: dict[str, str] | None = None,
+                 nice: int = 0) -> VllmServer:
+    """Start the server (at niceness ``nice``); its URL is known at once, it answers once
+    ``wait_healthy`` returns.
 
     ``weights`` replaces ``--model <tiny model dir> --load-format dummy`` with flags that load
     real weights (e.g. an ``s3://`` model and the streamer's load format); ``extra_env`` adds variables."""
@@ -266,8 +269,13 @@ def spawn_server(model: str = "tiny-llama4", served_names: list[str] | None = No
     env.pop("VIRTUAL_ENV", None)
     env["VLLM_CPU_KVCACHE_SPACE"] = "1"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen((netns.exec_prefix() if netns else []) + args, stdout=log,
+        process = subprocess.Popen((netns.exec_prefix() if netns else []) + ["nice", "-n", str(nice)] + args, stdout=log,
                                    stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+    if nice:
+        # With Linux's autogroups (sched_autogroup_enabled), a process's nice counts only against its
+        # own session's processes, and the server has a session of its own: the session's is set too.
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{process.pid}/autogroup").write_text(str(nice))
     return VllmServer(model=model, served_names=served_names, host=host, port=PORT, process=process,
                       log_path=log_path, netns=netns)
 

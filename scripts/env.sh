@@ -9,8 +9,8 @@ export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
-# LocalExecutor pre-forks `parallelism` workers: keep it small on 2 cores.
-export AIRFLOW__CORE__PARALLELISM=4
+# LocalExecutor forks up to `parallelism` workers; the steps mostly wait (local_stack/airflow.py).
+export AIRFLOW__CORE__PARALLELISM=8
 export AIRFLOW__API__HOST=127.0.0.1
 export PYTHONPATH="$ROOT/plugins${PYTHONPATH:+:$PYTHONPATH}"
 
