@@ -100,7 +100,7 @@ def test_smoke_benchmark_and_metrics_through_the_service_proxy(vllm_server, sand
     early = run_dag(_dag("_short_deadline"), proxy_conf)
     assert early.states["smoke_test"] == "failed"
     message = _failure(capfd)
-    assert "check 'models'" in message and "not ready within the 8 s deadline" in message
+    assert "check 'models'" in message and "not ready within the 4 s deadline" in message
     assert "HTTP 503" in message and "no endpoints available" in message
 
     pod_ip = _serve_release_pod(sandbox_cluster, sandbox_namespace)

@@ -13,7 +13,7 @@ from llm_on_eks.params import deploy_form
 
 DAG_ID = "test_serving_steps"
 # A deadline short enough for a test of a server that never becomes ready.
-SHORT_DEADLINE_S = 8.0
+SHORT_DEADLINE_S = 4.0
 
 for suffix, deadline_s in (("", None), ("_short_deadline", SHORT_DEADLINE_S)):
     with DAG(DAG_ID + suffix, schedule=None, start_date=START_DATE, catchup=False,
