@@ -480,7 +480,7 @@ def up(team_stack: bool) -> int:
         vllm_url = vllm.url
         confs = {label: deploy_conf(params, vllm_url) for label, (_, params) in DEPLOYS.items()}
         # The deploys start while vLLM still starts: nothing reaches it before a smoke test, which
-        # waits for a server still warming up (SmokeTestOperator), as for a pod's on EKS.
+        # waits for a server still warming up (SmokeTestOperator), as for a pod on EKS.
         try:
             deploy_at_once(airflow, api, aws_url, identity, confs, on_poll=vllm.failed)
             teardown_beside_deploy(airflow, api, aws_url, identity, confs["llama3"])
