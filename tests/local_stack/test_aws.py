@@ -34,8 +34,8 @@ def local_aws():
         process.wait(timeout=10)
 
 
-def _client(url: str, service: str):
-    return boto3.session.Session().client(service, endpoint_url=url, region_name="us-west-2",
+def _client(url: str, service: str, region: str = "us-west-2"):
+    return boto3.session.Session().client(service, endpoint_url=url, region_name=region,
                                           aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
@@ -59,6 +59,17 @@ def test_eks_first_looks_say_creating_and_addons_are_answered(local_aws):
         eks.create_addon(clusterName="c1", addonName="vpc-cni")
     assert eks.delete_addon(clusterName="c1", addonName="vpc-cni")["addon"]["status"] == "DELETING"
     assert eks.list_addons(clusterName="c1")["addons"] == []
+
+
+def test_a_namesake_in_another_region_leaves_an_active_cluster_active(local_aws):
+    """EKS names are regional: the demo makes llm-demo in us-west-2 and in us-east-2."""
+    west, east = _client(local_aws, "eks"), _client(local_aws, "eks", "us-east-2")
+    config = {"name": "c3", "roleArn": "arn:aws:iam::123456789012:role/eks", "resourcesVpcConfig": {"subnetIds": [SUBNET]}}
+    west.create_cluster(**config)
+    wait_until(lambda: west.describe_cluster(name="c3")["cluster"]["status"] == "ACTIVE", 10 * SETTLE_S, "cluster ACTIVE")
+    assert east.create_cluster(**config)["cluster"]["status"] == "CREATING"
+    assert west.describe_cluster(name="c3")["cluster"]["status"] == "ACTIVE"
+    assert east.describe_cluster(name="c3")["cluster"]["status"] == "CREATING"
 
 
 def test_a_held_node_group_delete_says_deleting_then_it_is_gone(local_aws):
