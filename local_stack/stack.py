@@ -16,7 +16,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,17 +130,21 @@ def _signal_sessions(pids: list[int], sig: int) -> None:
             pass
 
 
-def _session_alive(pgid: int) -> bool:
-    """Whether a process of the group ``spawn`` made ``pgid`` the leader of runs (the leader or
-    not; zombies count as gone, as in ``alive``)."""
+def group_stats(pgid: int) -> Iterator[list[str]]:
+    """The /proc stat fields (from the state on) of each process in process group ``pgid``."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+        if int(fields[2]) == pgid:
+            yield fields
+
+
+def _session_alive(pgid: int) -> bool:
+    """Whether a process of the group ``spawn`` made ``pgid`` the leader of runs (the leader or
+    not; zombies count as gone, as in ``alive``)."""
+    return any(fields[0] != "Z" for fields in group_stats(pgid))
 
 
 def sandbox(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local_stack.stack import group_stats
+
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 CACHE = ROOT / ".cache"
@@ -156,15 +158,8 @@ class VllmServer:
 
     def rss_mib(self) -> float:
         """Resident memory of the server and its engine process (its whole process group)."""
-        total = 0
-        for status in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = status.read_text().rsplit(")", 1)[1].split()
-                if int(fields[2]) == self.process.pid:  # pgrp
-                    total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-            except (OSError, IndexError, ValueError):
-                continue
-        return total / 2**20
+        pages = sum(int(fields[21]) for fields in group_stats(self.process.pid))
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -176,11 +171,26 @@ class VllmServer:
         """Wait for ``/health`` to answer 200, at most ``deadline_s`` from the start; the server is
         stopped when it exits first (``VllmExited``) or is not healthy in time (``TimeoutError``)."""
         try:
-            _wait_healthy(self, self.started_at + deadline_s)
+            self._poll_health(self.started_at + deadline_s)
         except BaseException:
             self.stop()
             raise
         self.startup_s = time.monotonic() - self.started_at
+
+    def _poll_health(self, deadline: float) -> None:
+        while True:
+            if self.process.poll() is not None:
+                raise VllmExited(f"vLLM exited with {self.process.returncode} during startup; log tail:\n"
+                                 f"{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.base_url + "/health", timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"vLLM not healthy within its startup deadline; log tail:\n{self.log_tail()}")
+            time.sleep(1.0)
 
     def stop(self) -> None:
         """SIGTERM the process group, SIGKILL what is left after a grace period."""
@@ -278,19 +288,3 @@ def spawn_server(model: str = "tiny-llama4", served_names: list[str] | None = No
             Path(f"/proc/{process.pid}/autogroup").write_text(str(nice))
     return VllmServer(model=model, served_names=served_names, host=host, port=PORT, process=process,
                       log_path=log_path, netns=netns)
-
-
-def _wait_healthy(server: VllmServer, deadline: float) -> None:
-    while True:
-        if server.process.poll() is not None:
-            raise VllmExited(f"vLLM exited with {server.process.returncode} during startup; log tail:\n"
-                             f"{server.log_tail()}")
-        try:
-            with urllib.request.urlopen(server.base_url + "/health", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"vLLM not healthy within its startup deadline; log tail:\n{server.log_tail()}")
-        time.sleep(1.0)
