@@ -24,8 +24,8 @@ so the waits poll in worker slots. The holds are the plan's own times shrunk (th
 minutes to 120 s), and so are the AWS waits' polls by default (``[llm_on_eks] waiter_delay_s``,
 30 s shrunk alike to 4 s): a wait ends on average half a poll after its hold, which at full size
 is 15 s of a 15-minute step and would be 15 s of a 2-minute one here. ``--full-polls`` keeps 30 s.
-The Kubernetes waits' polls (10 s deferred, 5 s in the worker) and what each step costs to start
-are not shrunk, so the ratio still overstates a full-size run's.
+The Kubernetes waits poll every 2 s, as on every local stack (``[llm_on_eks] kube_poll_s``); what
+each step costs to start is not shrunk, so the ratio still overstates a full-size run's.
 """
 
 from __future__ import annotations

@@ -205,15 +205,17 @@ def ensure_team(state: dict) -> dict[str, str]:
 
 # -- Airflow ------------------------------------------------------------------------------------
 # The local AWS reports what it creates ACTIVE some 10 s on (local_stack.aws.SETTLE_S, without a
-# benchmark's holds), where AWS takes minutes: its waits poll every 2 s, not every 30 s as against
-# AWS, over the same window ([llm_on_eks] waiter_delay_s); a wait ends a second after its object.
-LOCAL_AWS_POLL_S = 2
+# benchmark's holds), where AWS takes minutes, and kwok's Jobs and pods are done in seconds: the
+# waits poll every 2 s, not every 30 s as against AWS ([llm_on_eks] waiter_delay_s, over the same
+# window) nor 5 s as on a cluster ([llm_on_eks] kube_poll_s); a wait ends a second after its object.
+LOCAL_POLL_S = 2
 
 
 def stack_settings(helm: str) -> dict[str, str]:
     """What every Airflow process of a local stack gets beside Airflow's own settings (the demo's,
     the held benchmarks' and the tests' stacks)."""
-    return {"HELM_BIN": helm, "AIRFLOW__LLM_ON_EKS__WAITER_DELAY_S": str(LOCAL_AWS_POLL_S),
+    return {"HELM_BIN": helm, "AIRFLOW__LLM_ON_EKS__WAITER_DELAY_S": str(LOCAL_POLL_S),
+            "AIRFLOW__LLM_ON_EKS__KUBE_POLL_S": str(LOCAL_POLL_S),
             # Where no network namespace can be made, the local vLLM server is on 127.0.0.1.
             "AIRFLOW__LLM_ON_EKS__ALLOW_LOOPBACK_ENDPOINT": "True"}
 

@@ -35,6 +35,8 @@ os.environ.update(
     # dag.test() runs each trigger in its own process, where a resumed task cannot race its
     # deferring try's exit (llm_on_eks.triggers.settled): no settle time.
     AIRFLOW__LLM_ON_EKS__RESUME_AFTER_DEFERRAL_S="0",
+    # kwok's Jobs and pods are done in seconds: the Kubernetes waits look every second.
+    AIRFLOW__LLM_ON_EKS__KUBE_POLL_S="1",
     AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(
         [
             {"name": name, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": str(path)}}

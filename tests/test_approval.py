@@ -30,7 +30,8 @@ def test_the_approval_comes_after_preflight_and_before_anything_is_created(dagba
         dag = dagbag.dags[dag_id]
         approve = dag.get_task("provision.approve_spend")
         assert {t.task_id for t in approve.upstream_list} == {"plan_deployment", "provision.preflight"}
-        assert {t.task_id for t in approve.downstream_list} == {"provision.ensure_network", "provision.ensure_roles"}
+        assert {t.task_id for t in approve.downstream_list} == {"provision.ensure_network", "provision.ensure_roles",
+                                                                "prepare_weights.choose_weight_prep"}
         # Every step that creates or changes something is after it; a rejection skips them all.
         before = {"plan_deployment", "provision.preflight", "provision.approve_spend"}
         unguarded = [t.task_id for t in dag.tasks

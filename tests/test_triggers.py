@@ -22,8 +22,9 @@ def access():
 
 
 @pytest.mark.parametrize("make", [
-    lambda access: JobCompleteTrigger(access=access, job_name="scout-compile-1", deadline=1.0, budget_s=60),
-    lambda access: ReleaseReadyTrigger(access=access, release="scout", multi_node=True, deadline=1.0, budget_s=60),
+    lambda access: JobCompleteTrigger(access=access, job_name="scout-compile-1", deadline=1.0, budget_s=60, poll_s=5),
+    lambda access: ReleaseReadyTrigger(access=access, release="scout", multi_node=True, deadline=1.0, budget_s=60,
+                                       poll_s=5),
 ], ids=["job", "release"])
 def test_round_trip_carries_ids_only(access, make):
     trigger = make(access)
@@ -67,7 +68,7 @@ def test_a_resumption_waits_out_the_settle_time_and_a_later_one_does_not(access)
     payload, at = first_event(late)
     assert payload["result"] <= at < payload["result"] + 0.5
     # The triggerer rebuilds it (and what it wraps) from what it serializes.
-    wrapped = SettledTrigger.around(JobCompleteTrigger(access=access, job_name="j", deadline=1.0, budget_s=60))
+    wrapped = SettledTrigger.around(JobCompleteTrigger(access=access, job_name="j", deadline=1.0, budget_s=60, poll_s=5))
     classpath, kwargs = wrapped.serialize()
     assert classpath == "llm_on_eks.triggers.settled.SettledTrigger"
     rebuilt = SettledTrigger(**json.loads(json.dumps(kwargs)))

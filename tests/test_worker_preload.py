@@ -2,12 +2,14 @@
 the steps import at run time: every import inside a function of the package (the lazy ones, kept
 out of a DAG file's parse) is already loaded after the preload, in a clean interpreter. A lazy
 import the list misses would be paid by every task process again; a preload module that does not
-import is skipped silently by the forkserver and by Celery, so it must import here."""
+import is skipped silently by the forkserver and by Celery, so it must import here. So is this
+package, as the DAG files import it (each task process parses its DAG file)."""
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +18,10 @@ import pytest
 
 from llm_on_eks.worker_preload import TASK_RUNTIME_MODULES, forkserver_settings
 
-PACKAGE = Path(__file__).resolve().parents[1] / "plugins" / "llm_on_eks"
-# The package's own modules are parsed in the task process from the DAG file's imports; the
-# standard library is cheap. Only third-party and Airflow provider imports are the preload's.
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "plugins" / "llm_on_eks"
+# The package's own lazy imports come with its modules (dag_file_imports); the standard library
+# is cheap.
 OWN_OR_STDLIB = ("llm_on_eks", *sys.stdlib_module_names)
 
 
@@ -38,16 +41,28 @@ def lazy_imports() -> dict[str, str]:
     return found
 
 
+def dag_file_imports() -> dict[str, str]:
+    """Each module of the package a DAG file imports, and which file."""
+    found = {}
+    for path in (ROOT / "dags").glob("*.py"):
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "llm_on_eks":
+                found.setdefault(node.module, f"dags/{path.name}")
+    return found
+
+
 # No server, but a clean interpreter importing Airflow and both Kubernetes clients: about 12 s,
 # more than the edit loop's tier has room for.
 @pytest.mark.integration
 def test_every_lazy_import_of_a_step_is_loaded_by_the_preload():
-    wanted = lazy_imports()
-    assert "kubernetes" in wanted and "airflow.providers.amazon.aws.triggers.eks" in wanted  # the costly ones
+    wanted = {**lazy_imports(), **dag_file_imports()}
+    assert "kubernetes" in wanted and "llm_on_eks.factory" in wanted and "airflow.providers.amazon.aws.triggers.eks" in wanted  # the costly ones
     probe = ("import importlib, json, sys\n"
              f"for name in {list(TASK_RUNTIME_MODULES)!r}: importlib.import_module(name)\n"
              "print(json.dumps(sorted(sys.modules)))")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    # The path the local stack's Airflow runs with (local_stack/airflow.py).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)])}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
     missing = {name: where for name, where in wanted.items() if name not in loaded}

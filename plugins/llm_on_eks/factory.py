@@ -32,7 +32,7 @@ from typing import Any
 
 import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG, TaskGroup, TriggerRule, XComArg, task_group
+from airflow.sdk import DAG, TaskGroup, TriggerRule, XComArg, cross_downstream, task_group
 from airflow.sdk.configuration import conf
 
 from llm_on_eks.catalog import catalog_index
@@ -173,18 +173,22 @@ def storage_group(plan: XComArg, *, lease: str | None = None, deferrable: bool |
     return group, fsx.output
 
 
-def prepare_weights_group(plan: XComArg, fsx: XComArg, *, lease: str | None = None,
+def prepare_weights_group(plan: XComArg, fsx: XComArg, *, after: list[Any], lease: str | None = None,
                           deferrable: bool | None = None) -> TaskGroup:
-    """One branch runs: the Neuron compile, FSx or S3 staging, or nothing (weights from the hub)."""
+    """One branch runs: the Neuron compile, FSx or S3 staging, or nothing (weights from the hub),
+    once ``after`` is done. The branch is chosen from the plan alone, beside provisioning: one
+    step fewer between the cluster and the first token."""
     job = {"target": plan["target"], "aws": plan["aws"], "release": plan["release"], "model": plan["model"],
            "storage": plan["storage"], **_waits(deferrable, None, lease)}
     with TaskGroup(group_id="prepare_weights") as group:
-        choose_weight_prep(plan["profile"]) >> [
+        preps = [
             NeuronCompileOperator(task_id="neuron_compile", neuron=plan["neuron"], **job),
             StageWeightsToFsxOperator(task_id="stage_to_fsx", fsx=fsx, **job),
             StageWeightsToS3Operator(task_id="stage_to_s3", **job),
             weights_from_hub(plan["model"]),
         ]
+        choose_weight_prep(plan["profile"]) >> preps
+        cross_downstream(after, preps)
     return group
 
 
@@ -370,7 +374,9 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         devices = DevicePluginOperator(task_id="device_plugin", profile=plan["profile"], kubernetes=plan["kubernetes"],
                                        nodepool=NODEPOOL, **step)
         secret = HfTokenSecretOperator(task_id="hf_token_secret", aws=plan["aws"], hf_token=plan["hf_token"], **step)
-        weights = prepare_weights_group(plan, fsx, lease=lease)
+        steps = provision.children
+        weights = prepare_weights_group(plan, fsx, after=[storage, steps["provision.ensure_addons"], secret],
+                                        lease=lease)
         deploy = HelmDeployOperator(task_id="helm_deploy", release=plan["release"], **step,
                                     trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
         ready = WaitReadyOperator(task_id="wait_ready", release=plan["release"], deploy=deploy.output, **step)
@@ -386,13 +392,13 @@ def build_deploy_dag(dag_id: str, *, doc_md: str, model_ids: list[str] | None = 
         # under the Lease, taken once the cluster answers. The weights need the system nodes and
         # add-ons (the staging Job, the FSx CSI driver) and the token; only a Neuron compile needs
         # the accelerator nodes and their plugin.
-        steps = provision.children
         plan >> provision
         [steps["provision.ensure_nodegroup"], steps["provision.ensure_nodepool"]] >> devices
         take >> secret
         take >> storage
-        [storage, steps["provision.ensure_addons"], secret] >> weights
         devices >> weights.children["prepare_weights.neuron_compile"]
+        # Nothing runs before the spend is approved, not even the branch that creates nothing.
+        steps["provision.approve_spend"] >> weights.children["prepare_weights.choose_weight_prep"]
         [weights, devices, secret] >> deploy >> ready >> smoke >> [bench, cold]
         registered = register(plan, smoke.output, bench.output, cold.output)
         # After a failure once billable things may exist: mark it failed, and with

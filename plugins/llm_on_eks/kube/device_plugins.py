@@ -31,7 +31,6 @@ from llm_on_eks.plan.types import KubernetesSection, ProfileSection
 NAMESPACE = "kube-system"
 FIELD_MANAGER = PROJECT
 APPLY = "application/apply-patch+yaml"
-POLL_S = 5
 KUBELET_PLUGINS_DIR = "/var/lib/kubelet/device-plugins"
 # Pinned like every image we run; the image repository's last path part is how a plugin
 # installed by other means is recognised.
@@ -230,8 +229,10 @@ def _plugin_pods(api, accelerator: str) -> list[str]:
             for pod in pods]
 
 
-def wait_for_devices(api, profile: ProfileSection, kubernetes: KubernetesSection, budget_s: float) -> list[str]:
-    """Wait until as many nodes as the profile needs advertise their devices; their names.
+def wait_for_devices(api, profile: ProfileSection, kubernetes: KubernetesSection, budget_s: float,
+                     poll_s: float) -> list[str]:
+    """Wait until as many nodes as the profile needs advertise their devices (looking every
+    ``poll_s``); their names.
 
     The node group is ACTIVE by now, so this is the plugin's image pull and registration:
     minutes, waited for in the worker. Credentials that may not list nodes get the API
@@ -243,7 +244,7 @@ def wait_for_devices(api, profile: ProfileSection, kubernetes: KubernetesSection
             return sorted(ready)
         if time.monotonic() > deadline:
             break
-        time.sleep(POLL_S)
+        time.sleep(poll_s)
     nodes = "\n".join(lines) or (f"  no node is labelled {_node_selector(profile, kubernetes)}: have the node "
                                  "group's nodes joined?")
     pods = "\n".join(_plugin_pods(api, profile["accelerator"])) or "  no pods of our device plugin (another plugin may be in use)"

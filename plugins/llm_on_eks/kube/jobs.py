@@ -9,7 +9,6 @@ from typing import Any
 
 from llm_on_eks.kube.readiness import last_events, unschedulable
 
-POLL_S = 5
 LOG_TAIL_LINES = 40
 # A failed Job is deleted before its replacement is created; deletion is quick (Background).
 REPLACE_WAIT_S = 60
@@ -114,8 +113,9 @@ def timed_out(api, namespace: str, name: str, budget_s: int) -> str:
     return f"job {namespace}/{name} did not finish within {budget_s} s\n{_diagnose(api, namespace, name)}"
 
 
-def wait_for_job(api, namespace: str, name: str, budget_s: int) -> dict[str, Any]:
-    """Block until the Job succeeds; raise JobFailed on failure or when the budget runs out."""
+def wait_for_job(api, namespace: str, name: str, budget_s: int, poll_s: float) -> dict[str, Any]:
+    """Block until the Job succeeds (looking every ``poll_s``); raise JobFailed on failure or when
+    the budget runs out."""
     deadline = time.monotonic() + budget_s
     while True:
         state, detail = job_status(api, namespace, name)
@@ -125,7 +125,7 @@ def wait_for_job(api, namespace: str, name: str, budget_s: int) -> dict[str, Any
             raise JobFailed(detail)
         if time.monotonic() > deadline:
             raise JobFailed(timed_out(api, namespace, name, budget_s))
-        time.sleep(POLL_S)
+        time.sleep(poll_s)
 
 
 def stop_unfinished(api, namespace: str, name: str) -> bool:

@@ -38,9 +38,17 @@ from llm_on_eks.plan.types import ClusterAccess, Target
 
 # The provider's operators' default ([operators] default_deferrable), for every waiting step.
 DEFAULT_DEFERRABLE = conf.getboolean("operators", "default_deferrable", fallback=False)
+# Seconds between a Kubernetes wait's looks (a Job, a rollout, the device plugin), in the worker
+# or the triggerer; [llm_on_eks] kube_poll_s changes it. The API server answers a GET in
+# milliseconds: the cncf.kubernetes provider's pod trigger polls every 2 s by default.
+KUBE_POLL_S = 5.0
 # A step without a long wait of its own is done well within this.
 LEASE_HOLD_S = 1800
 LEASE_MARGIN_S = 900
+
+
+def kube_poll_s() -> float:
+    return conf.getfloat("llm_on_eks", "kube_poll_s", fallback=KUBE_POLL_S)
 
 
 def lease_holder(context: Context) -> str:

@@ -16,7 +16,7 @@ from llm_on_eks.kube.device_plugins import (
     plugin_objects,
     wait_for_devices,
 )
-from llm_on_eks.operators.base import DeploymentStepOperator
+from llm_on_eks.operators.base import DeploymentStepOperator, kube_poll_s
 from llm_on_eks.plan.types import KubernetesSection, ProfileSection
 
 # The node group is ACTIVE before this step: what is left is pulling the plugin and registering.
@@ -64,7 +64,7 @@ class DevicePluginOperator(DeploymentStepOperator):
             result = ensure_device_plugin(api, self.profile["accelerator"])
             self.log.info("device plugin %s: %s", result["daemonset"] or "unknown", result["action"])
             try:
-                nodes = wait_for_devices(api, self.profile, self.kubernetes, self.wait_s)
+                nodes = wait_for_devices(api, self.profile, self.kubernetes, self.wait_s, kube_poll_s())
             except DevicesMissing as exc:
                 raise AirflowFailException(str(exc)) from None
             except ApiException as exc:

@@ -13,10 +13,9 @@ from llm_on_eks.kube import readiness
 from llm_on_eks.kube.access import api_client, kubeconfig
 from llm_on_eks.kube.helm import STUCK_AFTER_S, Helm, HelmBusy, foreign_release, stuck_recovery, unlocked
 from llm_on_eks.kube.helm_values import HELM_TIMEOUT_S, helm_command, helm_values
-from llm_on_eks.operators.base import LEASE_MARGIN_S, DeploymentStepOperator, WaitingStepOperator
+from llm_on_eks.operators.base import LEASE_MARGIN_S, DeploymentStepOperator, WaitingStepOperator, kube_poll_s
 from llm_on_eks.plan.types import ReleaseSpec
 
-READY_POLL_S = 5
 # A release another helm holds: that helm ends within seconds, or never (killed with its worker).
 HELM_POLL_S = 15
 
@@ -138,7 +137,7 @@ class WaitReadyOperator(WaitingStepOperator):
         return self.defer_or_poll(
             trigger=lambda: ReleaseReadyTrigger(access=self.access, release=self.release["name"],
                                                 multi_node=self.multi_node, deadline=time.time() + budget,
-                                                budget_s=budget),
+                                                budget_s=budget, poll_s=kube_poll_s()),
             timeout_s=budget + 300, poll=lambda: self._poll(context, budget))
 
     def _poll(self, context: Any, budget: int) -> Any:
@@ -151,7 +150,7 @@ class WaitReadyOperator(WaitingStepOperator):
                     return self.resume(context, {})
                 if state.unschedulable or time.monotonic() > deadline:
                     self._fail(state.unschedulable, state.detail)
-                time.sleep(READY_POLL_S)
+                time.sleep(kube_poll_s())
 
     def resume(self, context: Any, event: dict[str, Any]) -> Any:
         return {"ready": True, "revision": (self.deploy or {}).get("revision")}

@@ -20,7 +20,7 @@ from llm_on_eks.kube.manifests import fsx_volume, neuron_compile_job, stage_weig
 from llm_on_eks.kube.namespace import ensure_namespace
 from llm_on_eks.kube.volumes import ensure_static_volume
 from llm_on_eks.operators.aws_wait import S3_HOOK, AwsStepOperator
-from llm_on_eks.operators.base import LEASE_MARGIN_S, WaitingStepOperator
+from llm_on_eks.operators.base import LEASE_MARGIN_S, WaitingStepOperator, kube_poll_s
 from llm_on_eks.plan.types import (
     FsxSection,
     ModelSection,
@@ -121,13 +121,13 @@ class _MarkedJobOperator(AwsStepOperator["S3Hook"], WaitingStepOperator):
             self.log.info("job %s/%s %s; waiting up to %s s", namespace, name, action, budget)
             result = self.defer_or_poll(
                 trigger=lambda: JobCompleteTrigger(access=self.access, job_name=name, deadline=time.time() + budget,
-                                                   budget_s=budget),
+                                                   budget_s=budget, poll_s=kube_poll_s()),
                 timeout_s=budget + 300, poll=lambda: self._wait(api, context, namespace, name, budget))
         return self._finish(result)
 
     def _wait(self, api: Any, context: Any, namespace: str, name: str, budget: int) -> dict[str, Any]:
         try:
-            return wait_for_job(api, namespace, name, budget)
+            return wait_for_job(api, namespace, name, budget, kube_poll_s())
         except JobFailed as exc:
             self.wait_failed(context, str(exc))
             raise  # wait_failed always raises

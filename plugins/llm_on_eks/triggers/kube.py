@@ -29,14 +29,12 @@ from llm_on_eks.kube.access import api_client, kubeconfig
 from llm_on_eks.kube.helm import Helm, unlocked
 from llm_on_eks.plan.types import ClusterAccess
 
-POLL_S = 10
-
 
 class _ClusterPollTrigger(BaseTrigger):
     """Poll ``look`` in a thread until it answers or ``deadline`` (a Unix time) passes; the
     subclass's fields (ids only, never the plan) are serialized beside the common ones."""
 
-    def __init__(self, access: ClusterAccess, deadline: float, budget_s: int, poll_s: float = POLL_S):
+    def __init__(self, access: ClusterAccess, deadline: float, budget_s: int, poll_s: float):
         super().__init__()
         self.access = access
         self.deadline = deadline
