@@ -113,14 +113,14 @@ def main() -> int:
     with held_stack(holds, args.polling, settings={"AIRFLOW__LLM_ON_EKS__WAITER_DELAY_S": str(delay)}) as local:
         conf, api, dag_id = deploy_conf(local), local.api, demo.DAG_ID
         sampler = SlotSampler()
-        dag_run, tis = demo.run_to_end(local.airflow, api, "held", dag_id, conf, on_poll=sampler, poll_s=POLL_S)
+        dag_run, tis = demo.run_to_end(api, "held", dag_id, conf, on_poll=sampler, poll_s=POLL_S)
         if dag_run["state"] != "success":
             print(f"run {dag_run['dag_run_id']}: {dag_run['state']}; nothing to measure")
             return 1
         first = report(api, dag_id, dag_run, {ti["task_id"]: ti for ti in tis}, holds, sampler, args.polling)
         print("\nThe same deploy again (it serves: every step adopts what is there):")
         with changes.counting(local.aws_url, local.kubeconfig, local.identity["access_key_id"]) as made:
-            dag_run, _ = demo.run_to_end(local.airflow, api, "again", dag_id, conf)
+            dag_run, _ = demo.run_to_end(api, "again", dag_id, conf)
         wall = demo.wall_s(dag_run)
         print(f"\nrun {dag_run['dag_run_id']}: {dag_run['state']} in {wall:.0f} s, {wall / first:.0%} of the first "
               "deploy's wall time")

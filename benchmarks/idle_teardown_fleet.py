@@ -208,13 +208,15 @@ def main() -> int:
         print("the demo runs without --team: scripts/demo-stop first", file=sys.stderr)
         return 2
     print(f"The team stack (scripts/demo --team's), {args.deployments} deployments on {args.clusters} clusters:")
-    kubeconfig, helm = demo.ensure_control_plane(state)
+    helm = demo.helm_bin()
+    airflow = demo.launch_airflow(state, helm, demo.ensure_team(state), idle_schedule=NEVER)
+    kubeconfig = demo.ensure_control_plane(state)
     aws_url, identity = demo.ensure_aws(state, kubeconfig)
-    airflow = demo.ensure_airflow(state, aws_url, identity, helm, demo.ensure_team(state), idle_schedule=NEVER)
+    demo.connect_airflow(state, airflow, aws_url, identity)
     api = airflow.api()
     api.wait_for_dags(demo.IDLE_DAG_ID)
 
-    # The plans name the metrics stand-in on 127.0.0.1, as the stack's Airflow allows (demo.ensure_airflow).
+    # The plans name the metrics stand-in on 127.0.0.1, as the stack's Airflow allows (demo.stack_settings).
     os.environ["AIRFLOW__LLM_ON_EKS__ALLOW_LOOPBACK_ENDPOINT"] = "True"
     items = fleet(args.deployments, args.clusters)
     metrics = FleetMetrics({item["conf"]["deployment_name"]: item["kind"] for item in items})

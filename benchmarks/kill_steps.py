@@ -156,7 +156,7 @@ def main() -> int:
         teardown = {k: conf[k] for k in ("deployment_name", "cluster_name", "region", "namespace")}
         ok, tis = True, {}
         for label, dag_id, run_conf in (("kill", demo.DAG_ID, conf), ("down", demo.TEARDOWN_DAG_ID, teardown)):
-            dag_run, run_tis = demo.run_to_end(local.airflow, api, label, dag_id, run_conf, on_poll=killer, poll_s=1)
+            dag_run, run_tis = demo.run_to_end(api, label, dag_id, run_conf, on_poll=killer, poll_s=1)
             run_id = dag_run["dag_run_id"]
             tis |= {ti["task_id"]: (dag_id, run_id, ti) for ti in run_tis}
             lease = (api.xcom(dag_id, run_id, "release_lease") or {}).get("action", "not released")

@@ -64,7 +64,7 @@ def main() -> int:
 
         local = stack.enter_context(held_stack(holds, front=front))
         conf = deploy_conf(local)
-        dag_run, tis = demo.run_to_end(local.airflow, local.api, "faults", demo.DAG_ID, conf)
+        dag_run, tis = demo.run_to_end(local.api, "faults", demo.DAG_ID, conf)
         (proxy,) = proxies
         print(f"\nrun {dag_run['dag_run_id']}: {dag_run['state']} in {demo.wall_s(dag_run):.0f} s "
               f"with {len(proxy.injected)} of {len(FAULTS)} faults met")

@@ -61,13 +61,13 @@ def main() -> int:
     conf = deploy_conf(DEPLOYS[LABEL][1], state["vllm"]["url"])
     if not serving(aws_url, identity):
         print(f"{DEPLOYMENT} was removed (the idle teardown): deploying it again first, not counted")
-        dag_run, _ = run_to_end(airflow, api, "first", MODEL_DAG_ID, conf)
+        dag_run, _ = run_to_end(api, "first", MODEL_DAG_ID, conf)
         print(f"  {dag_run['state']} in {wall_s(dag_run):.0f} s")
     first = first_deploy_s(api)
     print(f"first deploy of {DEPLOYMENT} (Airflow's record): {first:.0f} s" if first else "first deploy: not found")
     for n in range(1, args.runs + 1):
         with changes.counting(aws_url, kubeconfig, identity["access_key_id"]) as made:
-            dag_run, _ = run_to_end(airflow, api, f"again{n}", MODEL_DAG_ID, conf)
+            dag_run, _ = run_to_end(api, f"again{n}", MODEL_DAG_ID, conf)
         seconds = wall_s(dag_run)
         share = f", {seconds / first:.0%} of the first deploy" if first else ""
         print(f"\nre-deploy {n}: {dag_run['state']} in {seconds:.0f} s{share}")

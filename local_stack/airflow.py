@@ -121,6 +121,11 @@ class LocalAirflow:
 
     def start(self, connection_profile: dict[str, Any] | None = None, on_start=print) -> None:
         """Start what is not running (the port is chosen when nothing is); idempotent."""
+        self.launch(on_start)
+        self.ready(connection_profile, on_start)
+
+    def launch(self, on_start=print) -> None:
+        """The DB migrated and every component but the scheduler started, without waiting for them."""
         self.home.mkdir(parents=True, exist_ok=True)
         if not any(alive(pid) for pid in self.pids.values()):
             self.port = free_port(self.port or 8080)
@@ -129,22 +134,29 @@ class LocalAirflow:
             self.password_file.write_text(json.dumps({USER: secrets.token_urlsafe(12)}))
             os.chmod(self.password_file, 0o600)
         self.cli("db", "migrate", timeout=600)
+        self._spawn([name for name in self.components if name != "scheduler"], on_start)
+
+    def ready(self, connection_profile: dict[str, Any] | None = None, on_start=print) -> None:
+        """Until the API server answers (raising if a component exited); then ``connection_profile``
+        saved, through the REST API (`airflow connections import` would import Airflow anew: 6 s of
+        CPU), and the scheduler started: a DAG left unpaused in the metadata DB whose schedule is
+        due runs with these connections, not an earlier stack's."""
+        wait_until(lambda: http_ok(f"{self.base_url}/api/v2/monitor/health"), 300, "Airflow API server",
+                   self.pids["api-server"])
+        dead = [name for name in self.pids if name in self.components and not alive(self.pids[name])]
+        if dead:  # a component that fails at start (a setting, an import) exits within seconds
+            raise RuntimeError(f"Airflow {', '.join(dead)} exited at start; see {LOGS}/{self.log_prefix}-<name>.log")
         if connection_profile:
-            profile = self.home / "connections.json"
-            profile.write_text(json.dumps(connection_profile))
-            os.chmod(profile, 0o600)
-            self.cli("connections", "import", str(profile), "--overwrite")
-        for name, args in self.components.items():
+            self.api().save_connections(connection_profile)
+        self._spawn(["scheduler"], on_start)
+
+    def _spawn(self, names: list[str], on_start) -> None:
+        for name in names:
             if alive(self.pids.get(name)):
                 on_start(f"  airflow {name:<14} reused   (pid {self.pids[name]})")
                 continue
-            self.pids[name] = spawn(f"{self.log_prefix}-{name}", args, self.env())
+            self.pids[name] = spawn(f"{self.log_prefix}-{name}", self.components[name], self.env())
             on_start(f"  airflow {name:<14} started  (pid {self.pids[name]})")
-        wait_until(lambda: http_ok(f"{self.base_url}/api/v2/monitor/health"), 300, "Airflow API server",
-                   self.pids["api-server"])
-        dead = [name for name in self.components if not alive(self.pids[name])]
-        if dead:  # a component that fails at start (a setting, an import) exits within seconds
-            raise RuntimeError(f"Airflow {', '.join(dead)} exited at start; see {LOGS}/{self.log_prefix}-<name>.log")
 
     def stop(self) -> None:
         stop_pids(list(self.pids.values()))
@@ -203,6 +215,18 @@ class Api:
                    f"DAGs {', '.join(dag_ids)} parsed by the dag-processor")
         for dag_id in dag_ids:
             self.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def save_connections(self, connections: dict[str, dict[str, Any]]) -> None:
+        """Create or overwrite ``connections`` (by id), as the UI's Connections page saves them."""
+        entities = [{"connection_id": conn_id, **fields} for conn_id, fields in connections.items()]
+        result = self.patch("/api/v2/connections", {"actions": [
+            {"action": "create", "entities": entities, "action_on_existence": "overwrite"}]})
+        if result["create"]["errors"]:
+            raise RuntimeError(f"connections not saved: {result['create']['errors']}")
+
+    def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> dict[str, Any]:
+        """A manual run, as the UI's Trigger form posts it."""
+        return self.post(f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")

@@ -2,7 +2,7 @@
 
 Starts (or reuses) the local parts, starts Airflow 3 as separate processes on 127.0.0.1, creates
 the connections of the ``local`` profile, then, as a platform team's Monday morning, triggers three
-deploys at once with ``airflow dags trigger`` (real runs, not dry runs): Llama 4 Scout on GPU and
+deploys at once as the UI's Trigger button does (real runs, not dry runs): Llama 4 Scout on GPU and
 Llama 3 8B (``deploy_model``) onto one cluster that does not exist yet, and Scout on Trainium2
 onto another; then the teardown of one of the first two while the other is deployed again. It
 follows the runs step by step, checks in the local AWS's own listings that each cluster has
@@ -112,7 +112,13 @@ def ensure_aws(state: dict, kubeconfig: str, holds: dict[str, float] | None = No
     return url, identity
 
 
-def ensure_control_plane(state: dict) -> tuple[str, str]:
+def helm_bin() -> str:
+    """The helm CLI built with the control plane (scripts/sandbox-cluster builds what is missing)."""
+    return stack.sandbox("bin", "helm").stdout.strip()
+
+
+def ensure_control_plane(state: dict) -> str:
+    """The control plane up (or reused); its kubeconfig."""
     if stack.sandbox("status", check=False).returncode != 0:
         started = time.monotonic()
         # Recorded first: scripts/demo-stop stops what an `up` that failed midway left running.
@@ -123,7 +129,7 @@ def ensure_control_plane(state: dict) -> tuple[str, str]:
     else:
         state.setdefault("control_plane", {"started_by_demo": False})
         say("  control plane      reused   (scripts/sandbox-cluster status: up)")
-    return stack.sandbox("kubeconfig").stdout.strip(), stack.sandbox("bin", "helm").stdout.strip()
+    return stack.sandbox("kubeconfig").stdout.strip()
 
 
 def ensure_vllm(state: dict) -> tuple[str, Callable[[], None]]:
@@ -220,22 +226,30 @@ def stack_settings(helm: str) -> dict[str, str]:
             "AIRFLOW__LLM_ON_EKS__ALLOW_LOOPBACK_ENDPOINT": "True"}
 
 
-def ensure_airflow(state: dict, aws_url: str, identity: dict[str, str], helm: str,
-                   team_settings: dict[str, str] | None, idle_schedule: str = IDLE_SCHEDULE,
+def launch_airflow(state: dict, helm: str, team_settings: dict[str, str] | None, idle_schedule: str = IDLE_SCHEDULE,
                    settings: dict[str, str] | None = None) -> LocalAirflow:
-    """``settings``: more Airflow settings (environment variables) for every component."""
+    """Airflow's processes started (or reused), not waited for: they start while the control plane
+    and the local AWS do, and no run starts before ``connect_airflow``. ``settings``: more Airflow
+    settings (environment variables) for every component."""
     extra_env = {"LLM_ON_EKS_IDLE_TEARDOWN_SCHEDULE": idle_schedule, **stack_settings(helm)}
     extra_env.update(team_settings or {})
     extra_env.update(settings or {})
     airflow = (LocalAirflow.from_state(state["airflow"], extra_env=extra_env) if "airflow" in state
                else LocalAirflow(home=TEAM_HOME if team_settings else AIRFLOW_HOME, extra_env=extra_env,
                                  workers=team.WORKERS if team_settings else 0))
-    airflow.start(connections(aws_url, identity), on_start=say)
+    airflow.launch(on_start=say)
+    state["airflow"] = airflow.to_state()
+    save_state(state)
+    return airflow
+
+
+def connect_airflow(state: dict, airflow: LocalAirflow, aws_url: str, identity: dict[str, str]) -> None:
+    """Until Airflow answers; then the ``local`` profile's connections saved and the scheduler started."""
+    airflow.ready(connections(aws_url, identity), on_start=say)
     state["airflow"] = airflow.to_state()
     save_state(state)
     say("  connections           aws_default -> local AWS (the only way in to the cluster too), "
         "hf_default (a fake token)")
-    return airflow
 
 
 # -- the runs -----------------------------------------------------------------------------------
@@ -258,12 +272,14 @@ def deploy_conf(params: dict[str, Any], vllm_url: str, cluster: str = CLUSTER,
     }
 
 
-def trigger(airflow: LocalAirflow, label: str, dag_id: str, conf: dict[str, Any]) -> Run:
-    """``airflow dags trigger``, as a user runs it."""
+def trigger(api: Api, label: str, dag_id: str, conf: dict[str, Any]) -> Run:
+    """A run with ``conf``, through the REST API as the UI's Trigger button makes it; printed as the
+    same run's ``airflow dags trigger`` (tests/ui/test_cli_trigger.py runs that CLI, which imports
+    Airflow anew: 6-7 s of CPU per call)."""
     run_id = f"demo-{label}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     shown = {k: conf[k] for k in ("model", "accelerator", "deployment_name", "region") if k in conf}
-    say(f"  $ airflow dags trigger {dag_id} --run-id {run_id} --conf '{json.dumps(shown)[:-1]}, ...}}'")
-    airflow.cli("dags", "trigger", dag_id, "--run-id", run_id, "--conf", json.dumps(conf))
+    say(f"  {dag_id}: run {run_id}, conf {json.dumps(shown)[:-1]}, ...}}")
+    api.trigger(dag_id, run_id, conf)
     return label, dag_id, run_id
 
 
@@ -303,11 +319,11 @@ def follow(api: Api, runs: list[Run], on_poll: Callable[[dict[str, list[dict[str
         time.sleep(poll_s)
 
 
-def run_to_end(airflow: LocalAirflow, api: Api, label: str, dag_id: str, conf: dict[str, Any],
+def run_to_end(api: Api, label: str, dag_id: str, conf: dict[str, Any],
                on_poll: Callable[[dict[str, list[dict[str, Any]]]], None] | None = None,
                poll_s: float = 3) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One run triggered as a user does and followed to its end: its record and its task instances."""
-    run = trigger(airflow, label, dag_id, conf)
+    run = trigger(api, label, dag_id, conf)
     tis = follow(api, [run], on_poll=on_poll, poll_s=poll_s)[label]
     return api.run(dag_id, run[2]), tis
 
@@ -345,7 +361,7 @@ def report(api: Api, runs: list[Run], tis: dict[str, list[dict[str, Any]]]) -> b
     return ok
 
 
-def consume(airflow: LocalAirflow, api: Api, vllm_url: str, aws_url: str, identity: dict[str, str],
+def consume(api: Api, vllm_url: str, aws_url: str, identity: dict[str, str],
             kubeconfig: str) -> bool:
     """Two runs of the example consumer DAG, one after the other; the second's changes counted
     from the servers' own logs (an adopted deployment: only the batch's answers are written)."""
@@ -360,7 +376,7 @@ def consume(airflow: LocalAirflow, api: Api, vllm_url: str, aws_url: str, identi
     ok = True
     for n in (1, 2):
         with changes.counting(aws_url, kubeconfig, identity["access_key_id"]) as made:
-            dag_run, tis = run_to_end(airflow, api, f"batch{n}", BATCH_DAG_ID, conf)
+            dag_run, tis = run_to_end(api, f"batch{n}", BATCH_DAG_ID, conf)
         states = {ti["task_id"]: ti["state"] for ti in tis}
         run_id = dag_run["dag_run_id"]
         hold = api.xcom(BATCH_DAG_ID, run_id, "llm_endpoint.hold") or {}
@@ -414,7 +430,7 @@ def check_holdings(aws_url: str, identity: dict[str, str], expected: dict[str, s
     return ok
 
 
-def deploy_at_once(airflow: LocalAirflow, api: Api, aws_url: str, identity: dict[str, str],
+def deploy_at_once(api: Api, aws_url: str, identity: dict[str, str],
                    confs: dict[str, dict[str, Any]], cluster: str = CLUSTER, namespace: str = NAMESPACE,
                    on_poll: Callable[[dict[str, list[dict[str, Any]]]], None] | None = None,
                    poll_s: float = 3) -> list[Run]:
@@ -423,15 +439,17 @@ def deploy_at_once(airflow: LocalAirflow, api: Api, aws_url: str, identity: dict
     ``DemoFailed``."""
     say("\nDeploys at once (real runs on the local stand-ins): Llama 4 Scout on GPU and Llama 3 8B onto "
         f"cluster {cluster} in us-west-2, which does not exist yet (one run creates it and what the deployments "
-        "share, the other adopts them), and Scout on Trainium2 onto its namesake in us-east-2:")
-    runs = [trigger(airflow, label, dag_id, confs[label]) for label, (dag_id, _) in DEPLOYS.items() if label in confs]
+        "share, the other adopts them), and Scout on Trainium2 onto its namesake in us-east-2; triggered as the UI's "
+        "Trigger button does (POST /api/v2/dags/<dag>/dagRuns; `airflow dags trigger <dag> --conf '<json>'` "
+        "makes the same runs):")
+    runs = [trigger(api, label, dag_id, confs[label]) for label, (dag_id, _) in DEPLOYS.items() if label in confs]
     say("\nFollowing the runs (elapsed mm:ss, run, step, state, what it waits for):")
     _checked(report(api, runs, follow(api, runs, on_poll=on_poll, poll_s=poll_s)), aws_url, identity,
              _expected(confs), cluster, namespace)
     return runs
 
 
-def teardown_beside_deploy(airflow: LocalAirflow, api: Api, aws_url: str, identity: dict[str, str],
+def teardown_beside_deploy(api: Api, aws_url: str, identity: dict[str, str],
                            conf: dict[str, Any], cluster: str = CLUSTER, namespace: str = NAMESPACE,
                            on_poll: Callable[[dict[str, list[dict[str, Any]]]], None] | None = None) -> list[Run]:
     """After ``deploy_at_once``: the teardown of scout-gpu while llama3-gpu (``conf``) is deployed
@@ -441,7 +459,7 @@ def teardown_beside_deploy(airflow: LocalAirflow, api: Api, aws_url: str, identi
     gone = DEPLOYS["gpu"][1]
     teardown = {"deployment_name": gone["deployment_name"], "cluster_name": cluster, "region": gone["region"],
                 "namespace": namespace}
-    runs = [trigger(airflow, "down", TEARDOWN_DAG_ID, teardown), trigger(airflow, "again", MODEL_DAG_ID, conf)]
+    runs = [trigger(api, "down", TEARDOWN_DAG_ID, teardown), trigger(api, "again", MODEL_DAG_ID, conf)]
     _checked(report(api, runs, follow(api, runs, on_poll=on_poll)), aws_url, identity,
              _expected(label for label in DEPLOYS if label != "gpu"), cluster, namespace)
     return runs
@@ -473,10 +491,11 @@ def up(team_stack: bool) -> int:
         return 2
     say("Starting (or reusing) the local stack" + (" (team: PostgreSQL, Redis, CeleryExecutor):" if team_stack else ":"))
     with vllm_beside(state) as vllm:
-        kubeconfig, helm = ensure_control_plane(state)
+        airflow = launch_airflow(state, helm_bin(), ensure_team(state) if team_stack else None)
+        kubeconfig = ensure_control_plane(state)
         aws_url, identity = ensure_aws(state, kubeconfig)
         ensure_job_markers(state, kubeconfig, aws_url)
-        airflow = ensure_airflow(state, aws_url, identity, helm, ensure_team(state) if team_stack else None)
+        connect_airflow(state, airflow, aws_url, identity)
         api = airflow.api()
         api.wait_for_dags(DAG_ID, MODEL_DAG_ID, TEARDOWN_DAG_ID, IDLE_DAG_ID, BATCH_DAG_ID)
         vllm_url = vllm.url
@@ -484,15 +503,15 @@ def up(team_stack: bool) -> int:
         # The deploys start while vLLM still starts: nothing reaches it before a smoke test, which
         # waits for a server still warming up (SmokeTestOperator), as for a pod on EKS.
         try:
-            deploy_at_once(airflow, api, aws_url, identity, confs, on_poll=vllm.failed)
-            teardown_beside_deploy(airflow, api, aws_url, identity, confs["llama3"])
+            deploy_at_once(api, aws_url, identity, confs, on_poll=vllm.failed)
+            teardown_beside_deploy(api, aws_url, identity, confs["llama3"])
             ok = True
         except DemoFailed as failed:
             say(f"\n{failed}")
             ok = False
     say(f"\nA DAG of a team's own that needs Scout while it runs ({BATCH_DAG_ID}, through llm_endpoint): the first "
         "run holds scout-gpu and brings it back up through deploy_model, the second, right after, adopts it:")
-    ok &= consume(airflow, api, vllm_url, aws_url, identity, kubeconfig)
+    ok &= consume(api, vllm_url, aws_url, identity, kubeconfig)
     say("\nIn the local AWS's own listings:")
     ok &= check_holdings(aws_url, identity, {"us-west-2": {"llama3-gpu", "scout-gpu"}, "us-east-2": {"scout-trn2"}})
     cli_env = f"export AIRFLOW_HOME={TEAM_HOME}; source {TEAM_HOME}/airflow.env; " if team_stack else ""

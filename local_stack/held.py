@@ -62,14 +62,14 @@ def held_stack(holds: dict[str, float], polling: bool = False, settings: dict[st
                                                                   holds["rollout"]))
         try:
             with demo.vllm_beside(state) as vllm:
-                kubeconfig, helm = demo.ensure_control_plane(state)
+                airflow = demo.launch_airflow(state, demo.helm_bin(), None, settings={
+                    "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(not polling), **(settings or {})})
+                kubeconfig = demo.ensure_control_plane(state)
                 aws_url, identity = demo.ensure_aws(state, kubeconfig,
                                                     {k: holds[k] for k in (*HOLD_KINDS, NODEGROUP_DELETE)},
                                                     front(kubeconfig) if front else None)
                 demo.ensure_job_markers(state, kubeconfig, aws_url)
-                airflow = demo.ensure_airflow(state, aws_url, identity, helm, None,
-                                              settings={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(not polling),
-                                                        **(settings or {})})
+                demo.connect_airflow(state, airflow, aws_url, identity)
                 vllm.healthy.result()  # nothing beside the measured run
                 vllm_url = vllm.url
             api = airflow.api()

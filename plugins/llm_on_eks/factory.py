@@ -173,7 +173,7 @@ def storage_group(plan: XComArg, *, lease: str | None = None, deferrable: bool |
     return group, fsx.output
 
 
-def prepare_weights_group(plan: XComArg, fsx: XComArg, *, after: list[Any], lease: str | None = None,
+def prepare_weights_group(plan: XComArg, fsx: XComArg, *, after: list[Any] | None = None, lease: str | None = None,
                           deferrable: bool | None = None) -> TaskGroup:
     """One branch runs: the Neuron compile, FSx or S3 staging, or nothing (weights from the hub),
     once ``after`` is done. The branch is chosen from the plan alone, beside provisioning: one
@@ -188,7 +188,7 @@ def prepare_weights_group(plan: XComArg, fsx: XComArg, *, after: list[Any], leas
             weights_from_hub(plan["model"]),
         ]
         choose_weight_prep(plan["profile"]) >> preps
-        cross_downstream(after, preps)
+        cross_downstream(after or [], preps)
     return group
 
 

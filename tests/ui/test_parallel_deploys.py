@@ -135,9 +135,9 @@ def test_many_deployments_at_once(request, stack, local_aws, sandbox_cluster, vl
 
     with job_markers.while_running(sandbox_cluster.api_client(), client(url, "s3", "us-east-1"), namespace,
                                    deadline_s=1200):
-        deploys = deploy_at_once(airflow, api, url, identity, confs, cluster, namespace, on_poll=on_poll, poll_s=1)
+        deploys = deploy_at_once(api, url, identity, confs, cluster, namespace, on_poll=on_poll, poll_s=1)
         # What the Lease does is the executor's business nowhere: the second batch on one stack.
-        later = teardown_beside_deploy(airflow, api, url, identity, confs["llama3"], cluster, namespace,
+        later = teardown_beside_deploy(api, url, identity, confs["llama3"], cluster, namespace,
                                        on_poll=approver) if local else []
 
     kube = sandbox_cluster.api_client()

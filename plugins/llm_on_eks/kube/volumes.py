@@ -9,6 +9,7 @@ the same name without our managed-by label is someone else's: refused, never ado
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from llm_on_eks.naming import MANAGED_BY_KEY, PROJECT, is_managed
@@ -54,6 +55,22 @@ def ensure_static_volume(api, pv: dict[str, Any], pvc: dict[str, Any]) -> dict[s
             raise
         pvc_action = "exists"
     return {"pv": f"{name} {pv_action}", "pvc": f"{claim_name} {pvc_action}"}
+
+
+def wait_bound(api, namespace: str, name: str, budget_s: float, poll_s: float = 0.5) -> bool:
+    """Until the claim is Bound (within ``budget_s``); whether it is. A pod created before that
+    fails scheduling ("unbound immediate PersistentVolumeClaims") and is tried again only after the
+    scheduler's backoff, up to 10 s (its podMaxBackoffSeconds); the PV controller binds a pre-bound
+    static PV on the claim's creation, in well under a second."""
+    from kubernetes import client
+
+    core, deadline = client.CoreV1Api(api), time.monotonic() + budget_s
+    while True:
+        if core.read_namespaced_persistent_volume_claim(name, namespace).status.phase == "Bound":
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll_s)
 
 
 def _adopt(core, name: str, wanted: dict[str, Any]) -> str:

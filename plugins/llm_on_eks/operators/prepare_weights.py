@@ -18,7 +18,7 @@ from llm_on_eks.kube.access import api_client
 from llm_on_eks.kube.jobs import JobFailed, ensure_job, stop_unfinished, wait_for_job
 from llm_on_eks.kube.manifests import fsx_volume, neuron_compile_job, stage_weights_job, stage_weights_to_s3_job
 from llm_on_eks.kube.namespace import ensure_namespace
-from llm_on_eks.kube.volumes import ensure_static_volume
+from llm_on_eks.kube.volumes import ensure_static_volume, wait_bound
 from llm_on_eks.operators.aws_wait import S3_HOOK, AwsStepOperator
 from llm_on_eks.operators.base import LEASE_MARGIN_S, WaitingStepOperator, kube_poll_s
 from llm_on_eks.plan.types import (
@@ -38,6 +38,8 @@ if TYPE_CHECKING:  # the hook's type, named as a string below: imported at run t
 # reaches S3 only after the export, which can lag the Job's completion.
 MARKER_WAIT_S = 300
 MARKER_POLL_S = 2
+# The FSx claim binds in under a second (kube.volumes.wait_bound); the Job is created after that.
+BIND_WAIT_S = 30
 WEIGHT_PREP_TASKS = {
     "neuron_compiled": "prepare_weights.neuron_compile",
     "fsx": "prepare_weights.stage_to_fsx",
@@ -201,6 +203,10 @@ class StageWeightsToFsxOperator(_MarkedJobOperator):
     def prepare(self, api: Any) -> None:
         pv, pvc = fsx_volume(self.spec, self.release["namespace"], self.fsx)
         self.log.info("FSx volume: %s", ensure_static_volume(api, pv, pvc))
+        claim = pvc["metadata"]
+        if not wait_bound(api, claim["namespace"], claim["name"], BIND_WAIT_S):
+            self.log.warning("claim %s/%s not bound after %s s: the Job's pod waits for it", claim["namespace"],
+                             claim["name"], BIND_WAIT_S)
 
 
 class StageWeightsToS3Operator(_MarkedJobOperator):
