@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -60,11 +58,7 @@ def through(local, proxy: AwsFaultProxy) -> None:
     extra = json.loads(profile["aws_default"]["extra"])
     extra.pop("config_kwargs")
     profile["aws_default"]["extra"] = json.dumps(extra)
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
-        os.chmod(handle.name, 0o600)
-        json.dump(profile, handle)
-        handle.flush()
-        local.airflow.cli("connections", "import", handle.name, "--overwrite")
+    local.api.save_connections(profile)
 
 
 def main() -> int:

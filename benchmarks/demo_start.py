@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # What scripts/demo prints (local_stack/demo.py), in the order it happens.
 MARKS = (
     ("stack starts", re.compile(r"^Starting \(or reusing\) the local stack")),
-    ("first trigger", re.compile(r"^  \$ airflow dags trigger ")),
+    ("first trigger", re.compile(r"^  deploy_\w+: run demo-")),
     ("first token", re.compile(r"^  \[\d\d:\d\d\] \S+ +smoke_test +success")),
     ("first deploys serve", re.compile(r"^On the shared cluster, a teardown")),
 )
