@@ -273,9 +273,9 @@ def deploy_conf(params: dict[str, Any], vllm_url: str, cluster: str = CLUSTER,
 
 
 def trigger(api: Api, label: str, dag_id: str, conf: dict[str, Any]) -> Run:
-    """A run with ``conf``, through the REST API as the UI's Trigger button makes it; printed as the
-    same run's ``airflow dags trigger`` (tests/ui/test_cli_trigger.py runs that CLI, which imports
-    Airflow anew: 6-7 s of CPU per call)."""
+    """A run with ``conf``, through the REST API as the UI's Trigger button makes it, not with
+    ``airflow dags trigger``, which imports Airflow anew: 6-7 s of CPU per call, while the runs
+    start beside it (tests/ui/test_cli_trigger.py runs that CLI)."""
     run_id = f"demo-{label}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     shown = {k: conf[k] for k in ("model", "accelerator", "deployment_name", "region") if k in conf}
     say(f"  {dag_id}: run {run_id}, conf {json.dumps(shown)[:-1]}, ...}}")
