@@ -141,7 +141,7 @@ class WaitReadyOperator(WaitingStepOperator):
             timeout_s=budget + 300, poll=lambda: self._poll(context, budget))
 
     def _poll(self, context: Any, budget: int) -> Any:
-        deadline = time.monotonic() + budget
+        deadline, poll_s = time.monotonic() + budget, kube_poll_s()
         with api_client(self.access) as api:
             while True:
                 state = readiness.check(api, self.release["namespace"], self.release["name"], self.multi_node,
@@ -150,7 +150,7 @@ class WaitReadyOperator(WaitingStepOperator):
                     return self.resume(context, {})
                 if state.unschedulable or time.monotonic() > deadline:
                     self._fail(state.unschedulable, state.detail)
-                time.sleep(kube_poll_s())
+                time.sleep(poll_s)
 
     def resume(self, context: Any, event: dict[str, Any]) -> Any:
         return {"ready": True, "revision": (self.deploy or {}).get("revision")}

@@ -38,7 +38,8 @@ if TYPE_CHECKING:  # the hook's type, named as a string below: imported at run t
 # reaches S3 only after the export, which can lag the Job's completion.
 MARKER_WAIT_S = 300
 MARKER_POLL_S = 2
-# The FSx claim binds in under a second (kube.volumes.wait_bound); the Job is created after that.
+# The FSx claim binds within the volume binder's 15 s resync (kube.volumes.wait_bound); the Job
+# is created after that.
 BIND_WAIT_S = 30
 WEIGHT_PREP_TASKS = {
     "neuron_compiled": "prepare_weights.neuron_compile",
